@@ -1,0 +1,30 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Compiled XLA programs are reused across test processes and runs.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.venv/jax_cache
+
+.PHONY: install demo test benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m experiments.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q tests
+
+benchmarks: $(STAMP)
+	$(BIN)/python -m benchmarks.input_pipeline
+	$(BIN)/python -m benchmarks.swap
+
+clean:
+	rm -rf $(VENV) *.egg-info

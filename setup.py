@@ -1,0 +1,43 @@
+"""Installs NAR: neural action representations across animals."""
+
+import setuptools
+
+setuptools.setup(
+    name="nar",
+    version="0.1.0",
+    description=(
+        "Contrastive neural action representations that generalise across animals "
+        "(Gunel et al., cross-animal pose swapping) in JAX/Flax."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["nar", "nar.*", "experiments", "experiments.*", "data_prep", "data_prep.*"]),
+    package_data={"nar": ["assets/*.npz", "assets/*.csv"]},
+    install_requires=[
+        "jax>=0.10,<0.13",
+        "flax>=0.12,<0.13",
+        "optax>=0.2.5,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "tensorflow-datasets>=4.9.9,<4.10",
+        "array-record>=0.8,<0.9",
+        "grain>=0.2.12,<0.3",
+        "importlib_resources>=6",
+        "absl-py>=2,<3",
+        "ml-collections>=1,<2",
+        "numpy>=2,<3",
+        "scipy>=1.13,<2",
+        "scikit-learn>=1.6,<2",
+        "matplotlib>=3.9,<4",
+        "tqdm>=4.66,<5",
+        "tifffile>=2024.1",
+        "h5py>=3.10,<4",
+        "tensorboardX>=2.6,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"],
+        # Accelerator builds of jaxlib; the CPU build comes with the base install.
+        "cuda": ["jax[cuda12]>=0.10,<0.13"],
+        "tpu": ["jax[tpu]>=0.10,<0.13"],
+    },
+)
