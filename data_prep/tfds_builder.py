@@ -1,0 +1,230 @@
+"""TFDS builder that stores recordings as fixed-length segments in array_record shards.
+
+Each example is one segment: `segment_seconds` of behaviour frames of one trial and the neural
+frames that belong to it. Neural frames are partitioned between the segments of a trial
+(segment k holds neural frames `[sync[start_k], sync[start_{k+1}])`, the first one also the
+frames before the first behaviour frame, the last one those after the last), so every frame is
+stored exactly once and storage stays about 1x the raw data. Windows are cut at read time by
+`nar.shards` / `nar.input_pipeline`.
+
+Beside the shards, the builder writes `behaviour_index.npz` (every trial's behaviour, keypoint
+mask, sync and labels: small, no images). It is the pose bank of the swap and the index from
+which windows are enumerated, so readers never scan the image shards to plan an epoch. It is
+written into TFDS's temporary directory, which is renamed into place only when the whole build
+succeeded: an interrupted build never reads as complete.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+import tqdm
+
+from nar import recording as recording_lib
+from nar import shards as shards_lib
+
+_VERSION = "1.0.0"
+
+
+def _float_tensor(shape) -> tfds.features.Tensor:
+  # Raw bytes: fast to decode without TensorFlow and exact for float data.
+  return tfds.features.Tensor(shape=shape, dtype=np.float32, encoding="bytes")
+
+
+def segment_bounds(num_frames: int, segment_frames: int) -> list[tuple[int, int]]:
+  """`[start, end)` behaviour-frame bounds of the consecutive segments of a trial."""
+  return [(s, min(s + segment_frames, num_frames)) for s in range(0, num_frames, segment_frames)]
+
+
+def neural_partition(sync: np.ndarray, bounds: Sequence[tuple[int, int]],
+                     num_neural_frames: int) -> list[tuple[int, int]]:
+  """`[start, end)` neural-frame bounds owned by each segment; together they cover all frames."""
+  starts = [0] + [int(sync[start]) for start, _ in bounds[1:]] + [num_neural_frames]
+  return [(starts[i], starts[i + 1]) for i in range(len(bounds))]
+
+
+class NarRecordings(tfds.core.GeneratorBasedBuilder):
+  """Paired behaviour and neural recordings of many animals, as trial segments."""
+
+  VERSION = tfds.core.Version(_VERSION)
+  RELEASE_NOTES = {_VERSION: "Trial segments with pose, sync, labels and neural data."}
+
+  def __init__(self, *, recordings: Sequence[recording_lib.Recording] | None = None,
+               segment_seconds: float = 2.0, **kwargs):
+    """Creates the builder.
+
+    Args:
+      recordings: the validated recordings to store (needed only to build).
+      segment_seconds: length of a stored segment, in seconds of behaviour.
+      **kwargs: forwarded to `tfds.core.GeneratorBasedBuilder` (`data_dir`, `config`,
+        `file_format`).
+    """
+    self._recordings = list(recordings or [])
+    if self._recordings:
+      recording_lib.check_recording_set(self._recordings)
+    if segment_seconds <= 0:
+      raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+    self._segment_seconds = segment_seconds
+    kwargs.setdefault("file_format", "array_record")
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    if not self._recordings:
+      raise ValueError("NarRecordings needs recordings to build; read built data with nar.shards")
+    first = self._recordings[0]
+    frame_shape = tuple(first.behaviour.shape[1:])
+    features = {
+        "animal_id": tfds.features.Text(),
+        "trial_id": tfds.features.Text(),
+        "segment_index": np.int32,
+        "start_frame": np.int64,
+        "neural_start": np.int64,
+        "behaviour": _float_tensor((None,) + frame_shape),
+        "keypoint_mask": tfds.features.Tensor(shape=(None,) + frame_shape[:1], dtype=np.bool_),
+        "sync": tfds.features.Tensor(shape=(None,), dtype=np.int64),
+        "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+        "rest": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
+        # Bytes keep float64 exact (example protos store floats as float32).
+        "behaviour_timestamps": tfds.features.Tensor(
+            shape=(None,), dtype=np.float64, encoding="bytes"),
+        "neural_timestamps": tfds.features.Tensor(
+            shape=(None,), dtype=np.float64, encoding="bytes"),
+    }
+    if first.neural_images is not None:
+      features["neural_images"] = _float_tensor((None,) + first.neural_images.shape[1:])
+    if first.roi_traces is not None:
+      # ROI counts may differ between animals.
+      features["roi_traces"] = _float_tensor((None, None))
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__,
+        features=tfds.features.FeaturesDict(features),
+        metadata=tfds.core.MetadataDict(),
+        # Records keep generation order, so the segment table below indexes them directly.
+        disable_shuffling=True,
+    )
+
+  def _segment_frames(self, rec: recording_lib.Recording) -> int:
+    return max(1, int(round(self._segment_seconds * rec.fps_behaviour)))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    recordings = sorted(self._recordings, key=lambda r: (r.animal_id, r.trial_id))
+    segments, trials = [], []
+    for rec in recordings:
+      bounds = segment_bounds(rec.num_behaviour_frames, self._segment_frames(rec))
+      neural = neural_partition(rec.sync, bounds, rec.num_neural_frames)
+      trials.append({
+          "animal_id": rec.animal_id,
+          "trial_id": rec.trial_id,
+          "num_behaviour_frames": rec.num_behaviour_frames,
+          "num_neural_frames": rec.num_neural_frames,
+          "fps_behaviour": float(rec.fps_behaviour),
+          "fps_neural": float(rec.fps_neural),
+          "first_segment": len(segments),
+          "num_segments": len(bounds),
+          "num_rois": None if rec.roi_traces is None else int(rec.roi_traces.shape[1]),
+      })
+      for k, ((start, end), (n_start, n_end)) in enumerate(zip(bounds, neural)):
+        segments.append([len(trials) - 1, k, start, end, n_start, n_end])
+    first = recordings[0]
+    self.info.metadata.update({
+        "format_version": shards_lib.FORMAT_VERSION,
+        "class_names": list(first.class_names),
+        "behaviour_format": first.behaviour_format,
+        "animals": sorted({r.animal_id for r in recordings}),
+        "neural_image_shape": (None if first.neural_images is None
+                               else list(first.neural_images.shape[1:])),
+        "has_roi_traces": first.roi_traces is not None,
+        "segment_seconds": self._segment_seconds,
+        "trials": trials,
+        # Columns: trial, segment index, frame start, frame end, neural start, neural end.
+        "segments": segments,
+    })
+    shards_lib.write_behaviour_index(
+        os.path.join(self.data_dir, shards_lib.BEHAVIOUR_INDEX_FILE), recordings)
+    return {shards_lib.SEGMENTS_SPLIT: self._generate_examples(recordings, segments)}
+
+  def _generate_examples(self, recordings, segments) -> Iterator[tuple[str, dict]]:
+    for trial_index, k, start, end, n_start, n_end in tqdm.tqdm(
+        segments, desc="Writing segments", unit="segment"):
+      rec = recordings[trial_index]
+      example = {
+          "animal_id": rec.animal_id,
+          "trial_id": rec.trial_id,
+          "segment_index": np.int32(k),
+          "start_frame": np.int64(start),
+          "neural_start": np.int64(n_start),
+          "behaviour": np.asarray(rec.behaviour[start:end], np.float32),
+          "keypoint_mask": np.asarray(rec.keypoint_mask[start:end]),
+          "sync": np.asarray(rec.sync[start:end], np.int64),
+          "labels": np.asarray(rec.labels[start:end], np.int32),
+          "rest": (np.zeros(end - start, bool) if rec.rest is None
+                   else np.asarray(rec.rest[start:end])),
+          "behaviour_timestamps": rec.behaviour_times()[start:end],
+          "neural_timestamps": rec.neural_times()[n_start:n_end],
+      }
+      if rec.neural_images is not None:
+        example["neural_images"] = np.asarray(rec.neural_images[n_start:n_end], np.float32)
+      if rec.roi_traces is not None:
+        example["roi_traces"] = np.asarray(rec.roi_traces[n_start:n_end], np.float32)
+      yield f"{trial_index:06d}_{k:06d}", example
+
+
+def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, *,
+                  config_name: str = "default", segment_seconds: float = 2.0,
+                  overwrite: bool = False) -> str:
+  """Writes recordings as TFDS array_record shards.
+
+  Args:
+    recordings: validated recordings forming one dataset.
+    data_dir: TFDS data directory (local or remote path).
+    config_name: the dataset's name inside `data_dir`.
+    segment_seconds: length of a stored segment.
+    overwrite: replace a complete dataset of the same name.
+
+  Returns:
+    The directory of the built dataset (pass it to `nar.shards.open_dataset`).
+  """
+  config = tfds.core.BuilderConfig(name=config_name, description=f"NAR dataset {config_name}")
+  builder = NarRecordings(recordings=recordings, segment_seconds=segment_seconds,
+                          data_dir=data_dir, config=config)
+  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+  if overwrite and os.path.isdir(builder.data_dir):
+    import shutil  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(builder.data_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
+  return builder.data_dir
+
+
+def describe(dataset_dir: str) -> str:
+  """A short human-readable summary of a built dataset."""
+  dataset = shards_lib.open_dataset(dataset_dir)
+  meta = dataset.metadata
+  num_frames = sum(t["num_behaviour_frames"] for t in meta["trials"])
+  num_neural = sum(t["num_neural_frames"] for t in meta["trials"])
+  size = sum(f.stat().st_size for f in dataset.path.iterdir() if f.is_file())
+  per_animal = {}
+  for t in meta["trials"]:
+    per_animal[t["animal_id"]] = per_animal.get(t["animal_id"], 0) + 1
+  labels = dataset.behaviour_index.labels
+  counts = np.bincount(labels[labels >= 0], minlength=len(meta["class_names"]))
+  lines = [
+      f"dataset: {dataset.path}",
+      f"animals: {len(meta['animals'])}  trials: {len(meta['trials'])}  "
+      f"segments: {len(meta['segments'])}  size: {size / 2**20:.1f} MiB",
+      f"behaviour frames: {num_frames} ({num_frames / meta['trials'][0]['fps_behaviour'] / 60:.1f}"
+      f" min)  neural frames: {num_neural}  image: {meta['neural_image_shape']}  "
+      f"ROI traces: {meta['has_roi_traces']}",
+      "trials per animal: " + ", ".join(f"{a}: {n}" for a, n in sorted(per_animal.items())),
+      "labelled frames per class: " + ", ".join(
+          f"{name} {100 * c / max(1, len(labels)):.1f}%"
+          for name, c in zip(meta["class_names"], counts)) +
+      f", unlabelled {100 * np.mean(labels < 0):.1f}%",
+  ]
+  return "\n".join(lines)
+

@@ -1,0 +1,213 @@
+"""Reads datasets built as TFDS array_record shards (no TensorFlow needed).
+
+A built dataset is a TFDS version directory holding one split of trial segments
+(`data_prep.tfds_builder` writes it) and `behaviour_index.npz`: every trial's behaviour,
+keypoint mask, sync and labels. The behaviour index is small and held in memory; neural
+frames are read from the shards on demand, one or two segments per window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+from nar import recording as recording_lib
+
+FORMAT_VERSION = 1
+SEGMENTS_SPLIT = "segments"
+BEHAVIOUR_INDEX_FILE = "behaviour_index.npz"
+BUILDER_NAME = "nar_recordings"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """No complete dataset at the given location."""
+
+
+def write_behaviour_index(path: str, recordings: Sequence[recording_lib.Recording]) -> None:
+  """Writes the behaviour of all trials, concatenated, to an `.npz` file (atomically)."""
+  lengths = [r.num_behaviour_frames for r in recordings]
+  arrays = {
+      "animal_ids": np.array([r.animal_id for r in recordings]),
+      "trial_ids": np.array([r.trial_id for r in recordings]),
+      "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+      "num_neural_frames": np.array([r.num_neural_frames for r in recordings], np.int64),
+      "behaviour": np.concatenate([r.behaviour for r in recordings]).astype(np.float32),
+      "keypoint_mask": np.concatenate([r.keypoint_mask for r in recordings]),
+      "sync": np.concatenate([r.sync for r in recordings]).astype(np.int64),
+      "labels": np.concatenate([r.labels for r in recordings]).astype(np.int32),
+  }
+  directory = os.path.dirname(path) or "."
+  with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as f:
+    np.savez(f, **arrays)
+  os.replace(f.name, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourIndex:
+  """Behaviour of every trial of a dataset, concatenated along frames.
+
+  Attributes:
+    animal_ids: `[num_trials]` animal of each trial.
+    trial_ids: `[num_trials]` trial name of each trial.
+    offsets: `[num_trials + 1]` start of each trial in the concatenated arrays.
+    num_neural_frames: `[num_trials]` T_n of each trial.
+    behaviour: `[F, ...]` raw behaviour frames (pose `[F, 38, 3]`, NaN where missing).
+    keypoint_mask: `[F, K]` True where observed.
+    sync: `[F]` neural frame index within the trial.
+    labels: `[F]` labels.
+  """
+
+  animal_ids: np.ndarray
+  trial_ids: np.ndarray
+  offsets: np.ndarray
+  num_neural_frames: np.ndarray
+  behaviour: np.ndarray
+  keypoint_mask: np.ndarray
+  sync: np.ndarray
+  labels: np.ndarray
+
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> "BehaviourIndex":
+    with np.load(path) as data:
+      return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+  @property
+  def num_trials(self) -> int:
+    return len(self.animal_ids)
+
+  def trial_slice(self, trial: int) -> slice:
+    return slice(int(self.offsets[trial]), int(self.offsets[trial + 1]))
+
+  def trial_array(self, name: str, trial: int) -> np.ndarray:
+    """One trial's part of a concatenated array (`behaviour`, `sync`, ...)."""
+    return getattr(self, name)[self.trial_slice(trial)]
+
+
+@dataclasses.dataclass
+class ShardedDataset:
+  """A built dataset: metadata, behaviour index and lazily opened shards.
+
+  Attributes:
+    path: the TFDS version directory.
+    metadata: the builder's metadata (class names, animals, trials, segment table, ...).
+    behaviour_index: every trial's behaviour, sync and labels.
+  """
+
+  path: pathlib.Path
+  metadata: dict
+  behaviour_index: BehaviourIndex
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return tuple(self.metadata["class_names"])
+
+  @property
+  def animals(self) -> tuple[str, ...]:
+    return tuple(self.metadata["animals"])
+
+  @property
+  def trials(self) -> list[dict]:
+    return self.metadata["trials"]
+
+  @property
+  def neural_keys(self) -> tuple[str, ...]:
+    keys = []
+    if self.metadata["neural_image_shape"] is not None:
+      keys.append("neural_images")
+    if self.metadata["has_roi_traces"]:
+      keys.append("roi_traces")
+    return tuple(keys)
+
+  @functools.cached_property
+  def segment_table(self) -> np.ndarray:
+    """`[num_segments, 6]` int64: trial, segment, frame start/end, neural start/end."""
+    return np.asarray(self.metadata["segments"], np.int64).reshape(-1, 6)
+
+  @functools.cached_property
+  def data_source(self):
+    """Random-access source of segments (`tfds` array_record data source)."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    builder = tfds.builder_from_directory(str(self.path))
+    return builder.as_data_source(split=SEGMENTS_SPLIT)
+
+  def __getstate__(self):
+    # The array_record readers are reopened in each worker process.
+    state = dict(self.__dict__)
+    state.pop("data_source", None)
+    return state
+
+  def read_segment(self, segment: int) -> dict:
+    return self.data_source[segment]
+
+  def read_neural(self, trial: int, start: int, end: int) -> dict[str, np.ndarray]:
+    """Reads neural frames `[start, end)` of one trial from the shards.
+
+    Returns:
+      name -> `[end - start, ...]` float32 for each neural key of the dataset.
+    """
+    info = self.trials[trial]
+    if not 0 <= start < end <= info["num_neural_frames"]:
+      raise IndexError(f"neural frames [{start}, {end}) outside trial {trial} "
+                       f"with {info['num_neural_frames']} frames")
+    rows = self.segment_table[info["first_segment"]:info["first_segment"] + info["num_segments"]]
+    overlapping = np.nonzero((rows[:, 4] < end) & (rows[:, 5] > start))[0]
+    parts = {key: [] for key in self.neural_keys}
+    for row_index in overlapping:
+      n_start, n_end = rows[row_index, 4], rows[row_index, 5]
+      segment = self.read_segment(info["first_segment"] + int(row_index))
+      lo, hi = max(start, n_start) - n_start, min(end, n_end) - n_start
+      for key in self.neural_keys:
+        parts[key].append(segment[key][lo:hi])
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+  def read_trial(self, trial: int) -> dict[str, np.ndarray]:
+    """Reassembles one whole trial from its segments (all features)."""
+    info = self.trials[trial]
+    segments = [self.read_segment(info["first_segment"] + k) for k in range(info["num_segments"])]
+    return {key: np.concatenate([s[key] for s in segments])
+            for key in segments[0] if np.ndim(segments[0][key]) > 0}
+
+
+def resolve_dataset_dir(data_dir: str | os.PathLike, name: str = "default") -> pathlib.Path:
+  """Finds the version directory of a dataset.
+
+  Args:
+    data_dir: either a dataset version directory itself, or the TFDS data dir that holds
+      `nar_recordings/<name>/<version>/`.
+    name: the dataset's name (builder config) inside `data_dir`.
+  """
+  path = pathlib.Path(data_dir)
+  if (path / "dataset_info.json").exists():
+    return path
+  parent = path / BUILDER_NAME / name
+  versions = sorted(p for p in parent.glob("*") if (p / "dataset_info.json").exists()) \
+      if parent.is_dir() else []
+  if not versions:
+    raise DatasetNotFoundError(
+        f"no complete NAR dataset {name!r} under {path} (looked for "
+        f"{parent}/<version>/dataset_info.json); build one with python -m data_prep.build")
+  return versions[-1]
+
+
+def open_dataset(data_dir: str | os.PathLike, name: str = "default") -> ShardedDataset:
+  """Opens a built dataset (reads metadata and the behaviour index, not the shards)."""
+  import json  # pylint: disable=g-import-not-at-top
+  path = resolve_dataset_dir(data_dir, name)
+  index_path = path / BEHAVIOUR_INDEX_FILE
+  metadata_path = path / "metadata.json"
+  if not index_path.exists() or not metadata_path.exists():
+    raise DatasetNotFoundError(f"{path} is not a complete NAR dataset: "
+                               f"{index_path.name} or {metadata_path.name} is missing")
+  metadata = json.loads(metadata_path.read_text())
+  if metadata.get("format_version") != FORMAT_VERSION:
+    raise DatasetNotFoundError(
+        f"{path} has format version {metadata.get('format_version')}, this library reads "
+        f"{FORMAT_VERSION}; rebuild it with python -m data_prep.build")
+  return ShardedDataset(path=path, metadata=metadata,
+                        behaviour_index=BehaviourIndex.load(index_path))

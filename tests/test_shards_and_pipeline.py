@@ -1,0 +1,249 @@
+"""TFDS shards and the window pipeline: round trip, splits, resumption, host sharding."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from data_prep import tfds_builder
+from nar import input_pipeline
+from nar import keypoints
+from nar import recording as recording_lib
+from nar import shards
+from nar import windows
+
+SPEC = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
+
+
+def _recording(animal: int, trial: int, num_frames: int, rng) -> recording_lib.Recording:
+  """A small recording with jittered neural frame times and some missing keypoints."""
+  fps_neural = 16.0 * (1 + 0.03 * rng.standard_normal())
+  num_neural = int(num_frames / 100.0 * fps_neural) + 1
+  neural_times = np.cumsum(np.full(num_neural, 1 / fps_neural) *
+                           (1 + 0.05 * rng.uniform(-1, 1, num_neural))) - 1 / fps_neural
+  behaviour_times = np.arange(num_frames) / 100.0
+  sync = np.clip(np.searchsorted(neural_times, behaviour_times, side="right") - 1, 0,
+                 num_neural - 1).astype(np.int64)
+  pose = rng.normal(size=(num_frames, 38, 3)).astype(np.float32) + animal
+  pose[rng.integers(0, num_frames, 5), rng.integers(0, 38, 5)] = np.nan
+  labels = rng.integers(-1, 7, num_frames).astype(np.int32)
+  return recording_lib.Recording(
+      animal_id=f"200101_Test_Fly{animal}", trial_id=f"00{trial}", behaviour=pose, sync=sync,
+      labels=labels, fps_neural=fps_neural,
+      neural_images=rng.normal(size=(num_neural, 6, 5)).astype(np.float32),
+      roi_traces=rng.normal(size=(num_neural, 3)).astype(np.float32),
+      neural_timestamps=neural_times)
+
+
+@pytest.fixture(scope="module")
+def recordings():
+  rng = np.random.default_rng(0)
+  return [_recording(a, t, int(rng.integers(450, 700)), rng) for a in range(4) for t in range(2)]
+
+
+@pytest.fixture(scope="module")
+def dataset(recordings, tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp("tfds")
+  # Short segments so that windows straddle segment boundaries.
+  path = tfds_builder.build_dataset(recordings, str(data_dir), segment_seconds=0.9)
+  return shards.open_dataset(path)
+
+
+def test_trials_reassembled_from_segments_equal_the_recordings(recordings, dataset):
+  by_name = {(r.animal_id, r.trial_id): r for r in recordings}
+  for trial, info in enumerate(dataset.trials):
+    rec = by_name[(info["animal_id"], info["trial_id"])]
+    stored = dataset.read_trial(trial)
+    np.testing.assert_array_equal(stored["behaviour"], rec.behaviour)
+    np.testing.assert_array_equal(stored["neural_images"], rec.neural_images)
+    np.testing.assert_array_equal(stored["roi_traces"], rec.roi_traces)
+    np.testing.assert_array_equal(stored["sync"], rec.sync)
+    np.testing.assert_array_equal(stored["labels"], rec.labels)
+    np.testing.assert_array_equal(stored["neural_timestamps"], rec.neural_times())
+    np.testing.assert_array_equal(stored["keypoint_mask"], rec.keypoint_mask)
+
+
+def test_storage_is_about_the_size_of_the_raw_data(recordings, dataset):
+  raw = sum(r.behaviour.nbytes + r.neural_images.nbytes + r.roi_traces.nbytes for r in recordings)
+  shard_bytes = sum(f.stat().st_size for f in dataset.path.glob("*.array_record*"))
+  assert shard_bytes < 1.5 * raw
+
+
+def test_metadata_holds_classes_animals_and_rates(recordings, dataset):
+  assert dataset.class_names == recording_lib.MC2P_CLASS_NAMES
+  assert dataset.animals == tuple(sorted({r.animal_id for r in recordings}))
+  rates = {(t["animal_id"], t["trial_id"]): t["fps_neural"] for t in dataset.trials}
+  for rec in recordings:
+    assert rates[(rec.animal_id, rec.trial_id)] == pytest.approx(rec.fps_neural)
+
+
+def test_windows_from_shards_equal_windows_cut_in_memory(recordings, dataset):
+  training, _ = input_pipeline.split_animals(dataset.animals, 1, seed=0)
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
+  index = input_pipeline.select_windows(dataset, SPEC, hop=7)
+  source = input_pipeline.WindowSource(dataset, index, SPEC, normalizer)
+  trials = dataset.trials
+  by_name = {(r.animal_id, r.trial_id): r for r in recordings}
+  for item in range(0, len(source), 3):
+    window = source[item]
+    info = trials[int(index.trial[item])]
+    rec = by_name[(info["animal_id"], info["trial_id"])]
+    expected = windows.cut_recording_windows(rec, np.array([index.centre[item]]), SPEC)
+    np.testing.assert_array_equal(window["neural_images"], expected["neural_images"][0])
+    np.testing.assert_array_equal(window["roi_traces"], expected["roi_traces"][0])
+    np.testing.assert_array_equal(window["pose"], normalizer(expected["pose"][0]))
+    assert window["label"] == expected["label"][0]
+    assert dataset.animals[window["animal"]] == rec.animal_id
+
+
+def test_pose_normaliser_uses_training_animals_only(dataset):
+  training = dataset.animals[:2]
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
+  index = dataset.behaviour_index
+  rows = np.isin(np.repeat(index.animal_ids, np.diff(index.offsets)), training)
+  features = keypoints.leg_relative_pose(index.behaviour[rows])
+  np.testing.assert_allclose(normalizer.mean, np.nanmean(features, axis=0), atol=1e-5)
+  everyone = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  assert not np.allclose(normalizer.mean, everyone.mean)
+
+
+def test_held_out_animals_time_blocks_and_trials_are_chosen_at_load_time(dataset):
+  training, held_out = input_pipeline.split_animals(dataset.animals, 2, seed=3)
+  assert set(training).isdisjoint(held_out) and len(held_out) == 2
+  train_index = input_pipeline.select_windows(dataset, SPEC, animals=training)
+  animals_seen = {dataset.trials[t]["animal_id"] for t in np.unique(train_index.trial)}
+  assert animals_seen == set(training)
+
+  blocks = [input_pipeline.select_windows(dataset, SPEC, time_block=input_pipeline.TimeBlock(b, 3))
+            for b in range(3)]
+  for a in range(3):
+    for b in range(a + 1, 3):
+      for trial in range(len(dataset.trials)):
+        frames = lambda idx: {int(c) + o for c in idx.centre[idx.trial == trial]
+                              for o in SPEC.pose_offsets()}
+        assert frames(blocks[a]).isdisjoint(frames(blocks[b]))
+
+  first_trials = input_pipeline.select_windows(dataset, SPEC, trials=["000"])
+  assert {dataset.trials[t]["trial_id"] for t in np.unique(first_trials.trial)} == {"000"}
+
+
+def test_label_filters_drop_resting_and_unlabelled(dataset):
+  index = input_pipeline.select_windows(
+      dataset, SPEC, drop_unlabelled=True, drop_classes=("resting",))
+  labels = np.array([dataset.behaviour_index.trial_array("labels", t)[c]
+                     for t, c in zip(index.trial, index.centre)])
+  assert labels.min() >= 1
+  with pytest.raises(ValueError, match="unknown class 'flying'"):
+    input_pipeline.select_windows(dataset, SPEC, drop_classes=("flying",))
+
+
+def test_an_empty_selection_fails_clearly(dataset):
+  with pytest.raises(ValueError, match="holds no window"):
+    input_pipeline.select_windows(dataset, SPEC, trials=["999"])
+  with pytest.raises(ValueError, match="unknown animals"):
+    input_pipeline.select_windows(dataset, SPEC, animals=["nobody"])
+
+
+def _batches(iterator, count):
+  return [next(iterator) for _ in range(count)]
+
+
+def test_training_order_is_seeded_and_the_iterator_resumes_at_the_exact_batch(dataset):
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  source = input_pipeline.WindowSource(
+      dataset, input_pipeline.select_windows(dataset, SPEC), SPEC, normalizer)
+  make = lambda seed: input_pipeline.make_loader(source, batch_size=5, train=True, seed=seed,
+                                                 shard=(0, 1))
+  reference = _batches(iter(make(0)), 6)
+  again = _batches(iter(make(0)), 6)
+  other = _batches(iter(make(1)), 6)
+  assert all(np.array_equal(a["centre_frame"], b["centre_frame"]) for a, b in zip(reference, again))
+  assert not all(np.array_equal(a["centre_frame"], b["centre_frame"])
+                 for a, b in zip(reference, other))
+
+  iterator = iter(make(0))
+  _batches(iterator, 3)
+  state = iterator.get_state()
+  resumed = iter(make(0))
+  resumed.set_state(state)
+  for expected, got in zip(reference[3:], _batches(resumed, 3)):
+    for key in expected:
+      np.testing.assert_array_equal(expected[key], got[key])
+
+
+def test_hosts_read_disjoint_parts_and_evaluation_tiles_deterministically(dataset):
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  index = input_pipeline.select_windows(dataset, SPEC, hop=5)
+  source = input_pipeline.WindowSource(dataset, index, SPEC, normalizer)
+  seen = []
+  for host in range(2):
+    loader = input_pipeline.make_loader(source, batch_size=4, train=False, shard=(host, 2))
+    seen.append({(int(t), int(c)) for batch in loader
+                 for t, c in zip(batch["trial"], batch["centre_frame"])})
+  assert seen[0].isdisjoint(seen[1])
+  assert len(seen[0] | seen[1]) >= len(index) - 1  # drop_remainder may drop one window
+  full = input_pipeline.make_loader(source, batch_size=4, train=False, shard=(0, 1))
+  centres = np.concatenate([b["centre_frame"] for b in full])
+  np.testing.assert_array_equal(centres, index.centre)
+
+
+def test_pose_bank_marks_frames_with_missing_leg_keypoints_invalid(dataset):
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  bank = input_pipeline.make_pose_bank(dataset, normalizer, dataset.animals[:2])
+  index = dataset.behaviour_index
+  for animal, frames, valid in zip(bank.animals, bank.frames, bank.valid):
+    rows = np.repeat(index.animal_ids, np.diff(index.offsets)) == animal
+    assert frames.shape == (rows.sum(), keypoints.LEG_FEATURE_DIM)
+    leg_nan = np.isnan(keypoints.leg_relative_pose(index.behaviour[rows])).any(axis=-1)
+    np.testing.assert_array_equal(~valid, leg_nan)
+    assert np.isfinite(frames).all()
+
+
+def test_bank_frame_index_points_at_the_window_pose(dataset):
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  bank = input_pipeline.make_pose_bank(dataset, normalizer, dataset.animals)
+  source = input_pipeline.WindowSource(
+      dataset, input_pipeline.select_windows(dataset, SPEC, hop=11), SPEC, normalizer)
+  for item in range(len(source)):
+    window = source[item]
+    np.testing.assert_array_equal(bank.frames[window["animal"]][window["bank_frame_index"]],
+                                  window["pose"])
+
+
+def test_an_interrupted_build_does_not_read_as_complete(recordings, tmp_path, monkeypatch):
+  original = tfds_builder.NarRecordings._generate_examples
+
+  def interrupted(self, recs, segments):
+    for count, example in enumerate(original(self, recs, segments)):
+      if count == 5:
+        raise KeyboardInterrupt
+      yield example
+
+  monkeypatch.setattr(tfds_builder.NarRecordings, "_generate_examples", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    tfds_builder.build_dataset(recordings, str(tmp_path))
+  with pytest.raises(shards.DatasetNotFoundError):
+    shards.open_dataset(tmp_path)
+  monkeypatch.setattr(tfds_builder.NarRecordings, "_generate_examples", original)
+  shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
+
+
+def test_shards_read_back_without_tensorflow(dataset):
+  script = textwrap.dedent(f"""
+      import importlib.util, sys
+      assert importlib.util.find_spec("tensorflow") is None, "run this in an env without TF"
+      from nar import input_pipeline, shards, windows
+      ds = shards.open_dataset({str(dataset.path)!r})
+      spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
+      norm = input_pipeline.fit_pose_normalizer(ds, ds.animals)
+      src = input_pipeline.WindowSource(ds, input_pipeline.select_windows(ds, spec), spec, norm)
+      batch = next(iter(input_pipeline.make_loader(src, batch_size=3, train=True, shard=(0, 1))))
+      print(batch["neural_images"].shape, "tensorflow" in sys.modules)
+  """)
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "(3, 4, 6, 5) False" in result.stdout
