@@ -1,0 +1,66 @@
+r"""Throughput of the input pipeline on the default dataset.
+
+  python -m benchmarks.input_pipeline [--batch_size=64] [--num_batches=40]
+
+Prints windows/s and the time per window for: cutting windows directly from the shards (the
+reference), and the grain loader that training uses, with 0 and 2 worker processes. The
+dataset is simulated and built first if absent (see `data_prep.default_dataset`).
+"""
+
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from data_prep import default_dataset
+from nar import input_pipeline
+from nar import shards
+from nar import windows
+
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Windows per batch.")
+_NUM_BATCHES = flags.DEFINE_integer("num_batches", 40, "Batches timed per configuration.")
+_WORKERS = flags.DEFINE_list("workers", ["0", "2"], "grain worker counts to time.")
+
+
+def _time_loader(loader, num_batches: int) -> float:
+  """Windows per second over `num_batches` batches, after one warm-up batch."""
+  iterator = iter(loader)
+  next(iterator)
+  start = time.perf_counter()
+  count = 0
+  for _ in range(num_batches):
+    count += len(next(iterator)["label"])
+  return count / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  dataset = shards.open_dataset(default_dataset.ensure_dataset())
+  spec = windows.WindowSpec()
+  training, _ = input_pipeline.split_animals(dataset.animals, 2, seed=0)
+  index = input_pipeline.select_windows(dataset, spec, animals=training,
+                                        drop_unlabelled=True, drop_classes=("resting",))
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
+  source = input_pipeline.WindowSource(dataset, index, spec, normalizer)
+  sample = source[0]
+  print(f"dataset: {dataset.path}")
+  print(f"training windows: {len(source)}; one window: " + ", ".join(
+      f"{k} {tuple(v.shape)}" for k, v in sample.items() if np.ndim(v)))
+
+  order = np.random.default_rng(0).permutation(len(source))[:_BATCH_SIZE.value * 10]
+  start = time.perf_counter()
+  for item in order:
+    source[int(item)]
+  direct = len(order) / (time.perf_counter() - start)
+  print(f"{'direct reads (reference)':32s} {direct:9.0f} windows/s  {1e3 / direct:7.3f} ms/window")
+  for workers in map(int, _WORKERS.value):
+    loader = input_pipeline.make_loader(source, batch_size=_BATCH_SIZE.value, train=True,
+                                        seed=0, worker_count=workers)
+    rate = _time_loader(loader, _NUM_BATCHES.value)
+    print(f"{f'grain loader, {workers} workers':32s} {rate:9.0f} windows/s  "
+          f"{1e3 / rate:7.3f} ms/window  ({rate / direct:.2f}x reference)")
+
+
+if __name__ == "__main__":
+  app.run(main)
