@@ -18,10 +18,10 @@ from absl import logging
 from data_prep import mc2p
 from data_prep import readers
 from data_prep import tfds_builder
+from nar import paths
 from nar import shards
 from nar import simulation
 
-DEFAULT_ROOT = os.environ.get("NAR_HOME", os.path.join(os.path.expanduser("~"), ".cache", "nar"))
 SIMULATION_RECORD = "simulation.json"
 
 
@@ -56,26 +56,28 @@ def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
 
 
 def ensure_dataset(config: simulation.SimulatorConfig | None = None, seed: int = 0, *,
-                   root: str | os.PathLike = DEFAULT_ROOT, name: str = "default") -> pathlib.Path:
+                   data_dir: str | os.PathLike | None = None,
+                   raw_dir: str | os.PathLike | None = None,
+                   name: str = "default") -> pathlib.Path:
   """Simulates and builds a dataset unless it is already there.
 
   Args:
     config: simulator settings (the default demo dataset if None).
     seed: simulation seed.
-    root: folder holding `raw/<name>` (MC2P layout) and `tfds/` (shards).
-    name: the dataset's name.
+    data_dir: TFDS data dir of the shards (default `paths.default_data_dir()`).
+    raw_dir: folder of the raw MC2P-layout recordings (default `<root>/raw/<name>`).
+    name: the dataset's name inside `data_dir`.
 
   Returns:
     The dataset directory, for `nar.shards.open_dataset`.
   """
   config = config or simulation.SimulatorConfig()
-  root = pathlib.Path(root)
-  data_dir = root / "tfds"
+  data_dir = pathlib.Path(data_dir or paths.default_data_dir())
   try:
     return shards.resolve_dataset_dir(data_dir, name)
   except shards.DatasetNotFoundError:
     pass
-  raw_dir = root / "raw" / name
+  raw_dir = pathlib.Path(raw_dir or pathlib.Path(paths.default_root()) / "raw" / name)
   if raw_dir.exists():
     recorded = json.loads((raw_dir / SIMULATION_RECORD).read_text())
     wanted = json.loads(json.dumps(_simulation_record(config, seed), default=str))

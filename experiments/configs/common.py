@@ -1,0 +1,70 @@
+"""Fields shared by every NAR config; named configs change a few of them."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The defaults: contrastive training with the swap on a small dataset."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.data_dir = ""  # TFDS data dir, or a built dataset's directory
+  config.data.name = "default"
+  # Simulate and build the default dataset into data_dir when it is absent.
+  config.data.simulate_if_missing = False
+  config.data.num_held_out_animals = 2
+  config.data.split_seed = 0
+  config.data.window = ml_collections.ConfigDict(
+      dict(pose_frames=32, pose_stride=3, neural_frames=16))
+  config.data.neural_key = "neural_images"  # or "roi_traces"
+  # Self-supervised training needs no labels; MC2P's loader drops resting windows.
+  config.data.drop_classes = ("resting",)
+  config.data.drop_unlabelled = False
+  config.data.worker_count = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.width = 64
+  config.model.num_blocks = 2
+  config.model.features = 64
+  config.model.head_hidden = 128
+  config.model.embedding = 64
+  config.model.image_channels = (16, 32, 64)
+  config.model.dtype = "float32"  # "bfloat16" on accelerators
+
+  config.swap = ml_collections.ConfigDict()
+  config.swap.enabled = True
+  config.swap.probability = 0.5
+  config.swap.temperature = 1.0
+  config.swap.per_frame_target = False
+  config.swap.pool_chunk = 2048
+
+  config.augment = ml_collections.ConfigDict()
+  config.augment.pose_enabled = True
+  config.augment.pose = ml_collections.ConfigDict(dict(
+      smoothing_sigma=1.0, jitter_std=0.05, scale=0.1, shear=0.05, rotation_deg=10.0,
+      mirror_probability=0.0, time_mask_frames=4, channel_mask_probability=0.05))
+  config.augment.neural_enabled = True
+  config.augment.neural = ml_collections.ConfigDict(dict(
+      shot_noise_std=0.05, blur_sigma=0.7, shift_pixels=1, gain=0.2, offset=0.1,
+      calcium_tau_frames=1.0, frame_shift=1, erase_fraction=0.25, mix_weight=0.1))
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.global_batch_size = 128
+  config.optim.num_train_steps = 1000
+  config.optim.learning_rate = 1e-3
+  config.optim.warmup_steps = 50
+  config.optim.weight_decay = 1e-4
+  config.optim.grad_clip = 1.0
+  config.optim.temperature = 0.1
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.hop = 10
+  config.eval.batch_size = 256
+  config.eval.drop_classes = ("resting",)
+  config.eval.identity_time_blocks = 4
+
+  config.log_every_steps = 20
+  config.checkpoint_every_steps = 200
+  config.keep_checkpoints = 2
+  return config

@@ -1,0 +1,24 @@
+r"""Contrastive training with the swap on the default simulated dataset, on a laptop CPU.
+
+  python -m experiments.train --config=swap_cpu --workdir=/tmp/nar/swap_cpu
+
+Simulates and builds the default dataset (8 animals x 4 trials x 60 s) into
+`~/.cache/nar` when absent. Minutes on 2 cores. `swap_cpu:smoke` is a few steps.
+"""
+
+from experiments.configs import common
+from nar import paths
+
+
+def get_config(arg: str | None = None):
+  config = common.base_config()
+  config.data.data_dir = paths.default_data_dir()
+  config.data.simulate_if_missing = True
+  config.optim.global_batch_size = 64
+  config.optim.num_train_steps = 600
+  if arg == "smoke":
+    config.optim.num_train_steps = 4
+    config.optim.global_batch_size = 16
+    config.log_every_steps = 2
+    config.checkpoint_every_steps = 2
+  return config

@@ -1,0 +1,362 @@
+"""Contrastive training of neural and behaviour encoders with the cross-animal swap.
+
+`train_and_evaluate(config, workdir)` is the whole job: input pipeline, mesh, model and
+optimiser, the jitted sharded step, Orbax checkpoints (train state, PRNG and data iterator
+together, resumed automatically), metrics, and a final linear-probe evaluation written to
+`workdir/eval.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+from flax import nnx
+from flax import struct
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from nar import augment
+from nar import input_pipeline
+from nar import losses
+from nar import models
+from nar import probes
+from nar import shards
+from nar import swap
+from nar import windows
+
+
+# ----------------------------------------------------------------------------------------------
+# Model.
+# ----------------------------------------------------------------------------------------------
+class ContrastiveModel(nnx.Module):
+  """Behaviour and neural encoders with their projection heads."""
+
+  def __init__(self, config: ml_collections.ConfigDict, *, pose_dim: int, neural_key: str,
+               num_rois: int | None, rngs: nnx.Rngs):
+    dtype = jnp.dtype(config.dtype)
+    self.behaviour_encoder = models.TemporalEncoder(
+        pose_dim, width=config.width, num_blocks=config.num_blocks,
+        features=config.features, dtype=dtype, rngs=rngs)
+    if neural_key == "neural_images":
+      self.neural_encoder = models.ImageSequenceEncoder(
+          channels=tuple(config.image_channels), width=config.width,
+          num_blocks=config.num_blocks, features=config.features, dtype=dtype, rngs=rngs)
+    else:
+      self.neural_encoder = models.TemporalEncoder(
+          num_rois, width=config.width, num_blocks=config.num_blocks,
+          features=config.features, dtype=dtype, rngs=rngs)
+    self.behaviour_head = models.ProjectionHead(
+        config.features, hidden=config.head_hidden, embedding=config.embedding, dtype=dtype,
+        rngs=rngs)
+    self.neural_head = models.ProjectionHead(
+        config.features, hidden=config.head_hidden, embedding=config.embedding, dtype=dtype,
+        rngs=rngs)
+
+
+@struct.dataclass
+class TrainState:
+  """Everything the step changes: a pytree, checkpointed as one item."""
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # raw key data, so that the state is a plain array pytree
+
+
+# ----------------------------------------------------------------------------------------------
+# Input pipeline.
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Input:
+  """The data side of a run."""
+
+  dataset: shards.ShardedDataset
+  spec: windows.WindowSpec
+  training_animals: tuple[str, ...]
+  held_out_animals: tuple[str, ...]
+  normalizer: windows.PoseNormalizer
+  train_source: input_pipeline.WindowSource
+  neural_key: str
+  num_rois: int | None
+
+
+def create_input(config: ml_collections.ConfigDict) -> Input:
+  """Opens the dataset, chooses the animal split and builds the training windows."""
+  dataset = shards.open_dataset(config.data.data_dir, config.data.name)
+  spec = windows.WindowSpec(**config.data.window)
+  training, held_out = input_pipeline.split_animals(
+      dataset.animals, config.data.num_held_out_animals, config.data.split_seed)
+  if len(training) < 2 and config.swap.enabled:
+    raise ValueError(f"the swap needs at least two training animals, got {list(training)}")
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
+  index = input_pipeline.select_windows(
+      dataset, spec, animals=training, drop_unlabelled=config.data.drop_unlabelled,
+      drop_classes=tuple(config.data.drop_classes))
+  key = config.data.neural_key
+  source = input_pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=(key,))
+  num_rois = None
+  if key == "roi_traces":
+    num_rois = int(source[0]["roi_traces"].shape[-1])
+  return Input(dataset, spec, training, held_out, normalizer, source, key, num_rois)
+
+
+# ----------------------------------------------------------------------------------------------
+# Update step.
+# ----------------------------------------------------------------------------------------------
+def _augmentations(config):
+  pose = augment.PoseAugmentation(**config.augment.pose) if config.augment.pose_enabled \
+      else None
+  neural = augment.NeuralAugmentation(**config.augment.neural) \
+      if config.augment.neural_enabled else None
+  return pose, neural
+
+
+def make_train_step(graphdef, tx, config, neural_key: str):
+  """Builds the pure update step `(state, batch, bank) -> (state, metrics)`."""
+  pose_augmentation, neural_augmentation = _augmentations(config)
+  swap_config = config.swap
+
+  def loss_fn(params, pose, neural):
+    model = nnx.merge(graphdef, params)
+    z_behaviour = model.behaviour_head(model.behaviour_encoder(pose))
+    z_neural = model.neural_head(model.neural_encoder(neural))
+    return losses.symmetric_infonce_loss(z_neural, z_behaviour, config.optim.temperature)
+
+  def train_step(state: TrainState, batch, bank):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    swap_key, pose_key, neural_key_ = jax.random.split(key, 3)
+    pose = batch["pose"]
+    metrics = {}
+    if swap_config.enabled:
+      pose, info = swap.swap_pose_windows(
+          swap_key, pose, batch["bank_animal"], bank,
+          swap_probability=swap_config.probability, temperature=swap_config.temperature,
+          pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target)
+      metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
+    if pose_augmentation is not None:
+      pose = augment.augment_pose(pose_key, pose, pose_augmentation)
+    neural = batch[neural_key]
+    if neural_augmentation is not None:
+      neural = augment.augment_neural(neural_key_, neural, neural_augmentation)
+    (loss, loss_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, pose, neural)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics.update(loss_metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, config.optim.learning_rate, config.optim.warmup_steps,
+      max(config.optim.num_train_steps, config.optim.warmup_steps + 1))
+  return optax.chain(optax.clip_by_global_norm(config.optim.grad_clip),
+                     optax.adamw(schedule, weight_decay=config.optim.weight_decay))
+
+
+# ----------------------------------------------------------------------------------------------
+# Features and evaluation.
+# ----------------------------------------------------------------------------------------------
+def extract_features(graphdef, params, source, neural_key: str, batch_size: int,
+                     mesh: jax.sharding.Mesh) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """Neural-encoder features (before the projection head) of every window of a source."""
+  @jax.jit
+  def encode(params, neural):
+    return nnx.merge(graphdef, params).neural_encoder(neural)
+
+  features, fields = [], {"label": [], "animal": [], "trial": []}
+  loader = input_pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
+  for batch in loader:
+    neural = batch[neural_key]
+    padded = _pad_to_multiple(neural, mesh.size)
+    sharded = jax.device_put(padded, jax.sharding.NamedSharding(mesh, jax.P("data")))
+    features.append(np.asarray(encode(params, sharded))[:len(neural)])
+    for name in fields:
+      fields[name].append(batch[name])
+  return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
+
+
+def _pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
+  extra = (-len(array)) % multiple
+  if not extra:
+    return array
+  return np.concatenate([array, np.repeat(array[-1:], extra, axis=0)])
+
+
+def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:
+  """Linear action accuracy on held-out animals and identity accuracy on held-out time."""
+  data = config.data
+  filters = dict(drop_unlabelled=True, drop_classes=tuple(config.eval.drop_classes))
+  make_source = lambda index: input_pipeline.WindowSource(
+      inputs.dataset, index, inputs.spec, inputs.normalizer, neural_keys=(inputs.neural_key,))
+  extract = lambda index: extract_features(graphdef, params, make_source(index),
+                                           inputs.neural_key, config.eval.batch_size, mesh)
+  results: dict[str, Any] = {"training_animals": list(inputs.training_animals),
+                             "held_out_animals": list(inputs.held_out_animals)}
+  if inputs.held_out_animals:
+    train_x, train = extract(input_pipeline.select_windows(
+        inputs.dataset, inputs.spec, animals=inputs.training_animals, hop=config.eval.hop,
+        **filters))
+    test_x, test = extract(input_pipeline.select_windows(
+        inputs.dataset, inputs.spec, animals=inputs.held_out_animals, hop=config.eval.hop,
+        **filters))
+    probe = probes.fit_linear_probe(train_x, train["label"], seed=config.seed)
+    results["action_held_out_animals"] = probes.probe_scores(probe, test_x, test["label"])
+    results["action_chance"] = 100.0 / len(np.unique(train["label"]))
+  blocks = config.eval.identity_time_blocks
+  identity = {}
+  for split, block_ids in (("train", range(blocks - 1)), ("test", [blocks - 1])):
+    parts = [extract(input_pipeline.select_windows(
+        inputs.dataset, inputs.spec, hop=config.eval.hop,
+        time_block=input_pipeline.TimeBlock(b, blocks), **filters)) for b in block_ids]
+    identity[split] = (np.concatenate([p[0] for p in parts]),
+                       np.concatenate([p[1]["animal"] for p in parts]))
+  probe = probes.fit_linear_probe(*identity["train"], seed=config.seed)
+  results["identity_held_out_time"] = probes.probe_scores(probe, *identity["test"])
+  results["identity_chance"] = 100.0 / len(inputs.dataset.animals)
+  del data
+  return results
+
+
+# ----------------------------------------------------------------------------------------------
+# The job.
+# ----------------------------------------------------------------------------------------------
+def _check_config(config, inputs: Input, num_devices: int) -> None:
+  batch = config.optim.global_batch_size
+  if batch % num_devices:
+    raise ValueError(f"global batch {batch} does not divide over {num_devices} devices; "
+                     f"use a multiple of {num_devices}")
+  if batch % jax.process_count():
+    raise ValueError(f"global batch {batch} does not divide over {jax.process_count()} hosts")
+  if len(inputs.train_source) < batch:
+    raise ValueError(f"the training split holds {len(inputs.train_source)} windows, fewer "
+                     f"than one global batch of {batch}")
+
+
+def _write_metrics(path, step, metrics, writer):
+  with open(path, "a") as f:
+    f.write(json.dumps({"step": step, **metrics}) + "\n")
+  if writer is not None:
+    for name, value in metrics.items():
+      writer.add_scalar(name, value, step)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains, checkpoints, resumes if `workdir` holds checkpoints, and evaluates.
+
+  Returns:
+    The evaluation results, also written to `workdir/eval.json`.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  # --- Input pipeline ---
+  inputs = create_input(config)
+  # --- Mesh ---
+  mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  _check_config(config, inputs, mesh.size)
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  # --- Model and optimiser ---
+  model = ContrastiveModel(config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
+                           neural_key=inputs.neural_key, num_rois=inputs.num_rois,
+                           rngs=nnx.Rngs(config.seed))
+  graphdef, params = nnx.split(model)
+  tx = make_optimizer(config)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                     rng=jax.random.key_data(jax.random.key(config.seed)))
+  state = jax.device_put(state, replicated)
+  # --- Swap pool: training animals only, on device ---
+  bank_animal_of = np.full(len(inputs.dataset.animals), -1, np.int32)
+  bank = None
+  if config.swap.enabled:
+    pose_bank = input_pipeline.make_pose_bank(inputs.dataset, inputs.normalizer,
+                                              inputs.training_animals)
+    bank = swap.make_pose_bank(dict(zip(pose_bank.animals, pose_bank.frames)),
+                               dict(zip(pose_bank.animals, pose_bank.valid)),
+                               list(pose_bank.animals))
+    bank = jax.device_put(bank, replicated)
+  for i, animal in enumerate(inputs.training_animals):
+    bank_animal_of[inputs.dataset.animals.index(animal)] = i
+  # --- Update step ---
+  step_fn = jax.jit(make_train_step(graphdef, tx, config, inputs.neural_key),
+                    in_shardings=(replicated, batch_sharding, replicated),
+                    out_shardings=(replicated, replicated), donate_argnums=(0,))
+  # --- Data iterator and checkpoints ---
+  loader = input_pipeline.make_loader(
+      inputs.train_source, batch_size=config.optim.global_batch_size // jax.process_count(),
+      train=True, seed=config.seed, worker_count=config.data.worker_count)
+  iterator = iter(loader)
+  manager = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      options=ocp.CheckpointManagerOptions(
+          save_interval_steps=config.checkpoint_every_steps, max_to_keep=config.keep_checkpoints,
+          enable_async_checkpointing=False),
+      item_names=("state", "data"))
+  if manager.latest_step() is not None:
+    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(state), data=grain.checkpoint.CheckpointRestore(iterator)))
+    state = restored["state"]
+    logging.info("Resumed from step %d", int(state.step))
+  # --- Training loop ---
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  writer = None
+  if jax.process_index() == 0:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+  first_step = int(state.step)
+  num_steps = config.optim.num_train_steps
+  progress = tqdm.tqdm(range(first_step, num_steps), initial=first_step, total=num_steps,
+                       desc="train", disable=jax.process_index() != 0)
+  start, last_metrics = time.perf_counter(), {}
+  for step in progress:
+    local = next(iterator)
+    local["bank_animal"] = bank_animal_of[local["animal"]]
+    batch = {key: jax.make_array_from_process_local_data(batch_sharding, local[key])
+             for key in ("pose", inputs.neural_key, "bank_animal")}
+    state, metrics = step_fn(state, batch, bank)
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == num_steps:
+      last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      rate = (done - first_step) * config.optim.global_batch_size / (time.perf_counter() - start)
+      last_metrics["windows_per_second"] = rate
+      progress.set_postfix(loss=f"{last_metrics['loss']:.3f}", windows_s=f"{rate:.0f}")
+      if jax.process_index() == 0:
+        _write_metrics(metrics_path, done, last_metrics, writer)
+    manager.save(done, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
+  manager.wait_until_finished()
+  if writer is not None:
+    writer.close()
+  # --- Evaluation ---
+  results = evaluate(graphdef, state.params, inputs, config, mesh)
+  results["train_steps"] = num_steps
+  results["final_train_metrics"] = last_metrics
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def summary_line(results: dict[str, Any]) -> str:
+  """One line: held-out-animal action accuracy and identity accuracy against chance."""
+  parts = []
+  if "action_held_out_animals" in results:
+    parts.append(f"action on held-out animals {results['action_held_out_animals']['accuracy']:.1f}%"
+                 f" (chance {results['action_chance']:.1f}%)")
+  parts.append(f"identity {results['identity_held_out_time']['accuracy']:.1f}% "
+               f"(chance {results['identity_chance']:.1f}%, lower is better)")
+  return "eval: " + "; ".join(parts)
