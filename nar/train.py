@@ -9,13 +9,12 @@ together, resumed automatically), metrics, and a final linear-probe evaluation w
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import os
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
+from etils import epath
 from flax import nnx
 from flax import struct
 import grain
@@ -247,30 +246,23 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
                      f"than one global batch of {batch}")
 
 
-def _write_metrics(path, step, metrics, writer):
-  with open(path, "a") as f:
+def _write_metrics(path: epath.Path, step: int, metrics: dict, writer) -> None:
+  with path.open("a") as f:
     f.write(json.dumps({"step": step, **metrics}) + "\n")
   if writer is not None:
     for name, value in metrics.items():
       writer.add_scalar(name, value, step)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains, checkpoints, resumes if `workdir` holds checkpoints, and evaluates.
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A one-axis (`data`) mesh over all devices (or the given ones)."""
+  devices = list(devices if devices is not None else jax.devices())
+  return jax.sharding.Mesh(np.array(devices), ("data",),
+                           axis_types=(jax.sharding.AxisType.Auto,))
 
-  Returns:
-    The evaluation results, also written to `workdir/eval.json`.
-  """
-  os.makedirs(workdir, exist_ok=True)
-  # --- Input pipeline ---
-  inputs = create_input(config)
-  # --- Mesh ---
-  mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
-  _check_config(config, inputs, mesh.size)
-  replicated = jax.sharding.NamedSharding(mesh, jax.P())
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
-  # --- Model and optimiser ---
+
+def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
+  """Initialises the model and optimiser. Returns `(graphdef, tx, state)` on the host."""
   model = ContrastiveModel(config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
                            neural_key=inputs.neural_key, num_rois=inputs.num_rois,
                            rngs=nnx.Rngs(config.seed))
@@ -278,9 +270,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tx = make_optimizer(config)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                      rng=jax.random.key_data(jax.random.key(config.seed)))
-  state = jax.device_put(state, replicated)
-  # --- Swap pool: training animals only, on device ---
-  bank_animal_of = np.full(len(inputs.dataset.animals), -1, np.int32)
+  return graphdef, tx, state
+
+
+def create_swap_bank(config: ml_collections.ConfigDict, inputs: Input):
+  """The swap pool of the training animals, and the bank row of every dataset animal."""
   bank = None
   if config.swap.enabled:
     pose_bank = input_pipeline.make_pose_bank(inputs.dataset, inputs.normalizer,
@@ -288,20 +282,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bank = swap.make_pose_bank(dict(zip(pose_bank.animals, pose_bank.frames)),
                                dict(zip(pose_bank.animals, pose_bank.valid)),
                                list(pose_bank.animals))
-    bank = jax.device_put(bank, replicated)
-  for i, animal in enumerate(inputs.training_animals):
-    bank_animal_of[inputs.dataset.animals.index(animal)] = i
+  rows = {a: i for i, a in enumerate(inputs.training_animals)}
+  bank_row_of_animal = np.array([rows.get(a, -1) for a in inputs.dataset.animals], np.int32)
+  return bank, bank_row_of_animal
+
+
+def compile_train_step(graphdef, tx, config, neural_key: str, mesh: jax.sharding.Mesh):
+  """Jits the step over `mesh`: state and bank replicated, batch split along `data`."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  return jax.jit(make_train_step(graphdef, tx, config, neural_key),
+                 in_shardings=(replicated, batch_sharding, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains, checkpoints, resumes if `workdir` holds checkpoints, and evaluates.
+
+  Args:
+    config: the experiment (see `experiments/configs/`).
+    workdir: where checkpoints, metrics and `eval.json` go (local or remote path).
+
+  Returns:
+    The evaluation results, also written to `workdir/eval.json`.
+  """
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  # --- Input pipeline ---
+  inputs = create_input(config)
+  # --- Mesh ---
+  mesh = make_mesh()
+  _check_config(config, inputs, mesh.size)
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  # --- Model, optimiser and swap pool ---
+  graphdef, tx, state = create_train_state(config, inputs)
+  state = jax.device_put(state, replicated)
+  bank, bank_row_of_animal = create_swap_bank(config, inputs)
+  bank = jax.device_put(bank, replicated)
   # --- Update step ---
-  step_fn = jax.jit(make_train_step(graphdef, tx, config, inputs.neural_key),
-                    in_shardings=(replicated, batch_sharding, replicated),
-                    out_shardings=(replicated, replicated), donate_argnums=(0,))
+  step_fn = compile_train_step(graphdef, tx, config, inputs.neural_key, mesh)
   # --- Data iterator and checkpoints ---
   loader = input_pipeline.make_loader(
       inputs.train_source, batch_size=config.optim.global_batch_size // jax.process_count(),
       train=True, seed=config.seed, worker_count=config.data.worker_count)
   iterator = iter(loader)
   manager = ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      workdir / "checkpoints",
       options=ocp.CheckpointManagerOptions(
           save_interval_steps=config.checkpoint_every_steps, max_to_keep=config.keep_checkpoints,
           enable_async_checkpointing=False),
@@ -312,30 +339,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = restored["state"]
     logging.info("Resumed from step %d", int(state.step))
   # --- Training loop ---
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  is_chief = jax.process_index() == 0
   writer = None
-  if jax.process_index() == 0:
+  if is_chief:
     import tensorboardX  # pylint: disable=g-import-not-at-top
-    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
   first_step = int(state.step)
   num_steps = config.optim.num_train_steps
   progress = tqdm.tqdm(range(first_step, num_steps), initial=first_step, total=num_steps,
-                       desc="train", disable=jax.process_index() != 0)
-  start, last_metrics = time.perf_counter(), {}
+                       desc="train", disable=not is_chief)
+  last_metrics, timer_start, timed_steps = {}, None, 0
   for step in progress:
     local = next(iterator)
-    local["bank_animal"] = bank_animal_of[local["animal"]]
+    local["bank_animal"] = bank_row_of_animal[local["animal"]]
     batch = {key: jax.make_array_from_process_local_data(batch_sharding, local[key])
              for key in ("pose", inputs.neural_key, "bank_animal")}
     state, metrics = step_fn(state, batch, bank)
     done = step + 1
+    if timer_start is None:  # the first step includes compilation
+      jax.block_until_ready(state)
+      timer_start = time.perf_counter()
+    else:
+      timed_steps += 1
     if done % config.log_every_steps == 0 or done == num_steps:
       last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      rate = (done - first_step) * config.optim.global_batch_size / (time.perf_counter() - start)
-      last_metrics["windows_per_second"] = rate
-      progress.set_postfix(loss=f"{last_metrics['loss']:.3f}", windows_s=f"{rate:.0f}")
-      if jax.process_index() == 0:
-        _write_metrics(metrics_path, done, last_metrics, writer)
+      if timed_steps:
+        last_metrics["windows_per_second"] = (
+            timed_steps * config.optim.global_batch_size / (time.perf_counter() - timer_start))
+      progress.set_postfix(loss=f"{last_metrics['loss']:.3f}",
+                           windows_s=f"{last_metrics.get('windows_per_second', 0):.0f}")
+      if is_chief:
+        _write_metrics(workdir / "metrics.jsonl", done, last_metrics, writer)
     manager.save(done, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
   manager.wait_until_finished()
@@ -345,9 +379,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results = evaluate(graphdef, state.params, inputs, config, mesh)
   results["train_steps"] = num_steps
   results["final_train_metrics"] = last_metrics
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-      json.dump(results, f, indent=2)
+  if is_chief:
+    (workdir / "eval.json").write_text(json.dumps(results, indent=2))
   return results
 
 
