@@ -153,7 +153,7 @@ def make_train_step(graphdef, tx, config, neural_key: str):
         state.params, pose, neural)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics.update(loss_metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    metrics.update(loss_metrics, loss=loss, grad_norm=optax.tree.norm(grads))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
@@ -181,7 +181,8 @@ def extract_features(graphdef, params, source, neural_key: str, batch_size: int,
   loader = input_pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
   for batch in loader:
     neural = batch[neural_key]
-    padded = _pad_to_multiple(neural, mesh.size)
+    # One shape for every batch (the last one padded), so the encoder compiles once.
+    padded = _pad_to_length(neural, _round_up(batch_size, mesh.size))
     sharded = jax.device_put(padded, jax.sharding.NamedSharding(mesh, jax.P("data")))
     features.append(np.asarray(encode(params, sharded))[:len(neural)])
     for name in fields:
@@ -189,11 +190,14 @@ def extract_features(graphdef, params, source, neural_key: str, batch_size: int,
   return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
 
 
-def _pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
-  extra = (-len(array)) % multiple
-  if not extra:
+def _round_up(value: int, multiple: int) -> int:
+  return -(-value // multiple) * multiple
+
+
+def _pad_to_length(array: np.ndarray, length: int) -> np.ndarray:
+  if len(array) == length:
     return array
-  return np.concatenate([array, np.repeat(array[-1:], extra, axis=0)])
+  return np.concatenate([array, np.repeat(array[-1:], length - len(array), axis=0)])
 
 
 def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:

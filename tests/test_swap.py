@@ -1,0 +1,362 @@
+"""Cross-animal pose swap: exact draw, chunking, pools, top-K table and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from nar import swap
+from nar import swap_table
+
+NUM_DRAWS = 20000
+
+
+def _softmax_probabilities(query: np.ndarray, pool: np.ndarray, temperature: float,
+                           valid: np.ndarray | None = None) -> np.ndarray:
+  """Exact P(l) ∝ exp(-||b_l - q|| / temperature) in float64."""
+  logits = -np.linalg.norm(pool.astype(np.float64) - query, axis=-1) / temperature
+  if valid is not None:
+    logits = np.where(valid, logits, -np.inf)
+  probabilities = np.exp(logits - logits.max())
+  return probabilities / probabilities.sum()
+
+
+def _chi_square_p_value(drawn: np.ndarray, probabilities: np.ndarray) -> float:
+  """Chi-square goodness of fit, with categories of expected count < 5 pooled."""
+  observed = np.bincount(drawn, minlength=len(probabilities)).astype(np.float64)
+  expected = probabilities * len(drawn)
+  assert observed[expected == 0].sum() == 0, "drew a frame of probability 0"
+  small = expected < 5
+  observed = np.append(observed[~small], observed[small].sum())
+  expected = np.append(expected[~small], expected[small].sum())
+  if expected[-1] == 0:
+    observed, expected = observed[:-1], expected[:-1]
+  return stats.chisquare(observed, expected).pvalue
+
+
+def _tagged_bank_frames(rng, counts: dict[str, int], dim: int) -> dict[str, np.ndarray]:
+  """Distinct random frames per animal, so a frame identifies its animal and index."""
+  return {animal: rng.normal(size=(count, dim)).astype(np.float32)
+          for animal, count in counts.items()}
+
+
+def _frame_owner(per_animal_frames: dict[str, np.ndarray]) -> dict[bytes, tuple[str, int]]:
+  return {frame.tobytes(): (animal, index) for animal, frames in per_animal_frames.items()
+          for index, frame in enumerate(frames)}
+
+
+# ------------------------------------------------------------------------------------------
+# The exact draw
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.4])
+def test_draws_over_keys_follow_the_exact_softmax(temperature):
+  rng = np.random.default_rng(0)
+  pool = rng.normal(size=(20, 3)).astype(np.float32)
+  query = rng.normal(size=(1, 3)).astype(np.float32)
+  keys = jax.random.split(jax.random.key(1), NUM_DRAWS)
+  drawn = jax.vmap(lambda key: swap.draw_pool_frames(
+      key, query, pool, temperature=temperature, pool_chunk=8))(keys)
+  p_value = _chi_square_p_value(np.asarray(drawn).ravel(),
+                                _softmax_probabilities(query[0], pool, temperature))
+  assert p_value > 1e-3
+
+
+def test_draws_over_query_ids_follow_the_exact_softmax_with_invalid_frames():
+  rng = np.random.default_rng(1)
+  pool = rng.normal(size=(20, 3)).astype(np.float32)
+  valid = np.ones(20, bool)
+  valid[[2, 7, 11]] = False
+  query = rng.normal(size=(3,)).astype(np.float32)
+  # Repeated queries have distinct ids, hence independent noise under one key.
+  drawn = np.asarray(swap.draw_pool_frames(jax.random.key(2), np.tile(query, (NUM_DRAWS, 1)),
+                                           pool, valid, temperature=0.7))
+  assert not np.isin(drawn, [2, 7, 11]).any()
+  assert _chi_square_p_value(drawn, _softmax_probabilities(query, pool, 0.7, valid)) > 1e-3
+
+
+def test_chunked_draw_equals_unchunked_draw_for_the_same_key():
+  rng = np.random.default_rng(2)
+  queries = rng.normal(size=(300, 7)).astype(np.float32)
+  pool = rng.normal(size=(1000, 7)).astype(np.float32)
+  valid = rng.random(1000) > 0.2
+  key = jax.random.key(3)
+  unchunked = swap.draw_pool_frames(key, queries, pool, valid, query_chunk=300,
+                                    pool_chunk=1000)
+  for query_chunk, pool_chunk in [(64, 128), (7, 333), (300, 1)]:
+    chunked = swap.draw_pool_frames(key, queries, pool, valid, query_chunk=query_chunk,
+                                    pool_chunk=pool_chunk)
+    np.testing.assert_array_equal(chunked, unchunked)
+  assert valid[np.asarray(unchunked)].all()
+  assert len(np.unique(np.asarray(unchunked))) > 100
+
+
+def test_query_offset_continues_the_noise_of_a_split_job():
+  rng = np.random.default_rng(3)
+  queries = rng.normal(size=(40, 4)).astype(np.float32)
+  pool = rng.normal(size=(100, 4)).astype(np.float32)
+  key = jax.random.key(4)
+  whole = swap.draw_pool_frames(key, queries, pool)
+  parts = [swap.draw_pool_frames(key, queries[:25], pool),
+           swap.draw_pool_frames(key, queries[25:], pool, query_offset=25)]
+  np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_very_low_temperature_draws_the_nearest_valid_frame():
+  rng = np.random.default_rng(4)
+  queries = rng.normal(size=(50, 5)).astype(np.float32)
+  pool = rng.normal(size=(400, 5)).astype(np.float32)
+  valid = rng.random(400) > 0.3
+  distances = np.linalg.norm(queries[:, None].astype(np.float64) - pool[None], axis=-1)
+  nearest = np.argmin(np.where(valid, distances, np.inf), axis=-1)
+  drawn = swap.draw_pool_frames(jax.random.key(5), queries, pool, valid, temperature=1e-5,
+                                pool_chunk=64)
+  np.testing.assert_array_equal(drawn, nearest)
+
+
+def test_numpy_reference_draws_the_same_frames():
+  rng = np.random.default_rng(5)
+  queries = rng.normal(size=(200, 6)).astype(np.float32)
+  pool = rng.normal(size=(500, 6)).astype(np.float32)
+  key = jax.random.key(6)
+  ours = np.asarray(swap.draw_pool_frames(key, queries, pool, query_chunk=64, pool_chunk=128))
+  reference = swap.numpy_draw_pool_frames(key, queries, pool, query_chunk=50, pool_chunk=77)
+  # Equal but for ulp-level differences of matmul and log between XLA and NumPy.
+  assert np.mean(ours == reference) >= 0.99
+
+
+def test_non_finite_queries_draw_nothing():
+  pool = np.eye(4, dtype=np.float32)
+  queries = np.array([[0, 0, 0, 1], [np.nan, 0, 0, 0]], np.float32)
+  drawn = swap.draw_pool_frames(jax.random.key(0), queries, pool, temperature=1e-4)
+  np.testing.assert_array_equal(drawn, [3, -1])
+
+
+# ------------------------------------------------------------------------------------------
+# Windows and banks
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tagged_bank():
+  """Four training animals of different sizes (with invalid frames) and a held-out one."""
+  rng = np.random.default_rng(6)
+  counts = {"fly0": 60, "fly1": 45, "fly2": 80, "fly3": 30, "held_out": 50}
+  frames = _tagged_bank_frames(rng, counts, dim=5)
+  valid = {animal: rng.random(len(f)) > 0.25 for animal, f in frames.items()}
+  # Invalid frames and held-out frames sit right on the queries below, so a draw that could
+  # reach them would.
+  queries = rng.normal(size=(12, 6, 5)).astype(np.float32)
+  frames["fly2"][:20] = queries.reshape(-1, 5)[:20]
+  valid["fly2"][:20] = False
+  frames["held_out"][:50] = queries.reshape(-1, 5)[:50]
+  frames["fly1"][3] = np.nan  # Non-finite frames are invalid whatever the mask says.
+  training = ["fly0", "fly1", "fly2", "fly3"]
+  bank = swap.make_pose_bank(frames, valid, training)
+  return bank, frames, valid, training, queries
+
+
+def test_pose_bank_holds_training_animals_padded_and_masked(tagged_bank):
+  bank, frames, valid, training, _ = tagged_bank
+  assert bank.animals == tuple(training)
+  assert bank.frames.shape == (4, 80, 5) and bank.frames.dtype == jnp.float32
+  assert bank.valid.shape == (4, 80) and bank.valid.dtype == jnp.bool_
+  np.testing.assert_array_equal(bank.num_frames, [60, 45, 80, 30])
+  assert not bank.valid[3, 30:].any()
+  assert not bank.valid[1, 3]
+  np.testing.assert_array_equal(bank.valid[0, :60], valid["fly0"])
+  np.testing.assert_array_equal(swap.bank_rows(bank, ["fly2", "held_out", "fly0"]), [2, -1, 0])
+
+
+@pytest.mark.parametrize("per_frame_target", [False, True])
+def test_swapped_frames_come_from_another_training_animal_and_valid_frames(
+    tagged_bank, per_frame_target):
+  bank, frames, valid, training, queries = tagged_bank
+  owner = _frame_owner({a: frames[a] for a in training + ["held_out"]})
+  source = np.arange(12) % 4
+  swapped, info = swap.swap_pose_windows(
+      jax.random.key(7), jnp.asarray(queries), jnp.asarray(source), bank, swap_probability=1.0,
+      per_frame_target=per_frame_target, query_chunk=16, pool_chunk=32)
+  swapped = np.asarray(swapped)
+  target = np.asarray(info["target_animal"])
+  assert target.shape == ((12, 6) if per_frame_target else (12,))
+  frame_target = np.broadcast_to(target.reshape(12, -1), (12, 6))
+  assert (frame_target != source[:, None]).all()
+  for window in range(12):
+    for step in range(6):
+      animal, index = owner[swapped[window, step].tobytes()]
+      assert animal == training[frame_target[window, step]]
+      assert index == info["frame_index"][window, step]
+      assert valid[animal][index] and np.isfinite(frames[animal][index]).all()
+  if per_frame_target:
+    assert len(np.unique(frame_target[0])) > 1 or len(np.unique(frame_target[1])) > 1
+
+
+def test_swap_probability_zero_leaves_windows_and_one_swaps_all(tagged_bank):
+  bank, _, _, _, queries = tagged_bank
+  source = jnp.arange(12) % 4
+  unchanged, info = swap.swap_pose_windows(jax.random.key(8), jnp.asarray(queries), source,
+                                           bank, swap_probability=0.0)
+  np.testing.assert_array_equal(unchanged, queries)
+  assert not info["swapped"].any()
+  assert (info["target_animal"] == -1).all() and (info["frame_index"] == -1).all()
+  swapped, info = swap.swap_pose_windows(jax.random.key(8), jnp.asarray(queries), source, bank,
+                                         swap_probability=1.0)
+  assert info["swapped"].all() and (info["frame_index"] >= 0).all()
+  assert not np.isclose(np.asarray(swapped), queries).all(axis=-1).any()
+
+
+def test_partial_swap_probability_swaps_windows_independently(tagged_bank):
+  bank, _, _, _, queries = tagged_bank
+  windows = jnp.asarray(np.tile(queries, (20, 1, 1)))  # 240 windows
+  swapped, info = swap.swap_pose_windows(jax.random.key(9), windows, jnp.arange(240) % 4, bank,
+                                         swap_probability=0.3)
+  mask = np.asarray(info["swapped"])
+  assert 0.2 < mask.mean() < 0.4
+  np.testing.assert_array_equal(np.asarray(swapped)[~mask], np.asarray(windows)[~mask])
+  assert (np.asarray(info["frame_index"])[mask] >= 0).all()
+  targets = np.asarray(info["target_animal"])[mask]
+  assert set(targets) == {0, 1, 2, 3}
+
+
+def test_windows_of_animals_outside_the_bank_are_never_swapped(tagged_bank):
+  bank, _, _, _, queries = tagged_bank
+  source = jnp.full((12,), -1, jnp.int32)
+  swapped, info = swap.swap_pose_windows(jax.random.key(10), jnp.asarray(queries), source, bank,
+                                         swap_probability=1.0)
+  np.testing.assert_array_equal(swapped, queries)
+  assert not info["swapped"].any()
+
+
+def test_window_swap_is_independent_of_chunk_sizes_and_runs_in_a_jitted_step(tagged_bank):
+  bank, _, _, _, queries = tagged_bank
+  key = jax.random.key(11)
+  source = jnp.arange(12) % 4
+  reference, reference_info = swap.swap_pose_windows(
+      key, jnp.asarray(queries), source, bank, swap_probability=0.8, query_chunk=72,
+      pool_chunk=80)
+
+  @jax.jit
+  def training_step(key, windows, source, bank):
+    swapped, info = swap.swap_pose_windows(key, windows, source, bank, swap_probability=0.8,
+                                           query_chunk=5, pool_chunk=16)
+    return swapped, info
+
+  swapped, info = training_step(key, jnp.asarray(queries), source, bank)
+  np.testing.assert_array_equal(swapped, reference)
+  np.testing.assert_array_equal(info["frame_index"], reference_info["frame_index"])
+  assert swapped.shape == (12, 6, 5) and swapped.dtype == jnp.float32
+  assert info["frame_index"].dtype == jnp.int32 and info["swapped"].dtype == jnp.bool_
+
+
+# ------------------------------------------------------------------------------------------
+# Top-K table
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_animal_bank():
+  rng = np.random.default_rng(12)
+  frames = {"fly0": rng.normal(size=(18, 3)).astype(np.float32),
+            "fly1": rng.normal(size=(20, 3)).astype(np.float32)}
+  valid = {"fly0": np.ones(18, bool), "fly1": np.arange(20) != 4}
+  return swap.make_pose_bank(frames, valid, ["fly0", "fly1"]), frames, valid
+
+
+def test_full_top_k_table_draws_the_exact_softmax(two_animal_bank):
+  bank, frames, valid = two_animal_bank
+  table = swap_table.build_topk_table(bank, k=20, temperature=0.8, query_chunk=8, pool_chunk=6,
+                                      progress=False)
+  assert table.truncated_mass_stats()["max"] < 1e-5
+  assert table.indices.shape == (2, 20, 2, 20) and table.log_weights.shape == (2, 20, 2, 20)
+  batch, time = 2000, 10
+  source_frame = 5
+  windows = jnp.asarray(np.broadcast_to(frames["fly0"][source_frame], (batch, time, 3)))
+  _, info = swap_table.swap_with_table(
+      jax.random.key(13), windows, jnp.zeros((batch,), jnp.int32),
+      jnp.full((batch, time), source_frame), table, bank, swap_probability=1.0)
+  assert (np.asarray(info["target_animal"]) == 1).all()
+  drawn = np.asarray(info["frame_index"]).ravel()
+  exact = _softmax_probabilities(frames["fly0"][source_frame], frames["fly1"], 0.8,
+                                 valid["fly1"])
+  assert _chi_square_p_value(drawn, exact) > 1e-3
+
+
+def test_small_top_k_table_reports_the_truncated_mass(two_animal_bank):
+  bank, frames, valid = two_animal_bank
+  k = 3
+  table = swap_table.build_topk_table(bank, k=k, query_chunk=7, pool_chunk=5, progress=False)
+  truncated = np.asarray(table.truncated_mass)
+  indices = np.asarray(table.indices)
+  expected = []
+  for source, target in [(0, 1), (1, 0)]:
+    pool, pool_valid = frames[bank.animals[target]], valid[bank.animals[target]]
+    for index, query in enumerate(frames[bank.animals[source]]):
+      probabilities = _softmax_probabilities(query, pool, 1.0, pool_valid)
+      nearest = np.argsort(-probabilities)[:k]
+      np.testing.assert_array_equal(np.sort(indices[source, index, target]), np.sort(nearest))
+      expected.append(1.0 - probabilities[nearest].sum())
+      np.testing.assert_allclose(truncated[source, index, target], expected[-1], atol=1e-5)
+  assert np.isnan(truncated[0, :, 0]).all() and np.isnan(truncated[0, 18:]).all()
+  stats_ = table.truncated_mass_stats()
+  np.testing.assert_allclose(stats_["mean"], np.mean(expected), atol=1e-5)
+  np.testing.assert_allclose(stats_["max"], np.max(expected), atol=1e-5)
+  assert not np.isin(indices[0, :18, 1], [4]).any()
+
+
+# ------------------------------------------------------------------------------------------
+# Errors, raised before anything is compiled
+# ------------------------------------------------------------------------------------------
+
+
+def test_bank_needs_two_training_animals():
+  frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 3))}
+  with pytest.raises(ValueError, match="at least two training animals"):
+    swap.make_pose_bank(frames, None, ["fly0"])
+
+
+def test_bank_rejects_an_empty_pool():
+  frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 3))}
+  with pytest.raises(ValueError, match="pool of 'fly1' is empty"):
+    swap.make_pose_bank(frames, {"fly1": np.zeros(4, bool)}, ["fly0", "fly1"])
+  with pytest.raises(ValueError, match="pool of 'fly1' is empty"):
+    swap.make_pose_bank({"fly0": np.zeros((4, 3)), "fly1": np.full((2, 3), np.nan)}, None,
+                        ["fly0", "fly1"])
+
+
+def test_bank_rejects_mismatched_pose_dimensions():
+  frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 5))}
+  with pytest.raises(ValueError, match="pose dimensions differ"):
+    swap.make_pose_bank(frames, None, ["fly0", "fly1"])
+
+
+def test_mismatched_query_dimension_is_rejected_before_compiling(monkeypatch, tagged_bank):
+  bank = tagged_bank[0]
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError("the jitted kernel was reached")
+
+  monkeypatch.setattr(swap, "_swap_pose_windows_jit", must_not_run)
+  monkeypatch.setattr(swap, "_draw_pool_frames_jit", must_not_run)
+  with pytest.raises(ValueError, match="D=4 but the bank's frames have D=5"):
+    swap.swap_pose_windows(jax.random.key(0), jnp.zeros((2, 3, 4)), jnp.zeros(2, jnp.int32),
+                           bank)
+  with pytest.raises(ValueError, match="source_animal must be"):
+    swap.swap_pose_windows(jax.random.key(0), jnp.zeros((2, 3, 5)), jnp.zeros(3, jnp.int32),
+                           bank)
+  with pytest.raises(ValueError, match="temperature"):
+    swap.swap_pose_windows(jax.random.key(0), jnp.zeros((2, 3, 5)), jnp.zeros(2, jnp.int32),
+                           bank, temperature=0.0)
+  with pytest.raises(ValueError, match="share D"):
+    swap.draw_pool_frames(jax.random.key(0), jnp.zeros((2, 4)), jnp.zeros((6, 5)))
+
+
+def test_table_swap_rejects_a_table_of_another_bank(two_animal_bank, tagged_bank):
+  bank = two_animal_bank[0]
+  table = swap_table.build_topk_table(bank, k=2, progress=False)
+  other_bank = tagged_bank[0]
+  with pytest.raises(ValueError, match="table was built for"):
+    swap_table.swap_with_table(jax.random.key(0), jnp.zeros((2, 3, 5)), jnp.zeros(2, jnp.int32),
+                               jnp.zeros((2, 3), jnp.int32), table, other_bank)

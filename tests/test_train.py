@@ -1,0 +1,166 @@
+"""The trainer: sharded step equals single-device step, kill-and-resume, early config errors."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import synthetic_data
+
+from data_prep import tfds_builder
+from experiments import train as train_entry
+from experiments.configs import common
+from nar import train
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  rng = np.random.default_rng(1)
+  recordings = [synthetic_data.recording(a, t, 600, rng) for a in range(4) for t in range(2)]
+  directory = tmp_path_factory.mktemp("tfds")
+  tfds_builder.build_dataset(recordings, str(directory))
+  return str(directory)
+
+
+def tiny_config(data_dir: str, **optim):
+  config = common.base_config()
+  config.data.data_dir = data_dir
+  config.data.num_held_out_animals = 1
+  config.data.window = dict(pose_frames=8, pose_stride=2, neural_frames=4)
+  config.data.drop_classes = ()
+  config.model.update(width=8, num_blocks=1, features=8, head_hidden=16, embedding=8,
+                      image_channels=(4,))
+  config.swap.pool_chunk = 256
+  config.optim.update(global_batch_size=16, num_train_steps=8, warmup_steps=2, **optim)
+  config.checkpoint_every_steps = 2
+  config.log_every_steps = 2
+  config.eval.hop = 20
+  config.eval.identity_time_blocks = 2
+  return config
+
+
+def _run(script: str, **env) -> subprocess.CompletedProcess:
+  result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
+  return result
+
+
+_PRELUDE = """
+    import sys
+    sys.path.insert(0, "tests")
+    from test_train import tiny_config
+    from nar import train
+"""
+
+
+def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
+  script = _PRELUDE + f"""
+    import jax, numpy as np
+    from nar import input_pipeline
+    assert jax.device_count() == 8, jax.devices()
+    config = tiny_config({data_dir!r})
+    inputs = train.create_input(config)
+    graphdef, tx, state = train.create_train_state(config, inputs)
+    state = jax.device_get(state)  # host copy: each mesh gets (and donates) its own
+    bank, rows = train.create_swap_bank(config, inputs)
+    loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
+    local = next(iter(loader))
+    local["bank_animal"] = rows[local["animal"]]
+    results = []
+    for mesh in (train.make_mesh(), train.make_mesh(jax.devices()[:1])):
+      sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+      replicated = jax.sharding.NamedSharding(mesh, jax.P())
+      batch = {{k: jax.device_put(local[k], sharding)
+               for k in ("pose", "neural_images", "bank_animal")}}
+      step = train.compile_train_step(graphdef, tx, config, "neural_images", mesh)
+      new_state, metrics = step(jax.device_put(state, replicated), batch,
+                                jax.device_put(bank, replicated))
+      assert len(batch["pose"].sharding.device_set) == mesh.size
+      results.append((jax.device_get(new_state.params), jax.device_get(metrics)))
+    (params8, metrics8), (params1, metrics1) = results
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 params8, params1)
+    np.testing.assert_allclose(metrics8["loss"], metrics1["loss"], rtol=1e-5)
+    assert metrics8["swapped_fraction"] == metrics1["swapped_fraction"]
+
+    config.optim.global_batch_size = 12
+    try:
+      train.train_and_evaluate(config, "/tmp/never_written")
+    except ValueError as error:
+      assert "does not divide over 8 devices" in str(error), error
+    else:
+      raise AssertionError("a batch of 12 on 8 devices must fail")
+    print("OK")
+  """
+  result = _run(script, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert "OK" in result.stdout
+
+
+def _final_state(workdir: pathlib.Path, step: int):
+  manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "data"))
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return restored["state"]
+
+
+def test_a_killed_run_resumes_to_the_parameters_of_an_uninterrupted_run(data_dir, tmp_path):
+  reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+  killed = _run(_PRELUDE + f"""
+    import os, signal
+    import orbax.checkpoint as ocp
+    save = ocp.CheckpointManager.save
+
+    def save_then_die(self, step, *args, **kwargs):
+      saved = save(self, step, *args, **kwargs)
+      if step == 4:  # hard kill midway, right after the second checkpoint
+        os.kill(os.getpid(), signal.SIGKILL)
+      return saved
+
+    ocp.CheckpointManager.save = save_then_die
+    train.train_and_evaluate(tiny_config({data_dir!r}), {str(interrupted)!r})
+  """)
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert not (interrupted / "eval.json").exists()
+  assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()
+                if p.name.isdigit()) == ["2", "4"]
+
+  config = tiny_config(data_dir)
+  train.train_and_evaluate(config, str(interrupted))
+  results = train.train_and_evaluate(config, str(reference))
+  resumed_state, reference_state = _final_state(interrupted, 8), _final_state(reference, 8)
+  assert int(resumed_state["step"]) == 8
+  jax.tree.map(np.testing.assert_array_equal, resumed_state["params"], reference_state["params"])
+  for name in ("action_held_out_animals", "identity_held_out_time"):
+    assert 0 <= results[name]["accuracy"] <= 100
+  assert (reference / "eval.json").exists() and (reference / "metrics.jsonl").exists()
+  assert any((reference / "tensorboard").iterdir())
+
+
+def test_configs_that_cannot_train_fail_before_compiling(data_dir):
+  config = tiny_config(data_dir)
+  config.data.num_held_out_animals = 3
+  with pytest.raises(ValueError, match="at least two training animals"):
+    train.create_input(config)
+  config = tiny_config(data_dir)
+  config.data.drop_classes = tuple(common.base_config().eval.drop_classes) + (
+      "walking", "eye_grooming", "antennal_grooming", "foreleg_grooming",
+      "abdominal_grooming", "hindleg_grooming")
+  config.data.drop_unlabelled = True
+  with pytest.raises(ValueError, match="holds no window"):
+    train.create_input(config)
+
+
+def test_config_names_resolve_to_config_files():
+  resolved = train_entry.resolve_config_argument(["prog", "--config=swap_cpu:smoke", "--x=1"])
+  assert resolved[1].endswith(os.path.join("experiments", "configs", "swap_cpu.py") + ":smoke")
+  assert resolved[2] == "--x=1"
+  with pytest.raises(SystemExit, match="unknown config 'nope'"):
+    train_entry.resolve_config_argument(["prog", "--config=nope"])
