@@ -43,6 +43,8 @@ def resolve_config_argument(argv: list[str]) -> list[str]:
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and results go.",
                                required=True)
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Call jax.distributed.initialize() (one process per host).")
 
 
 class _QuietLibraries(logging_std.Filter):
@@ -55,10 +57,11 @@ class _QuietLibraries(logging_std.Filter):
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  if os.environ.get("NAR_DISTRIBUTED") == "1":
-    # Multi-host launch (e.g. a TPU pod slice): one process per host.
+  if _MULTIHOST.value:
     jax.distributed.initialize()
   config = _CONFIG.value
+  if not config.data.data_dir:
+    raise app.UsageError("config.data.data_dir is empty: pass --config.data.data_dir=...")
   logging.info("Process %d of %d; devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   if config.data.simulate_if_missing:

@@ -244,7 +244,7 @@ class WindowSource:
     window["animal"] = np.int32(self._trial_animal[trial])
     window["trial"] = np.int32(trial)
     window["centre_frame"] = np.int64(centre)
-    window["bank_frame_index"] = (self._trial_bank_offset[trial] + frames).astype(np.int64)
+    window["bank_frame_index"] = (self._trial_bank_offset[trial] + frames).astype(np.int32)
     return window
 
   def __repr__(self) -> str:

@@ -33,6 +33,7 @@ from nar import models
 from nar import probes
 from nar import shards
 from nar import swap
+from nar import swap_table
 from nar import windows
 
 
@@ -138,9 +139,15 @@ def make_train_step(graphdef, tx, config, neural_key: str):
     swap_key, pose_key, neural_key_ = jax.random.split(key, 3)
     pose = batch["pose"]
     metrics = {}
-    if swap_config.enabled:
+    if swap_config.enabled and swap_config.mode == "topk":
+      pose, info = swap_table.swap_with_table(
+          swap_key, pose, batch["bank_animal"], batch["bank_frame_index"], bank["table"],
+          bank["frames"], swap_probability=swap_config.probability,
+          per_frame_target=swap_config.per_frame_target)
+      metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
+    elif swap_config.enabled:
       pose, info = swap.swap_pose_windows(
-          swap_key, pose, batch["bank_animal"], bank,
+          swap_key, pose, batch["bank_animal"], bank["frames"],
           swap_probability=swap_config.probability, temperature=swap_config.temperature,
           pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
@@ -278,16 +285,30 @@ def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
 
 
 def create_swap_bank(config: ml_collections.ConfigDict, inputs: Input):
-  """The swap pool of the training animals, and the bank row of every dataset animal."""
-  bank = None
-  if config.swap.enabled:
-    pose_bank = input_pipeline.make_pose_bank(inputs.dataset, inputs.normalizer,
-                                              inputs.training_animals)
-    bank = swap.make_pose_bank(dict(zip(pose_bank.animals, pose_bank.frames)),
-                               dict(zip(pose_bank.animals, pose_bank.valid)),
-                               list(pose_bank.animals))
+  """The swap pool of the training animals, and the bank row of every dataset animal.
+
+  Returns:
+    `(bank, bank_row_of_animal)`: bank is None without the swap, else a dict with the
+    device-resident `frames` (`nar.swap.PoseBank`) and, in top-K mode, its `table`.
+  """
   rows = {a: i for i, a in enumerate(inputs.training_animals)}
   bank_row_of_animal = np.array([rows.get(a, -1) for a in inputs.dataset.animals], np.int32)
+  if not config.swap.enabled:
+    return None, bank_row_of_animal
+  if config.swap.mode not in ("exact", "topk"):
+    raise ValueError(f"swap.mode must be 'exact' or 'topk', got {config.swap.mode!r}")
+  pose_bank = input_pipeline.make_pose_bank(inputs.dataset, inputs.normalizer,
+                                            inputs.training_animals)
+  frames = swap.make_pose_bank(dict(zip(pose_bank.animals, pose_bank.frames)),
+                               dict(zip(pose_bank.animals, pose_bank.valid)),
+                               list(pose_bank.animals))
+  bank = {"frames": frames}
+  if config.swap.mode == "topk":
+    bank["table"] = swap_table.build_topk_table(
+        frames, config.swap.topk, temperature=config.swap.temperature,
+        pool_chunk=config.swap.pool_chunk)
+    logging.info("Top-%d swap table: truncated probability mass %s", config.swap.topk,
+                 bank["table"].truncated_mass_stats())
   return bank, bank_row_of_animal
 
 
@@ -357,7 +378,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     local = next(iterator)
     local["bank_animal"] = bank_row_of_animal[local["animal"]]
     batch = {key: jax.make_array_from_process_local_data(batch_sharding, local[key])
-             for key in ("pose", inputs.neural_key, "bank_animal")}
+             for key in ("pose", inputs.neural_key, "bank_animal", "bank_frame_index")}
     state, metrics = step_fn(state, batch, bank)
     done = step + 1
     if timer_start is None:  # the first step includes compilation

@@ -79,7 +79,7 @@ def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
       sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
       replicated = jax.sharding.NamedSharding(mesh, jax.P())
       batch = {{k: jax.device_put(local[k], sharding)
-               for k in ("pose", "neural_images", "bank_animal")}}
+               for k in ("pose", "neural_images", "bank_animal", "bank_frame_index")}}
       step = train.compile_train_step(graphdef, tx, config, "neural_images", mesh)
       new_state, metrics = step(jax.device_put(state, replicated), batch,
                                 jax.device_put(bank, replicated))

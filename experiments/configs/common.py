@@ -36,6 +36,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.swap.enabled = True
   config.swap.probability = 0.5
   config.swap.temperature = 1.0
+  config.swap.mode = "exact"  # or "topk": draw from a precomputed table of K neighbours
+  config.swap.topk = 64
   config.swap.per_frame_target = False
   config.swap.pool_chunk = 2048
 
