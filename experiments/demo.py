@@ -1,25 +1,36 @@
 r"""The main job on the embedded default data: `make demo`.
 
-  python -m experiments.demo [--data_dir=~/.cache/nar/tfds]
+  python -m experiments.demo [--workdir=~/.cache/nar/runs/demo]
 
 Simulates the default dataset (8 animals x 4 trials x 60 s) if absent, writes it in the MC2P
-folder layout, reads it back, builds its TFDS shards and prints a summary of what was built.
+folder layout, reads it back, builds its TFDS shards and prints a summary; then trains the
+`swap_cpu` config on it (resuming if the workdir holds checkpoints) and prints the evaluation.
 """
+
+import os
 
 from absl import app
 from absl import flags
 
 from data_prep import default_dataset
 from data_prep import tfds_builder
+from experiments.configs import swap_cpu
+from nar import paths
+from nar import train
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/.cache/nar/tfds).")
-_SEED = flags.DEFINE_integer("seed", 0, "Simulation seed.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", os.path.join(paths.default_root(), "runs", "demo"), "Where the run goes.")
 
 
 def main(argv):
   del argv
-  dataset_dir = default_dataset.ensure_dataset(seed=_SEED.value, data_dir=_DATA_DIR.value)
+  config = swap_cpu.get_config()
+  dataset_dir = default_dataset.ensure_dataset(data_dir=config.data.data_dir,
+                                               name=config.data.name)
   print(tfds_builder.describe(str(dataset_dir)))
+  results = train.train_and_evaluate(config, _WORKDIR.value)
+  print(f"run: {_WORKDIR.value}")
+  print(train.summary_line(results))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+r"""Throughput of the jitted training step at swap_cpu shapes, swap on and off.
+
+  python -m benchmarks.train_step [--config=swap_cpu] [--steps=30]
+
+Prints, in one run: steps/s and windows/s of the step with the swap and without it (bar: the
+swap costs at most 25% of the step), and the input pipeline's windows/s beside the step's
+consumption (bar: at least 5x). Batches are read before timing the step, so the step's figures
+exclude data loading. The default dataset is simulated and built first if absent.
+"""
+
+import importlib
+import time
+
+from absl import app
+from absl import flags
+import jax
+
+from data_prep import default_dataset
+from nar import input_pipeline
+from nar import train
+
+_CONFIG = flags.DEFINE_string("config", "swap_cpu", "Config name in experiments/configs.")
+_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per variant.")
+_WORKERS = flags.DEFINE_list("workers", ["0", "2"], "grain worker counts to time.")
+
+
+def _time_step(config, inputs, batches) -> float:
+  """Seconds per step (median of the timed steps, after one compiling step)."""
+  graphdef, tx, state = train.create_train_state(config, inputs)
+  bank, rows = train.create_swap_bank(config, inputs)
+  mesh = train.make_mesh()
+  step = train.compile_train_step(graphdef, tx, config, inputs.neural_key, mesh)
+  sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  state, bank = jax.device_put(state, replicated), jax.device_put(bank, replicated)
+  device_batches = []
+  for local in batches:
+    local = dict(local, bank_animal=rows[local["animal"]])
+    device_batches.append({k: jax.device_put(local[k], sharding) for k in (
+        "pose", inputs.neural_key, "bank_animal", "bank_frame_index")})
+  state, metrics = step(state, device_batches[0], bank)
+  jax.block_until_ready((state, metrics))
+  durations = []
+  for batch in device_batches[1:]:
+    start = time.perf_counter()
+    state, metrics = step(state, batch, bank)
+    jax.block_until_ready((state, metrics))
+    durations.append(time.perf_counter() - start)
+  durations.sort()
+  return durations[len(durations) // 2]
+
+
+def _pipeline_rate(inputs, batch_size: int, workers: int, num_batches: int) -> float:
+  loader = input_pipeline.make_loader(inputs.train_source, batch_size=batch_size, train=True,
+                                      seed=1, worker_count=workers)
+  iterator = iter(loader)
+  next(iterator)
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    next(iterator)
+  return num_batches * batch_size / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  config = importlib.import_module(f"experiments.configs.{_CONFIG.value}").get_config()
+  if config.data.simulate_if_missing:
+    default_dataset.ensure_dataset(data_dir=config.data.data_dir, name=config.data.name)
+  inputs = train.create_input(config)
+  batch_size = config.optim.global_batch_size
+  loader = input_pipeline.make_loader(inputs.train_source, batch_size=batch_size, train=True,
+                                      seed=0)
+  iterator = iter(loader)
+  batches = [next(iterator) for _ in range(_STEPS.value + 1)]
+  print(f"devices: {jax.devices()}  config: {_CONFIG.value}  global batch: {batch_size}  "
+        f"neural input: {inputs.neural_key} {batches[0][inputs.neural_key].shape[1:]}")
+
+  with config.unlocked():
+    config.swap.enabled = False
+  without_swap = _time_step(config, inputs, batches)
+  with config.unlocked():
+    config.swap.enabled = True
+  with_swap = _time_step(config, inputs, batches)
+  for name, seconds in (("step without swap", without_swap), ("step with swap", with_swap)):
+    print(f"{name:34s} {1 / seconds:8.2f} steps/s  {batch_size / seconds:9.0f} windows/s")
+  overhead = with_swap / without_swap - 1
+  print(f"swap overhead: {100 * overhead:.1f}% of the step without swap "
+        f"(bar <= 25%): {'PASS' if overhead <= 0.25 else 'FAIL'}")
+
+  consumption = batch_size / with_swap
+  for workers in map(int, _WORKERS.value):
+    rate = _pipeline_rate(inputs, batch_size, workers, num_batches=10)
+    ratio = rate / consumption
+    print(f"input pipeline, {workers} workers: {rate:9.0f} windows/s = {ratio:.1f}x the step's "
+          f"consumption (bar >= 5x): {'PASS' if ratio >= 5 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+  app.run(main)
