@@ -207,7 +207,7 @@ def describe(dataset_dir: str) -> str:
   meta = dataset.metadata
   num_frames = sum(t["num_behaviour_frames"] for t in meta["trials"])
   num_neural = sum(t["num_neural_frames"] for t in meta["trials"])
-  size = sum(f.stat().st_size for f in dataset.path.iterdir() if f.is_file())
+  size = sum(f.stat().length for f in dataset.path.iterdir() if f.is_file())
   per_animal = {}
   for t in meta["trials"]:
     per_animal[t["animal_id"]] = per_animal.get(t["animal_id"], 0) + 1

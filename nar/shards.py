@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import pathlib
 import tempfile
 from typing import Sequence
 
+from etils import epath
 import numpy as np
 
 from nar import recording as recording_lib
@@ -74,8 +74,8 @@ class BehaviourIndex:
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> "BehaviourIndex":
-    with np.load(path) as data:
-      return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+    with epath.Path(path).open("rb") as f, np.load(f) as data:
+      return cls(**{field.name: data[field.name] for field in dataclasses.fields(cls)})
 
   @property
   def num_trials(self) -> int:
@@ -99,7 +99,7 @@ class ShardedDataset:
     behaviour_index: every trial's behaviour, sync and labels.
   """
 
-  path: pathlib.Path
+  path: epath.Path
   metadata: dict
   behaviour_index: BehaviourIndex
 
@@ -174,15 +174,15 @@ class ShardedDataset:
             for key in segments[0] if np.ndim(segments[0][key]) > 0}
 
 
-def resolve_dataset_dir(data_dir: str | os.PathLike, name: str = "default") -> pathlib.Path:
+def resolve_dataset_dir(data_dir: str | os.PathLike, name: str = "default") -> epath.Path:
   """Finds the version directory of a dataset.
 
   Args:
     data_dir: either a dataset version directory itself, or the TFDS data dir that holds
-      `nar_recordings/<name>/<version>/`.
+      `nar_recordings/<name>/<version>/`; local or remote (e.g. `gs://`).
     name: the dataset's name (builder config) inside `data_dir`.
   """
-  path = pathlib.Path(data_dir)
+  path = epath.Path(data_dir)
   if (path / "dataset_info.json").exists():
     return path
   parent = path / BUILDER_NAME / name

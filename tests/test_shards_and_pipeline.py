@@ -50,7 +50,7 @@ def test_trials_reassembled_from_segments_equal_the_recordings(recordings, datas
 
 def test_storage_is_about_the_size_of_the_raw_data(recordings, dataset):
   raw = sum(r.behaviour.nbytes + r.neural_images.nbytes + r.roi_traces.nbytes for r in recordings)
-  shard_bytes = sum(f.stat().st_size for f in dataset.path.glob("*.array_record*"))
+  shard_bytes = sum(f.stat().length for f in dataset.path.glob("*.array_record*"))
   assert shard_bytes < 1.5 * raw
 
 
