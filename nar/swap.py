@@ -1,0 +1,688 @@
+r"""Cross-animal pose swapping (seed eq. 2): an exact, streamed nearest-pose sampler.
+
+For a pose frame b_k of a training animal s, the swap draws a frame b_l of another training
+animal ŝ with
+
+    P(l) ∝ w_l = exp(-||b_l - b_k||_2 / temperature)        over ALL frames l of ŝ
+
+(temperature 1 is the paper's formula; the distance is Euclidean, not squared). Held-out
+animals are never in the pool: a `PoseBank` holds the training animals only.
+
+Algorithm: a two-level, streamed exponential race (Gumbel-max), exact in distribution.
+  1. The pool is cut into fixed blocks of `FRAME_BLOCK` consecutive frames. Streaming over
+     pool chunks (whole numbers of blocks), the kernel computes the distances of a query chunk
+     to a pool chunk with the matrix form ||a||² + ||b||² - 2 a·b (clamped at 0 before the
+     square root), the log-weight of every block, log W_b = log Σ_{l in b} w_l (a log-sum-exp
+     shifted by the block's nearest frame, so it never under- or overflows), and keeps a
+     running argmin over blocks of log E_b - log W_b with E_b ~ Exp(1): block b wins with
+     probability W_b / Σ W (the exponential race, i.e. Gumbel-max over log W_b).
+  2. Within the winning block it recomputes the FRAME_BLOCK distances and draws frame l with
+     probability w_l / W_b by a second exponential race over the frames.
+  So P(l) = W_b / W · w_l / W_b = w_l / W exactly. Memory is O(query_chunk × pool_chunk), never
+  O(queries × pool), and the same code runs on CPU, GPU and TPU. Drawing per block rather than
+  per frame matters for speed: one random variate and two logs per (query, frame) pair cost
+  more than the 90-dim distance itself on a CPU, while one exp per pair and one variate per
+  block bring the kernel close to the bare distance matmul.
+
+Noise. Each exponential variate is a pure function of (key, global query id, block or frame
+index within the animal): a counter-based hash (`_mix32`, a bijective 32-bit integer mixer with
+full avalanche, applied to per-query and per-block/frame words) gives 32 random bits, mapped
+to u ∈ [2^-33, 1 - 2^-24] and log E = log(-log1p(-u)). The blocks are fixed and the query and
+pool ids global, so the drawn index does not depend on the chunk sizes for the same key (the
+tests check exact equality; the only caveat is the last-bit rounding of the distance matmul,
+which could in principle differ between matmul shapes and flip a near-exact tie). The hash
+replaces `jax.random` because threefry per chunk would cost more than the distance matmul on
+a CPU. Resolving u down to 2^-33 keeps the tail of small E (the winners) accurate to
+Gumbel values of 22.9 (exceeded with probability 1e-10); the draw is exact up to this and to
+the quality of the 32-bit hash.
+
+Grouping by target. Each query only competes within its target animal's pool. The kernel sorts
+the queries by target animal and cuts the sorted queries into query chunks; a chunk scans the
+pool chunks of the animals present in it only, with the other queries of the chunk masked. The
+work is at most (queries + animals × query_chunk) × pool frames, so one ŝ per window and one ŝ
+per frame cost about the same, and windows that are not swapped cost nothing. Banks may hold
+animals of different sizes: the scan of an animal stops at its last block.
+
+Numerics: the matmul form loses about 1e-7 × ||b||² of the squared distance to cancellation,
+i.e. distances below ~1e-3 for unit-scale poses are not resolved; irrelevant at temperature 1.
+Matmuls run at `Precision.HIGHEST` so that GPUs do not fall back to TF32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Mapping, Sequence
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+# Frames per block of the two-level draw. Fixed, so that the draw depends on the key only and
+# not on the chunk sizes, which must be multiples of it; banks are padded to a multiple of it.
+FRAME_BLOCK = 64
+
+# Chunk sizes tuned on a 2-core CPU (see benchmarks/README.md); on a GPU larger chunks (e.g.
+# 4096 x 16384) amortise the loop overhead better.
+DEFAULT_QUERY_CHUNK = 512
+DEFAULT_POOL_CHUNK = 2048
+# A query chunk scans the pool of every target animal present in it, so the work of a batch of
+# N frames over A target animals is at most (N + A × query_chunk) × pool frames: batches of
+# windows, whose targets are spread over the animals, want smaller query chunks.
+DEFAULT_WINDOW_QUERY_CHUNK = 128
+
+# Odd constants that decorrelate the query, frame and block streams of the hash.
+_QUERY_STREAM = 0x9E3779B9
+_FRAME_STREAM = 0x632BE5AB
+_BLOCK_STREAM = 0x2545F491
+
+
+# ------------------------------------------------------------------------------------------
+# Pose bank
+# ------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=("frames", "valid", "num_frames"), meta_fields=("animals",))
+@dataclasses.dataclass(frozen=True)
+class PoseBank:
+  """Device-resident pose frames of the training animals: the pools of the swap.
+
+  A pytree, so it can be passed to (and closed over by) a jitted training step.
+
+  Attributes:
+    frames: `[num_animals, max_frames, D]` float32 normalised pose, non-finite values set to 0;
+      rows past an animal's frame count are zero padding (max_frames is a multiple of
+      `FRAME_BLOCK`).
+    valid: `[num_animals, max_frames]` True for frames that may be drawn: False for padding,
+      for frames with missing keypoints and for non-finite frames.
+    num_frames: `[num_animals]` int32 frame count of each animal (valid or not).
+    animals: the training animals, in bank order (row a of `frames` is `animals[a]`).
+  """
+
+  frames: jax.Array
+  valid: jax.Array
+  num_frames: jax.Array
+  animals: tuple[str, ...]
+
+  @property
+  def num_animals(self) -> int:
+    return len(self.animals)
+
+  @property
+  def pose_dim(self) -> int:
+    return int(self.frames.shape[-1])
+
+
+def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
+                   valid_masks: Mapping[str, np.ndarray] | None,
+                   training_animals: Sequence[str]) -> PoseBank:
+  """Stacks the pose frames of the training animals into a padded, device-resident bank.
+
+  Animals of `per_animal_frames` that are not in `training_animals` (the held-out animals) are
+  left out, so they can never be drawn. From an `input_pipeline.PoseBank` `b`:
+  `make_pose_bank(dict(zip(b.animals, b.frames)), dict(zip(b.animals, b.valid)), training)`.
+
+  Args:
+    per_animal_frames: animal -> `[M_a, D]` normalised pose of every frame of the animal.
+    valid_masks: animal -> `[M_a]` bool, False for frames with missing keypoints; None if all
+      frames are complete. Frames with non-finite values are invalid in any case.
+    training_animals: the animals whose frames form the pools, in bank order.
+
+  Returns:
+    The bank, with its arrays on the default device.
+
+  Raises:
+    ValueError: fewer than two training animals, a training animal without frames or without
+      a single valid frame, pose dimensions that differ between animals, or a mask whose shape
+      does not match its frames.
+  """
+  animals = tuple(str(a) for a in training_animals)
+  if len(set(animals)) != len(animals):
+    raise ValueError(f"training animals must be distinct, got {list(animals)}")
+  if len(animals) < 2:
+    raise ValueError(
+        f"the swap needs at least two training animals (a frame is swapped with another "
+        f"animal's), got {list(animals)}")
+  missing = [a for a in animals if a not in per_animal_frames]
+  if missing:
+    raise ValueError(f"no frames given for training animals {missing}")
+  frames, valid = [], []
+  for animal in animals:
+    animal_frames = np.asarray(per_animal_frames[animal], np.float32)
+    if animal_frames.ndim != 2:
+      raise ValueError(f"frames of {animal!r} must be [num_frames, D], got shape "
+                       f"{animal_frames.shape}")
+    animal_valid = np.isfinite(animal_frames).all(axis=-1)
+    if valid_masks is not None and animal in valid_masks:
+      mask = np.asarray(valid_masks[animal], bool)
+      if mask.shape != animal_valid.shape:
+        raise ValueError(f"valid mask of {animal!r} has shape {mask.shape}, its frames "
+                         f"{animal_frames.shape}")
+      animal_valid &= mask
+    if not animal_valid.any():
+      raise ValueError(f"the pool of {animal!r} is empty: none of its {len(animal_frames)} "
+                       "frames is valid")
+    # Missing values become 0 (the training mean of normalised pose, as in the input
+    # pipeline) so that such frames still serve as queries of the top-K table.
+    frames.append(np.where(np.isfinite(animal_frames), animal_frames, 0.0).astype(np.float32))
+    valid.append(animal_valid)
+  dims = {a: f.shape[1] for a, f in zip(animals, frames)}
+  if len(set(dims.values())) != 1:
+    raise ValueError(f"pose dimensions differ between animals: {dims}")
+  # Padding to whole blocks lets every pool chunk cover whole blocks.
+  max_frames = -(-max(len(f) for f in frames) // FRAME_BLOCK) * FRAME_BLOCK
+  dim = frames[0].shape[1]
+  padded_frames = np.zeros((len(animals), max_frames, dim), np.float32)
+  padded_valid = np.zeros((len(animals), max_frames), bool)
+  for row, (f, v) in enumerate(zip(frames, valid)):
+    padded_frames[row, :len(f)] = f
+    padded_valid[row, :len(v)] = v
+  return PoseBank(frames=jnp.asarray(padded_frames), valid=jnp.asarray(padded_valid),
+                  num_frames=jnp.asarray([len(f) for f in frames], jnp.int32), animals=animals)
+
+
+def bank_rows(bank: PoseBank, animals: Sequence[str]) -> np.ndarray:
+  """`[len(animals)]` int32 bank row of each animal, -1 for animals not in the bank.
+
+  Maps a dataset's animal indices (e.g. the `animal` field of a window) to the
+  `source_animal` rows that `swap_pose_windows` takes: `bank_rows(bank, dataset.animals)[i]`.
+  """
+  row_of = {a: r for r, a in enumerate(bank.animals)}
+  return np.array([row_of.get(str(a), -1) for a in animals], np.int32)
+
+
+# ------------------------------------------------------------------------------------------
+# Counter-based Gumbel noise
+# ------------------------------------------------------------------------------------------
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+  """A bijective 32-bit integer mixer with full avalanche (Wellons' `lowbias32`, tuned)."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x21F0AAAD)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x735A2D97)
+  return x ^ (x >> 15)
+
+
+def _seed_words(key: jax.Array) -> jax.Array:
+  """`[3]` uint32 words of a PRNG key (any key implementation) that seed the hash streams."""
+  return jax.random.bits(key, (3,), jnp.uint32)
+
+
+def _stream_words(ids: jax.Array, seed: jax.Array, stream: int) -> jax.Array:
+  """uint32 hash words of uint32 `ids` (queries, blocks or frames), one stream per seed."""
+  return _mix32(_mix32(ids ^ seed) + jnp.uint32(stream))
+
+
+def _log_exponential(bits: jax.Array) -> jax.Array:
+  """log(E), E ~ Exp(1) (i.e. minus a Gumbel variate), from uniform uint32 bits."""
+  # log1p(-u) with u resolved down to 2^-33 keeps small E, i.e. the large Gumbel values that
+  # win, accurate; 1 - 2^-24 is the largest float32 below 1.
+  u = bits.astype(jnp.float32) * jnp.float32(2.0**-32) + jnp.float32(2.0**-33)
+  u = jnp.minimum(u, jnp.float32(1.0 - 2.0**-24))
+  return jnp.log(-jnp.log1p(-u))
+
+
+def _first_argmin(keys: jax.Array, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Min over the last axis of `[Q, P]` keys and the first of the ids attaining it.
+
+  Two plain reductions: XLA's CPU argmin is a variadic (value, index) reduction that does not
+  vectorise. The lowest id wins exact ties, as one unchunked argmin would.
+
+  Args:
+    keys: `[Q, P]`.
+    ids: int32 ids of the keys, broadcastable to `[Q, P]`.
+
+  Returns:
+    `(min [Q], id [Q])`.
+  """
+  best = jnp.min(keys, axis=-1)
+  best_id = jnp.min(jnp.where(keys == best[:, None], ids, jnp.iinfo(jnp.int32).max), axis=-1)
+  return best, best_id
+
+
+# ------------------------------------------------------------------------------------------
+# Streamed kernel
+# ------------------------------------------------------------------------------------------
+
+
+def _pool_chunk(frames: jax.Array, valid: jax.Array, animal: jax.Array, chunk: jax.Array,
+                pool_chunk: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Chunk `chunk` of the pool of bank row `animal`, without padding the bank.
+
+  The last chunk of a pool is shifted back so that it ends at `max_frames` (dynamic slices
+  must lie inside the array); frames that an earlier chunk already covered are masked out.
+  With `max_frames` and `pool_chunk` multiples of `FRAME_BLOCK` these are whole blocks.
+
+  Returns:
+    `(pool [pool_chunk, D], pool_ok [pool_chunk] bool, pool_ids [pool_chunk] int32)`, the ids
+    being frame indices within the animal.
+  """
+  max_frames, dim = frames.shape[1], frames.shape[2]
+  nominal_start = chunk * pool_chunk
+  start = jnp.minimum(nominal_start, max_frames - pool_chunk)
+  pool = lax.dynamic_slice(frames, (animal, start, 0), (1, pool_chunk, dim))[0]
+  pool_ok = lax.dynamic_slice(valid, (animal, start), (1, pool_chunk))[0]
+  pool_ids = start + jnp.arange(pool_chunk, dtype=jnp.int32)
+  return pool, pool_ok & (pool_ids >= nominal_start), pool_ids
+
+
+def _scaled_distances(queries: jax.Array, query_sqnorm: jax.Array, pool: jax.Array,
+                      pool_ok: jax.Array, inv_temperature: jax.Array) -> jax.Array:
+  """`[Q, P]` ||q - b|| / temperature via the matmul form (clamped at 0 before the root).
+
+  Masking is folded into the squared norms, which costs nothing per pair: a query whose
+  `query_sqnorm` is +inf, or a pool frame with `pool_ok` False, gets distance +inf.
+  """
+  cross = lax.dot_general(queries, pool, (((1,), (1,)), ((), ())),
+                          precision=lax.Precision.HIGHEST,
+                          preferred_element_type=jnp.float32)
+  pool_sqnorm = jnp.where(pool_ok, jnp.sum(pool * pool, axis=-1), jnp.inf)
+  sq_dist = (query_sqnorm[:, None] + pool_sqnorm[None, :]) - 2.0 * cross
+  return jnp.sqrt(jnp.maximum(sq_dist, 0.0)) * inv_temperature
+
+
+def _pool_chunk_counts(num_frames: jax.Array, pool_chunk: int) -> jax.Array:
+  return (num_frames + pool_chunk - 1) // pool_chunk
+
+
+def _block_race_keys(distances: jax.Array, block_noise: jax.Array) -> jax.Array:
+  """`[Q, P / FRAME_BLOCK]` race keys log E_b - log W_b of the blocks of a pool chunk.
+
+  Args:
+    distances: `[Q, P]` scaled distances d / temperature, +inf where masked.
+    block_noise: `[Q, P / FRAME_BLOCK]` log E_b.
+  """
+  num_queries, chunk = distances.shape
+  blocks = distances.reshape(num_queries, chunk // FRAME_BLOCK, FRAME_BLOCK)
+  # Shifting by the block's nearest frame keeps the sum in [1, FRAME_BLOCK] at any temperature.
+  nearest = jnp.min(blocks, axis=-1)
+  shifted_sum = jnp.sum(jnp.exp(nearest[..., None] - blocks), axis=-1)
+  # log W_b = log(shifted_sum) - nearest; a fully masked block (nearest = inf) never wins.
+  return jnp.where(nearest < jnp.inf, block_noise + nearest - jnp.log(shifted_sum), jnp.inf)
+
+
+def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
+                  query_target: jax.Array, frames: jax.Array, valid: jax.Array,
+                  num_frames: jax.Array, inv_temperature: jax.Array, query_chunk: int,
+                  pool_chunk: int) -> jax.Array:
+  """Exact draw of one pool frame per query from its target animal's pool.
+
+  Args:
+    seed: `[3]` uint32 words from `_seed_words`.
+    queries: `[N, D]` float32 query frames.
+    query_ids: `[N]` uint32 global ids that index the noise.
+    query_target: `[N]` int32 bank row to draw from; -1 draws nothing.
+    frames, valid, num_frames: the bank's arrays (max_frames a multiple of FRAME_BLOCK).
+    inv_temperature: scalar 1 / temperature.
+    query_chunk: static query chunk (clamped to the number of queries).
+    pool_chunk: static pool chunk, a multiple of FRAME_BLOCK (clamped to max_frames).
+
+  Returns:
+    `[N]` int32 frame index within the target animal, -1 where nothing was drawn (target -1,
+    non-finite query).
+  """
+  num_queries, dim = queries.shape
+  num_animals, max_frames, _ = frames.shape
+  query_chunk = max(1, min(query_chunk, num_queries))
+  pool_chunk = min(pool_chunk, max_frames)
+  num_query_chunks = -(-num_queries // query_chunk)
+  padded = num_query_chunks * query_chunk
+
+  finite = jnp.all(jnp.isfinite(queries), axis=-1)
+  query_target = jnp.where(finite, query_target, -1)
+  queries = jnp.where(finite[:, None], queries, 0.0)
+  # Sorting by target makes a query chunk span few animals, so few pools are scanned for it.
+  order = jnp.argsort(query_target, stable=True)
+  pad = padded - num_queries
+
+  def sorted_and_padded(x, fill):
+    return jnp.pad(x[order], [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+
+  chunks = (
+      sorted_and_padded(queries, 0.0).reshape(num_query_chunks, query_chunk, dim),
+      sorted_and_padded(query_ids, 0).reshape(num_query_chunks, query_chunk),
+      sorted_and_padded(query_target, -1).reshape(num_query_chunks, query_chunk),
+  )
+  chunk_counts = _pool_chunk_counts(num_frames, pool_chunk)
+  animal_rows = jnp.arange(num_animals, dtype=jnp.int32)
+  block_offsets = jnp.arange(pool_chunk // FRAME_BLOCK, dtype=jnp.int32)
+  frame_offsets = jnp.arange(FRAME_BLOCK, dtype=jnp.int32)
+
+  def draw_chunk(chunk):
+    chunk_queries, chunk_ids, chunk_target = chunk
+    present = jnp.any(chunk_target[:, None] == animal_rows[None, :], axis=0)
+    steps = jnp.where(present, chunk_counts, 0)
+    step_ends = jnp.cumsum(steps)
+    query_sqnorm = jnp.sum(chunk_queries * chunk_queries, axis=-1)
+    query_words = _stream_words(chunk_ids, seed[0], _QUERY_STREAM)
+
+    # Level 1: a running exponential race over the blocks of the target's pool.
+    def scan_pool_chunk(step, carry):
+      best_key, best_block = carry
+      animal = jnp.searchsorted(step_ends, step, side="right").astype(jnp.int32)
+      pool_chunk_index = step - (step_ends[animal] - steps[animal])
+      pool, pool_ok, pool_ids = _pool_chunk(frames, valid, animal, pool_chunk_index, pool_chunk)
+      # Queries of other targets in this chunk are masked out through an infinite norm.
+      masked_sqnorm = jnp.where(chunk_target == animal, query_sqnorm, jnp.inf)
+      distances = _scaled_distances(chunk_queries, masked_sqnorm, pool, pool_ok,
+                                    inv_temperature)
+      block_ids = pool_ids[0] // FRAME_BLOCK + block_offsets
+      block_words = _stream_words(block_ids.astype(jnp.uint32), seed[2], _BLOCK_STREAM)
+      block_noise = _log_exponential(_mix32(query_words[:, None] ^ block_words[None, :]))
+      chunk_key, chunk_block = _first_argmin(_block_race_keys(distances, block_noise),
+                                             block_ids[None, :])
+      # Strictly less, so exact ties go to the lower block as in one unchunked argmin;
+      # infinite keys (masked blocks) never win.
+      better = chunk_key < best_key
+      return (jnp.where(better, chunk_key, best_key),
+              jnp.where(better, chunk_block, best_block))
+
+    init = (jnp.full((query_chunk,), jnp.inf, jnp.float32),
+            jnp.full((query_chunk,), -1, jnp.int32))
+    _, best_block = lax.fori_loop(0, step_ends[-1], scan_pool_chunk, init)
+
+    # Level 2: an exponential race over the frames of the winning block.
+    drew_block = best_block >= 0
+    animal = jnp.maximum(chunk_target, 0)[:, None]
+    frame_ids = jnp.maximum(best_block, 0)[:, None] * FRAME_BLOCK + frame_offsets[None, :]
+    candidates = frames[animal, frame_ids]  # [query_chunk, FRAME_BLOCK, D]
+    candidate_ok = valid[animal, frame_ids] & drew_block[:, None]
+    cross = jnp.einsum("qd,qfd->qf", chunk_queries, candidates,
+                       precision=lax.Precision.HIGHEST)
+    candidate_sqnorm = jnp.where(candidate_ok, jnp.sum(candidates * candidates, axis=-1),
+                                 jnp.inf)
+    sq_dist = (query_sqnorm[:, None] + candidate_sqnorm) - 2.0 * cross
+    distances = jnp.sqrt(jnp.maximum(sq_dist, 0.0)) * inv_temperature
+    frame_words = _stream_words(frame_ids.astype(jnp.uint32), seed[1], _FRAME_STREAM)
+    frame_key, drawn = _first_argmin(
+        distances + _log_exponential(_mix32(query_words[:, None] ^ frame_words)), frame_ids)
+    return jnp.where(drew_block & (frame_key < jnp.inf), drawn, -1)
+
+  drawn_sorted = lax.map(draw_chunk, chunks).reshape(padded)[:num_queries]
+  return jnp.zeros((num_queries,), jnp.int32).at[order].set(drawn_sorted)
+
+
+# ------------------------------------------------------------------------------------------
+# Public API
+# ------------------------------------------------------------------------------------------
+
+
+def _is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _check_temperature(temperature) -> None:
+  if _is_concrete(temperature) and not float(temperature) > 0:
+    raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def _check_chunks(query_chunk: int, pool_chunk: int) -> None:
+  for name, value in (("query_chunk", query_chunk), ("pool_chunk", pool_chunk)):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name} must be a positive int, got {value!r}")
+  if pool_chunk % FRAME_BLOCK:
+    raise ValueError(f"pool_chunk must be a multiple of FRAME_BLOCK={FRAME_BLOCK} (the draw's "
+                     f"fixed block of frames), got {pool_chunk}")
+
+
+@functools.partial(jax.jit, static_argnames=("query_chunk", "pool_chunk"))
+def _draw_pool_frames_jit(key, queries, pool, pool_valid, query_offset, temperature, *,
+                          query_chunk, pool_chunk):
+  flat = queries.reshape(-1, queries.shape[-1]).astype(jnp.float32)
+  ids = (jnp.arange(flat.shape[0], dtype=jnp.uint32) + query_offset.astype(jnp.uint32))
+  # A one-animal bank: the pool padded to whole blocks.
+  pad = -pool.shape[0] % FRAME_BLOCK
+  frames = jnp.pad(pool.astype(jnp.float32), ((0, pad), (0, 0)))[None]
+  valid = jnp.pad(pool_valid, (0, pad))[None]
+  drawn = _draw_grouped(
+      _seed_words(key), flat, ids, jnp.zeros((flat.shape[0],), jnp.int32), frames, valid,
+      jnp.array([pool.shape[0]], jnp.int32), 1.0 / jnp.asarray(temperature, jnp.float32),
+      query_chunk, pool_chunk)
+  return drawn.reshape(queries.shape[:-1])
+
+
+def draw_pool_frames(key: jax.Array, queries: jax.Array, pool: jax.Array,
+                     pool_valid: jax.Array | None = None, *, temperature: float = 1.0,
+                     query_chunk: int = DEFAULT_QUERY_CHUNK,
+                     pool_chunk: int = DEFAULT_POOL_CHUNK, query_offset: int = 0) -> jax.Array:
+  """Draws, for every query frame, a pool frame l with P(l) ∝ exp(-||b_l - q|| / temperature).
+
+  The exact streamed kernel on a single pool. The draw depends only on `key`, the query's id
+  (`query_offset` + its flat position) and the pool, never on the chunk sizes, so a large job
+  can be split over calls by advancing `query_offset`.
+
+  Args:
+    key: PRNG key.
+    queries: `[..., D]` query frames.
+    pool: `[M, D]` pool frames.
+    pool_valid: `[M]` bool, False for frames that must never be drawn; None if all may be.
+    temperature: > 0; 1 is the paper's formula, smaller values approach nearest neighbour.
+    query_chunk: query frames per chunk (static).
+    pool_chunk: pool frames per chunk (static), a multiple of `FRAME_BLOCK`.
+    query_offset: id of the first query (for splitting a job over calls).
+
+  Returns:
+    `[...]` int32 index into `pool`; -1 for a query with non-finite values or if no pool frame
+    is valid.
+  """
+  queries = jnp.asarray(queries)
+  pool = jnp.asarray(pool)
+  if pool.ndim != 2 or queries.ndim < 1 or queries.shape[-1] != pool.shape[-1]:
+    raise ValueError(f"queries [..., D] and pool [M, D] must share D; got queries "
+                     f"{queries.shape}, pool {pool.shape}")
+  if pool.shape[0] == 0:
+    raise ValueError("the pool is empty")
+  if pool_valid is None:
+    pool_valid = jnp.ones(pool.shape[:1], bool)
+  pool_valid = jnp.asarray(pool_valid, bool)
+  if pool_valid.shape != pool.shape[:1]:
+    raise ValueError(f"pool_valid must be [{pool.shape[0]}], got {pool_valid.shape}")
+  _check_temperature(temperature)
+  _check_chunks(query_chunk, pool_chunk)
+  return _draw_pool_frames_jit(key, queries, pool, pool_valid, jnp.asarray(query_offset),
+                               temperature, query_chunk=query_chunk, pool_chunk=pool_chunk)
+
+
+def draw_swap_targets(key: jax.Array, source_animal: jax.Array, num_animals: int,
+                      swap_probability, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+  """Draws ŝ ≠ s uniformly among the bank's animals and which windows are swapped.
+
+  Args:
+    key: PRNG key.
+    source_animal: `[B]` bank row of each window's animal (negative: not in the bank).
+    num_animals: animals in the bank (>= 2).
+    swap_probability: probability that a window is swapped.
+    shape: `(B,)` for one ŝ per window or `(B, T)` for one per frame.
+
+  Returns:
+    `(target [*shape] int32, swapped [B] bool)`; target is -1 where the window is not swapped.
+  """
+  target_key, swap_key = jax.random.split(key)
+  source = source_animal.astype(jnp.int32).reshape((-1,) + (1,) * (len(shape) - 1))
+  other = jax.random.randint(target_key, shape, 0, num_animals - 1, jnp.int32)
+  target = other + (other >= source).astype(jnp.int32)
+  swapped = (jax.random.bernoulli(swap_key, swap_probability, source_animal.shape)
+             & (source_animal >= 0))
+  swapped_like_target = swapped.reshape((-1,) + (1,) * (len(shape) - 1))
+  return jnp.where(swapped_like_target, target, -1), swapped
+
+
+@functools.partial(jax.jit, static_argnames=("per_frame_target", "query_chunk", "pool_chunk"))
+def _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probability,
+                           temperature, *, per_frame_target, query_chunk, pool_chunk):
+  batch, window_length, dim = pose_windows.shape
+  num_queries = batch * window_length
+  target_key, draw_key = jax.random.split(key)
+  target_shape = (batch, window_length) if per_frame_target else (batch,)
+  target, swapped = draw_swap_targets(target_key, source_animal, bank.num_animals,
+                                      swap_probability, target_shape)
+  frame_target = jnp.broadcast_to(target.reshape(batch, -1), (batch, window_length)).reshape(-1)
+  queries = pose_windows.reshape(num_queries, dim).astype(jnp.float32)
+  # Query ids are window-major frame positions, so a window's draw does not depend on which
+  # other windows are swapped.
+  drawn = _draw_grouped(
+      _seed_words(draw_key), queries, jnp.arange(num_queries, dtype=jnp.uint32), frame_target,
+      bank.frames, bank.valid, bank.num_frames, 1.0 / jnp.asarray(temperature, jnp.float32),
+      query_chunk, pool_chunk)
+  replaced = drawn >= 0
+  new_frames = bank.frames[jnp.maximum(frame_target, 0), jnp.maximum(drawn, 0)]
+  swapped_windows = jnp.where(replaced[:, None], new_frames.astype(pose_windows.dtype),
+                              pose_windows.reshape(num_queries, dim))
+  info = {
+      "target_animal": target,
+      "swapped": swapped,
+      "frame_index": drawn.reshape(batch, window_length),
+  }
+  return swapped_windows.reshape(batch, window_length, dim), info
+
+
+def check_windows(pose_windows, source_animal, bank: PoseBank) -> None:
+  """Raises ValueError unless `[B, T, D]` windows and `[B]` sources fit the bank."""
+  if bank.num_animals < 2:
+    raise ValueError(f"the swap needs at least two training animals, the bank has "
+                     f"{list(bank.animals)}")
+  if len(pose_windows.shape) != 3:
+    raise ValueError(f"pose_windows must be [B, T, D], got shape {pose_windows.shape}")
+  if pose_windows.shape[-1] != bank.pose_dim:
+    raise ValueError(f"pose windows have D={pose_windows.shape[-1]} but the bank's frames "
+                     f"have D={bank.pose_dim}")
+  if tuple(source_animal.shape) != tuple(pose_windows.shape[:1]):
+    raise ValueError(f"source_animal must be [B]=[{pose_windows.shape[0]}], got shape "
+                     f"{source_animal.shape}")
+
+
+def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: jax.Array,
+                      bank: PoseBank, *, swap_probability: float = 0.5,
+                      temperature: float = 1.0, per_frame_target: bool = False,
+                      query_chunk: int = DEFAULT_WINDOW_QUERY_CHUNK,
+                      pool_chunk: int = DEFAULT_POOL_CHUNK) -> tuple[jax.Array, dict]:
+  """Cross-animal pose swap of a batch of windows, with the exact full-softmax draw.
+
+  With probability `swap_probability` a window of animal s gets a target animal ŝ ≠ s drawn
+  uniformly among the bank's (training) animals, and each of its frames b_k is replaced by a
+  frame b_l of ŝ with P(l) ∝ exp(-||b_l - b_k|| / temperature) over every valid frame of ŝ.
+  Other windows are returned unchanged. Runs inside a jitted training step (shapes are checked
+  here, before tracing the kernel); the neural window is not touched.
+
+  Args:
+    key: PRNG key.
+    pose_windows: `[B, T, D]` normalised pose windows.
+    source_animal: `[B]` int bank row of each window's animal (see `bank_rows`); windows with
+      a negative row (animals not in the bank) are never swapped.
+    bank: the training animals' frames.
+    swap_probability: probability that a window is swapped (0 leaves all, 1 swaps all).
+    temperature: > 0; 1 is the paper's formula.
+    per_frame_target: draw ŝ per frame instead of per window (an ablation).
+    query_chunk: query frames per chunk (static); see `DEFAULT_WINDOW_QUERY_CHUNK`.
+    pool_chunk: pool frames per chunk (static), a multiple of `FRAME_BLOCK`.
+
+  Returns:
+    `(swapped_windows [B, T, D], info)` with info:
+      `target_animal`: `[B]` (`[B, T]` per frame) int32 bank row of ŝ, -1 if not swapped;
+      `swapped`: `[B]` bool;
+      `frame_index`: `[B, T]` int32 frame of ŝ drawn, -1 where the frame is unchanged (not
+        swapped, or a non-finite input frame).
+
+  Raises:
+    ValueError: bank with fewer than two animals, shapes that do not fit the bank, a
+      non-positive temperature or bad chunk sizes.
+  """
+  check_windows(pose_windows, source_animal, bank)
+  _check_temperature(temperature)
+  _check_chunks(query_chunk, pool_chunk)
+  if _is_concrete(swap_probability) and not 0.0 <= float(swap_probability) <= 1.0:
+    raise ValueError(f"swap_probability must lie in [0, 1], got {swap_probability}")
+  return _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probability,
+                                temperature, per_frame_target=per_frame_target,
+                                query_chunk=query_chunk, pool_chunk=pool_chunk)
+
+
+# ------------------------------------------------------------------------------------------
+# NumPy reference (tests and benchmarks)
+# ------------------------------------------------------------------------------------------
+
+
+def _mix32_numpy(x: np.ndarray) -> np.ndarray:
+  x = x ^ (x >> np.uint32(16))
+  x = x * np.uint32(0x21F0AAAD)
+  x = x ^ (x >> np.uint32(15))
+  x = x * np.uint32(0x735A2D97)
+  return x ^ (x >> np.uint32(15))
+
+
+def numpy_draw_pool_frames(key: jax.Array, queries: np.ndarray, pool: np.ndarray,
+                           pool_valid: np.ndarray | None = None, *, temperature: float = 1.0,
+                           query_chunk: int = DEFAULT_QUERY_CHUNK,
+                           pool_chunk: int = DEFAULT_POOL_CHUNK) -> np.ndarray:
+  """NumPy float32 twin of `draw_pool_frames`: same noise, same chunked two-level race.
+
+  Matches the JAX kernel up to float rounding differences of the matmul, `exp` and `log`.
+
+  Args: as `draw_pool_frames`, with `[Q, D]` queries.
+
+  Returns:
+    `[Q]` int32 index into `pool`.
+  """
+  _check_chunks(query_chunk, pool_chunk)
+  seed = np.asarray(_seed_words(key))
+  float32 = np.float32
+  pad = -len(pool) % FRAME_BLOCK
+  queries = np.asarray(queries, float32)
+  pool_ok = np.ones(len(pool), bool) if pool_valid is None else np.asarray(pool_valid, bool)
+  pool = np.pad(np.asarray(pool, float32), ((0, pad), (0, 0)))
+  pool_ok = np.pad(pool_ok, (0, pad))
+  pool_sqnorm = np.where(pool_ok, np.sum(pool * pool, axis=-1), float32(np.inf))
+  inv_temperature = float32(1.0) / float32(temperature)
+
+  def stream_words(ids, seed_word, stream):
+    return _mix32_numpy(_mix32_numpy(ids.astype(np.uint32) ^ seed_word) + np.uint32(stream))
+
+  def log_exponential(bits):
+    u = bits.astype(float32) * float32(2.0**-32) + float32(2.0**-33)
+    return np.log(-np.log1p(-np.minimum(u, float32(1.0 - 2.0**-24))))
+
+  def scaled_distances(chunk, chunk_sqnorm, block, block_sqnorm):
+    if block.ndim == 2:
+      cross = chunk @ block.T
+    else:
+      cross = np.einsum("qd,qfd->qf", chunk, block)
+    sq_dist = (chunk_sqnorm[:, None] + block_sqnorm) - float32(2.0) * cross
+    return np.sqrt(np.maximum(sq_dist, float32(0.0))) * inv_temperature
+
+  drawn = np.full(len(queries), -1, np.int32)
+  with np.errstate(over="ignore", invalid="ignore"):
+    frame_words = stream_words(np.arange(len(pool)), seed[1], _FRAME_STREAM)
+    block_words = stream_words(np.arange(len(pool) // FRAME_BLOCK), seed[2], _BLOCK_STREAM)
+    for q_start in range(0, len(queries), query_chunk):
+      chunk = queries[q_start:q_start + query_chunk]
+      query_words = stream_words(np.arange(q_start, q_start + len(chunk)), seed[0],
+                                 _QUERY_STREAM)
+      chunk_sqnorm = np.sum(chunk * chunk, axis=-1)
+      best_key = np.full(len(chunk), np.inf, float32)
+      best_block = np.full(len(chunk), -1, np.int64)
+      for p_start in range(0, len(pool), pool_chunk):
+        rows = slice(p_start, p_start + pool_chunk)
+        distances = scaled_distances(chunk, chunk_sqnorm, pool[rows], pool_sqnorm[None, rows])
+        blocks = distances.reshape(len(chunk), -1, FRAME_BLOCK)
+        nearest = blocks.min(axis=-1)
+        shifted_sum = np.exp(nearest[..., None] - blocks).sum(axis=-1)
+        block_ids = np.arange(p_start // FRAME_BLOCK, p_start // FRAME_BLOCK + blocks.shape[1])
+        noise = log_exponential(_mix32_numpy(query_words[:, None] ^ block_words[None, block_ids]))
+        keys = np.where(nearest < np.inf, noise + nearest - np.log(shifted_sum), np.inf)
+        chunk_best = keys.min(axis=-1)
+        better = chunk_best < best_key
+        best_key = np.where(better, chunk_best, best_key)
+        best_block = np.where(better, block_ids[keys.argmin(axis=-1)], best_block)
+      frame_ids = np.maximum(best_block, 0)[:, None] * FRAME_BLOCK + np.arange(FRAME_BLOCK)
+      candidate_sqnorm = np.where(best_block[:, None] >= 0, pool_sqnorm[frame_ids],
+                                  float32(np.inf))
+      distances = scaled_distances(chunk, chunk_sqnorm, pool[frame_ids], candidate_sqnorm)
+      keys = distances + log_exponential(_mix32_numpy(query_words[:, None] ^
+                                                      frame_words[frame_ids]))
+      chosen = frame_ids[np.arange(len(chunk)), keys.argmin(axis=-1)]
+      drawn[q_start:q_start + len(chunk)] = np.where(keys.min(axis=-1) < np.inf, chosen, -1)
+  return drawn

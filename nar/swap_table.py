@@ -1,0 +1,268 @@
+r"""Top-K neighbour table for the pose swap: for pools too large to scan every step.
+
+For every frame of every training animal s and every other training animal ŝ, the table keeps
+the K frames of ŝ with the largest weight exp(-||b_l - b_k|| / temperature) (the K nearest
+frames), with their unnormalised log-weights. Swapping then costs a gather and a categorical
+draw over K per frame, instead of a scan of the whole pool. The draw is the exact softmax
+restricted to the K nearest frames; the probability mass left out,
+
+    truncated_mass = 1 - sum_{l in top K} w_l / sum_{all valid l} w_l,
+
+is computed exactly while the table is built (a running logsumexp over every pool frame) and
+reported, so one knows how far the table is from the exact full-softmax swap of `nar.swap`.
+With K = the pool size the table is exact.
+
+The build streams the pools with the same chunked distance kernel as `nar.swap` (a running
+top-K merge per pool chunk) over query chunks, with a progress bar.
+
+Memory: the table holds A × M_max × A × K entries of an int32 index and a float32 log-weight
+(8 bytes), plus A × M_max × A float32 truncated masses. For MC2P scale (A = 40 animals,
+M ≈ 190,000 frames at 100 Hz) and K = 16 that is 40 × 190,000 × 40 × 16 × 8 B ≈ 39 GB: such a
+table belongs on the host or on disk (subsample the frames, e.g. the 33 Hz frames a window
+uses, and keep only the training animals), and only toy and medium tables on the accelerator.
+The temperature is fixed when the table is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from nar import swap as swap_lib
+
+# The table is built from the streamed kernel's private building blocks.
+# pylint: disable=protected-access
+
+
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=("indices", "log_weights", "truncated_mass"),
+                   meta_fields=("animals", "temperature"))
+@dataclasses.dataclass(frozen=True)
+class TopKTable:
+  """The K nearest frames of every other training animal, for every bank frame.
+
+  Attributes:
+    indices: `[A, M_max, A, K]` int32: `indices[s, k, t]` are frames of animal t (bank rows)
+      nearest to frame k of animal s, nearest first; -1 on the diagonal s == t, for padding
+      rows and where the pool of t has fewer than K valid frames.
+    log_weights: `[A, M_max, A, K]` float32 -distance / temperature of those frames; -inf where
+      `indices` is -1.
+    truncated_mass: `[A, M_max, A]` float32 softmax mass outside the top K; NaN on the
+      diagonal and for padding rows.
+    animals: the bank's animals, in bank order.
+    temperature: the temperature the weights were computed with.
+  """
+
+  indices: jax.Array
+  log_weights: jax.Array
+  truncated_mass: jax.Array
+  animals: tuple[str, ...]
+  temperature: float
+
+  @property
+  def k(self) -> int:
+    return int(self.indices.shape[-1])
+
+  def truncated_mass_stats(self) -> dict[str, float]:
+    """Mean and max of the truncated mass over all (frame, other animal) pairs."""
+    mass = np.asarray(self.truncated_mass)
+    return {"mean": float(np.nanmean(mass)), "max": float(np.nanmax(mass))}
+
+
+@functools.partial(jax.jit, static_argnames=("k", "pool_chunk"))
+def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: jax.Array,
+                        valid: jax.Array, num_frames: jax.Array, inv_temperature: jax.Array, *,
+                        k: int, pool_chunk: int):
+  """Top-K frames of every other animal for a chunk of queries of `source_animal`.
+
+  Args:
+    queries: `[Q, D]` query frames.
+    source_animal: scalar bank row of the queries' animal (its own pool is skipped).
+    frames, valid, num_frames: the bank's arrays.
+    inv_temperature: scalar 1 / temperature.
+    k: neighbours kept (static, <= max_frames).
+    pool_chunk: pool frames per chunk (static).
+
+  Returns:
+    `(indices [Q, A, K] int32, log_weights [Q, A, K], truncated_mass [Q, A])`.
+  """
+  num_queries = queries.shape[0]
+  num_animals, max_frames, _ = frames.shape
+  pool_chunk = min(pool_chunk, max_frames)
+  query_sqnorm = jnp.sum(queries * queries, axis=-1)
+  chunk_counts = swap_lib._pool_chunk_counts(num_frames, pool_chunk)
+
+  def against_animal(animal):
+
+    def scan_pool_chunk(chunk, carry):
+      top_scores, top_indices, running_max, running_sum = carry
+      pool, pool_ok, pool_ids = swap_lib._pool_chunk(frames, valid, animal, chunk, pool_chunk)
+      scores = -swap_lib._scaled_distances(queries, query_sqnorm, pool, pool_ok,
+                                           inv_temperature)
+      merged_scores, merged_at = lax.top_k(jnp.concatenate([top_scores, scores], axis=-1), k)
+      merged_ids = jnp.concatenate(
+          [top_indices, jnp.broadcast_to(pool_ids, (num_queries, pool_chunk))], axis=-1)
+      new_max = jnp.maximum(running_max, jnp.max(scores, axis=-1))
+      # A max of -inf means nothing valid yet: keep the sum at 0 instead of exp(nan).
+      safe_max = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+      running_sum = (running_sum * jnp.exp(running_max - safe_max)
+                     + jnp.sum(jnp.exp(scores - safe_max[:, None]), axis=-1))
+      return (merged_scores, jnp.take_along_axis(merged_ids, merged_at, axis=-1), new_max,
+              running_sum)
+
+    init = (jnp.full((num_queries, k), -jnp.inf, jnp.float32),
+            jnp.full((num_queries, k), -1, jnp.int32),
+            jnp.full((num_queries,), -jnp.inf, jnp.float32),
+            jnp.zeros((num_queries,), jnp.float32))
+    top_scores, top_indices, running_max, running_sum = lax.fori_loop(
+        0, chunk_counts[animal], scan_pool_chunk, init)
+    top_indices = jnp.where(jnp.isfinite(top_scores), top_indices, -1)
+    log_total = running_max + jnp.log(running_sum)
+    log_top = jax.nn.logsumexp(top_scores, axis=-1)
+    truncated = -jnp.expm1(log_top - log_total)
+    return top_indices, top_scores, jnp.maximum(truncated, 0.0)
+
+  def skipped(animal):
+    del animal
+    return (jnp.full((num_queries, k), -1, jnp.int32),
+            jnp.full((num_queries, k), -jnp.inf, jnp.float32),
+            jnp.full((num_queries,), jnp.nan, jnp.float32))
+
+  indices, log_weights, truncated = lax.map(
+      lambda animal: lax.cond(animal == source_animal, skipped, against_animal, animal),
+      jnp.arange(num_animals, dtype=jnp.int32))
+  return (indices.transpose(1, 0, 2), log_weights.transpose(1, 0, 2), truncated.T)
+
+
+def build_topk_table(bank: swap_lib.PoseBank, k: int, *, temperature: float = 1.0,
+                     query_chunk: int = 1024, pool_chunk: int = swap_lib.DEFAULT_POOL_CHUNK,
+                     progress: bool = True) -> TopKTable:
+  """Builds the top-K neighbour table of a bank with the streamed distance kernel.
+
+  Args:
+    bank: the training animals' frames.
+    k: neighbours per (frame, other animal); at most the bank's `max_frames`.
+    temperature: > 0; fixed for the table.
+    query_chunk: query frames per call (one progress-bar step).
+    pool_chunk: pool frames per chunk.
+    progress: show a tqdm progress bar.
+
+  Returns:
+    The table (see `TopKTable`); `truncated_mass_stats()` summarises how far it is from the
+    exact draw.
+
+  Raises:
+    ValueError: fewer than two animals, a bad K, temperature or chunk size.
+  """
+  if bank.num_animals < 2:
+    raise ValueError(f"the swap needs at least two training animals, the bank has "
+                     f"{list(bank.animals)}")
+  max_frames = int(bank.frames.shape[1])
+  if not isinstance(k, (int, np.integer)) or not 1 <= k <= max_frames:
+    raise ValueError(f"k must be an int in [1, {max_frames}] (the largest pool), got {k!r}")
+  swap_lib._check_temperature(temperature)
+  for name, value in (("query_chunk", query_chunk), ("pool_chunk", pool_chunk)):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name} must be a positive int, got {value!r}")
+  num_animals = bank.num_animals
+  num_frames = np.asarray(bank.num_frames)
+  inv_temperature = jnp.float32(1.0 / temperature)
+  indices = np.full((num_animals, max_frames, num_animals, k), -1, np.int32)
+  log_weights = np.full((num_animals, max_frames, num_animals, k), -np.inf, np.float32)
+  truncated = np.full((num_animals, max_frames, num_animals), np.nan, np.float32)
+  query_chunk = min(query_chunk, max_frames)
+  steps = [(animal, start) for animal in range(num_animals)
+           for start in range(0, int(num_frames[animal]), query_chunk)]
+  for animal, start in tqdm.tqdm(steps, desc="top-K swap table", disable=not progress):
+    # Fixed-size query chunks (the last one shifted back) compile once.
+    start = min(start, max_frames - query_chunk)
+    chunk = lax.dynamic_slice(bank.frames, (animal, start, 0),
+                              (1, query_chunk, bank.pose_dim))[0]
+    chunk_indices, chunk_weights, chunk_truncated = _top_k_against_bank(
+        chunk, jnp.int32(animal), bank.frames, bank.valid, bank.num_frames, inv_temperature,
+        k=k, pool_chunk=pool_chunk)
+    rows = slice(start, start + query_chunk)
+    indices[animal, rows] = np.asarray(chunk_indices)
+    log_weights[animal, rows] = np.asarray(chunk_weights)
+    truncated[animal, rows] = np.asarray(chunk_truncated)
+  for animal in range(num_animals):
+    # Rows past an animal's frames are padding, not frames.
+    indices[animal, num_frames[animal]:] = -1
+    log_weights[animal, num_frames[animal]:] = -np.inf
+    truncated[animal, num_frames[animal]:] = np.nan
+  return TopKTable(indices=jnp.asarray(indices), log_weights=jnp.asarray(log_weights),
+                   truncated_mass=jnp.asarray(truncated), animals=bank.animals,
+                   temperature=float(temperature))
+
+
+@functools.partial(jax.jit, static_argnames=("per_frame_target",))
+def _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, table, bank,
+                         swap_probability, *, per_frame_target):
+  batch, window_length, _ = pose_windows.shape
+  target_key, draw_key = jax.random.split(key)
+  target_shape = (batch, window_length) if per_frame_target else (batch,)
+  target, swapped = swap_lib.draw_swap_targets(target_key, source_animal, bank.num_animals,
+                                               swap_probability, target_shape)
+  frame_target = jnp.broadcast_to(target.reshape(batch, -1), (batch, window_length))
+  source = jnp.broadcast_to(source_animal.astype(jnp.int32)[:, None], (batch, window_length))
+  frame = source_frame_index.astype(jnp.int32)
+  in_bank = (frame >= 0) & (frame < bank.num_frames[jnp.maximum(source, 0)])
+  row = (jnp.maximum(source, 0), jnp.clip(frame, 0, table.indices.shape[1] - 1),
+         jnp.maximum(frame_target, 0))
+  candidates = table.indices[row]  # [B, T, K]
+  logits = table.log_weights[row]
+  choice = jax.random.categorical(draw_key, logits, axis=-1)
+  drawn = jnp.take_along_axis(candidates, choice[..., None], axis=-1)[..., 0]
+  drawn = jnp.where((frame_target >= 0) & in_bank & (drawn >= 0), drawn, -1)
+  new_frames = bank.frames[jnp.maximum(frame_target, 0), jnp.maximum(drawn, 0)]
+  swapped_windows = jnp.where((drawn >= 0)[..., None], new_frames.astype(pose_windows.dtype),
+                              pose_windows)
+  return swapped_windows, {"target_animal": target, "swapped": swapped, "frame_index": drawn}
+
+
+def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.Array,
+                    source_frame_index: jax.Array, table: TopKTable,
+                    bank: swap_lib.PoseBank, *, swap_probability: float = 0.5,
+                    per_frame_target: bool = False) -> tuple[jax.Array, dict]:
+  """Cross-animal pose swap drawn from a top-K table (a gather and a categorical over K).
+
+  Same semantics as `nar.swap.swap_pose_windows`, with the draw restricted to the K nearest
+  frames and the temperature of the table. The query frames are identified by their index in
+  the bank, since the table holds neighbours of bank frames only.
+
+  Args:
+    key: PRNG key.
+    pose_windows: `[B, T, D]` normalised pose windows (returned where not swapped).
+    source_animal: `[B]` int bank row of each window's animal; negative: never swapped.
+    source_frame_index: `[B, T]` int frame index of each pose frame within its animal's frames
+      (the window's `bank_frame_index`); frames outside the animal's frames are unchanged.
+    table: built from `bank` by `build_topk_table`.
+    bank: the training animals' frames.
+    swap_probability: probability that a window is swapped.
+    per_frame_target: draw ŝ per frame instead of per window.
+
+  Returns:
+    `(swapped_windows [B, T, D], info)`, info as in `nar.swap.swap_pose_windows`.
+
+  Raises:
+    ValueError: shapes that do not fit the bank, or a table of another bank.
+  """
+  swap_lib.check_windows(pose_windows, source_animal, bank)
+  if tuple(source_frame_index.shape) != tuple(pose_windows.shape[:2]):
+    raise ValueError(f"source_frame_index must be [B, T]={list(pose_windows.shape[:2])}, got "
+                     f"shape {source_frame_index.shape}")
+  if table.animals != bank.animals or table.indices.shape[:2] != bank.frames.shape[:2]:
+    raise ValueError(f"the table was built for animals {list(table.animals)} with "
+                     f"{table.indices.shape[1]} frames, the bank holds {list(bank.animals)} "
+                     f"with {bank.frames.shape[1]}")
+  if (swap_lib._is_concrete(swap_probability)
+      and not 0.0 <= float(swap_probability) <= 1.0):
+    raise ValueError(f"swap_probability must lie in [0, 1], got {swap_probability}")
+  return _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, table,
+                              bank, swap_probability, per_frame_target=per_frame_target)
