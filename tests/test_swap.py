@@ -64,17 +64,32 @@ def test_draws_over_keys_follow_the_exact_softmax(temperature):
   assert p_value > 1e-3
 
 
-def test_draws_over_query_ids_follow_the_exact_softmax_with_invalid_frames():
+def test_draws_over_query_ids_follow_the_exact_softmax_across_blocks_and_chunks():
+  # 300 frames: five blocks of the two-level draw over three pool chunks, invalid frames.
   rng = np.random.default_rng(1)
-  pool = rng.normal(size=(20, 3)).astype(np.float32)
-  valid = np.ones(20, bool)
-  valid[[2, 7, 11]] = False
-  query = rng.normal(size=(3,)).astype(np.float32)
+  pool = rng.normal(size=(300, 2)).astype(np.float32)
+  valid = rng.random(300) > 0.1
+  query = rng.normal(size=(2,)).astype(np.float32)
   # Repeated queries have distinct ids, hence independent noise under one key.
   drawn = np.asarray(swap.draw_pool_frames(jax.random.key(2), np.tile(query, (NUM_DRAWS, 1)),
-                                           pool, valid, temperature=0.7))
-  assert not np.isin(drawn, [2, 7, 11]).any()
-  assert _chi_square_p_value(drawn, _softmax_probabilities(query, pool, 0.7, valid)) > 1e-3
+                                           pool, valid, temperature=0.7, query_chunk=4096,
+                                           pool_chunk=128))
+  assert valid[drawn].all()
+  probabilities = _softmax_probabilities(query, pool, 0.7, valid)
+  assert _chi_square_p_value(drawn, probabilities) > 1e-3
+  block_probabilities = np.add.reduceat(probabilities, np.arange(0, 300, swap.FRAME_BLOCK))
+  assert _chi_square_p_value(drawn // swap.FRAME_BLOCK, block_probabilities) > 1e-3
+
+
+def test_draws_of_neighbouring_queries_are_independent():
+  rng = np.random.default_rng(3)
+  pool = rng.normal(size=(6, 2)).astype(np.float32)
+  query = rng.normal(size=(2,)).astype(np.float32)
+  drawn = np.asarray(swap.draw_pool_frames(jax.random.key(4), np.tile(query, (NUM_DRAWS, 1)),
+                                           pool))
+  counts = np.zeros((6, 6))
+  np.add.at(counts, (drawn[0::2], drawn[1::2]), 1)
+  assert stats.chi2_contingency(counts).pvalue > 1e-3
 
 
 def test_chunked_draw_equals_unchunked_draw_for_the_same_key():
@@ -305,6 +320,33 @@ def test_small_top_k_table_reports_the_truncated_mass(two_animal_bank):
   np.testing.assert_allclose(stats_["mean"], np.mean(expected), atol=1e-5)
   np.testing.assert_allclose(stats_["max"], np.max(expected), atol=1e-5)
   assert not np.isin(indices[0, :18, 1], [4]).any()
+
+
+def test_table_swap_per_frame_draws_top_k_frames_of_other_animals(tagged_bank):
+  bank, frames, valid, training, _ = tagged_bank
+  table = swap_table.build_topk_table(bank, k=4, query_chunk=32, pool_chunk=64, progress=False)
+  source = np.arange(12) % 4
+  frame_index = np.tile(np.arange(6), (12, 1)) * 5
+  frame_index[0, 0] = -1  # Not a frame of the bank: left unchanged.
+  windows = np.stack([frames[training[s]][frame_index[w]] for w, s in enumerate(source)])
+  windows = np.nan_to_num(windows)
+  swapped, info = swap_table.swap_with_table(
+      jax.random.key(14), jnp.asarray(windows), jnp.asarray(source), jnp.asarray(frame_index),
+      table, bank, swap_probability=1.0, per_frame_target=True)
+  target = np.asarray(info["target_animal"])
+  drawn = np.asarray(info["frame_index"])
+  assert target.shape == (12, 6) and (target != source[:, None]).all()
+  assert drawn[0, 0] == -1
+  np.testing.assert_array_equal(np.asarray(swapped)[0, 0], windows[0, 0])
+  indices = np.asarray(table.indices)
+  for w in range(12):
+    for t in range(6):
+      if drawn[w, t] < 0:
+        continue
+      assert drawn[w, t] in indices[source[w], frame_index[w, t], target[w, t]]
+      assert valid[training[target[w, t]]][drawn[w, t]]
+      np.testing.assert_array_equal(np.asarray(swapped)[w, t],
+                                    np.asarray(bank.frames)[target[w, t], drawn[w, t]])
 
 
 # ------------------------------------------------------------------------------------------
