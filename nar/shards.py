@@ -8,6 +8,7 @@ frames are read from the shards on demand, one or two segments per window.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import os
@@ -16,6 +17,7 @@ from typing import Sequence
 
 from etils import epath
 import numpy as np
+import tqdm
 
 from nar import recording as recording_lib
 
@@ -97,11 +99,18 @@ class ShardedDataset:
     path: the TFDS version directory.
     metadata: the builder's metadata (class names, animals, trials, segment table, ...).
     behaviour_index: every trial's behaviour, sync and labels.
+    neural_cache_bytes: budget of the least-recently-used cache of decoded neural segments
+      (per process). Consecutive windows share segments and an epoch revisits them, so a
+      dataset whose neural data fits the budget is decoded once; 0 disables the cache.
   """
 
   path: epath.Path
   metadata: dict
   behaviour_index: BehaviourIndex
+  neural_cache_bytes: int = 1 << 30
+  _neural_cache: collections.OrderedDict = dataclasses.field(
+      default_factory=collections.OrderedDict, repr=False)
+  _neural_cache_size: int = dataclasses.field(default=0, repr=False)
 
   @property
   def class_names(self) -> tuple[str, ...]:
@@ -140,10 +149,52 @@ class ShardedDataset:
     # The array_record readers are reopened in each worker process.
     state = dict(self.__dict__)
     state.pop("data_source", None)
+    state["_neural_cache"], state["_neural_cache_size"] = collections.OrderedDict(), 0
     return state
 
   def read_segment(self, segment: int) -> dict:
     return self.data_source[segment]
+
+  def _neural_segment(self, segment: int) -> dict[str, np.ndarray]:
+    """The neural arrays of one segment, through the LRU cache."""
+    cached = self._neural_cache.get(segment)
+    if cached is not None:
+      self._neural_cache.move_to_end(segment)
+      return cached
+    record = self.read_segment(segment)
+    arrays = {key: record[key] for key in self.neural_keys}
+    size = sum(a.nbytes for a in arrays.values())
+    if size <= self.neural_cache_bytes:
+      self._neural_cache[segment] = arrays
+      self._neural_cache_size += size
+      while self._neural_cache_size > self.neural_cache_bytes:
+        _, evicted = self._neural_cache.popitem(last=False)
+        self._neural_cache_size -= sum(a.nbytes for a in evicted.values())
+    return arrays
+
+  def neural_bytes(self) -> int:
+    """Size of all neural frames of the dataset once decoded."""
+    image = self.metadata["neural_image_shape"]
+    frame_bytes = 4 * int(np.prod(image)) if image is not None else 0
+    total = 0
+    for info in self.trials:
+      rois = info["num_rois"] or 0
+      total += info["num_neural_frames"] * (frame_bytes + 4 * rois)
+    return total
+
+  def preload_neural(self, progress: bool = True) -> bool:
+    """Decodes every neural segment into the cache if they all fit its budget.
+
+    Returns:
+      Whether the dataset was preloaded (False, with nothing read, if it does not fit).
+    """
+    if self.neural_bytes() > self.neural_cache_bytes:
+      return False
+    segments = range(len(self.segment_table))
+    for segment in tqdm.tqdm(segments, desc="preloading neural data", unit="segment",
+                             disable=not progress):
+      self._neural_segment(segment)
+    return True
 
   def read_neural(self, trial: int, start: int, end: int) -> dict[str, np.ndarray]:
     """Reads neural frames `[start, end)` of one trial from the shards.
@@ -160,7 +211,7 @@ class ShardedDataset:
     parts = {key: [] for key in self.neural_keys}
     for row_index in overlapping:
       n_start, n_end = rows[row_index, 4], rows[row_index, 5]
-      segment = self.read_segment(info["first_segment"] + int(row_index))
+      segment = self._neural_segment(info["first_segment"] + int(row_index))
       lo, hi = max(start, n_start) - n_start, min(end, n_end) - n_start
       for key in self.neural_keys:
         parts[key].append(segment[key][lo:hi])
@@ -195,8 +246,15 @@ def resolve_dataset_dir(data_dir: str | os.PathLike, name: str = "default") -> e
   return versions[-1]
 
 
-def open_dataset(data_dir: str | os.PathLike, name: str = "default") -> ShardedDataset:
-  """Opens a built dataset (reads metadata and the behaviour index, not the shards)."""
+def open_dataset(data_dir: str | os.PathLike, name: str = "default", *,
+                 neural_cache_bytes: int = 1 << 30) -> ShardedDataset:
+  """Opens a built dataset (reads metadata and the behaviour index, not the shards).
+
+  Args:
+    data_dir: a TFDS data dir or a dataset's version directory (see `resolve_dataset_dir`).
+    name: the dataset's name inside `data_dir`.
+    neural_cache_bytes: per-process budget of the decoded neural segment cache.
+  """
   import json  # pylint: disable=g-import-not-at-top
   path = resolve_dataset_dir(data_dir, name)
   index_path = path / BEHAVIOUR_INDEX_FILE
@@ -210,4 +268,5 @@ def open_dataset(data_dir: str | os.PathLike, name: str = "default") -> ShardedD
         f"{path} has format version {metadata.get('format_version')}, this library reads "
         f"{FORMAT_VERSION}; rebuild it with python -m data_prep.build")
   return ShardedDataset(path=path, metadata=metadata,
-                        behaviour_index=BehaviourIndex.load(index_path))
+                        behaviour_index=BehaviourIndex.load(index_path),
+                        neural_cache_bytes=neural_cache_bytes)

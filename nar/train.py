@@ -94,7 +94,11 @@ class Input:
 
 def create_input(config: ml_collections.ConfigDict) -> Input:
   """Opens the dataset, chooses the animal split and builds the training windows."""
-  dataset = shards.open_dataset(config.data.data_dir, config.data.name)
+  dataset = shards.open_dataset(config.data.data_dir, config.data.name,
+                                neural_cache_bytes=config.data.neural_cache_mb << 20)
+  if config.data.preload_neural and not dataset.preload_neural():
+    logging.warning("Neural data (%.0f MiB) exceeds data.neural_cache_mb; reading on demand",
+                    dataset.neural_bytes() / 2**20)
   spec = windows.WindowSpec(**config.data.window)
   training, held_out = input_pipeline.split_animals(
       dataset.animals, config.data.num_held_out_animals, config.data.split_seed)

@@ -229,3 +229,22 @@ def test_shards_read_back_without_tensorflow(dataset):
                           env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "(3, 4, 6, 5) False" in result.stdout
+
+
+def test_the_neural_cache_stays_within_its_budget_and_returns_the_stored_frames(dataset):
+  segment_bytes = max(dataset.neural_bytes() // len(dataset.segment_table), 1)
+  small = shards.open_dataset(dataset.path, neural_cache_bytes=3 * segment_bytes)
+  uncached = shards.open_dataset(dataset.path, neural_cache_bytes=0)
+  for trial in range(len(dataset.trials)):
+    end = dataset.trials[trial]["num_neural_frames"]
+    for start in range(0, end - 5, 7):
+      expected = uncached.read_neural(trial, start, start + 5)
+      got = small.read_neural(trial, start, start + 5)
+      for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+      assert small._neural_cache_size <= 3 * segment_bytes  # pylint: disable=protected-access
+  assert not uncached._neural_cache  # pylint: disable=protected-access
+  assert not small.preload_neural(progress=False)
+  everything = shards.open_dataset(dataset.path, neural_cache_bytes=2 * dataset.neural_bytes())
+  assert everything.preload_neural(progress=False)
+  assert len(everything._neural_cache) == len(dataset.segment_table)  # pylint: disable=protected-access

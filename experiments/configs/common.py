@@ -22,6 +22,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.drop_classes = ("resting",)
   config.data.drop_unlabelled = False
   config.data.worker_count = 0
+  # Decoded neural segments kept in memory per process; small datasets are read once.
+  config.data.neural_cache_mb = 2048
+  config.data.preload_neural = True
 
   config.model = ml_collections.ConfigDict()
   config.model.width = 64

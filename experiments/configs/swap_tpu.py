@@ -21,6 +21,7 @@ def get_config(arg: str | None = None):
   config.data.data_dir = ""  # required: --config.data.data_dir=gs://... (a built dataset)
   config.data.name = "mc2p"
   config.data.worker_count = 8
+  config.data.preload_neural = False  # full MC2P images do not fit in host memory
   config.model.update(width=256, num_blocks=3, features=256, head_hidden=512, embedding=128,
                       image_channels=(32, 64, 128, 256), dtype="bfloat16")
   config.optim.global_batch_size = 2048
