@@ -15,6 +15,7 @@ from absl import flags
 from data_prep import default_dataset
 from data_prep import tfds_builder
 from experiments.configs import swap_cpu
+from nar import logs
 from nar import paths
 from nar import train
 
@@ -24,6 +25,7 @@ _WORKDIR = flags.DEFINE_string(
 
 def main(argv):
   del argv
+  logs.quiet_checkpoint_logs()
   config = swap_cpu.get_config()
   dataset_dir = default_dataset.ensure_dataset(data_dir=config.data.data_dir,
                                                name=config.data.name)

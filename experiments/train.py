@@ -8,7 +8,6 @@ r"""Trains and evaluates a NAR model.
 `arg` to the config's `get_config`); `--config.a.b=value` overrides a field.
 """
 
-import logging as logging_std
 import os
 import sys
 
@@ -18,6 +17,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from nar import logs
 from nar import train
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -47,16 +47,9 @@ _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() (one process per host).")
 
 
-class _QuietLibraries(logging_std.Filter):
-  """Drops the per-save INFO lines of Orbax; warnings and errors still pass."""
-
-  def filter(self, record):
-    return record.levelno > logging_std.INFO or "/orbax/" not in record.pathname
-
-
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logs.quiet_checkpoint_logs()
   if _MULTIHOST.value:
     jax.distributed.initialize()
   config = _CONFIG.value

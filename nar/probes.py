@@ -15,8 +15,8 @@ from sklearn import preprocessing
 
 
 def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *, seed: int = 0,
-                     regularisation_grid=(0.01, 0.1, 1.0, 10.0),
-                     max_iter: int = 500) -> pipeline.Pipeline:
+                     regularisation_grid=(0.01, 0.1, 1.0),
+                     max_iter: int = 1000) -> pipeline.Pipeline:
   """Fits standardisation + logistic regression, choosing C by 3-fold CV on the given data."""
   classes, counts = np.unique(targets, return_counts=True)
   if len(classes) < 2:

@@ -15,7 +15,8 @@ def get_config(arg: str | None = None):
   config.data.data_dir = paths.default_data_dir()
   config.data.simulate_if_missing = True
   config.optim.global_batch_size = 64
-  config.optim.num_train_steps = 600
+  config.optim.num_train_steps = 500
+  config.eval.hop = 20
   if arg == "smoke":
     config.optim.num_train_steps = 4
     config.optim.global_batch_size = 16
