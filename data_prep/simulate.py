@@ -1,0 +1,136 @@
+r"""Simulates multi-animal recordings and writes them in the MC2P folder layout.
+
+  python -m data_prep.simulate --out_dir=/tmp/sim --num_animals=8 --trials_per_animal=4 \
+      --trial_seconds=60 --seed=0
+
+Writes one `<date>_<genotype>_Fly<N>_<trial>` folder per trial (`data_prep.mc2p.write_trial`),
+and beside them `ground_truth.npz` (actions, latent rates, kinematics, every animal's
+parameters), `ground_truth.json` (scalar animal parameters) and `simulation.json` (the
+settings and seed, as `data_prep.default_dataset` records them). Any `SimulatorConfig`
+field can be set with `--set=name=value` (repeatable); the main ones have their own flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import time
+
+from absl import app
+from absl import flags
+import tqdm
+
+from data_prep import mc2p
+from nar import simulation
+
+SIMULATION_RECORD = "simulation.json"
+GROUND_TRUTH = "ground_truth.npz"
+
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder to write (must not exist).",
+                               required=True)
+_SEED = flags.DEFINE_integer("seed", 0, "Simulation seed.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace out_dir if it exists.")
+_NEURAL_IMAGE_FORMAT = flags.DEFINE_enum("neural_image_format", "npy", ["npy", "mm", "tif"],
+                                         "File format of the ΔF/F stacks.")
+_SET = flags.DEFINE_multi_string("set", [], "Any SimulatorConfig field, as name=value.")
+
+# Flags named after `SimulatorConfig` fields; unset ones keep the config's defaults.
+_FIELD_FLAGS = {
+    "num_animals": flags.DEFINE_integer("num_animals", None, "Animals."),
+    "trials_per_animal": flags.DEFINE_integer("trials_per_animal", None, "Trials per animal."),
+    "trial_seconds": flags.DEFINE_float("trial_seconds", None, "Trial duration (s)."),
+    "image_size": flags.DEFINE_integer("image_size", None, "ΔF/F image side (pixels)."),
+    "class_balance": flags.DEFINE_string(
+        "class_balance", None, "'real', 'uniform' or a number in [0, 1] (flattening)."),
+    "morphology_scale_std": flags.DEFINE_float("morphology_scale_std", None,
+                                               "Relative std of leg segment lengths."),
+    "posture_offset_std": flags.DEFINE_float("posture_offset_std", None,
+                                             "Std (mm) of each animal's posture offsets."),
+    "gait_frequency_std": flags.DEFINE_float("gait_frequency_std", None,
+                                             "Relative std of the step frequency."),
+    "alignment_rotation_deg": flags.DEFINE_float("alignment_rotation_deg", None,
+                                                 "Std of the body-alignment rotation."),
+    "keypoint_noise_std": flags.DEFINE_float("keypoint_noise_std", None,
+                                             "Keypoint noise std (mm)."),
+    "cell_position_randomness": flags.DEFINE_float(
+        "cell_position_randomness", None, "0: stereotyped cell positions, 1: random."),
+    "layout_std": flags.DEFINE_float("layout_std", None,
+                                     "Size of each animal's connective placement."),
+    "gain_std": flags.DEFINE_float("gain_std", None, "Log-normal sigma of cell gains."),
+    "background_strength": flags.DEFINE_float("background_strength", None,
+                                              "Tissue background brightness."),
+    "photons_per_pixel": flags.DEFINE_float("photons_per_pixel", None,
+                                            "Photons per 256x256 pixel (0: no noise)."),
+    "motion_jitter_fov": flags.DEFINE_float("motion_jitter_fov", None,
+                                            "Residual motion std (FOV fraction)."),
+}
+
+
+def _parse_value(field: dataclasses.Field, text: str):
+  if field.name == "class_balance":
+    try:
+      return float(text)
+    except ValueError:
+      return text
+  kind = type(getattr(simulation.SimulatorConfig(), field.name))
+  return kind(text) if kind is not bool else text.lower() in ("1", "true", "yes")
+
+
+def config_from_flags() -> simulation.SimulatorConfig:
+  """The simulator settings: defaults, then the named flags, then `--set` pairs."""
+  fields = {f.name: f for f in dataclasses.fields(simulation.SimulatorConfig)}
+  overrides = {}
+  for name, flag in _FIELD_FLAGS.items():
+    if flag.value is not None:
+      overrides[name] = _parse_value(fields[name], str(flag.value))
+  for pair in _SET.value:
+    name, _, text = pair.partition("=")
+    if name not in fields:
+      raise app.UsageError(f"--set: unknown SimulatorConfig field {name!r}; "
+                           f"known: {', '.join(sorted(fields))}")
+    overrides[name] = _parse_value(fields[name], text)
+  return simulation.SimulatorConfig(**overrides)
+
+
+def write_simulation(config: simulation.SimulatorConfig, seed: int,
+                     out_dir: str | os.PathLike, *, overwrite: bool = False,
+                     neural_image_format: str = "npy") -> simulation.SimulatedDataset:
+  """Simulates and writes the MC2P layout, ground truth and settings into `out_dir`.
+
+  The folder is written under a temporary name and renamed when complete, so that an
+  interrupted run never leaves a folder that looks finished.
+  """
+  out_dir = pathlib.Path(out_dir)
+  if out_dir.exists():
+    if not overwrite:
+      raise FileExistsError(f"{out_dir} exists; remove it, choose another --out_dir or pass "
+                            "--overwrite")
+    shutil.rmtree(out_dir)
+  partial = out_dir.with_name(out_dir.name + ".incomplete")
+  shutil.rmtree(partial, ignore_errors=True)
+  partial.mkdir(parents=True)
+  simulated = simulation.simulate_dataset(config, seed, progress=True)
+  for rec in tqdm.tqdm(simulated.recordings, desc="writing", unit="trial"):
+    mc2p.write_trial(rec, partial, neural_image_format=neural_image_format)
+  simulated.save_ground_truth(partial / GROUND_TRUTH)
+  record = {"seed": seed, "config": dataclasses.asdict(config)}
+  (partial / SIMULATION_RECORD).write_text(json.dumps(record, indent=2, default=str))
+  partial.rename(out_dir)
+  return simulated
+
+
+def main(argv):
+  del argv
+  start = time.time()
+  simulated = write_simulation(config_from_flags(), _SEED.value, _OUT_DIR.value,
+                               overwrite=_OVERWRITE.value,
+                               neural_image_format=_NEURAL_IMAGE_FORMAT.value)
+  print(simulated.summary())
+  print(f"wrote {_OUT_DIR.value} in {time.time() - start:.1f} s")
+
+
+if __name__ == "__main__":
+  app.run(main)
