@@ -13,7 +13,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["nar", "nar.*", "experiments", "experiments.*", "data_prep", "data_prep.*"]),
-    package_data={"nar": ["assets/*.npz", "assets/*.csv"]},
+    package_data={"nar": ["assets/*.npz", "assets/*.csv", "assets/*.md"]},
     install_requires=[
         "jax>=0.10,<0.13",
         "flax>=0.12,<0.13",

@@ -14,6 +14,7 @@ import pathlib
 import shutil
 
 from absl import logging
+import tqdm
 
 from data_prep import mc2p
 from data_prep import readers
@@ -23,6 +24,7 @@ from nar import shards
 from nar import simulation
 
 SIMULATION_RECORD = "simulation.json"
+GROUND_TRUTH = "ground_truth.npz"
 
 
 def _simulation_record(config: simulation.SimulatorConfig, seed: int) -> dict:
@@ -30,29 +32,41 @@ def _simulation_record(config: simulation.SimulatorConfig, seed: int) -> dict:
 
 
 def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
-                            out_dir: str | os.PathLike) -> pathlib.Path:
+                            out_dir: str | os.PathLike, *, overwrite: bool = False,
+                            neural_image_format: str = "npy") -> simulation.SimulatedDataset:
   """Simulates recordings and writes them in the MC2P layout, with their ground truth.
 
-  The folder is written under a temporary name and renamed when complete, so an interrupted
-  run never leaves a folder that looks finished.
+  Writes one trial folder per recording (`data_prep.mc2p.write_trial`), `ground_truth.npz`
+  (+ `.json`) and `simulation.json` (settings and seed). The folder is written under a
+  temporary name and renamed when complete, so an interrupted run never leaves a folder that
+  looks finished.
+
+  Args:
+    config: simulator settings.
+    seed: simulation seed.
+    out_dir: the folder to write; it must not exist unless `overwrite`.
+    overwrite: replace an existing `out_dir`.
+    neural_image_format: file format of the dF/F stacks ("npy", "mm" or "tif").
 
   Returns:
-    The folder written.
+    The simulated dataset (recordings and ground truth).
   """
   out_dir = pathlib.Path(out_dir)
   if out_dir.exists():
-    raise FileExistsError(f"{out_dir} exists; remove it or choose another out_dir")
+    if not overwrite:
+      raise FileExistsError(f"{out_dir} exists; remove it, choose another folder or overwrite")
+    shutil.rmtree(out_dir)
   partial = out_dir.with_name(out_dir.name + ".incomplete")
   shutil.rmtree(partial, ignore_errors=True)
   partial.mkdir(parents=True)
-  simulated = simulation.simulate_dataset(config, seed)
-  for rec in simulated.recordings:
-    mc2p.write_trial(rec, partial)
-  simulated.save_ground_truth(partial / "ground_truth.npz")
-  record = _simulation_record(config, seed)
-  (partial / SIMULATION_RECORD).write_text(json.dumps(record, indent=2, default=str))
+  simulated = simulation.simulate_dataset(config, seed, progress=True)
+  for rec in tqdm.tqdm(simulated.recordings, desc="writing", unit="trial"):
+    mc2p.write_trial(rec, partial, neural_image_format=neural_image_format)
+  simulated.save_ground_truth(partial / GROUND_TRUTH)
+  (partial / SIMULATION_RECORD).write_text(
+      json.dumps(_simulation_record(config, seed), indent=2, default=str))
   partial.rename(out_dir)
-  return out_dir
+  return simulated
 
 
 def ensure_dataset(config: simulation.SimulatorConfig | None = None, seed: int = 0, *,

@@ -13,21 +13,13 @@ field can be set with `--set=name=value` (repeatable); the main ones have their 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import pathlib
-import shutil
 import time
 
 from absl import app
 from absl import flags
-import tqdm
 
-from data_prep import mc2p
+from data_prep import default_dataset
 from nar import simulation
-
-SIMULATION_RECORD = "simulation.json"
-GROUND_TRUTH = "ground_truth.npz"
 
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder to write (must not exist).",
                                required=True)
@@ -95,37 +87,10 @@ def config_from_flags() -> simulation.SimulatorConfig:
   return simulation.SimulatorConfig(**overrides)
 
 
-def write_simulation(config: simulation.SimulatorConfig, seed: int,
-                     out_dir: str | os.PathLike, *, overwrite: bool = False,
-                     neural_image_format: str = "npy") -> simulation.SimulatedDataset:
-  """Simulates and writes the MC2P layout, ground truth and settings into `out_dir`.
-
-  The folder is written under a temporary name and renamed when complete, so that an
-  interrupted run never leaves a folder that looks finished.
-  """
-  out_dir = pathlib.Path(out_dir)
-  if out_dir.exists():
-    if not overwrite:
-      raise FileExistsError(f"{out_dir} exists; remove it, choose another --out_dir or pass "
-                            "--overwrite")
-    shutil.rmtree(out_dir)
-  partial = out_dir.with_name(out_dir.name + ".incomplete")
-  shutil.rmtree(partial, ignore_errors=True)
-  partial.mkdir(parents=True)
-  simulated = simulation.simulate_dataset(config, seed, progress=True)
-  for rec in tqdm.tqdm(simulated.recordings, desc="writing", unit="trial"):
-    mc2p.write_trial(rec, partial, neural_image_format=neural_image_format)
-  simulated.save_ground_truth(partial / GROUND_TRUTH)
-  record = {"seed": seed, "config": dataclasses.asdict(config)}
-  (partial / SIMULATION_RECORD).write_text(json.dumps(record, indent=2, default=str))
-  partial.rename(out_dir)
-  return simulated
-
-
 def main(argv):
   del argv
   start = time.time()
-  simulated = write_simulation(config_from_flags(), _SEED.value, _OUT_DIR.value,
+  simulated = default_dataset.write_simulated_dataset(config_from_flags(), _SEED.value, _OUT_DIR.value,
                                overwrite=_OVERWRITE.value,
                                neural_image_format=_NEURAL_IMAGE_FORMAT.value)
   print(simulated.summary())
