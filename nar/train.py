@@ -249,6 +249,35 @@ def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # The job.
 # ----------------------------------------------------------------------------------------------
+def _check_model_config(model_config: ml_collections.ConfigDict) -> None:
+  problems = [f"model.{name} must be a positive integer, got {model_config[name]!r}"
+              for name in ("width", "num_blocks", "features", "head_hidden", "embedding")
+              if not isinstance(model_config[name], int) or model_config[name] < 1]
+  channels = tuple(model_config.image_channels)
+  if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
+    problems.append(f"model.image_channels must list positive channel counts, got {channels}")
+  try:
+    jnp.dtype(model_config.dtype)
+  except TypeError:
+    problems.append(f"model.dtype {model_config.dtype!r} is not a dtype")
+  if problems:
+    raise ValueError("invalid model config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _check_step_shapes(step_fn, state, bank, inputs: Input, batch_size: int) -> None:
+  """Traces the step on abstract shapes (no compilation) to fail early on mismatches."""
+  sample = inputs.train_source[0]
+  batch = {key: jax.ShapeDtypeStruct((batch_size,) + np.shape(sample[key]),
+                                     jnp.asarray(sample[key]).dtype)
+           for key in ("pose", inputs.neural_key, "bank_frame_index")}
+  batch["bank_animal"] = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+  try:
+    jax.eval_shape(step_fn, state, batch, bank)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"the model config does not fit the data's shapes "
+                     f"({ {k: v.shape for k, v in batch.items()} }): {error}") from error
+
+
 def _check_config(config, inputs: Input, num_devices: int) -> None:
   batch = config.optim.global_batch_size
   if batch % num_devices:
@@ -345,12 +374,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
   # --- Model, optimiser and swap pool ---
+  _check_model_config(config.model)
   graphdef, tx, state = create_train_state(config, inputs)
   state = jax.device_put(state, replicated)
   bank, bank_row_of_animal = create_swap_bank(config, inputs)
   bank = jax.device_put(bank, replicated)
   # --- Update step ---
   step_fn = compile_train_step(graphdef, tx, config, inputs.neural_key, mesh)
+  _check_step_shapes(step_fn, state, bank, inputs, config.optim.global_batch_size)
   # --- Data iterator and checkpoints ---
   loader = input_pipeline.make_loader(
       inputs.train_source, batch_size=config.optim.global_batch_size // jax.process_count(),

@@ -158,6 +158,16 @@ def test_configs_that_cannot_train_fail_before_compiling(data_dir):
     train.create_input(config)
 
 
+def test_an_invalid_model_config_fails_before_compiling(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  config.model.image_channels = ()
+  config.model.width = 0
+  with pytest.raises(ValueError, match="invalid model config") as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  assert "model.width" in str(error.value) and "model.image_channels" in str(error.value)
+  assert not (tmp_path / "checkpoints").exists()
+
+
 def test_config_names_resolve_to_config_files():
   resolved = train_entry.resolve_config_argument(["prog", "--config=swap_cpu:smoke", "--x=1"])
   assert resolved[1].endswith(os.path.join("experiments", "configs", "swap_cpu.py") + ":smoke")
