@@ -25,6 +25,7 @@ test: $(STAMP)
 benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.input_pipeline
 	$(BIN)/python -m benchmarks.swap
+	$(BIN)/python -m benchmarks.train_step
 
 clean:
 	rm -rf $(VENV) *.egg-info
