@@ -27,10 +27,10 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from nar import augment
+from nar import evaluation
 from nar import input_pipeline
 from nar import losses
 from nar import models
-from nar import probes
 from nar import shards
 from nar import swap
 from nar import swap_table
@@ -212,37 +212,42 @@ def _pad_to_length(array: np.ndarray, length: int) -> np.ndarray:
 
 
 def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:
-  """Linear action accuracy on held-out animals and identity accuracy on held-out time."""
-  data = config.data
-  filters = dict(drop_unlabelled=True, drop_classes=tuple(config.eval.drop_classes))
-  make_source = lambda index: input_pipeline.WindowSource(
-      inputs.dataset, index, inputs.spec, inputs.normalizer, neural_keys=(inputs.neural_key,))
-  extract = lambda index: extract_features(graphdef, params, make_source(index),
-                                           inputs.neural_key, config.eval.batch_size, mesh)
+  """The probe suite (`nar.evaluation`) on frozen neural-encoder features of every animal.
+
+  Returns:
+    `probes`: the full suite (single- and multi-animal action, identity, at each label
+    fraction); and at the top level, for a one-line summary, the multi-animal action scores
+    (`action_held_out_animals`, at label fraction 1.0, when animals are held out) and the
+    identity scores on held-out time (`identity_held_out_time`), with their chance levels.
+  """
+  @jax.jit
+  def encode_on_mesh(params, neural):
+    return nnx.merge(graphdef, params).neural_encoder(neural)
+
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  encode = lambda neural: np.asarray(
+      encode_on_mesh(params, jax.device_put(neural, batch_sharding)))
+  eval_config = config.eval
+  table = evaluation.build_feature_table(
+      encode, inputs.dataset, inputs.spec, inputs.normalizer, neural_key=inputs.neural_key,
+      hop=eval_config.hop, drop_classes=tuple(eval_config.drop_classes),
+      num_time_blocks=eval_config.identity_time_blocks,
+      # One batch shape that splits evenly over the mesh, so the encoder compiles once.
+      batch_size=_round_up(eval_config.batch_size, mesh.size))
+  suite = evaluation.run_probe_suite(
+      table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,
+      protocol=evaluation.protocol_from_config(eval_config, seed=config.seed))
+  for skipped in suite["skipped"]:
+    logging.warning("Probe skipped: %s", skipped)
   results: dict[str, Any] = {"training_animals": list(inputs.training_animals),
                              "held_out_animals": list(inputs.held_out_animals)}
-  if inputs.held_out_animals:
-    train_x, train = extract(input_pipeline.select_windows(
-        inputs.dataset, inputs.spec, animals=inputs.training_animals, hop=config.eval.hop,
-        **filters))
-    test_x, test = extract(input_pipeline.select_windows(
-        inputs.dataset, inputs.spec, animals=inputs.held_out_animals, hop=config.eval.hop,
-        **filters))
-    probe = probes.fit_linear_probe(train_x, train["label"], seed=config.seed)
-    results["action_held_out_animals"] = probes.probe_scores(probe, test_x, test["label"])
-    results["action_chance"] = 100.0 / len(np.unique(train["label"]))
-  blocks = config.eval.identity_time_blocks
-  identity = {}
-  for split, block_ids in (("train", range(blocks - 1)), ("test", [blocks - 1])):
-    parts = [extract(input_pipeline.select_windows(
-        inputs.dataset, inputs.spec, hop=config.eval.hop,
-        time_block=input_pipeline.TimeBlock(b, blocks), **filters)) for b in block_ids]
-    identity[split] = (np.concatenate([p[0] for p in parts]),
-                       np.concatenate([p[1]["animal"] for p in parts]))
-  probe = probes.fit_linear_probe(*identity["train"], seed=config.seed)
-  results["identity_held_out_time"] = probes.probe_scores(probe, *identity["test"])
+  action = evaluation.headline_scores(suite, evaluation.ACTION_MULTI_ANIMAL)
+  if action is not None:
+    results["action_held_out_animals"] = action
+    results["action_chance"] = suite["chance"]["action"]
+  results["identity_held_out_time"] = evaluation.headline_scores(suite, evaluation.IDENTITY)
   results["identity_chance"] = 100.0 / len(inputs.dataset.animals)
-  del data
+  results["probes"] = suite
   return results
 
 
@@ -447,9 +452,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def summary_line(results: dict[str, Any]) -> str:
   """One line: held-out-animal action accuracy and identity accuracy against chance."""
   parts = []
-  if "action_held_out_animals" in results:
+  if results.get("action_held_out_animals"):
     parts.append(f"action on held-out animals {results['action_held_out_animals']['accuracy']:.1f}%"
                  f" (chance {results['action_chance']:.1f}%)")
-  parts.append(f"identity {results['identity_held_out_time']['accuracy']:.1f}% "
-               f"(chance {results['identity_chance']:.1f}%, lower is better)")
+  if results.get("identity_held_out_time"):
+    parts.append(f"identity {results['identity_held_out_time']['accuracy']:.1f}% "
+                 f"(chance {results['identity_chance']:.1f}%, lower is better)")
+  else:
+    parts.append("identity not measured (see eval.json 'probes.skipped')")
   return "eval: " + "; ".join(parts)

@@ -68,6 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.batch_size = 256
   config.eval.drop_classes = ("resting",)
   config.eval.identity_time_blocks = 4
+  config.eval.label_fractions = (0.5, 1.0)
+  config.eval.probe_seeds = (0,)
+  config.eval.single_animal_split = "time_blocks"  # or "trials"
+  config.eval.rotate_test_split = False  # True: k-fold over blocks / trials
 
   config.log_every_steps = 20
   config.checkpoint_every_steps = 200

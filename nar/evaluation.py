@@ -1,0 +1,628 @@
+"""The probe suite of the evaluation protocol: frozen features -> scores.
+
+Features of one window selection are extracted once into a `FeatureTable`; every probe then
+slices that table in numpy. The suite (`run_probe_suite`) reports, at each label fraction of the
+probe's training windows (0.5 and 1.0 by default):
+
+* `action_single_animal`: one probe per animal, trained and tested on the same animal on
+  disjoint time blocks (or disjoint trials); mean ± std over animals.
+* `action_multi_animal`: one probe trained on the training animals, tested on the held-out
+  animals only.
+* `identity`: one probe predicting the animal over all animals, trained on the first time
+  blocks and tested on the last one (LOWER is better: domain invariance).
+
+Scores are accuracy and balanced accuracy in %. Classes that appear in a probe's test windows
+but not in its training windows are kept and scored as errors: the probe cannot predict them,
+so they lower accuracy and contribute a recall of 0 to balanced accuracy. Probes that cannot be
+fitted (too few windows, a single class) are skipped and listed under `skipped` with a reason.
+
+Standard deviations are population standard deviations (numpy's `ddof=0`); a single value has
+a standard deviation of 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+import warnings
+
+import numpy as np
+import threadpoolctl
+
+from nar import input_pipeline
+from nar import probes
+from nar import shards
+from nar import windows
+
+ACTION_SINGLE_ANIMAL = "action_single_animal"
+ACTION_MULTI_ANIMAL = "action_multi_animal"
+IDENTITY = "identity"
+METRICS = ("accuracy", "balanced_accuracy")
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature table.
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FeatureTable:
+  """Frozen features of a window selection and what each window is.
+
+  Attributes:
+    features: `[N, D]` features of each window.
+    label: `[N]` behaviour class of the centre frame.
+    animal: `[N]` index into `animals`.
+    trial: `[N]` index into the dataset's trials.
+    centre_frame: `[N]` centre behaviour frame within the trial.
+    time_block: `[N]` time block of the window among `num_time_blocks` equal blocks of its
+      trial, or -1 where the window straddles two blocks (used by no time-block split).
+    num_time_blocks: how many blocks each trial is cut into.
+    animals: animal names, indexed by `animal`.
+    class_names: class names, indexed by `label`.
+  """
+
+  features: np.ndarray
+  label: np.ndarray
+  animal: np.ndarray
+  trial: np.ndarray
+  centre_frame: np.ndarray
+  time_block: np.ndarray
+  num_time_blocks: int
+  animals: tuple[str, ...]
+  class_names: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    lengths = {len(getattr(self, name)) for name in
+               ("features", "label", "animal", "trial", "centre_frame", "time_block")}
+    if len(lengths) != 1:
+      raise ValueError(f"feature table columns differ in length: {sorted(lengths)}")
+    if self.features.ndim != 2:
+      raise ValueError(f"features must be [N, D], got shape {self.features.shape}")
+
+  def __len__(self) -> int:
+    return len(self.label)
+
+  def animal_index(self, names: Sequence[str]) -> list[int]:
+    """Indices of animal `names` in `animals`."""
+    unknown = sorted(set(names) - set(self.animals))
+    if unknown:
+      raise ValueError(f"unknown animals {unknown}; the table has {list(self.animals)}")
+    return [self.animals.index(name) for name in names]
+
+
+def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
+                       index: input_pipeline.WindowIndex, count: int) -> np.ndarray:
+  """`[N]` time block (of `count` per trial) of each window, -1 where it straddles two."""
+  offsets = dataset.behaviour_index.offsets
+  blocks = np.full(len(index), -1, np.int64)
+  for trial in np.unique(index.trial):
+    rows = np.flatnonzero(index.trial == trial)
+    num_frames = int(offsets[trial + 1] - offsets[trial])
+    for block in range(count):
+      inside = input_pipeline.TimeBlock(block, count).contains(index.centre[rows], num_frames,
+                                                               spec)
+      blocks[rows[inside]] = block
+  return blocks
+
+
+def encode_windows(encode: Callable[[np.ndarray], Any], source: input_pipeline.WindowSource, *,
+                   neural_key: str, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """Runs a model-agnostic encoder over every window of a source, in order.
+
+  Args:
+    encode: maps a neural batch `[batch_size, ...]` to features `[batch_size, D]` (e.g. a
+      jitted neural encoder); always called with `batch_size` windows (the last batch padded
+      by repeating its last window), so a jitted encoder compiles once.
+    source: the windows.
+    neural_key: which neural array the encoder reads.
+    batch_size: windows per call.
+
+  Returns:
+    `(features [N, D], fields)`, fields holding `label`, `animal`, `trial`, `centre_frame`
+    `[N]`.
+  """
+  features = []
+  fields = {"label": [], "animal": [], "trial": [], "centre_frame": []}
+  loader = input_pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
+  for batch in loader:
+    neural = np.asarray(batch[neural_key])
+    count = len(neural)
+    if count < batch_size:
+      neural = np.concatenate([neural, np.repeat(neural[-1:], batch_size - count, axis=0)])
+    features.append(np.asarray(encode(neural), np.float32)[:count])
+    for name in fields:
+      fields[name].append(np.asarray(batch[name]))
+  return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
+
+
+def build_feature_table(encode: Callable[[np.ndarray], Any], dataset: shards.ShardedDataset,
+                        spec: windows.WindowSpec, normalizer: windows.PoseNormalizer, *,
+                        neural_key: str, hop: int, drop_classes: Sequence[str],
+                        num_time_blocks: int, batch_size: int) -> FeatureTable:
+  """Extracts the features of every labelled, evaluated window of every animal once.
+
+  Args:
+    encode: neural batch -> features, as in `encode_windows`.
+    dataset: an opened dataset.
+    spec: window geometry.
+    normalizer: pose z-scoring (of the training animals); unused by the features but needed
+      to cut windows.
+    neural_key: which neural array the encoder reads.
+    hop: keep every `hop`-th valid centre frame.
+    drop_classes: classes left out of the evaluation (e.g. `("resting",)`).
+    num_time_blocks: blocks each trial is cut into for the time-block splits.
+    batch_size: windows per encoder call.
+
+  Returns:
+    The feature table; unlabelled windows and `drop_classes` are excluded.
+  """
+  index = input_pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
+                                        drop_classes=tuple(drop_classes))
+  source = input_pipeline.WindowSource(dataset, index, spec, normalizer,
+                                       neural_keys=(neural_key,))
+  features, fields = encode_windows(encode, source, neural_key=neural_key,
+                                    batch_size=batch_size)
+  return FeatureTable(
+      features=features, label=fields["label"].astype(np.int64),
+      animal=fields["animal"].astype(np.int64), trial=fields["trial"].astype(np.int64),
+      centre_frame=fields["centre_frame"].astype(np.int64),
+      time_block=window_time_blocks(dataset, spec, index, num_time_blocks),
+      num_time_blocks=num_time_blocks, animals=tuple(dataset.animals),
+      class_names=tuple(dataset.class_names))
+
+
+# ----------------------------------------------------------------------------------------------
+# Protocol settings.
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ProbeProtocol:
+  """The choices of the probe suite.
+
+  Attributes:
+    label_fractions: fractions of each probe's training windows used (stratified subsample).
+    seeds: probe seeds (label subsample and CV folds); scores are averaged over them.
+    single_animal_split: "time_blocks" (train on some time blocks of each trial, test on
+      another) or "trials" (train on some trials, test on another). Animals with a single
+      trial fall back to time blocks under "trials"; the split used is recorded per animal.
+    rotate_test_split: test on every block (or trial) in turn and average (k-fold); otherwise
+      test only on the last block (or trial).
+    min_train_windows: probes with fewer training windows (after subsampling) are skipped.
+    min_test_windows: probes with fewer test windows are skipped.
+    regularisation_grid: inverse regularisation strengths C searched by CV.
+    max_iter: logistic-regression iterations.
+    probe_threads: BLAS threads during the fits (None leaves them as they are); small probes
+      fit faster on one thread than on many that contend.
+  """
+
+  label_fractions: tuple[float, ...] = (0.5, 1.0)
+  seeds: tuple[int, ...] = (0,)
+  single_animal_split: str = "time_blocks"
+  rotate_test_split: bool = False
+  min_train_windows: int = 10
+  min_test_windows: int = 5
+  regularisation_grid: tuple[float, ...] = (0.01, 0.1, 1.0)
+  max_iter: int = 1000
+  probe_threads: int | None = 1
+
+  def __post_init__(self):
+    if self.single_animal_split not in ("time_blocks", "trials"):
+      raise ValueError("single_animal_split must be 'time_blocks' or 'trials', got "
+                       f"{self.single_animal_split!r}")
+    if not self.label_fractions or not self.seeds:
+      raise ValueError("the protocol needs at least one label fraction and one seed")
+    for fraction in self.label_fractions:
+      if not 0 < fraction <= 1:
+        raise ValueError(f"label fractions must lie in (0, 1], got {fraction}")
+
+
+def fraction_key(fraction: float) -> str:
+  """The results key of a label fraction: `"0.5"`, `"1.0"`."""
+  return repr(float(fraction))
+
+
+# ----------------------------------------------------------------------------------------------
+# One probe.
+# ----------------------------------------------------------------------------------------------
+def label_subset(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+  """Indices of a stratified `fraction` of the training windows, seeded.
+
+  Uses `probes.subsample_fraction`; where a class is too rare for its exact stratification,
+  keeps `round(fraction * count)` windows of every class, at least one.
+  """
+  try:
+    return probes.subsample_fraction(targets, fraction, seed)
+  except ValueError:
+    if not 0 < fraction <= 1:
+      raise
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for value in np.unique(targets):
+    members = np.flatnonzero(targets == value)
+    keep = max(1, int(round(fraction * len(members))))
+    chosen.append(rng.choice(members, keep, replace=False))
+  return np.sort(np.concatenate(chosen))
+
+
+def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                  test_y: np.ndarray, *, fraction: float, seed: int,
+                  protocol: ProbeProtocol, test_groups: np.ndarray | None = None
+                  ) -> tuple[dict[str, Any] | None, str | None]:
+  """Fits one probe on a label fraction of its training windows and scores it.
+
+  Args:
+    train_x: `[N_train, D]` training features.
+    train_y: `[N_train]` training targets.
+    test_x: `[N_test, D]` test features.
+    test_y: `[N_test]` test targets; classes absent from training count as errors.
+    fraction: label fraction of the training windows.
+    seed: subsample and CV seed.
+    protocol: the suite's settings.
+    test_groups: `[N_test]` optional group (e.g. animal) of each test window, to also score
+      each group.
+
+  Returns:
+    `(scores, None)` with `accuracy`, `balanced_accuracy` (%), `num_train`, `num_test` and,
+    with `test_groups`, `per_group` scores; or `(None, reason)` when the probe was skipped.
+  """
+  chosen = label_subset(train_y, fraction, seed)
+  train_x, train_y = train_x[chosen], train_y[chosen]
+  if len(train_y) < protocol.min_train_windows:
+    return None, (f"{len(train_y)} training windows, fewer than "
+                  f"min_train_windows={protocol.min_train_windows}")
+  if len(test_y) < protocol.min_test_windows:
+    return None, (f"{len(test_y)} test windows, fewer than "
+                  f"min_test_windows={protocol.min_test_windows}")
+  if len(np.unique(train_y)) < 2:
+    return None, f"a single class {np.unique(train_y).tolist()} in the training windows"
+  with threadpoolctl.threadpool_limits(protocol.probe_threads), warnings.catch_warnings():
+    # Rare classes make some CV folds miss a class, and a probe can predict classes absent
+    # from a test split; both only warn, and both are expected on small animals.
+    warnings.simplefilter("ignore", UserWarning)
+    warnings.simplefilter("ignore", RuntimeWarning)
+    probe = probes.fit_linear_probe(train_x, train_y, seed=seed,
+                                    regularisation_grid=protocol.regularisation_grid,
+                                    max_iter=protocol.max_iter)
+    scores: dict[str, Any] = dict(probes.probe_scores(probe, test_x, test_y))
+    if test_groups is not None:
+      scores["per_group"] = {
+          int(group): probes.probe_scores(probe, test_x[test_groups == group],
+                                          test_y[test_groups == group])
+          for group in np.unique(test_groups)}
+  scores.update(num_train=int(len(train_y)), num_test=int(len(test_y)))
+  return scores, None
+
+
+def summarise(values: Sequence[float]) -> dict[str, float]:
+  """Mean and (population) standard deviation of some scores."""
+  values = np.asarray(values, np.float64)
+  return {"mean": float(values.mean()), "std": float(values.std()), "count": int(len(values))}
+
+
+# ----------------------------------------------------------------------------------------------
+# The probes of the protocol.
+# ----------------------------------------------------------------------------------------------
+def _single_animal_folds(table: FeatureTable, rows: np.ndarray, split: str,
+                         rotate: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+  """`(train_rows, test_rows)` of each fold of one animal's windows."""
+  if split == "trials":
+    groups, units = table.trial[rows], np.unique(table.trial[rows])
+  else:
+    groups, units = table.time_block[rows], np.arange(table.num_time_blocks)
+  tests = units if rotate else units[-1:]
+  folds = []
+  for test_unit in tests:
+    test = rows[groups == test_unit]
+    train = rows[(groups != test_unit) & (groups >= 0)]
+    folds.append((train, test))
+  return folds
+
+
+def action_single_animal(table: FeatureTable, protocol: ProbeProtocol,
+                         skipped: list[dict[str, Any]]) -> dict[str, Any]:
+  """Per-animal action probes on disjoint time blocks or trials; mean ± std over animals.
+
+  Args:
+    table: the evaluated windows of every animal.
+    protocol: the suite's settings.
+    skipped: skipped probes are appended here, each with its reason.
+
+  Returns:
+    Per label fraction key: per metric `{"mean", "std", "count", "per_animal", "per_seed"}`,
+    and `split_per_animal` (the split each animal used).
+  """
+  results: dict[str, Any] = {}
+  splits = {}
+  for fraction in protocol.label_fractions:
+    per_animal = {metric: {} for metric in METRICS}
+    per_seed = {metric: {seed: [] for seed in protocol.seeds} for metric in METRICS}
+    for animal_id, animal in enumerate(table.animals):
+      rows = np.flatnonzero(table.animal == animal_id)
+      if not len(rows):
+        skipped.append(dict(probe=ACTION_SINGLE_ANIMAL, fraction=fraction, animal=animal,
+                            reason="no evaluated window"))
+        continue
+      split = protocol.single_animal_split
+      if split == "trials" and len(np.unique(table.trial[rows])) < 2:
+        split = "time_blocks"  # one trial: only its time blocks are disjoint
+      splits[animal] = split
+      values = {metric: [] for metric in METRICS}
+      for seed in protocol.seeds:
+        seed_values = {metric: [] for metric in METRICS}
+        for train, test in _single_animal_folds(table, rows, split,
+                                                protocol.rotate_test_split):
+          scores, reason = fit_and_score(
+              table.features[train], table.label[train], table.features[test],
+              table.label[test], fraction=fraction, seed=seed, protocol=protocol)
+          if scores is None:
+            skipped.append(dict(probe=ACTION_SINGLE_ANIMAL, fraction=fraction, animal=animal,
+                                seed=seed, reason=reason))
+            continue
+          for metric in METRICS:
+            seed_values[metric].append(scores[metric])
+        for metric in METRICS:
+          if seed_values[metric]:
+            seed_mean = float(np.mean(seed_values[metric]))
+            values[metric].append(seed_mean)
+            per_seed[metric][seed].append(seed_mean)
+      for metric in METRICS:
+        if values[metric]:
+          per_animal[metric][animal] = float(np.mean(values[metric]))
+    entry = {}
+    for metric in METRICS:
+      if per_animal[metric]:
+        entry[metric] = {**summarise(list(per_animal[metric].values())),
+                         "per_animal": per_animal[metric],
+                         "per_seed": {str(s): float(np.mean(v))
+                                      for s, v in per_seed[metric].items() if v}}
+    results[fraction_key(fraction)] = entry
+  results["split_per_animal"] = splits
+  return results
+
+
+def _over_seeds(runs: list[dict[str, Any]], group_names: Sequence[str] | None
+                ) -> dict[str, Any]:
+  """Mean ± std over seeds of one probe's scores (and mean per group)."""
+  entry = {}
+  for metric in METRICS:
+    values = [run[metric] for run in runs]
+    entry[metric] = {**summarise(values), "per_seed": values}
+    if group_names is not None:
+      entry[metric]["per_animal"] = {
+          group_names[group]: float(np.mean([run["per_group"][group][metric] for run in runs]))
+          for group in runs[0]["per_group"]}
+  entry["num_train"] = runs[0]["num_train"]
+  entry["num_test"] = runs[0]["num_test"]
+  return entry
+
+
+def action_multi_animal(table: FeatureTable, training_animals: Sequence[str],
+                        held_out_animals: Sequence[str], protocol: ProbeProtocol,
+                        skipped: list[dict[str, Any]]) -> dict[str, Any]:
+  """Action probe trained on the training animals, tested on the held-out animals only.
+
+  Returns:
+    Per label fraction key: per metric `{"mean", "std", "count", "per_seed", "per_animal"}`
+    (over seeds; `per_animal`: accuracy on each held-out animal), empty where skipped.
+  """
+  results: dict[str, Any] = {}
+  if not held_out_animals:
+    skipped.append(dict(probe=ACTION_MULTI_ANIMAL, reason="no held-out animal"))
+    return results
+  train = np.isin(table.animal, table.animal_index(training_animals))
+  test = np.isin(table.animal, table.animal_index(held_out_animals))
+  for fraction in protocol.label_fractions:
+    runs = []
+    for seed in protocol.seeds:
+      scores, reason = fit_and_score(
+          table.features[train], table.label[train], table.features[test], table.label[test],
+          fraction=fraction, seed=seed, protocol=protocol, test_groups=table.animal[test])
+      if scores is None:
+        skipped.append(dict(probe=ACTION_MULTI_ANIMAL, fraction=fraction, seed=seed,
+                            reason=reason))
+      else:
+        runs.append(scores)
+    results[fraction_key(fraction)] = _over_seeds(runs, table.animals) if runs else {}
+  return results
+
+
+def identity(table: FeatureTable, protocol: ProbeProtocol,
+             skipped: list[dict[str, Any]]) -> dict[str, Any]:
+  """Identity probe over all animals: trained on the first time blocks, tested on the last.
+
+  LOWER is better: a domain-invariant representation leaves the animal at chance.
+
+  Returns:
+    Per label fraction key: per metric `{"mean", "std", "count", "per_seed", "per_animal"}`
+    (`per_animal`: how often each animal's test windows are recognised).
+  """
+  results: dict[str, Any] = {}
+  last = table.num_time_blocks - 1
+  train = (table.time_block >= 0) & (table.time_block < last)
+  test = table.time_block == last
+  for fraction in protocol.label_fractions:
+    runs = []
+    for seed in protocol.seeds:
+      scores, reason = fit_and_score(
+          table.features[train], table.animal[train], table.features[test],
+          table.animal[test], fraction=fraction, seed=seed, protocol=protocol,
+          test_groups=table.animal[test])
+      if scores is None:
+        skipped.append(dict(probe=IDENTITY, fraction=fraction, seed=seed, reason=reason))
+      else:
+        runs.append(scores)
+    results[fraction_key(fraction)] = _over_seeds(runs, table.animals) if runs else {}
+  return results
+
+
+def run_probe_suite(table: FeatureTable, *, training_animals: Sequence[str],
+                    held_out_animals: Sequence[str],
+                    protocol: ProbeProtocol = ProbeProtocol()) -> dict[str, Any]:
+  """Every probe of the protocol on one feature table.
+
+  Args:
+    table: the evaluated windows of every animal (labelled, without dropped classes).
+    training_animals: animals the representation and the multi-animal probe train on.
+    held_out_animals: animals the multi-animal probe is tested on.
+    protocol: the suite's settings.
+
+  Returns:
+    A JSON-serialisable dict: `action_single_animal`, `action_multi_animal`, `identity` (per
+    label fraction key `"0.5"`, `"1.0"`, per metric `{"mean", "std", ...}`), `chance`
+    (uniform chance in %), `num_windows`, `skipped` (probes not fitted, with reasons) and
+    `protocol`.
+  """
+  if table.num_time_blocks < 2:
+    raise ValueError(f"the time-block splits need >= 2 blocks, got {table.num_time_blocks}")
+  skipped: list[dict[str, Any]] = []
+  results = {
+      ACTION_SINGLE_ANIMAL: action_single_animal(table, protocol, skipped),
+      ACTION_MULTI_ANIMAL: action_multi_animal(table, training_animals, held_out_animals,
+                                               protocol, skipped),
+      IDENTITY: identity(table, protocol, skipped),
+  }
+  classes, counts = np.unique(table.label, return_counts=True)
+  animals, animal_counts = np.unique(table.animal, return_counts=True)
+  name = lambda names, i: names[i] if i < len(names) else str(i)
+  results["chance"] = {"action": 100.0 / len(classes), "identity": 100.0 / len(animals)}
+  results["num_windows"] = {
+      "total": int(len(table)),
+      "per_class": {name(table.class_names, int(c)): int(n) for c, n in zip(classes, counts)},
+      "per_animal": {table.animals[int(a)]: int(n) for a, n in zip(animals, animal_counts)},
+  }
+  results["skipped"] = skipped
+  results["protocol"] = dataclasses.asdict(protocol)
+  results["training_animals"] = list(training_animals)
+  results["held_out_animals"] = list(held_out_animals)
+  return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Several runs and tables.
+# ----------------------------------------------------------------------------------------------
+def _is_summary(node: Any) -> bool:
+  return isinstance(node, Mapping) and "mean" in node and "std" in node
+
+
+def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """Mean ± std over runs (seeds or held-out folds) of probe-suite results.
+
+  Every score summary (`{"mean", "std", ...}`) becomes `{"mean", "std", "count", "runs"}`:
+  the mean and population std over the runs' means, and each run's mean (a run missing the
+  score is left out). Other numbers are averaged; other values are kept when every run agrees
+  and listed per run otherwise.
+
+  Args:
+    runs: results of `run_probe_suite` (or of several `aggregate_runs`, treated as runs).
+
+  Returns:
+    One results dict of the same layout.
+  """
+  if not runs:
+    raise ValueError("aggregate_runs needs at least one run")
+
+  def merge(nodes: list[Any]) -> Any:
+    present = [n for n in nodes if n is not None]
+    if any(_is_summary(n) for n in present):
+      summaries = [n for n in present if _is_summary(n)]
+      means = [float(n["mean"]) for n in summaries]
+      details = merge([{k: v for k, v in n.items() if k not in ("mean", "std", "count", "runs")}
+                       for n in summaries])
+      return {**details, **summarise(means), "runs": means}
+    if present and all(isinstance(n, Mapping) for n in present):
+      keys = list(dict.fromkeys(k for n in present for k in n))
+      return {k: merge([n.get(k) for n in present]) for k in keys}
+    if present and all(isinstance(n, (int, float)) and not isinstance(n, bool)
+                       for n in present):
+      return float(np.mean(present))
+    if all(n == present[0] for n in present):
+      return present[0]
+    return {"per_run": present}
+
+  return merge(list(runs))
+
+
+def _cell(results: Mapping[str, Any], probe: str, fraction: float, metric: str) -> str:
+  score = results.get(probe, {}).get(fraction_key(fraction), {}).get(metric)
+  if not _is_summary(score):
+    return "–"
+  if score.get("count", 1) > 1:
+    return f"{score['mean']:.1f} ± {score['std']:.1f}"
+  return f"{score['mean']:.1f}"
+
+
+def format_table(results: Mapping[str, Any], *, metric: str = "accuracy",
+                 fractions: Sequence[float] = (0.5, 1.0), include_chance: bool = True) -> str:
+  """Markdown tables in the layout of the seed's Table 1 (action) and Table 2 (identity).
+
+  Args:
+    results: one method's results (`run_probe_suite` or `aggregate_runs`), or a mapping from
+      method name to such results (one row each).
+    metric: "accuracy" or "balanced_accuracy".
+    fractions: label fractions, one column each per setting.
+    include_chance: add a "Random" row with the uniform chance level.
+
+  Returns:
+    Two markdown tables: action recognition (Single-Animal / Multi-Animal per fraction) and
+    identity recognition (per fraction; lower is better).
+  """
+  if ACTION_SINGLE_ANIMAL in results or IDENTITY in results:
+    methods = {"Ours": results}
+  else:
+    methods = dict(results)
+  fraction_names = [f"{f:g}" if f != 1 else "1.0" for f in fractions]
+  action_header = (["Method"] + [f"Single-Animal {f}" for f in fraction_names] +
+                   [f"Multi-Animal {f}" for f in fraction_names])
+  identity_header = ["Method"] + [f"Identity {f}" for f in fraction_names]
+  action_rows, identity_rows = [], []
+  if include_chance:
+    chance = next((r["chance"] for r in methods.values() if "chance" in r), None)
+    if chance is not None:
+      action = chance["action"]["mean"] if _is_summary(chance["action"]) else chance["action"]
+      ident = (chance["identity"]["mean"] if _is_summary(chance["identity"])
+               else chance["identity"])
+      action_rows.append(["Random"] + [f"{action:.1f}"] * (2 * len(fractions)))
+      identity_rows.append(["Random"] + [f"{ident:.1f}"] * len(fractions))
+  for name, method in methods.items():
+    action_rows.append(
+        [name] + [_cell(method, ACTION_SINGLE_ANIMAL, f, metric) for f in fractions] +
+        [_cell(method, ACTION_MULTI_ANIMAL, f, metric) for f in fractions])
+    identity_rows.append([name] + [_cell(method, IDENTITY, f, metric) for f in fractions])
+
+  def markdown(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+  label = metric.replace("_", " ")
+  return (f"Table 1: action recognition, {label} (%)\n\n" + markdown(action_header, action_rows)
+          + f"\n\nTable 2: identity recognition, {label} (%, lower is better)\n\n"
+          + markdown(identity_header, identity_rows) + "\n")
+
+
+def headline_scores(results: Mapping[str, Any], probe: str,
+                    fraction: float = 1.0) -> dict[str, float] | None:
+  """`{"accuracy", "balanced_accuracy"}` means of one probe at one fraction (None if absent)."""
+  entry = results.get(probe, {}).get(fraction_key(fraction), {})
+  if not all(_is_summary(entry.get(metric)) for metric in METRICS):
+    return None
+  return {metric: entry[metric]["mean"] for metric in METRICS}
+
+
+def protocol_from_config(eval_config, seed: int = 0) -> ProbeProtocol:
+  """The probe settings of a config's `eval` group; fields it lacks keep their defaults.
+
+  Args:
+    eval_config: the `eval` ConfigDict (or a mapping).
+    seed: the probe seed when the group has no `probe_seeds`.
+  """
+  defaults = ProbeProtocol()
+  get = lambda name, default: eval_config.get(name, default)
+  return ProbeProtocol(
+      label_fractions=tuple(float(f) for f in get("label_fractions", defaults.label_fractions)),
+      seeds=tuple(int(s) for s in get("probe_seeds", (seed,))),
+      single_animal_split=get("single_animal_split", defaults.single_animal_split),
+      rotate_test_split=bool(get("rotate_test_split", defaults.rotate_test_split)),
+      min_train_windows=int(get("min_train_windows", defaults.min_train_windows)),
+      min_test_windows=int(get("min_test_windows", defaults.min_test_windows)),
+      regularisation_grid=tuple(
+          float(c) for c in get("regularisation_grid", defaults.regularisation_grid)),
+      max_iter=int(get("max_iter", defaults.max_iter)),
+      probe_threads=get("probe_threads", defaults.probe_threads))
