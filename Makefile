@@ -26,6 +26,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.input_pipeline
 	$(BIN)/python -m benchmarks.swap
 	$(BIN)/python -m benchmarks.train_step
+	$(BIN)/python -m benchmarks.domain_gap
 
 clean:
 	rm -rf $(VENV) *.egg-info
