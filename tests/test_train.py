@@ -1,5 +1,6 @@
 """The trainer: sharded step equals single-device step, kill-and-resume, early config errors."""
 
+import importlib
 import os
 import pathlib
 import subprocess
@@ -15,6 +16,7 @@ import synthetic_data
 from data_prep import tfds_builder
 from experiments import train as train_entry
 from experiments.configs import common
+from nar import input_pipeline
 from nar import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -57,7 +59,8 @@ _PRELUDE = """
     import sys
     sys.path.insert(0, "tests")
     from test_train import tiny_config
-    from nar import train
+    from nar import input_pipeline
+from nar import train
 """
 
 
@@ -166,6 +169,36 @@ def test_an_invalid_model_config_fails_before_compiling(data_dir, tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
   assert "model.width" in str(error.value) and "model.image_channels" in str(error.value)
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_roi_trace_windows_train_with_the_trace_encoder_in_bfloat16(data_dir):
+  config = tiny_config(data_dir)
+  config.data.neural_key = "roi_traces"
+  config.model.dtype = "bfloat16"
+  inputs = train.create_input(config)
+  assert inputs.num_rois == 3
+  graphdef, tx, state = train.create_train_state(config, inputs)
+  bank, rows = train.create_swap_bank(config, inputs)
+  local = next(iter(input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True,
+                                               shard=(0, 1))))
+  batch = {k: local[k] for k in ("pose", "roi_traces", "bank_frame_index")}
+  batch["bank_animal"] = rows[local["animal"]]
+  step = train.compile_train_step(graphdef, tx, config, "roi_traces", train.make_mesh())
+  new_state, metrics = step(state, batch, bank)
+  assert int(new_state.step) == 1 and np.isfinite(float(metrics["loss"]))
+  kernel = new_state.params["neural_encoder"]["input"]["kernel"]
+  assert kernel[...].shape[1] == 3 and kernel[...].dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["swap_cpu", "swap_gpu", "swap_tpu"])
+def test_every_named_config_loads_locks_and_documents_its_launch_command(name):
+  module = importlib.import_module(f"experiments.configs.{name}")
+  config = module.get_config()
+  assert "python -m experiments.train --config=" + name in module.__doc__
+  config.lock()
+  with pytest.raises(AttributeError):
+    config.optim.not_a_field = 1
+  assert config.optim.global_batch_size > 0 and config.swap.mode in ("exact", "topk")
 
 
 def test_config_names_resolve_to_config_files():
