@@ -59,8 +59,7 @@ _PRELUDE = """
     import sys
     sys.path.insert(0, "tests")
     from test_train import tiny_config
-    from nar import input_pipeline
-from nar import train
+    from nar import train
 """
 
 
