@@ -27,17 +27,17 @@ _WORKERS = flags.DEFINE_list("workers", ["0", "2"], "grain worker counts to time
 def _time_step(config, inputs, batches) -> float:
   """Seconds per step (median of the timed steps, after one compiling step)."""
   graphdef, tx, state = train.create_train_state(config, inputs)
-  bank, rows = train.create_swap_bank(config, inputs)
+  bank, rows = train.create_step_constants(config, inputs)
   mesh = train.make_mesh()
-  step = train.compile_train_step(graphdef, tx, config, inputs.neural_key, mesh)
+  step = train.compile_train_step(graphdef, tx, config, inputs.neural_key, mesh,
+                                  len(inputs.dataset.animals))
   sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   state, bank = jax.device_put(state, replicated), jax.device_put(bank, replicated)
   device_batches = []
   for local in batches:
-    local = dict(local, bank_animal=rows[local["animal"]])
-    device_batches.append({k: jax.device_put(local[k], sharding) for k in (
-        "pose", inputs.neural_key, "bank_animal", "bank_frame_index")})
+    local = train.step_batch(local, inputs.neural_key, rows)
+    device_batches.append({k: jax.device_put(v, sharding) for k, v in local.items()})
   state, metrics = step(state, device_batches[0], bank)
   jax.block_until_ready((state, metrics))
   durations = []

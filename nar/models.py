@@ -89,3 +89,35 @@ class ProjectionHead(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     z = self.output(nnx.gelu(self.hidden(x))).astype(jnp.float32)
     return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
+
+
+class PoseDecoder(nnx.Module):
+  """Decodes features into a pose window: `[B, features] -> [B, T, D]` (regression baselines).
+
+  `kind="conv"`: a learned `[T, width]` sequence modulated by the features, then temporal
+  residual convolutions. `kind="recurrent"`: a GRU unrolled over T with the features as input
+  at every step.
+  """
+
+  def __init__(self, features: int, frames: int, pose_dim: int, *, kind: str = "conv",
+               width: int = 64, dtype=jnp.float32, rngs: nnx.Rngs):
+    if kind not in ("conv", "recurrent"):
+      raise ValueError(f"decoder kind must be 'conv' or 'recurrent', got {kind!r}")
+    self.kind, self.frames, self.dtype = kind, frames, dtype
+    if kind == "conv":
+      self.expand = nnx.Linear(features, frames * width, dtype=dtype, rngs=rngs)
+      self.block = TemporalResidualBlock(width, 5, dtype=dtype, rngs=rngs)
+    else:
+      self.rnn = nnx.RNN(nnx.GRUCell(features, width, dtype=dtype, rngs=rngs), rngs=False)
+    self.output = nnx.Linear(width, pose_dim, dtype=dtype, rngs=rngs)
+
+  def __call__(self, features: jax.Array) -> jax.Array:
+    batch = features.shape[0]
+    if self.kind == "conv":
+      x = self.block(self.expand(features).reshape(batch, self.frames, -1))
+    else:
+      inputs = jnp.repeat(features[:, None], self.frames, axis=1).astype(self.dtype)
+      # A zero initial state: the decoder is deterministic and holds no random state.
+      carry = jnp.zeros((batch, self.output.in_features), self.dtype)
+      x = self.rnn(inputs, initial_carry=carry)
+    return self.output(nnx.gelu(x)).astype(jnp.float32)

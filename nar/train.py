@@ -31,6 +31,7 @@ from nar import evaluation
 from nar import input_pipeline
 from nar import losses
 from nar import models
+from nar import objectives
 from nar import shards
 from nar import swap
 from nar import swap_table
@@ -41,14 +42,24 @@ from nar import windows
 # Model.
 # ----------------------------------------------------------------------------------------------
 class ContrastiveModel(nnx.Module):
-  """Behaviour and neural encoders with their projection heads."""
+  """The neural encoder, and the parts the training method needs besides it.
+
+  `contrastive` (ours, and the no-swap ablation): behaviour encoder and both projection heads;
+  `simclr`: the neural projection head; `regression`: a pose decoder; `behavenet`: a
+  behavioural-state classifier; a `grl` penalty adds an animal classifier.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, *, pose_dim: int, neural_key: str,
-               num_rois: int | None, rngs: nnx.Rngs):
+               num_rois: int | None, rngs: nnx.Rngs, method: str = "contrastive",
+               pose_frames: int = 32, num_states: int = 0, num_animals: int = 0,
+               decoder: str = "conv", domain_penalty: str = "none"):
     dtype = jnp.dtype(config.dtype)
-    self.behaviour_encoder = models.TemporalEncoder(
-        pose_dim, width=config.width, num_blocks=config.num_blocks,
-        features=config.features, dtype=dtype, rngs=rngs)
+    if method not in objectives.METHODS:
+      raise ValueError(f"unknown method {method!r}; known: {objectives.METHODS}")
+    if method == "contrastive":
+      self.behaviour_encoder = models.TemporalEncoder(
+          pose_dim, width=config.width, num_blocks=config.num_blocks,
+          features=config.features, dtype=dtype, rngs=rngs)
     if neural_key == "neural_images":
       self.neural_encoder = models.ImageSequenceEncoder(
           channels=tuple(config.image_channels), width=config.width,
@@ -57,12 +68,20 @@ class ContrastiveModel(nnx.Module):
       self.neural_encoder = models.TemporalEncoder(
           num_rois, width=config.width, num_blocks=config.num_blocks,
           features=config.features, dtype=dtype, rngs=rngs)
-    self.behaviour_head = models.ProjectionHead(
-        config.features, hidden=config.head_hidden, embedding=config.embedding, dtype=dtype,
-        rngs=rngs)
-    self.neural_head = models.ProjectionHead(
-        config.features, hidden=config.head_hidden, embedding=config.embedding, dtype=dtype,
-        rngs=rngs)
+    head = lambda: models.ProjectionHead(config.features, hidden=config.head_hidden,
+                                         embedding=config.embedding, dtype=dtype, rngs=rngs)
+    if method == "contrastive":
+      self.behaviour_head = head()
+    if method in ("contrastive", "simclr"):
+      self.neural_head = head()
+    if method == "regression":
+      self.pose_decoder = models.PoseDecoder(config.features, pose_frames, pose_dim,
+                                             kind=decoder, width=config.width, dtype=dtype,
+                                             rngs=rngs)
+    if method == "behavenet":
+      self.state_classifier = nnx.Linear(config.features, num_states, dtype=dtype, rngs=rngs)
+    if domain_penalty == "grl":
+      self.animal_classifier = nnx.Linear(config.features, num_animals, dtype=dtype, rngs=rngs)
 
 
 @struct.dataclass
@@ -127,41 +146,72 @@ def _augmentations(config):
   return pose, neural
 
 
-def make_train_step(graphdef, tx, config, neural_key: str):
-  """Builds the pure update step `(state, batch, bank) -> (state, metrics)`."""
+def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int):
+  """Builds the pure update step `(state, batch, constants) -> (state, metrics)`.
+
+  `constants` holds the device-resident arrays the method needs (the swap's pose bank and
+  top-K table, BehaveNet's state centroids), see `create_step_constants`.
+  """
   pose_augmentation, neural_augmentation = _augmentations(config)
-  swap_config = config.swap
+  swap_config, method, penalty = config.swap, config.method, config.domain_penalty
 
-  def loss_fn(params, pose, neural):
+  def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants):
     model = nnx.merge(graphdef, params)
-    z_behaviour = model.behaviour_head(model.behaviour_encoder(pose))
-    z_neural = model.neural_head(model.neural_encoder(neural))
-    return losses.symmetric_infonce_loss(z_neural, z_behaviour, config.optim.temperature)
+    features = model.neural_encoder(neural)
+    metrics = {}
+    if method == "contrastive":
+      z_behaviour = model.behaviour_head(model.behaviour_encoder(pose))
+      loss, metrics = losses.symmetric_infonce_loss(
+          model.neural_head(features), z_behaviour, config.optim.temperature)
+    elif method == "simclr":
+      loss, metrics = losses.symmetric_infonce_loss(
+          model.neural_head(features), model.neural_head(model.neural_encoder(neural_view)),
+          config.optim.temperature)
+    elif method == "regression":
+      loss = objectives.pose_regression_loss(model.pose_decoder(features), target_pose)
+    else:  # behavenet
+      states = objectives.nearest_state(target_pose, constants["state_centroids"])
+      logits = model.state_classifier(features)
+      loss = objectives.state_classification_loss(logits, states)
+      metrics["state_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == states)
+    metrics["objective"] = loss
+    if penalty == "mmd":
+      metrics["mmd"] = objectives.mmd_penalty(features, animal, num_animals)
+      loss = loss + config.domain_penalty_weight * metrics["mmd"]
+    elif penalty == "grl":
+      logits = model.animal_classifier(objectives.gradient_reversal(
+          features, config.domain_penalty_weight))
+      metrics["animal_loss"] = objectives.animal_classification_loss(logits, animal)
+      loss = loss + metrics["animal_loss"]
+    return loss, metrics
 
-  def train_step(state: TrainState, batch, bank):
+  def train_step(state: TrainState, batch, constants):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    swap_key, pose_key, neural_key_ = jax.random.split(key, 3)
-    pose = batch["pose"]
+    swap_key, pose_key, neural_key_, view_key = jax.random.split(key, 4)
+    target_pose = pose = batch["pose"]
     metrics = {}
     if swap_config.enabled and swap_config.mode == "topk":
       pose, info = swap_table.swap_with_table(
-          swap_key, pose, batch["bank_animal"], batch["bank_frame_index"], bank["table"],
-          bank["frames"], swap_probability=swap_config.probability,
+          swap_key, pose, batch["bank_animal"], batch["bank_frame_index"], constants["table"],
+          constants["frames"], swap_probability=swap_config.probability,
           per_frame_target=swap_config.per_frame_target)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     elif swap_config.enabled:
       pose, info = swap.swap_pose_windows(
-          swap_key, pose, batch["bank_animal"], bank["frames"],
+          swap_key, pose, batch["bank_animal"], constants["frames"],
           swap_probability=swap_config.probability, temperature=swap_config.temperature,
           pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     if pose_augmentation is not None:
       pose = augment.augment_pose(pose_key, pose, pose_augmentation)
-    neural = batch[neural_key]
+    raw_neural = batch[neural_key]
+    neural = neural_view = raw_neural
     if neural_augmentation is not None:
-      neural = augment.augment_neural(neural_key_, neural, neural_augmentation)
+      neural = augment.augment_neural(neural_key_, raw_neural, neural_augmentation)
+      if method == "simclr":
+        neural_view = augment.augment_neural(view_key, raw_neural, neural_augmentation)
     (loss, loss_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, pose, neural)
+        state.params, pose, target_pose, neural, neural_view, batch["animal"], constants)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics.update(loss_metrics, loss=loss, grad_norm=optax.tree.norm(grads))
@@ -271,11 +321,10 @@ def _check_model_config(model_config: ml_collections.ConfigDict) -> None:
 
 def _check_step_shapes(step_fn, state, bank, inputs: Input, batch_size: int) -> None:
   """Traces the step on abstract shapes (no compilation) to fail early on mismatches."""
-  sample = inputs.train_source[0]
-  batch = {key: jax.ShapeDtypeStruct((batch_size,) + np.shape(sample[key]),
-                                     jnp.asarray(sample[key]).dtype)
-           for key in ("pose", inputs.neural_key, "bank_frame_index")}
-  batch["bank_animal"] = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+  sample = step_batch({k: np.asarray(v)[None] for k, v in inputs.train_source[0].items()},
+                      inputs.neural_key, np.zeros(len(inputs.dataset.animals), np.int32))
+  batch = {key: jax.ShapeDtypeStruct((batch_size,) + value.shape[1:], value.dtype)
+           for key, value in sample.items()}
   try:
     jax.eval_shape(step_fn, state, batch, bank)
   except (TypeError, ValueError) as error:
@@ -284,6 +333,14 @@ def _check_step_shapes(step_fn, state, bank, inputs: Input, batch_size: int) -> 
 
 
 def _check_config(config, inputs: Input, num_devices: int) -> None:
+  if config.method not in objectives.METHODS:
+    raise ValueError(f"unknown method {config.method!r}; known: {objectives.METHODS}")
+  if config.domain_penalty not in objectives.DOMAIN_PENALTIES:
+    raise ValueError(f"unknown domain_penalty {config.domain_penalty!r}; known: "
+                     f"{objectives.DOMAIN_PENALTIES}")
+  if config.swap.enabled and config.method != "contrastive":
+    raise ValueError(f"the swap augments the behaviour branch of the contrastive method; "
+                     f"set swap.enabled=False for method {config.method!r}")
   batch = config.optim.global_batch_size
   if batch % num_devices:
     raise ValueError(f"global batch {batch} does not divide over {num_devices} devices; "
@@ -312,9 +369,12 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
 
 def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
   """Initialises the model and optimiser. Returns `(graphdef, tx, state)` on the host."""
-  model = ContrastiveModel(config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
-                           neural_key=inputs.neural_key, num_rois=inputs.num_rois,
-                           rngs=nnx.Rngs(config.seed))
+  model = ContrastiveModel(
+      config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
+      neural_key=inputs.neural_key, num_rois=inputs.num_rois, rngs=nnx.Rngs(config.seed),
+      method=config.method, pose_frames=inputs.spec.pose_frames,
+      num_states=config.behavenet_states, num_animals=len(inputs.dataset.animals),
+      decoder=config.regression_decoder, domain_penalty=config.domain_penalty)
   graphdef, params = nnx.split(model)
   tx = make_optimizer(config)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
@@ -322,17 +382,30 @@ def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
   return graphdef, tx, state
 
 
-def create_swap_bank(config: ml_collections.ConfigDict, inputs: Input):
-  """The swap pool of the training animals, and the bank row of every dataset animal.
+def _behaviour_state_centroids(config, inputs: Input) -> np.ndarray:
+  """K-means states of pose windows of the training animals (BehaveNet; no labels)."""
+  rng = np.random.default_rng(config.seed)
+  items = rng.choice(len(inputs.train_source), min(len(inputs.train_source), 4000),
+                     replace=False)
+  pose = np.stack([inputs.train_source[int(i)]["pose"] for i in items])
+  return objectives.fit_behaviour_states(pose, config.behavenet_states, config.seed)
+
+
+def create_step_constants(config: ml_collections.ConfigDict, inputs: Input):
+  """Device-independent arrays the step reads, and the bank row of every dataset animal.
 
   Returns:
-    `(bank, bank_row_of_animal)`: bank is None without the swap, else a dict with the
-    device-resident `frames` (`nar.swap.PoseBank`) and, in top-K mode, its `table`.
+    `(constants, bank_row_of_animal)`: constants is a dict with the swap's pose bank
+    (`frames`, a `nar.swap.PoseBank`) and, in top-K mode, its `table`; BehaveNet's
+    `state_centroids`; empty for methods that need none of these.
   """
   rows = {a: i for i, a in enumerate(inputs.training_animals)}
   bank_row_of_animal = np.array([rows.get(a, -1) for a in inputs.dataset.animals], np.int32)
+  constants = {}
+  if config.method == "behavenet":
+    constants["state_centroids"] = _behaviour_state_centroids(config, inputs)
   if not config.swap.enabled:
-    return None, bank_row_of_animal
+    return constants, bank_row_of_animal
   if config.swap.mode not in ("exact", "topk"):
     raise ValueError(f"swap.mode must be 'exact' or 'topk', got {config.swap.mode!r}")
   pose_bank = input_pipeline.make_pose_bank(inputs.dataset, inputs.normalizer,
@@ -340,21 +413,30 @@ def create_swap_bank(config: ml_collections.ConfigDict, inputs: Input):
   frames = swap.make_pose_bank(dict(zip(pose_bank.animals, pose_bank.frames)),
                                dict(zip(pose_bank.animals, pose_bank.valid)),
                                list(pose_bank.animals))
-  bank = {"frames": frames}
+  constants["frames"] = frames
   if config.swap.mode == "topk":
-    bank["table"] = swap_table.build_topk_table(
+    constants["table"] = swap_table.build_topk_table(
         frames, config.swap.topk, temperature=config.swap.temperature,
         pool_chunk=config.swap.pool_chunk)
     logging.info("Top-%d swap table: truncated probability mass %s", config.swap.topk,
-                 bank["table"].truncated_mass_stats())
-  return bank, bank_row_of_animal
+                 constants["table"].truncated_mass_stats())
+  return constants, bank_row_of_animal
 
 
-def compile_train_step(graphdef, tx, config, neural_key: str, mesh: jax.sharding.Mesh):
-  """Jits the step over `mesh`: state and bank replicated, batch split along `data`."""
+def step_batch(local: dict[str, np.ndarray], neural_key: str,
+               bank_row_of_animal: np.ndarray) -> dict[str, np.ndarray]:
+  """The fields of a host batch of windows that the step reads."""
+  batch = {key: local[key] for key in ("pose", neural_key, "bank_frame_index", "animal")}
+  batch["bank_animal"] = bank_row_of_animal[local["animal"]]
+  return batch
+
+
+def compile_train_step(graphdef, tx, config, neural_key: str, mesh: jax.sharding.Mesh,
+                       num_animals: int):
+  """Jits the step over `mesh`: state and constants replicated, batch split along `data`."""
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
-  return jax.jit(make_train_step(graphdef, tx, config, neural_key),
+  return jax.jit(make_train_step(graphdef, tx, config, neural_key, num_animals),
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))
 
@@ -382,10 +464,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   _check_model_config(config.model)
   graphdef, tx, state = create_train_state(config, inputs)
   state = jax.device_put(state, replicated)
-  bank, bank_row_of_animal = create_swap_bank(config, inputs)
+  bank, bank_row_of_animal = create_step_constants(config, inputs)
   bank = jax.device_put(bank, replicated)
   # --- Update step ---
-  step_fn = compile_train_step(graphdef, tx, config, inputs.neural_key, mesh)
+  step_fn = compile_train_step(graphdef, tx, config, inputs.neural_key, mesh,
+                               len(inputs.dataset.animals))
   _check_step_shapes(step_fn, state, bank, inputs, config.optim.global_batch_size)
   # --- Data iterator and checkpoints ---
   loader = input_pipeline.make_loader(
@@ -415,10 +498,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        desc="train", disable=not is_chief)
   last_metrics, timer_start, timed_steps = {}, None, 0
   for step in progress:
-    local = next(iterator)
-    local["bank_animal"] = bank_row_of_animal[local["animal"]]
-    batch = {key: jax.make_array_from_process_local_data(batch_sharding, local[key])
-             for key in ("pose", inputs.neural_key, "bank_animal", "bank_frame_index")}
+    local = step_batch(next(iterator), inputs.neural_key, bank_row_of_animal)
+    batch = {key: jax.make_array_from_process_local_data(batch_sharding, value)
+             for key, value in local.items()}
     state, metrics = step_fn(state, batch, bank)
     done = step + 1
     if timer_start is None:  # the first step includes compilation

@@ -20,3 +20,16 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 @pytest.fixture(scope="session")
 def fixtures_dir() -> pathlib.Path:
   return REPO_ROOT / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+  """A small built dataset (4 animals x 2 trials of synthetic recordings) for trainer tests."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import synthetic_data  # pylint: disable=g-import-not-at-top
+  from data_prep import tfds_builder  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  recordings = [synthetic_data.recording(a, t, 600, rng) for a in range(4) for t in range(2)]
+  directory = tmp_path_factory.mktemp("tfds")
+  tfds_builder.build_dataset(recordings, str(directory))
+  return str(directory)

@@ -11,24 +11,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-import synthetic_data
 
-from data_prep import tfds_builder
 from experiments import train as train_entry
+from experiments.configs import baselines
 from experiments.configs import common
 from nar import input_pipeline
 from nar import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  rng = np.random.default_rng(1)
-  recordings = [synthetic_data.recording(a, t, 600, rng) for a in range(4) for t in range(2)]
-  directory = tmp_path_factory.mktemp("tfds")
-  tfds_builder.build_dataset(recordings, str(directory))
-  return str(directory)
 
 
 def tiny_config(data_dir: str, **optim):
@@ -72,17 +62,15 @@ def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
     inputs = train.create_input(config)
     graphdef, tx, state = train.create_train_state(config, inputs)
     state = jax.device_get(state)  # host copy: each mesh gets (and donates) its own
-    bank, rows = train.create_swap_bank(config, inputs)
+    bank, rows = train.create_step_constants(config, inputs)
     loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
-    local = next(iter(loader))
-    local["bank_animal"] = rows[local["animal"]]
+    local = train.step_batch(next(iter(loader)), "neural_images", rows)
     results = []
     for mesh in (train.make_mesh(), train.make_mesh(jax.devices()[:1])):
       sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
       replicated = jax.sharding.NamedSharding(mesh, jax.P())
-      batch = {{k: jax.device_put(local[k], sharding)
-               for k in ("pose", "neural_images", "bank_animal", "bank_frame_index")}}
-      step = train.compile_train_step(graphdef, tx, config, "neural_images", mesh)
+      batch = {{k: jax.device_put(v, sharding) for k, v in local.items()}}
+      step = train.compile_train_step(graphdef, tx, config, "neural_images", mesh, 4)
       new_state, metrics = step(jax.device_put(state, replicated), batch,
                                 jax.device_put(bank, replicated))
       assert len(batch["pose"].sharding.device_set) == mesh.size
@@ -177,12 +165,11 @@ def test_roi_trace_windows_train_with_the_trace_encoder_in_bfloat16(data_dir):
   inputs = train.create_input(config)
   assert inputs.num_rois == 3
   graphdef, tx, state = train.create_train_state(config, inputs)
-  bank, rows = train.create_swap_bank(config, inputs)
+  bank, rows = train.create_step_constants(config, inputs)
   local = next(iter(input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True,
                                                shard=(0, 1))))
-  batch = {k: local[k] for k in ("pose", "roi_traces", "bank_frame_index")}
-  batch["bank_animal"] = rows[local["animal"]]
-  step = train.compile_train_step(graphdef, tx, config, "roi_traces", train.make_mesh())
+  batch = train.step_batch(local, "roi_traces", rows)
+  step = train.compile_train_step(graphdef, tx, config, "roi_traces", train.make_mesh(), 4)
   new_state, metrics = step(state, batch, bank)
   assert int(new_state.step) == 1 and np.isfinite(float(metrics["loss"]))
   kernel = new_state.params["neural_encoder"]["input"]["kernel"]
@@ -198,6 +185,18 @@ def test_every_named_config_loads_locks_and_documents_its_launch_command(name):
   with pytest.raises(AttributeError):
     config.optim.not_a_field = 1
   assert config.optim.global_batch_size > 0 and config.swap.mode in ("exact", "topk")
+
+
+@pytest.mark.parametrize("size", ["cpu", "tpu"])
+def test_every_baseline_has_cpu_and_tpu_configs(size):
+  module = importlib.import_module(f"experiments.configs.baseline_{size}")
+  assert f"--config=baseline_{size}:" in module.__doc__
+  for name, changes in baselines.BASELINES.items():
+    config = module.get_config(name)
+    assert config.method == changes["method"] and not config.swap.enabled
+    assert config.domain_penalty == changes.get("domain_penalty", "none")
+  with pytest.raises(ValueError, match="unknown baseline 'nope'"):
+    module.get_config("nope")
 
 
 def test_config_names_resolve_to_config_files():

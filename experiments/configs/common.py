@@ -35,6 +35,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.image_channels = (16, 32, 64)
   config.model.dtype = "float32"  # "bfloat16" on accelerators
 
+  # "contrastive" (ours; the no-swap ablation with swap.enabled=False), or a baseline:
+  # "simclr", "regression", "behavenet" (see nar/objectives.py).
+  config.method = "contrastive"
+  config.regression_decoder = "conv"  # or "recurrent"
+  config.behavenet_states = 12
+  config.domain_penalty = "none"  # or "mmd", "grl"
+  config.domain_penalty_weight = 1.0
+
   config.swap = ml_collections.ConfigDict()
   config.swap.enabled = True
   config.swap.probability = 0.5

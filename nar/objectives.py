@@ -1,0 +1,102 @@
+"""Objectives of the baselines and the domain-adaptation penalties.
+
+Ours and the multimodal contrastive ablation use `nar.losses.symmetric_infonce_loss`. The
+baselines of the evaluation train the same neural encoder with other targets:
+
+- SimCLR: InfoNCE between two augmented views of the same neural window (neural only).
+- Regression: a decoder predicts the synchronised (normalised) pose window from the features.
+- BehaveNet-style: the features predict a discrete behavioural state found without labels
+  (k-means on pose windows of the training animals).
+- MMD / GRL penalties on the neural features against animal identity.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+METHODS = ("contrastive", "simclr", "regression", "behavenet")
+DOMAIN_PENALTIES = ("none", "mmd", "grl")
+
+
+def pose_regression_loss(predicted: jax.Array, pose: jax.Array) -> jax.Array:
+  """Mean squared error between predicted and true pose windows `[B, T, D]`."""
+  return jnp.mean((predicted.astype(jnp.float32) - pose) ** 2)
+
+
+def nearest_state(pose: jax.Array, centroids: jax.Array) -> jax.Array:
+  """`[B]` index of the nearest centroid `[K, T*D]` to each flattened pose window `[B, T, D]`."""
+  flat = pose.reshape(pose.shape[0], -1)
+  distances = (jnp.sum(flat ** 2, -1, keepdims=True) - 2 * flat @ centroids.T
+               + jnp.sum(centroids ** 2, -1)[None])
+  return jnp.argmin(distances, axis=-1)
+
+
+def fit_behaviour_states(pose_windows: np.ndarray, num_states: int, seed: int) -> np.ndarray:
+  """K-means centroids `[K, T*D]` of flattened pose windows `[N, T, D]` (no labels used)."""
+  from sklearn import cluster  # pylint: disable=g-import-not-at-top
+  flat = np.asarray(pose_windows, np.float32).reshape(len(pose_windows), -1)
+  if len(flat) < num_states:
+    raise ValueError(f"cannot find {num_states} behavioural states in {len(flat)} windows")
+  kmeans = cluster.KMeans(num_states, n_init=3, random_state=seed).fit(flat)
+  return kmeans.cluster_centers_.astype(np.float32)
+
+
+def state_classification_loss(logits: jax.Array, states: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), states).mean()
+
+
+def mmd_penalty(features: jax.Array, animal: jax.Array, num_animals: int) -> jax.Array:
+  """Squared MMD between each animal's features and the other animals' in the batch.
+
+  Gaussian kernel with the median pairwise distance as bandwidth (not differentiated). The
+  penalty averages, over the animals present, MMD²(animal, rest); it is 0 when the feature
+  distributions do not depend on the animal.
+
+  Args:
+    features: `[B, F]` neural features.
+    animal: `[B]` int animal index in `[0, num_animals)`.
+    num_animals: number of animal indices (static).
+  """
+  features = features.astype(jnp.float32)
+  squared = jnp.sum((features[:, None] - features[None]) ** 2, -1)
+  bandwidth = jax.lax.stop_gradient(jnp.median(squared) + 1e-6)
+  kernel = jnp.exp(-squared / bandwidth)
+  masks = (animal[None, :] == jnp.arange(num_animals)[:, None]).astype(jnp.float32)  # [A, B]
+  counts = masks.sum(-1)
+  present = (counts > 0) & (counts < features.shape[0])
+  own = masks / jnp.maximum(counts, 1)[:, None]
+  rest = (1 - masks) / jnp.maximum(features.shape[0] - counts, 1)[:, None]
+  quad = lambda u, v: jnp.einsum("ab,bc,ac->a", u, kernel, v)
+  mmd = quad(own, own) + quad(rest, rest) - 2 * quad(own, rest)
+  return jnp.sum(jnp.where(present, mmd, 0.0)) / jnp.maximum(present.sum(), 1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def gradient_reversal(x: jax.Array, scale: float) -> jax.Array:
+  """Identity forward; multiplies the gradient by `-scale` backward (Ganin & Lempitsky)."""
+  del scale
+  return x
+
+
+def _reversal_forward(x, scale):
+  del scale
+  return x, None
+
+
+def _reversal_backward(scale, residual, gradient):
+  del residual
+  return (-scale * gradient,)
+
+
+gradient_reversal.defvjp(_reversal_forward, _reversal_backward)
+
+
+def animal_classification_loss(logits: jax.Array, animal: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), animal).mean()
