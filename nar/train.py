@@ -231,34 +231,8 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 # ----------------------------------------------------------------------------------------------
 # Features and evaluation.
 # ----------------------------------------------------------------------------------------------
-def extract_features(graphdef, params, source, neural_key: str, batch_size: int,
-                     mesh: jax.sharding.Mesh) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-  """Neural-encoder features (before the projection head) of every window of a source."""
-  @jax.jit
-  def encode(params, neural):
-    return nnx.merge(graphdef, params).neural_encoder(neural)
-
-  features, fields = [], {"label": [], "animal": [], "trial": []}
-  loader = input_pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
-  for batch in loader:
-    neural = batch[neural_key]
-    # One shape for every batch (the last one padded), so the encoder compiles once.
-    padded = _pad_to_length(neural, _round_up(batch_size, mesh.size))
-    sharded = jax.device_put(padded, jax.sharding.NamedSharding(mesh, jax.P("data")))
-    features.append(np.asarray(encode(params, sharded))[:len(neural)])
-    for name in fields:
-      fields[name].append(batch[name])
-  return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
-
-
 def _round_up(value: int, multiple: int) -> int:
   return -(-value // multiple) * multiple
-
-
-def _pad_to_length(array: np.ndarray, length: int) -> np.ndarray:
-  if len(array) == length:
-    return array
-  return np.concatenate([array, np.repeat(array[-1:], length - len(array), axis=0)])
 
 
 def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:
@@ -296,7 +270,7 @@ def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:
     results["action_held_out_animals"] = action
     results["action_chance"] = suite["chance"]["action"]
   results["identity_held_out_time"] = evaluation.headline_scores(suite, evaluation.IDENTITY)
-  results["identity_chance"] = 100.0 / len(inputs.dataset.animals)
+  results["identity_chance"] = suite["chance"]["identity"]
   results["probes"] = suite
   return results
 
