@@ -11,11 +11,11 @@ simulated and built first if absent.
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from data_prep import default_dataset
 from nar import evaluation
 from nar import input_pipeline
+from nar import raw_features
 from nar import shards
 from nar import windows
 
@@ -24,11 +24,6 @@ _NAME = flags.DEFINE_string("name", "default", "Dataset name inside data_dir.")
 _NUM_HELD_OUT = flags.DEFINE_integer("num_held_out", 2, "Held-out animals.")
 _SPLIT_SEED = flags.DEFINE_integer("split_seed", 0, "Seed of the held-out animals' draw.")
 _HOP = flags.DEFINE_integer("hop", 20, "Keep every hop-th window.")
-
-
-def raw_window_features(neural: np.ndarray) -> np.ndarray:
-  """`[B, T, ...]` neural windows -> `[B, features]`: the time average, flattened."""
-  return np.asarray(neural).mean(axis=1).reshape(len(neural), -1)
 
 
 def main(argv):
@@ -42,9 +37,9 @@ def main(argv):
   training, held_out = input_pipeline.split_animals(dataset.animals, _NUM_HELD_OUT.value,
                                                     _SPLIT_SEED.value)
   normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
-  table = evaluation.build_feature_table(
-      raw_window_features, dataset, spec, normalizer, neural_key="neural_images",
-      hop=_HOP.value, drop_classes=("resting",), num_time_blocks=4, batch_size=256)
+  table = raw_features.raw_feature_table(
+      dataset, spec, normalizer, kind="neural", hop=_HOP.value, drop_classes=("resting",),
+      num_time_blocks=4)
   results = evaluation.run_probe_suite(table, training_animals=training,
                                        held_out_animals=held_out)
   print(f"dataset: {dataset.path}; {len(table.label)} labelled windows; "

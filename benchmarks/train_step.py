@@ -30,7 +30,8 @@ def _time_step(config, inputs, batches) -> float:
   bank, rows = train.create_step_constants(config, inputs)
   mesh = train.make_mesh()
   step = train.compile_train_step(graphdef, tx, config, inputs.neural_key, mesh,
-                                  len(inputs.dataset.animals))
+                                  len(inputs.dataset.animals),
+                                  behaviour_spec=inputs.dataset.behaviour_spec)
   sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   state, bank = jax.device_put(state, replicated), jax.device_put(bank, replicated)

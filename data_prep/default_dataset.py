@@ -3,6 +3,10 @@
 The default run goes through the same path as real data: the simulator writes the MC2P
 folder layout, the MC2P reader reads it back, and the TFDS builder writes the shards. Each
 stage is skipped when its output is already complete, so the first run pays for it once.
+
+The "locomotion" preset (`nar.simulation.LocomotionConfig`: ball velocities and ROI traces)
+goes the same way through the per-trial NPZ layout (`data_prep.trial_files`), since its
+behaviour is not DeepFly3D pose.
 """
 
 from __future__ import annotations
@@ -19,16 +23,36 @@ import tqdm
 from data_prep import mc2p
 from data_prep import readers
 from data_prep import tfds_builder
+from data_prep import trial_files
 from nar import paths
 from nar import shards
 from nar import simulation
 
 SIMULATION_RECORD = "simulation.json"
 GROUND_TRUTH = "ground_truth.npz"
+# Trial files go in their own folder: the trial-file reader takes every .npz it finds, and the
+# ground truth is one.
+TRIAL_FILES_FOLDER = "trials"
 
 
-def _simulation_record(config: simulation.SimulatorConfig, seed: int) -> dict:
-  return {"seed": seed, "config": dataclasses.asdict(config)}
+def _simulation_record(config, seed: int) -> dict:
+  record = {"seed": seed, "config": dataclasses.asdict(config)}
+  preset = simulation.preset_of(config)
+  if preset != "default":
+    # Records of the default preset stay as they were, so existing raw folders still match.
+    record["preset"] = preset
+  return record
+
+
+def raw_layout(preset: str) -> str:
+  """The folder layout a preset's raw recordings are written in."""
+  return "mc2p" if preset == "default" else "trial_files"
+
+
+def recordings_dir(raw_dir: str | os.PathLike, preset: str) -> pathlib.Path:
+  """Where a preset's raw recordings lie in the folder `write_simulated_dataset` wrote."""
+  raw_dir = pathlib.Path(raw_dir)
+  return raw_dir if raw_layout(preset) == "mc2p" else raw_dir / TRIAL_FILES_FOLDER
 
 
 def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
@@ -39,10 +63,12 @@ def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
   Writes one trial folder per recording (`data_prep.mc2p.write_trial`), `ground_truth.npz`
   (+ `.json`) and `simulation.json` (settings and seed). The folder is written under a
   temporary name and renamed when complete, so an interrupted run never leaves a folder that
-  looks finished.
+  looks finished. The locomotion preset writes one `trials/<animal_id>_<trial_id>.npz` trial
+  file per recording instead (`data_prep.trial_files.write_trial_file`; build from the
+  `trials` folder, `recordings_dir` names it).
 
   Args:
-    config: simulator settings.
+    config: simulator settings (`SimulatorConfig` or `LocomotionConfig`).
     seed: simulation seed.
     out_dir: the folder to write; it must not exist unless `overwrite`.
     overwrite: replace an existing `out_dir`.
@@ -60,8 +86,13 @@ def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
   shutil.rmtree(partial, ignore_errors=True)
   partial.mkdir(parents=True)
   simulated = simulation.simulate_dataset(config, seed, progress=True)
+  layout = raw_layout(simulation.preset_of(config))
   for rec in tqdm.tqdm(simulated.recordings, desc="writing", unit="trial"):
-    mc2p.write_trial(rec, partial, neural_image_format=neural_image_format)
+    if layout == "mc2p":
+      mc2p.write_trial(rec, partial, neural_image_format=neural_image_format)
+    else:
+      trial_files.write_trial_file(
+          rec, partial / TRIAL_FILES_FOLDER / f"{rec.animal_id}_{rec.trial_id}.npz")
   simulated.save_ground_truth(partial / GROUND_TRUTH)
   (partial / SIMULATION_RECORD).write_text(
       json.dumps(_simulation_record(config, seed), indent=2, default=str))
@@ -69,23 +100,38 @@ def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
   return simulated
 
 
-def ensure_dataset(config: simulation.SimulatorConfig | None = None, seed: int = 0, *,
+def ensure_dataset(config=None, seed: int = 0, *,
                    data_dir: str | os.PathLike | None = None,
                    raw_dir: str | os.PathLike | None = None,
-                   name: str = "default") -> pathlib.Path:
+                   name: str | None = None, preset: str | None = None) -> pathlib.Path:
   """Simulates and builds a dataset unless it is already there.
 
   Args:
-    config: simulator settings (the default demo dataset if None).
+    config: simulator settings, a `SimulatorConfig` or a `LocomotionConfig` (the preset's
+      defaults if None).
     seed: simulation seed.
     data_dir: TFDS data dir of the shards (default `paths.default_data_dir()`).
-    raw_dir: folder of the raw MC2P-layout recordings (default `<root>/raw/<name>`).
-    name: the dataset's name inside `data_dir`.
+    raw_dir: folder of the raw recordings (default `<root>/raw/<name>`).
+    name: the dataset's name inside `data_dir` (default: the preset's name, "default" or
+      "locomotion").
+    preset: "default" or "locomotion" (`nar.simulation.PRESETS`). None: the preset of
+      `config`; without a config, `name` when it names a preset (so `name="locomotion"`
+      gives the locomotion dataset), else "default".
 
   Returns:
     The dataset directory, for `nar.shards.open_dataset`.
   """
-  config = config or simulation.SimulatorConfig()
+  if preset is None:
+    if config is not None:
+      preset = simulation.preset_of(config)
+    else:
+      preset = name if name in simulation.PRESETS else "default"
+  config_class = simulation.preset_config_class(preset)
+  config = config if config is not None else config_class()
+  if not isinstance(config, config_class):
+    raise ValueError(f"preset {preset!r} takes a {config_class.__name__}, got a "
+                     f"{type(config).__name__}")
+  name = name or preset
   data_dir = pathlib.Path(data_dir or paths.default_data_dir())
   try:
     return shards.resolve_dataset_dir(data_dir, name)
@@ -101,5 +147,6 @@ def ensure_dataset(config: simulation.SimulatorConfig | None = None, seed: int =
   else:
     logging.info("Simulating dataset %r into %s", name, raw_dir)
     write_simulated_dataset(config, seed, raw_dir)
-  recordings = readers.read_recordings(raw_dir, layout="mc2p")
+  recordings = readers.read_recordings(recordings_dir(raw_dir, preset),
+                                       layout=raw_layout(preset))
   return pathlib.Path(tfds_builder.build_dataset(recordings, str(data_dir), config_name=name))

@@ -7,7 +7,16 @@ Writes one `<date>_<genotype>_Fly<N>_<trial>` folder per trial (`data_prep.mc2p.
 and beside them `ground_truth.npz` (actions, latent rates, kinematics, every animal's
 parameters), `ground_truth.json` (scalar animal parameters) and `simulation.json` (the
 settings and seed, as `data_prep.default_dataset` records them). Any `SimulatorConfig`
-field can be set with `--set=name=value` (repeatable); the main ones have their own flags.
+field can be set with `--set=name=value` (repeatable; tuples as comma-separated values); the
+main ones have their own flags.
+
+  python -m data_prep.simulate --preset=locomotion --out_dir=/tmp/ball --num_animals=8
+
+simulates the locomotion preset (`nar.simulation.LocomotionConfig`: forward, lateral and
+turning velocity of a fly on a ball, ROI traces) and writes one NPZ trial file per trial in
+`<out_dir>/trials/` (build them with `python -m data_prep.build --input_dir=<out_dir>/trials`);
+`--set` then takes `LocomotionConfig` fields, and of the named flags only `--num_animals`,
+`--trials_per_animal` and `--trial_seconds` apply.
 """
 
 from __future__ import annotations
@@ -27,7 +36,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Simulation seed.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace out_dir if it exists.")
 _NEURAL_IMAGE_FORMAT = flags.DEFINE_enum("neural_image_format", "npy", ["npy", "mm", "tif"],
                                          "File format of the ΔF/F stacks.")
-_SET = flags.DEFINE_multi_string("set", [], "Any SimulatorConfig field, as name=value.")
+_SET = flags.DEFINE_multi_string("set", [], "Any field of the preset's config, as name=value.")
+_PRESET = flags.DEFINE_enum("preset", "default", sorted(simulation.PRESETS),
+                            "What to simulate: 'default' (pose and two-photon images) or "
+                            "'locomotion' (ball velocities and ROI traces).")
 
 # Flags named after `SimulatorConfig` fields; unset ones keep the config's defaults.
 _FIELD_FLAGS = {
@@ -61,30 +73,45 @@ _FIELD_FLAGS = {
 }
 
 
-def _parse_value(field: dataclasses.Field, text: str):
+def _parse_scalar(kind: type, text: str):
+  return kind(text) if kind is not bool else text.lower() in ("1", "true", "yes")
+
+
+def _parse_value(config_class: type, field: dataclasses.Field, text: str):
   if field.name == "class_balance":
     try:
       return float(text)
     except ValueError:
       return text
-  kind = type(getattr(simulation.SimulatorConfig(), field.name))
-  return kind(text) if kind is not bool else text.lower() in ("1", "true", "yes")
+  default = getattr(config_class(), field.name)
+  if isinstance(default, tuple):
+    if default and isinstance(default[0], tuple):
+      raise app.UsageError(f"--set: {field.name} is a nested tuple and cannot be set from the "
+                           "command line; build the config in Python")
+    kind = type(default[0]) if default else str
+    return tuple(_parse_scalar(kind, item) for item in text.split(",") if item)
+  return _parse_scalar(type(default), text)
 
 
-def config_from_flags() -> simulation.SimulatorConfig:
-  """The simulator settings: defaults, then the named flags, then `--set` pairs."""
-  fields = {f.name: f for f in dataclasses.fields(simulation.SimulatorConfig)}
+def config_from_flags():
+  """The preset's settings: defaults, then the named flags, then `--set` pairs."""
+  config_class = simulation.preset_config_class(_PRESET.value)
+  fields = {f.name: f for f in dataclasses.fields(config_class)}
   overrides = {}
   for name, flag in _FIELD_FLAGS.items():
-    if flag.value is not None:
-      overrides[name] = _parse_value(fields[name], str(flag.value))
+    if flag.value is None:
+      continue
+    if name not in fields:
+      raise app.UsageError(f"--{name} does not apply to the {_PRESET.value!r} preset; its "
+                           f"fields: {', '.join(sorted(fields))}")
+    overrides[name] = _parse_value(config_class, fields[name], str(flag.value))
   for pair in _SET.value:
     name, _, text = pair.partition("=")
     if name not in fields:
-      raise app.UsageError(f"--set: unknown SimulatorConfig field {name!r}; "
+      raise app.UsageError(f"--set: unknown {config_class.__name__} field {name!r}; "
                            f"known: {', '.join(sorted(fields))}")
-    overrides[name] = _parse_value(fields[name], text)
-  return simulation.SimulatorConfig(**overrides)
+    overrides[name] = _parse_value(config_class, fields[name], text)
+  return config_class(**overrides)
 
 
 def main(argv):

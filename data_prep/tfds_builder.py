@@ -7,6 +7,11 @@ frames before the first behaviour frame, the last one those after the last), so 
 stored exactly once and storage stays about 1x the raw data. Windows are cut at read time by
 `nar.shards` / `nar.input_pipeline`.
 
+The dataset's metadata carries the behaviour format, its dimension names and normalisations
+(`nar.behaviour.BehaviourSpec.to_metadata`), the ROI count of every trial (`num_rois`, which may
+differ between animals) and every animal's (`roi_counts`), so that a built dataset reads back
+exactly what was written.
+
 Beside the shards, the builder writes `behaviour_index.npz` (every trial's behaviour, keypoint
 mask, sync and labels: small, no images). It is the pose bank of the swap and the index from
 which windows are enumerated, so readers never scan the image shards to plan an epoch. It is
@@ -131,14 +136,16 @@ class NarRecordings(tfds.core.GeneratorBasedBuilder):
       for k, ((start, end), (n_start, n_end)) in enumerate(zip(bounds, neural)):
         segments.append([len(trials) - 1, k, start, end, n_start, n_end])
     first = recordings[0]
+    roi_counts = {t["animal_id"]: t["num_rois"] for t in trials if t["num_rois"] is not None}
     self.info.metadata.update({
         "format_version": shards_lib.FORMAT_VERSION,
         "class_names": list(first.class_names),
-        "behaviour_format": first.behaviour_format,
+        **first.behaviour_spec.to_metadata(),
         "animals": sorted({r.animal_id for r in recordings}),
         "neural_image_shape": (None if first.neural_images is None
                                else list(first.neural_images.shape[1:])),
         "has_roi_traces": first.roi_traces is not None,
+        "roi_counts": dict(sorted(roi_counts.items())) if roi_counts else None,
         "segment_seconds": self._segment_seconds,
         "trials": trials,
         # Columns: trial, segment index, frame start, frame end, neural start, neural end.
@@ -213,13 +220,26 @@ def describe(dataset_dir: str) -> str:
     per_animal[t["animal_id"]] = per_animal.get(t["animal_id"], 0) + 1
   labels = dataset.behaviour_index.labels
   counts = np.bincount(labels[labels >= 0], minlength=len(meta["class_names"]))
+  spec = dataset.behaviour_spec
+  if spec.is_vector:
+    names = ", ".join(f"{n} ({k})" for n, k in zip(spec.names[:8], spec.normalisation[:8]))
+    more = f", ... ({len(spec.names)} in all)" if len(spec.names) > 8 else ""
+    behaviour = f"behaviour: {spec.format} [{len(spec.names)}]: {names}{more}"
+  else:
+    behaviour = f"behaviour: {spec.format} {list(spec.frame_shape)}"
+  rois = ""
+  if dataset.has_roi_traces:
+    counts_of_animals = sorted(set(dataset.roi_counts.values()))
+    rois = (f"  ROIs per animal: {counts_of_animals[0]}" if len(counts_of_animals) == 1 else
+            f"  ROIs per animal: {counts_of_animals[0]}-{counts_of_animals[-1]}")
   lines = [
       f"dataset: {dataset.path}",
       f"animals: {len(meta['animals'])}  trials: {len(meta['trials'])}  "
       f"segments: {len(meta['segments'])}  size: {size / 2**20:.1f} MiB",
       f"behaviour frames: {num_frames} ({num_frames / meta['trials'][0]['fps_behaviour'] / 60:.1f}"
       f" min)  neural frames: {num_neural}  image: {meta['neural_image_shape']}  "
-      f"ROI traces: {meta['has_roi_traces']}",
+      f"ROI traces: {meta['has_roi_traces']}{rois}",
+      behaviour,
       "trials per animal: " + ", ".join(f"{a}: {n}" for a, n in sorted(per_animal.items())),
       "labelled frames per class: " + ", ".join(
           f"{name} {100 * c / max(1, len(labels)):.1f}%"

@@ -1,10 +1,11 @@
 """The per-trial file layout: one `.npz` or HDF5 file holds one trial.
 
-For data without the MC2P folder structure. Every array of a `Recording` is stored under its
-field name; the keys, shapes, dtypes and defaults are listed in `data_prep/README.md`.
-Float arrays of any precision are converted to float32 (behaviour, images, traces); a
-required key that is missing, or a value of the wrong kind, is an error naming the file and
-the key.
+For data without the MC2P folder structure, of any behaviour format (`nar.behaviour`: DeepFly3D
+pose, a named per-frame feature vector, 2D keypoints) and either neural modality (images, ROI
+traces). Every array of a `Recording` is stored under its field name; the keys, shapes, dtypes
+and defaults are listed in `data_prep/README.md`. Float arrays of any precision are converted
+to float32 (behaviour, images, traces); a required key that is missing, or a value of the
+wrong kind, is an error naming the file and the key.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 POSE_ALIAS = "pose"  # Accepted in place of `behaviour` for DeepFly3D pose.
 STRING_KEYS = ("animal_id", "trial_id", "behaviour_format")
 SCALAR_KEYS = ("fps_behaviour", "fps_neural")
+# Accepted spellings of the frame rates, read like the keys they stand for.
+RATE_ALIASES = {"fps_behaviour": "behaviour_fps", "fps_neural": "neural_fps"}
+STRING_ARRAY_KEYS = ("class_names", "behaviour_names", "behaviour_normalisation")
 ARRAY_KEYS = ("behaviour", "sync", "labels", "class_names", "neural_images", "roi_traces",
-              "keypoint_mask", "rest", "behaviour_timestamps", "neural_timestamps")
+              "keypoint_mask", "rest", "behaviour_timestamps", "neural_timestamps",
+              "behaviour_names", "behaviour_normalisation")
 
 
 class _KeyProblem(Exception):
@@ -63,6 +68,9 @@ def _fields(rec: Recording) -> dict[str, Any]:
   for key, (value, dtype) in optional.items():
     if value is not None:
       fields[key] = np.asarray(value, dtype)
+  for key in ("behaviour_names", "behaviour_normalisation"):
+    if getattr(rec, key) is not None:
+      fields[key] = np.array(getattr(rec, key), dtype=str)
   return fields
 
 
@@ -101,7 +109,7 @@ def write_trial_file(rec: Recording, path: str | os.PathLike) -> pathlib.Path:
       for key, value in fields.items():
         if key in STRING_KEYS or key in SCALAR_KEYS:
           f.attrs[key] = value
-        elif key == "class_names":
+        elif key in STRING_ARRAY_KEYS:
           f.create_dataset(key, data=np.array(value, dtype=h5py.string_dtype()))
         else:
           f.create_dataset(key, data=value)
@@ -193,6 +201,21 @@ def _as_class_names(value: Any) -> tuple[str, ...]:
   return tuple(_as_string(name) for name in array)
 
 
+def timestamp_problems(key: str, stamps: np.ndarray) -> list[str]:
+  """Why `stamps` cannot serve to derive the sync (1-D, finite, strictly increasing)."""
+  if stamps.ndim != 1 or not len(stamps):
+    return [f"key {key!r} must be a non-empty 1-D array of seconds to derive the sync, got "
+            f"shape {stamps.shape}"]
+  if not np.all(np.isfinite(stamps)):
+    return [f"key {key!r} holds non-finite times"]
+  steps = np.diff(stamps)
+  if np.any(steps <= 0):
+    first = int(np.argmax(steps <= 0)) + 1
+    return [f"key {key!r} must be strictly increasing to derive the sync; frame {first} "
+            f"({stamps[first]:g} s) is not after frame {first - 1} ({stamps[first - 1]:g} s)"]
+  return []
+
+
 def sync_from_timestamps(behaviour_timestamps: np.ndarray,
                          neural_timestamps: np.ndarray) -> np.ndarray:
   """The neural frame recorded at every behaviour frame, from the frame times.
@@ -242,15 +265,23 @@ def read_trial_file(path: str | os.PathLike, *,
 
   animal_id = get("animal_id", _as_string, required=True)
   trial_id = get("trial_id", _as_string, required=True)
-  behaviour_format = get("behaviour_format", _as_string, default="deepfly3d_pose")
+  behaviour_names = get("behaviour_names", _as_class_names)
+  behaviour_normalisation = get("behaviour_normalisation", _as_class_names)
+  # Named dimensions mean a feature vector unless the file says otherwise.
+  default_format = "vector" if "behaviour_names" in contents else "deepfly3d_pose"
+  behaviour_format = get("behaviour_format", _as_string, default=default_format)
   behaviour_key = "behaviour"
   if "behaviour" not in contents and POSE_ALIAS in contents:
     behaviour_key = POSE_ALIAS
   if "behaviour" not in contents and POSE_ALIAS not in contents:
     problems.append(f"missing required key 'behaviour' (or its alias {POSE_ALIAS!r})")
   behaviour = get(behaviour_key, _as_float32)
-  fps_behaviour = get("fps_behaviour", _as_number, default=100.0)
-  fps_neural = get("fps_neural", _as_number, default=16.0)
+  for key, alias in RATE_ALIASES.items():
+    if key in contents and alias in contents:
+      problems.append(f"keys {key!r} and {alias!r} both give the same frame rate; keep one")
+  rate_key = lambda key: key if key in contents else RATE_ALIASES[key]
+  fps_behaviour = get(rate_key("fps_behaviour"), _as_number, default=100.0)
+  fps_neural = get(rate_key("fps_neural"), _as_number, default=16.0)
   neural_images = get("neural_images", _as_float32)
   roi_traces = get("roi_traces", _as_float32)
   if "neural_images" not in contents and "roi_traces" not in contents:
@@ -261,17 +292,30 @@ def read_trial_file(path: str | os.PathLike, *,
   if "sync" in contents:
     sync = get("sync", lambda v: _as_array(v, "iu", np.int64, "integer frame indices"))
   elif behaviour_timestamps is not None and neural_timestamps is not None:
-    if behaviour_timestamps.ndim == 1 and neural_timestamps.ndim == 1:
-      sync = sync_from_timestamps(behaviour_timestamps, neural_timestamps)
-    else:
-      problems.append("timestamps must be 1-D to derive the sync")
-      sync = None
+    timing = (timestamp_problems("behaviour_timestamps", behaviour_timestamps)
+              + timestamp_problems("neural_timestamps", neural_timestamps))
+    if (not timing and behaviour is not None and behaviour.ndim
+        and len(behaviour_timestamps) != len(behaviour)):
+      timing.append(f"key 'behaviour_timestamps' has {len(behaviour_timestamps)} times for "
+                    f"{len(behaviour)} behaviour frames; give one time per frame")
+    neural = neural_images if neural_images is not None else roi_traces
+    if not timing and neural is not None and neural.ndim and \
+        len(neural_timestamps) != len(neural):
+      timing.append(f"key 'neural_timestamps' has {len(neural_timestamps)} times for "
+                    f"{len(neural)} neural frames; give one time per frame")
+    problems.extend(timing)
+    sync = None if timing else sync_from_timestamps(behaviour_timestamps, neural_timestamps)
   else:
     problems.append("missing key 'sync' (or both 'behaviour_timestamps' and "
                     "'neural_timestamps' to derive it)")
     sync = None
   file_class_names = get("class_names", _as_class_names,
                          default=recording.MC2P_CLASS_NAMES)
+  if ("labels" in contents and "class_names" not in contents
+      and behaviour_format != "deepfly3d_pose"):
+    # The MC2P vocabulary is a default for fly pose only; other labels need their names.
+    problems.append("key 'labels' needs key 'class_names' (the name of every class index) "
+                    f"for {behaviour_format!r} behaviour")
   num_frames = behaviour.shape[0] if behaviour is not None and behaviour.ndim else 0
   labels = get("labels", lambda v: _as_array(v, "iu", np.int32, "integer class indices"),
                default=np.full(num_frames, recording.UNLABELLED, np.int32))
@@ -302,6 +346,7 @@ def read_trial_file(path: str | os.PathLike, *,
         neural_images=neural_images, roi_traces=roi_traces, keypoint_mask=keypoint_mask,
         rest=rest, behaviour_timestamps=behaviour_timestamps,
         neural_timestamps=neural_timestamps, behaviour_format=behaviour_format,
+        behaviour_names=behaviour_names, behaviour_normalisation=behaviour_normalisation,
         source=str(path))
   except RecordingError as error:
     problems = [f"key {behaviour_key!r}: {p}" if behaviour_key == POSE_ALIAS

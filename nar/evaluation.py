@@ -26,6 +26,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 import warnings
 
+from etils import epath
 import numpy as np
 import threadpoolctl
 
@@ -104,8 +105,16 @@ def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
   return blocks
 
 
-def encode_windows(encode: Callable[[np.ndarray], Any], source: input_pipeline.WindowSource, *,
-                   neural_key: str, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _pad_batch(array: np.ndarray, size: int) -> np.ndarray:
+  """Fills a short last batch up to `size` by repeating its last window."""
+  if len(array) >= size:
+    return array
+  return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
+
+
+def encode_windows(encode: Callable[..., Any], source: input_pipeline.WindowSource, *,
+                   neural_key: str, batch_size: int,
+                   with_animal: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """Runs a model-agnostic encoder over every window of a source, in order.
 
   Args:
@@ -115,6 +124,8 @@ def encode_windows(encode: Callable[[np.ndarray], Any], source: input_pipeline.W
     source: the windows.
     neural_key: which neural array the encoder reads.
     batch_size: windows per call.
+    with_animal: call `encode(neural, animal)` with the `[batch_size]` animal index of each
+      window too (an encoder with a per-animal input layer needs it).
 
   Returns:
     `(features [N, D], fields)`, fields holding `label`, `animal`, `trial`, `centre_frame`
@@ -126,31 +137,38 @@ def encode_windows(encode: Callable[[np.ndarray], Any], source: input_pipeline.W
   for batch in loader:
     neural = np.asarray(batch[neural_key])
     count = len(neural)
-    if count < batch_size:
-      neural = np.concatenate([neural, np.repeat(neural[-1:], batch_size - count, axis=0)])
-    features.append(np.asarray(encode(neural), np.float32)[:count])
+    arguments = [_pad_batch(neural, batch_size)]
+    if with_animal:
+      arguments.append(_pad_batch(np.asarray(batch["animal"], np.int32), batch_size))
+    features.append(np.asarray(encode(*arguments), np.float32)[:count])
     for name in fields:
       fields[name].append(np.asarray(batch[name]))
   return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
 
 
-def build_feature_table(encode: Callable[[np.ndarray], Any], dataset: shards.ShardedDataset,
+def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDataset,
                         spec: windows.WindowSpec, normalizer: windows.PoseNormalizer, *,
                         neural_key: str, hop: int, drop_classes: Sequence[str],
-                        num_time_blocks: int, batch_size: int) -> FeatureTable:
+                        num_time_blocks: int, batch_size: int, pad_rois: bool | int = False,
+                        with_animal: bool = False) -> FeatureTable:
   """Extracts the features of every labelled, evaluated window of every animal once.
 
   Args:
-    encode: neural batch -> features, as in `encode_windows`.
+    encode: neural batch -> features (or `(neural, animal)` -> features with
+      `with_animal`), as in `encode_windows`.
     dataset: an opened dataset.
     spec: window geometry.
-    normalizer: pose z-scoring (of the training animals); unused by the features but needed
-      to cut windows.
-    neural_key: which neural array the encoder reads.
+    normalizer: pose z-scoring (of the training animals); needed to cut windows, and the
+      features themselves when `neural_key` is "pose".
+    neural_key: which neural array the encoder reads, or "pose" to encode the normalised pose
+      window instead (behaviour baselines).
     hop: keep every `hop`-th valid centre frame.
     drop_classes: classes left out of the evaluation (e.g. `("resting",)`).
     num_time_blocks: blocks each trial is cut into for the time-block splits.
     batch_size: windows per encoder call.
+    pad_rois: pad ROI traces whose counts differ between animals, as
+      `input_pipeline.WindowSource` does (for a per-animal input layer).
+    with_animal: pass each window's animal index to `encode` too.
 
   Returns:
     The feature table; unlabelled windows and `drop_classes` are excluded.
@@ -158,9 +176,10 @@ def build_feature_table(encode: Callable[[np.ndarray], Any], dataset: shards.Sha
   index = input_pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
                                         drop_classes=tuple(drop_classes))
   source = input_pipeline.WindowSource(dataset, index, spec, normalizer,
-                                       neural_keys=(neural_key,))
+                                       neural_keys=() if neural_key == "pose" else (neural_key,),
+                                       pad_rois=pad_rois)
   features, fields = encode_windows(encode, source, neural_key=neural_key,
-                                    batch_size=batch_size)
+                                    batch_size=batch_size, with_animal=with_animal)
   return FeatureTable(
       features=features, label=fields["label"].astype(np.int64),
       animal=fields["animal"].astype(np.int64), trial=fields["trial"].astype(np.int64),
@@ -168,6 +187,35 @@ def build_feature_table(encode: Callable[[np.ndarray], Any], dataset: shards.Sha
       time_block=window_time_blocks(dataset, spec, index, num_time_blocks),
       num_time_blocks=num_time_blocks, animals=tuple(dataset.animals),
       class_names=tuple(dataset.class_names))
+
+
+def save_feature_table(table: FeatureTable, path, animals: Sequence[str] | None = None) -> None:
+  """Writes the windows of some animals (all if None) of a table to an `.npz` file.
+
+  Args:
+    table: the feature table.
+    path: where to write (a local or `etils.epath` path).
+    animals: names of the animals whose windows are kept; `animal` keeps indexing the
+      table's full `animals`.
+  """
+  rows = np.ones(len(table), bool) if animals is None else np.isin(
+      table.animal, table.animal_index(animals))
+  columns = {name: getattr(table, name)[rows] for name in
+             ("features", "label", "animal", "trial", "centre_frame", "time_block")}
+  with epath.Path(path).open("wb") as f:
+    np.savez(f, **columns, num_time_blocks=table.num_time_blocks,
+             animals=np.array(table.animals, str), class_names=np.array(table.class_names, str))
+
+
+def load_feature_table(path) -> FeatureTable:
+  """Reads a table written by `save_feature_table`."""
+  with epath.Path(path).open("rb") as f, np.load(f) as arrays:
+    return FeatureTable(
+        features=arrays["features"], label=arrays["label"], animal=arrays["animal"],
+        trial=arrays["trial"], centre_frame=arrays["centre_frame"],
+        time_block=arrays["time_block"], num_time_blocks=int(arrays["num_time_blocks"]),
+        animals=tuple(str(a) for a in arrays["animals"]),
+        class_names=tuple(str(c) for c in arrays["class_names"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,7 +292,8 @@ def label_subset(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                   test_y: np.ndarray, *, fraction: float, seed: int,
-                  protocol: ProbeProtocol, test_groups: np.ndarray | None = None
+                  protocol: ProbeProtocol, test_groups: np.ndarray | None = None,
+                  confusion_classes: np.ndarray | None = None
                   ) -> tuple[dict[str, Any] | None, str | None]:
   """Fits one probe on a label fraction of its training windows and scores it.
 
@@ -258,6 +307,8 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     protocol: the suite's settings.
     test_groups: `[N_test]` optional group (e.g. animal) of each test window, to also score
       each group.
+    confusion_classes: optional classes (rows and columns, in order) of a confusion matrix of
+      the test windows to return as `confusion` (counts, rows true, columns predicted).
 
   Returns:
     `(scores, None)` with `accuracy`, `balanced_accuracy` (%), `num_train`, `num_test` and,
@@ -287,6 +338,8 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
           int(group): probes.probe_scores(probe, test_x[test_groups == group],
                                           test_y[test_groups == group])
           for group in np.unique(test_groups)}
+    if confusion_classes is not None:
+      scores["confusion"] = probes.confusion_counts(probe, test_x, test_y, confusion_classes)
   scores.update(num_train=int(len(train_y)), num_test=int(len(test_y)))
   return scores, None
 
@@ -389,6 +442,8 @@ def _over_seeds(runs: list[dict[str, Any]], group_names: Sequence[str] | None
       entry[metric]["per_animal"] = {
           group_names[group]: float(np.mean([run["per_group"][group][metric] for run in runs]))
           for group in runs[0]["per_group"]}
+  if "confusion" in runs[0]:  # counts add up over seeds
+    entry["confusion"] = np.sum([run["confusion"] for run in runs], axis=0).tolist()
   entry["num_train"] = runs[0]["num_train"]
   entry["num_test"] = runs[0]["num_test"]
   return entry
@@ -401,7 +456,9 @@ def action_multi_animal(table: FeatureTable, training_animals: Sequence[str],
 
   Returns:
     Per label fraction key: per metric `{"mean", "std", "count", "per_seed", "per_animal"}`
-    (over seeds; `per_animal`: accuracy on each held-out animal), empty where skipped.
+    (over seeds; `per_animal`: accuracy on each held-out animal) and `confusion` (test-window
+    counts summed over seeds, rows true, columns predicted), empty where skipped; and
+    `confusion_classes`, the class names of the confusion matrices' rows and columns.
   """
   results: dict[str, Any] = {}
   if not held_out_animals:
@@ -409,12 +466,17 @@ def action_multi_animal(table: FeatureTable, training_animals: Sequence[str],
     return results
   train = np.isin(table.animal, table.animal_index(training_animals))
   test = np.isin(table.animal, table.animal_index(held_out_animals))
+  # Every evaluated class, so that the matrices of all methods on one dataset align.
+  classes = np.unique(table.label)
+  results["confusion_classes"] = [
+      table.class_names[c] if c < len(table.class_names) else str(c) for c in classes]
   for fraction in protocol.label_fractions:
     runs = []
     for seed in protocol.seeds:
       scores, reason = fit_and_score(
           table.features[train], table.label[train], table.features[test], table.label[test],
-          fraction=fraction, seed=seed, protocol=protocol, test_groups=table.animal[test])
+          fraction=fraction, seed=seed, protocol=protocol, test_groups=table.animal[test],
+          confusion_classes=classes)
       if scores is None:
         skipped.append(dict(probe=ACTION_MULTI_ANIMAL, fraction=fraction, seed=seed,
                             reason=reason))

@@ -7,6 +7,11 @@ only); neural frames are read from the shards. Training samples every valid cent
 seeded shuffled order (random window offsets and order in one), evaluation tiles the trials
 deterministically. Each host reads its own slice of the windows; the grain iterator is
 checkpointable.
+
+"Pose" stands for the behaviour of any format (`nar.behaviour`): for a per-frame feature
+vector, each dimension gets its declared normalisation instead (statistics of the training
+animals only as well). ROI counts that differ between animals are padded on request
+(`WindowSource(..., pad_rois=True)`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from typing import Iterable, Sequence
 import grain
 import numpy as np
 
-from nar import keypoints
 from nar import shards as shards_lib
 from nar import windows as windows_lib
 
@@ -135,17 +139,30 @@ def select_windows(
 
 
 def pose_features(dataset: shards_lib.ShardedDataset) -> np.ndarray:
-  """`[F, 90]` leg-relative pose of every frame of the dataset (NaN where missing)."""
-  return keypoints.leg_relative_pose(dataset.behaviour_index.behaviour)
+  """`[F, D]` behaviour features of every frame before z-scoring (NaN where missing).
+
+  D = 90 leg-relative pose coordinates for DeepFly3D pose; for a vector format, its
+  dimensions with each angle as (cos, sin) (`dataset.behaviour_spec.feature_dim`).
+  """
+  return dataset.behaviour_spec.features(dataset.behaviour_index.behaviour)
 
 
 def fit_pose_normalizer(dataset: shards_lib.ShardedDataset,
                         animals: Sequence[str]) -> windows_lib.PoseNormalizer:
-  """Fits pose z-scoring on the frames of the given (training) animals only."""
+  """Fits the behaviour normalisation on the frames of the given (training) animals only.
+
+  Pose features are all z-scored; a vector's "zscore" dimensions are z-scored and its angle
+  features and "none" dimensions pass unchanged (`BehaviourSpec.fitted_features`).
+  """
+  unknown = sorted(set(animals) - set(dataset.animals))
+  if unknown or not len(animals):
+    raise ValueError(f"cannot fit the behaviour normalisation on animals {list(animals)}: "
+                     f"give some of the dataset's animals {list(dataset.animals)}")
   index = dataset.behaviour_index
   frames = np.concatenate([np.arange(index.offsets[t], index.offsets[t + 1])
                            for t in range(index.num_trials) if index.animal_ids[t] in animals])
-  return windows_lib.PoseNormalizer.fit(pose_features(dataset)[frames])
+  return windows_lib.PoseNormalizer.fit(pose_features(dataset)[frames],
+                                        fitted=dataset.behaviour_spec.fitted_features())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,8 +171,9 @@ class PoseBank:
 
   Attributes:
     animals: the animals, in bank order.
-    frames: per animal `[M_a, 90]` normalised pose.
-    valid: per animal `[M_a]` True where every leg keypoint was observed.
+    frames: per animal `[M_a, D]` normalised behaviour features (D = 90 for pose).
+    valid: per animal `[M_a]` True where every leg keypoint (pose) or every dimension
+      (vector formats) was observed.
   """
 
   animals: tuple[str, ...]
@@ -174,10 +192,10 @@ def animal_frame_offsets(dataset: shards_lib.ShardedDataset) -> dict[str, int]:
 
 def make_pose_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.PoseNormalizer,
                    animals: Sequence[str]) -> PoseBank:
-  """Collects the normalised pose of every frame of `animals` (training animals only)."""
+  """Collects the normalised behaviour of every frame of `animals` (training animals only)."""
   index = dataset.behaviour_index
   features = normalizer(pose_features(dataset))
-  leg_mask = index.keypoint_mask[:, keypoints.leg_keypoint_indices().ravel()].all(axis=-1)
+  leg_mask = dataset.behaviour_spec.frame_valid(index.keypoint_mask)
   frames, valid = [], []
   for animal in animals:
     trials = [t for t in range(index.num_trials) if index.animal_ids[t] == animal]
@@ -192,32 +210,56 @@ def make_pose_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.P
 class WindowSource:
   """A grain random-access source of windows.
 
-  Each item holds `pose` `[pose_frames, 90]` (normalised), the dataset's neural arrays
+  Each item holds `pose` `[pose_frames, D]` (normalised behaviour features; D = 90 for pose,
+  `dataset.behaviour_spec.feature_dim` in general), the dataset's neural arrays
   (`neural_images` `[neural_frames, H, W]`, `roi_traces` `[neural_frames, R]`), `label`,
   `animal` (index into `animals`), `trial` (index into the dataset's trials), `centre_frame`
   and `bank_frame_index` `[pose_frames]` (frame index of each pose frame within its animal's
   frames, as in `make_pose_bank`).
+
+  ROI counts R may differ between animals. Without padding, windows of animals with
+  different R cannot be batched together: `roi_traces` is left out by default and asking for
+  it is an error (a shared encoder needs one R). With `pad_rois`, every window's
+  `roi_traces` is `[neural_frames, R_pad]`, zero beyond the animal's own R, and the item also
+  holds `roi_mask` `[R_pad]` bool (True for the animal's real ROIs) and `num_rois` (its R) for
+  a per-animal input layer (`dataset.roi_counts` gives every animal's R).
   """
 
   def __init__(self, dataset: shards_lib.ShardedDataset, index: WindowIndex,
                spec: windows_lib.WindowSpec, normalizer: windows_lib.PoseNormalizer,
-               neural_keys: Sequence[str] | None = None):
+               neural_keys: Sequence[str] | None = None, *, pad_rois: bool | int = False):
+    """Creates the source.
+
+    Args:
+      dataset: an opened dataset.
+      index: the windows (`select_windows`).
+      spec: window geometry.
+      normalizer: behaviour normalisation (`fit_pose_normalizer`, training animals only).
+      neural_keys: the neural arrays to read; by default all the dataset has, less
+        `roi_traces` when their R differ across the selected animals and `pad_rois` is off.
+      pad_rois: False: ROI traces as stored. True: zero-pad them to `dataset.max_rois` (the
+        largest R of any animal of the dataset, so that training and evaluation sources
+        agree). An int: pad to that width (at least the largest R of the selected animals).
+    """
     self._dataset = dataset
     self._index = index
     self._spec = spec
     roi_counts = {dataset.trials[t]["num_rois"] for t in np.unique(index.trial)}
+    self._roi_width = self._padded_roi_width(dataset, roi_counts, pad_rois)
     if neural_keys is None:
-      # Traces with different ROI counts cannot be stacked into one batch.
-      neural_keys = [k for k in dataset.neural_keys if k != "roi_traces" or len(roi_counts) == 1]
+      # Traces with different ROI counts cannot be stacked into one batch unless padded.
+      neural_keys = [k for k in dataset.neural_keys
+                     if k != "roi_traces" or len(roi_counts) == 1 or self._roi_width]
     self._neural_keys = tuple(neural_keys)
     missing = set(self._neural_keys) - set(dataset.neural_keys)
     if missing:
       raise ValueError(f"the dataset has no {sorted(missing)}; it has {dataset.neural_keys}")
-    if "roi_traces" in self._neural_keys and len(roi_counts) > 1:
+    if "roi_traces" in self._neural_keys and len(roi_counts) > 1 and not self._roi_width:
       raise ValueError(
           f"roi_traces have different ROI counts {sorted(roi_counts)} across the selected "
           "animals, so their windows cannot be batched together; select neural_images, or "
-          "animals with equal ROI counts")
+          "animals with equal ROI counts, or pass pad_rois=True for windows padded to the "
+          "largest ROI count with a roi_mask (for a per-animal input layer)")
     behaviour = dataset.behaviour_index
     self._pose = normalizer(pose_features(dataset))
     self.animals = dataset.animals
@@ -227,6 +269,27 @@ class WindowSource:
     self._trial_bank_offset = np.array(
         [behaviour.offsets[t] - offsets[str(behaviour.animal_ids[t])]
          for t in range(behaviour.num_trials)], np.int64)
+
+  @staticmethod
+  def _padded_roi_width(dataset: shards_lib.ShardedDataset, roi_counts: set,
+                        pad_rois: bool | int) -> int:
+    """The width ROI traces are padded to; 0 for no padding."""
+    if pad_rois is False or pad_rois is None:
+      return 0
+    if not dataset.has_roi_traces:
+      raise ValueError(f"pad_rois needs roi_traces, and {dataset.path} holds none (its neural "
+                       f"data: {list(dataset.neural_keys)})")
+    if pad_rois is True:
+      return dataset.max_rois
+    if isinstance(pad_rois, (int, np.integer)) and pad_rois >= max(roi_counts):
+      return int(pad_rois)
+    raise ValueError(f"pad_rois must be True, False or a width >= the largest ROI count of "
+                     f"the selected animals ({max(roi_counts)}), got {pad_rois!r}")
+
+  @property
+  def roi_width(self) -> int | None:
+    """The padded ROI width of `roi_traces` windows, or None when they are not padded."""
+    return self._roi_width or None
 
   def __len__(self) -> int:
     return len(self._index)
@@ -240,6 +303,12 @@ class WindowSource:
     neural_start = neural_centre + int(self._spec.neural_offsets()[0])
     neural = self._dataset.read_neural(trial, neural_start, neural_start + self._spec.neural_frames)
     window = {key: neural[key] for key in self._neural_keys}
+    if self._roi_width and "roi_traces" in window:
+      traces = window["roi_traces"]
+      num_rois = traces.shape[1]
+      window["roi_traces"] = np.pad(traces, ((0, 0), (0, self._roi_width - num_rois)))
+      window["roi_mask"] = np.arange(self._roi_width) < num_rois
+      window["num_rois"] = np.int32(num_rois)
     window["pose"] = self._pose[behaviour.offsets[trial] + frames]
     window["label"] = np.int32(behaviour.trial_array("labels", trial)[centre])
     window["animal"] = np.int32(self._trial_animal[trial])

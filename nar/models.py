@@ -50,21 +50,126 @@ class TemporalEncoder(nnx.Module):
     return self.output(x).astype(jnp.float32)
 
 
+class AnimalParam(nnx.Param):
+  """A parameter whose leading axis indexes the dataset's animals, one row per animal.
+
+  Its own type lets the optimiser tell these rows apart (`nar.train`): the rows of animals
+  held out of training get no update and no weight decay while the rest of the model trains,
+  and are fitted afterwards on their own.
+  """
+
+
+class PerAnimalInput(nnx.Module):
+  """One linear map per animal from its own ROIs to a shared space.
+
+  `([B, T, R_pad] traces, [B] animal) -> [B, T, width]`. ROI `r` of one animal and ROI `r` of
+  another are different cells, so each animal has its own weights. All animals' weights lie
+  in one `[num_animals, R_pad, width]` array (`AnimalParam`) and each window takes its
+  animal's row (a gather and an einsum), so that a batch mixing animals is one op. Traces
+  beyond an animal's own R (the padding) are masked out: neural augmentations (offsets,
+  noise) write into them too, and they must not reach the shared layers.
+  """
+
+  def __init__(self, roi_counts: Sequence[int], width: int, *, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    """Creates the layer.
+
+    Args:
+      roi_counts: the ROI count R of every animal, indexed like the windows' `animal`
+        (the dataset's animals, held-out ones included).
+      width: the output dimension (the shared trunk's input).
+      dtype: computation dtype; parameters stay float32.
+      rngs: parameter initialisation.
+    """
+    counts = tuple(int(c) for c in roi_counts)
+    if not counts or min(counts) < 1:
+      raise ValueError(f"roi_counts must give every animal a positive ROI count, got "
+                       f"{list(roi_counts)}")
+    if width < 1:
+      raise ValueError(f"width must be positive, got {width}")
+    self.roi_counts = counts
+    self.max_rois = max(counts)
+    self.dtype = dtype
+    mask = jnp.arange(self.max_rois)[None, :] < jnp.asarray(counts)[:, None]
+    # LeCun normal with each animal's own fan-in (its R), zero on its padded ROIs.
+    fan_in = jnp.asarray(counts, jnp.float32)[:, None, None]
+    kernel = jax.random.normal(rngs.params(), (len(counts), self.max_rois, width))
+    self.kernel = AnimalParam(kernel / jnp.sqrt(fan_in) * mask[:, :, None])
+    self.bias = AnimalParam(jnp.zeros((len(counts), width), jnp.float32))
+
+  @property
+  def num_animals(self) -> int:
+    return len(self.roi_counts)
+
+  def roi_mask(self, animal: jax.Array) -> jax.Array:
+    """`[B, R_pad]` True on the real ROIs of each window's animal."""
+    counts = jnp.asarray(self.roi_counts)[animal]
+    return jnp.arange(self.max_rois)[None, :] < counts[:, None]
+
+  def __call__(self, traces: jax.Array, animal: jax.Array) -> jax.Array:
+    if traces.ndim != 3 or traces.shape[-1] != self.max_rois:
+      raise ValueError(f"PerAnimalInput takes ROI traces [B, T, {self.max_rois}] (padded to "
+                       f"the largest ROI count), got shape {traces.shape}")
+    if animal.shape != traces.shape[:1]:
+      raise ValueError(f"animal must hold one index per window {traces.shape[:1]}, got shape "
+                       f"{animal.shape}")
+    traces = jnp.where(self.roi_mask(animal)[:, None, :], traces, 0).astype(self.dtype)
+    kernel = self.kernel[...][animal].astype(self.dtype)
+    bias = self.bias[...][animal].astype(self.dtype)
+    return jnp.einsum("btr,brw->btw", traces, kernel) + bias[:, None, :]
+
+
+class PerAnimalTraceEncoder(nnx.Module):
+  """Encodes ROI traces of animals with ROIs of their own: `([B, T, R_pad], [B]) -> [B, features]`.
+
+  A per-animal input layer (`PerAnimalInput`) maps each animal's ROIs into one space, where a
+  temporal encoder shared by all animals (the trunk) reads them.
+  """
+
+  def __init__(self, roi_counts: Sequence[int], *, width: int = 64, num_blocks: int = 2,
+               kernel_size: int = 5, features: int = 64, dtype=jnp.float32, rngs: nnx.Rngs):
+    self.input = PerAnimalInput(roi_counts, width, dtype=dtype, rngs=rngs)
+    self.trunk = TemporalEncoder(width, width=width, num_blocks=num_blocks,
+                                 kernel_size=kernel_size, features=features, dtype=dtype,
+                                 rngs=rngs)
+
+  def __call__(self, traces: jax.Array, animal: jax.Array) -> jax.Array:
+    return self.trunk(self.input(traces, animal))
+
+
 class ImageSequenceEncoder(nnx.Module):
   """Encodes a window of neural images: `[B, T, H, W] -> [B, features]`.
 
-  Each frame goes through a small 2D CNN (strided convolutions, global average pooling); the
-  per-frame vectors are then mixed over time by a `TemporalEncoder`.
+  Each frame goes through a small 2D CNN of strided convolutions; its output map is either
+  averaged over space (`spatial_pooling="mean"`: invariant to where a cell lies) or flattened
+  (`"flatten"`: keeps the coarse position of active cells, which identifies a cell type where
+  axon positions are stereotyped across animals). The per-frame vectors are then mixed over
+  time by a `TemporalEncoder`.
   """
+
+  POOLINGS = ("mean", "flatten")
 
   def __init__(self, *, channels: Sequence[int] = (16, 32, 64), width: int = 64,
                num_blocks: int = 1, kernel_size: int = 3, features: int = 64,
+               spatial_pooling: str = "mean", image_size: int | None = None,
                dtype=jnp.float32, rngs: nnx.Rngs):
+    if spatial_pooling not in self.POOLINGS:
+      raise ValueError(f"spatial_pooling must be one of {self.POOLINGS}, got "
+                       f"{spatial_pooling!r}")
     in_channels = (1,) + tuple(channels[:-1])
     self.convs = nnx.List([
         nnx.Conv(c_in, c_out, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
         for c_in, c_out in zip(in_channels, channels)])
-    self.temporal = TemporalEncoder(channels[-1], width=width, num_blocks=num_blocks,
+    self.spatial_pooling = spatial_pooling
+    frame_dim = channels[-1]
+    if spatial_pooling == "flatten":
+      if image_size is None:
+        raise ValueError("spatial_pooling='flatten' needs the image_size")
+      side = image_size
+      for _ in channels:
+        side = -(-side // 2)  # SAME padding, stride 2
+      frame_dim = side * side * channels[-1]
+    self.temporal = TemporalEncoder(frame_dim, width=width, num_blocks=num_blocks,
                                     kernel_size=kernel_size, features=features, dtype=dtype,
                                     rngs=rngs)
     self.dtype = dtype
@@ -74,20 +179,40 @@ class ImageSequenceEncoder(nnx.Module):
     x = images.reshape(batch * time, height, width, 1).astype(self.dtype)
     for conv in self.convs:
       x = nnx.gelu(conv(x))
-    x = x.mean(axis=(1, 2)).reshape(batch, time, -1)
-    return self.temporal(x)
+    if self.spatial_pooling == "mean":
+      x = x.mean(axis=(1, 2))
+    return self.temporal(x.reshape(batch, time, -1))
 
 
 class ProjectionHead(nnx.Module):
-  """Two-layer MLP to the unit sphere: `[B, features] -> [B, embedding]`, L2-normalised."""
+  """Maps features to the unit sphere: `[B, features] -> [B, embedding]`, L2-normalised.
+
+  `kind="mlp"`: two layers (SimCLR's head); `kind="linear"`: one layer; `kind="none"`: the
+  features themselves, normalised (`embedding` is then `features`). Without a head the
+  features the probes read are the embedding the objective aligns, so whatever the
+  objective removes (e.g. the animal's identity, with the swap) is removed from them too;
+  an MLP head lets the features keep what the head then discards.
+  """
+
+  KINDS = ("mlp", "linear", "none")
 
   def __init__(self, features: int, *, hidden: int = 128, embedding: int = 64,
-               dtype=jnp.float32, rngs: nnx.Rngs):
-    self.hidden = nnx.Linear(features, hidden, dtype=dtype, rngs=rngs)
-    self.output = nnx.Linear(hidden, embedding, dtype=dtype, rngs=rngs)
+               kind: str = "mlp", dtype=jnp.float32, rngs: nnx.Rngs):
+    if kind not in self.KINDS:
+      raise ValueError(f"projection head kind must be one of {self.KINDS}, got {kind!r}")
+    self.kind = kind
+    if kind == "mlp":
+      self.hidden = nnx.Linear(features, hidden, dtype=dtype, rngs=rngs)
+      self.output = nnx.Linear(hidden, embedding, dtype=dtype, rngs=rngs)
+    elif kind == "linear":
+      self.output = nnx.Linear(features, embedding, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    z = self.output(nnx.gelu(self.hidden(x))).astype(jnp.float32)
+    if self.kind == "mlp":
+      x = self.output(nnx.gelu(self.hidden(x)))
+    elif self.kind == "linear":
+      x = self.output(x)
+    z = x.astype(jnp.float32)
     return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
 
 

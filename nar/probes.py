@@ -42,6 +42,13 @@ def probe_scores(probe, features: np.ndarray, targets: np.ndarray) -> dict[str, 
   }
 
 
+def confusion_counts(probe, features: np.ndarray, targets: np.ndarray,
+                     classes: np.ndarray) -> list[list[int]]:
+  """Confusion matrix of a fitted probe over `classes`: counts, rows true, columns predicted."""
+  predicted = probe.predict(features)
+  return metrics.confusion_matrix(targets, predicted, labels=classes).tolist()
+
+
 def subsample_fraction(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
   """Indices of a stratified `fraction` of the samples (all of them for fraction 1)."""
   if not 0 < fraction <= 1:

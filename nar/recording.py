@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from nar import keypoints
+from nar import behaviour as behaviour_lib
 
 # Behaviour classes of the manual annotations of the MC2P flies.
 MC2P_CLASS_NAMES = (
@@ -26,10 +26,8 @@ MC2P_CLASS_NAMES = (
 )
 UNLABELLED = -1
 
-# Per-frame feature shape of each known behaviour format.
-BEHAVIOUR_FORMATS = {
-    "deepfly3d_pose": (keypoints.NUM_KEYPOINTS, 3),
-}
+# Per-frame shape of each known behaviour format (None: the vector's D); see `nar.behaviour`.
+BEHAVIOUR_FORMATS = behaviour_lib.BEHAVIOUR_FORMATS
 
 
 class RecordingError(ValueError):
@@ -58,8 +56,9 @@ class Recording:
   Attributes:
     animal_id: name of the animal, unique across the dataset.
     trial_id: name of the trial, unique within the animal.
-    behaviour: `[T_b, 38, 3]` float32 DeepFly3D pose for the default `behaviour_format`;
-      NaN where a keypoint is missing.
+    behaviour: `[T_b, 38, 3]` float32 DeepFly3D pose for the default `behaviour_format`,
+      NaN where a keypoint is missing; `[T_b, D]` float32 for the vector formats ("vector",
+      "keypoints_2d"), NaN where a value is missing.
     sync: `[T_b]` int64, the neural frame index recorded at every behaviour frame
       (non-decreasing, within the neural recording).
     labels: `[T_b]` int32 index into `class_names`, `UNLABELLED` (-1) where unannotated.
@@ -68,13 +67,19 @@ class Recording:
     fps_neural: nominal neural frame rate in Hz.
     neural_images: optional `[T_n, H, W]` float32 dF/F images.
     roi_traces: optional `[T_n, R]` float32 ROI dF/F traces.
-    keypoint_mask: `[T_b, 38]` bool, True where a keypoint was observed. Derived from the
-      finiteness of `behaviour` when not given.
+    keypoint_mask: `[T_b, 38]` bool, True where a keypoint was observed (`[T_b, D]`, per
+      dimension, for the vector formats). Derived from the finiteness of `behaviour` when not
+      given.
     rest: optional `[T_b]` bool rest flags.
     behaviour_timestamps: optional `[T_b]` seconds; `arange(T_b) / fps_behaviour` if absent.
     neural_timestamps: optional `[T_n]` seconds; `arange(T_n) / fps_neural` if absent.
-    behaviour_format: key of `BEHAVIOUR_FORMATS` naming the behaviour feature layout.
+    behaviour_format: key of `BEHAVIOUR_FORMATS` naming the behaviour feature layout
+      (`nar.behaviour` describes each).
     source: where the recording came from, used in error messages.
+    behaviour_names: vector formats only (required there): the name of each of the D
+      dimensions, e.g. `("forward_velocity", "lateral_velocity", "turning_velocity")`.
+    behaviour_normalisation: vector formats only: per-dimension "zscore", "angle" or "none"
+      (`nar.behaviour.NORMALISATIONS`); None means "zscore" for every dimension.
   """
 
   animal_id: str
@@ -93,9 +98,20 @@ class Recording:
   neural_timestamps: np.ndarray | None = None
   behaviour_format: str = "deepfly3d_pose"
   source: str = ""
+  behaviour_names: tuple[str, ...] | None = None
+  behaviour_normalisation: tuple[str, ...] | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "class_names", tuple(self.class_names))
+    names, normalisation = self.behaviour_names, self.behaviour_normalisation
+    if names is not None and not isinstance(names, str):
+      names = tuple(names)
+      object.__setattr__(self, "behaviour_names", names)
+    if normalisation is not None and not isinstance(normalisation, str):
+      object.__setattr__(self, "behaviour_normalisation", tuple(normalisation))
+    elif (normalisation is None and isinstance(names, tuple)
+          and self.behaviour_format in behaviour_lib.VECTOR_FORMATS):
+      object.__setattr__(self, "behaviour_normalisation", (behaviour_lib.ZSCORE,) * len(names))
     if self.keypoint_mask is None and isinstance(self.behaviour, np.ndarray):
       if self.behaviour.ndim >= 2:
         finite = np.isfinite(self.behaviour.reshape(self.behaviour.shape[:2] + (-1,)))
@@ -116,6 +132,12 @@ class Recording:
     if self.behaviour_format != "deepfly3d_pose":
       raise AttributeError(f"recording {self.name} holds {self.behaviour_format}, not pose")
     return self.behaviour
+
+  @property
+  def behaviour_spec(self) -> behaviour_lib.BehaviourSpec:
+    """The behaviour's format, dimension names and normalisations."""
+    return behaviour_lib.BehaviourSpec(self.behaviour_format, self.behaviour_names,
+                                       self.behaviour_normalisation)
 
   @property
   def num_behaviour_frames(self) -> int:
@@ -159,18 +181,35 @@ def recording_problems(rec: Recording) -> list[str]:
     if not isinstance(value, str) or not value:
       problems.append(f"{field} must be a non-empty string, got {value!r}")
 
+  behaviour = rec.behaviour
+  is_vector = rec.behaviour_format in behaviour_lib.VECTOR_FORMATS
+  dim = behaviour.shape[1] if (is_vector and isinstance(behaviour, np.ndarray)
+                               and behaviour.ndim == 2) else None
+  strings = [f"{field} must be a sequence of strings, one per dimension, got the string "
+             f"{value!r}" for field, value in (("behaviour_names", rec.behaviour_names),
+                                               ("behaviour_normalisation",
+                                                rec.behaviour_normalisation))
+             if isinstance(value, str)]
+  if strings:
+    return problems + strings
+  problems.extend(behaviour_lib.spec_problems(
+      rec.behaviour_format, rec.behaviour_names, rec.behaviour_normalisation, dim))
   if rec.behaviour_format not in BEHAVIOUR_FORMATS:
-    problems.append(
-        f"unknown behaviour_format {rec.behaviour_format!r}; known: {sorted(BEHAVIOUR_FORMATS)}")
     return problems
   frame_shape = BEHAVIOUR_FORMATS[rec.behaviour_format]
-  behaviour = rec.behaviour
   if not isinstance(behaviour, np.ndarray):
     return problems + [f"behaviour must be a numpy array, got {type(behaviour).__name__}"]
-  if behaviour.ndim != 1 + len(frame_shape) or behaviour.shape[1:] != frame_shape:
+  if is_vector:
+    if behaviour.ndim != 2 or behaviour.shape[1] == 0:
+      return problems + [
+          f"{rec.behaviour_format} behaviour must have shape (T_b, D) with D >= 1, "
+          f"got {behaviour.shape}"]
+  elif behaviour.ndim != 1 + len(frame_shape) or behaviour.shape[1:] != frame_shape:
+    hint = ("; a per-frame feature vector [T_b, D] needs behaviour_format='vector' and "
+            "behaviour_names" if behaviour.ndim == 2 else "")
     return problems + [
         f"behaviour must have shape (T_b, {', '.join(map(str, frame_shape))}), "
-        f"got {behaviour.shape}"]
+        f"got {behaviour.shape}{hint}"]
   if not _is_float32(behaviour):
     problems.append(f"behaviour must be float32, got {behaviour.dtype}")
   num_frames = behaviour.shape[0]
@@ -188,9 +227,17 @@ def recording_problems(rec: Recording) -> list[str]:
     bad = mask & ~finite
     if bad.any():
       frame, point = np.argwhere(bad)[0]
-      problems.append(
-          f"behaviour holds {int(bad.sum())} non-finite keypoint(s) marked as observed "
-          f"(first: frame {frame}, keypoint {point})")
+      if is_vector:
+        name = (f" {rec.behaviour_names[point]!r}" if rec.behaviour_names is not None
+                and len(rec.behaviour_names) == behaviour.shape[1] else "")
+        problems.append(
+            f"behaviour holds {int(bad.sum())} non-finite value(s) marked as observed in "
+            f"keypoint_mask (first: frame {frame}, dimension {point}{name}); mark missing "
+            "values False or leave keypoint_mask out")
+      else:
+        problems.append(
+            f"behaviour holds {int(bad.sum())} non-finite keypoint(s) marked as observed "
+            f"(first: frame {frame}, keypoint {point})")
 
   neural_lengths = {}
   if rec.neural_images is not None:
@@ -272,7 +319,8 @@ def check_recording_set(recordings: Iterable[Recording], source: str = "dataset"
 
   Raises:
     RecordingError: listing duplicate (animal, trial) pairs, differing class names,
-      behaviour formats or image sizes, or an empty set.
+      behaviour formats, behaviour names or normalisations, or image sizes, an animal whose
+      trials have different ROI counts, or an empty set.
   """
   recordings = list(recordings)
   problems = []
@@ -285,10 +333,24 @@ def check_recording_set(recordings: Iterable[Recording], source: str = "dataset"
       problems.append(
           f"duplicate (animal, trial) {key}: {seen[key] or 'first'} and {rec.source or 'second'}")
     seen[key] = rec.source
-  for attribute in ("class_names", "behaviour_format"):
+  for attribute in ("class_names", "behaviour_format", "behaviour_names",
+                    "behaviour_normalisation"):
     values = {getattr(r, attribute) for r in recordings}
     if len(values) > 1:
       problems.append(f"recordings disagree on {attribute}: {sorted(map(str, values))}")
+  # ROI counts may differ between animals (a per-animal input layer reads them), but an
+  # animal's ROIs are the same cells in all its trials.
+  roi_counts: dict[str, dict[int, list[str]]] = {}
+  for rec in recordings:
+    if rec.roi_traces is not None:
+      roi_counts.setdefault(rec.animal_id, {}).setdefault(
+          int(rec.roi_traces.shape[1]), []).append(rec.trial_id)
+  for animal, counts in roi_counts.items():
+    if len(counts) > 1:
+      detail = ", ".join(f"{count} ROIs in trial(s) {trials}"
+                         for count, trials in sorted(counts.items()))
+      problems.append(f"animal {animal!r} has roi_traces with different ROI counts across its "
+                      f"trials ({detail}); an animal's trials must share its ROIs")
   image_shapes = {r.neural_images.shape[1:] for r in recordings if r.neural_images is not None}
   if len(image_shapes) > 1:
     problems.append(f"recordings disagree on the neural image size: {sorted(image_shapes)}")

@@ -19,6 +19,7 @@ from etils import epath
 import numpy as np
 import tqdm
 
+from nar import behaviour as behaviour_lib
 from nar import recording as recording_lib
 
 FORMAT_VERSION = 1
@@ -59,8 +60,9 @@ class BehaviourIndex:
     trial_ids: `[num_trials]` trial name of each trial.
     offsets: `[num_trials + 1]` start of each trial in the concatenated arrays.
     num_neural_frames: `[num_trials]` T_n of each trial.
-    behaviour: `[F, ...]` raw behaviour frames (pose `[F, 38, 3]`, NaN where missing).
-    keypoint_mask: `[F, K]` True where observed.
+    behaviour: `[F, ...]` raw behaviour frames (pose `[F, 38, 3]` or a vector `[F, D]`, NaN
+      where missing).
+    keypoint_mask: `[F, K]` True where observed (K = 38 keypoints, or the D dimensions).
     sync: `[F]` neural frame index within the trial.
     labels: `[F]` labels.
   """
@@ -123,6 +125,46 @@ class ShardedDataset:
   @property
   def trials(self) -> list[dict]:
     return self.metadata["trials"]
+
+  @functools.cached_property
+  def behaviour_spec(self) -> behaviour_lib.BehaviourSpec:
+    """The behaviour's format, dimension names and normalisations."""
+    return behaviour_lib.BehaviourSpec.from_metadata(self.metadata)
+
+  @property
+  def has_roi_traces(self) -> bool:
+    return bool(self.metadata["has_roi_traces"])
+
+  @functools.cached_property
+  def roi_counts(self) -> dict[str, int]:
+    """ROI count R of every animal (in `animals` order); empty without ROI traces.
+
+    R may differ between animals; every trial of an animal has the same ROIs (checked when
+    the dataset is built).
+    """
+    if not self.has_roi_traces:
+      return {}
+    counts = {}
+    for info in self.trials:
+      counts.setdefault(info["animal_id"], int(info["num_rois"]))
+    return {animal: counts[animal] for animal in self.animals}
+
+  def num_rois(self, animal: str) -> int:
+    """The ROI count R of one animal (the width of its `roi_traces`)."""
+    if not self.has_roi_traces:
+      raise ValueError(f"{self.path} holds no roi_traces (its neural data: "
+                       f"{list(self.neural_keys)})")
+    if animal not in self.roi_counts:
+      raise ValueError(f"unknown animal {animal!r}; the dataset has {list(self.animals)}")
+    return self.roi_counts[animal]
+
+  @property
+  def max_rois(self) -> int:
+    """The largest ROI count of any animal: the width ROI traces are padded to."""
+    if not self.has_roi_traces:
+      raise ValueError(f"{self.path} holds no roi_traces (its neural data: "
+                       f"{list(self.neural_keys)})")
+    return max(self.roi_counts.values())
 
   @property
   def neural_keys(self) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ together, resumed automatically), metrics, and a final linear-probe evaluation w
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from typing import Any, Sequence
@@ -27,6 +28,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from nar import augment
+from nar import behaviour as behaviour_lib
 from nar import evaluation
 from nar import input_pipeline
 from nar import losses
@@ -47,13 +49,23 @@ class ContrastiveModel(nnx.Module):
   `contrastive` (ours, and the no-swap ablation): behaviour encoder and both projection heads;
   `simclr`: the neural projection head; `regression`: a pose decoder; `behavenet`: a
   behavioural-state classifier; a `grl` penalty adds an animal classifier.
+
+  ROI traces go through one encoder shared by all animals, or, given `roi_counts`, through a
+  per-animal input layer feeding a shared trunk (`models.PerAnimalTraceEncoder`); call
+  `encode_neural`, which passes the windows' animal where the encoder needs it.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *, pose_dim: int, neural_key: str,
                num_rois: int | None, rngs: nnx.Rngs, method: str = "contrastive",
+               image_size: int | None = None,
                pose_frames: int = 32, num_states: int = 0, num_animals: int = 0,
-               decoder: str = "conv", domain_penalty: str = "none"):
+               decoder: str = "conv", domain_penalty: str = "none",
+               roi_counts: Sequence[int] | None = None):
     dtype = jnp.dtype(config.dtype)
+    if roi_counts is not None and neural_key != "roi_traces":
+      raise ValueError(f"a per-animal input layer (roi_counts) maps each animal's ROIs; the "
+                       f"neural data {neural_key!r} is not ROI traces")
+    self.per_animal_input = roi_counts is not None
     if method not in objectives.METHODS:
       raise ValueError(f"unknown method {method!r}; known: {objectives.METHODS}")
     if method == "contrastive":
@@ -63,13 +75,20 @@ class ContrastiveModel(nnx.Module):
     if neural_key == "neural_images":
       self.neural_encoder = models.ImageSequenceEncoder(
           channels=tuple(config.image_channels), width=config.width,
-          num_blocks=config.num_blocks, features=config.features, dtype=dtype, rngs=rngs)
+          num_blocks=config.num_blocks, features=config.features,
+          spatial_pooling=config.spatial_pooling, image_size=image_size, dtype=dtype,
+          rngs=rngs)
+    elif self.per_animal_input:
+      self.neural_encoder = models.PerAnimalTraceEncoder(
+          roi_counts, width=config.width, num_blocks=config.num_blocks,
+          features=config.features, dtype=dtype, rngs=rngs)
     else:
       self.neural_encoder = models.TemporalEncoder(
           num_rois, width=config.width, num_blocks=config.num_blocks,
           features=config.features, dtype=dtype, rngs=rngs)
     head = lambda: models.ProjectionHead(config.features, hidden=config.head_hidden,
-                                         embedding=config.embedding, dtype=dtype, rngs=rngs)
+                                         embedding=config.embedding, kind=config.projection,
+                                         dtype=dtype, rngs=rngs)
     if method == "contrastive":
       self.behaviour_head = head()
     if method in ("contrastive", "simclr"):
@@ -82,6 +101,13 @@ class ContrastiveModel(nnx.Module):
       self.state_classifier = nnx.Linear(config.features, num_states, dtype=dtype, rngs=rngs)
     if domain_penalty == "grl":
       self.animal_classifier = nnx.Linear(config.features, num_animals, dtype=dtype, rngs=rngs)
+
+  def encode_neural(self, neural: jax.Array, animal: jax.Array) -> jax.Array:
+    """Features `[B, features]` of neural windows; `animal` `[B]` indexes the dataset's
+    animals (read by a per-animal input layer only)."""
+    if self.per_animal_input:
+      return self.neural_encoder(neural, animal)
+    return self.neural_encoder(neural)
 
 
 @struct.dataclass
@@ -99,7 +125,16 @@ class TrainState:
 # ----------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Input:
-  """The data side of a run."""
+  """The data side of a run.
+
+  Attributes:
+    num_rois: the width of `roi_traces` windows (padded to the largest ROI count with a
+      per-animal input layer); None for neural images.
+    neural_input: "shared" (one encoder for every animal) or "per_animal" (a per-animal
+      input layer; `resolve_neural_input`).
+    roi_counts: with a per-animal input layer, the ROI count of every dataset animal (in
+      `dataset.animals` order, held-out animals included); None otherwise.
+  """
 
   dataset: shards.ShardedDataset
   spec: windows.WindowSpec
@@ -109,10 +144,57 @@ class Input:
   train_source: input_pipeline.WindowSource
   neural_key: str
   num_rois: int | None
+  neural_input: str = "shared"
+  roi_counts: tuple[int, ...] | None = None
+
+  @property
+  def pad_rois(self) -> bool:
+    """Whether ROI traces are padded to the largest ROI count (for a per-animal input)."""
+    return self.neural_input == "per_animal"
+
+
+NEURAL_INPUTS = ("auto", "shared", "per_animal")
+
+
+def resolve_neural_input(choice: str, dataset: shards.ShardedDataset, neural_key: str) -> str:
+  """The neural input layer a run uses: "shared" or "per_animal".
+
+  Args:
+    choice: `config.model.neural_input`: "auto" (a per-animal input layer for ROI traces
+      whose ROI counts differ between the dataset's animals, one shared encoder otherwise),
+      "shared" or "per_animal" (ROI traces only, even with equal ROI counts).
+    dataset: the opened dataset.
+    neural_key: the neural array the encoder reads.
+
+  Raises:
+    ValueError: for an unknown choice, a per-animal layer on neural images, or a shared
+      encoder on ROI traces whose counts differ (ROI r is another cell in every animal).
+  """
+  if choice not in NEURAL_INPUTS:
+    raise ValueError(f"model.neural_input must be one of {NEURAL_INPUTS}, got {choice!r}")
+  if neural_key != "roi_traces":
+    if choice == "per_animal":
+      raise ValueError(f"model.neural_input='per_animal' maps each animal's ROI traces; "
+                       f"data.neural_key={neural_key!r} is read by one shared encoder (use "
+                       "'auto' or 'shared')")
+    return "shared"
+  counts = sorted(set(dataset.roi_counts.values()))
+  if choice == "auto":
+    return "per_animal" if len(counts) > 1 else "shared"
+  if choice == "shared" and len(counts) > 1:
+    raise ValueError(f"the animals of {dataset.path} have different ROI counts {counts}, which "
+                     "one shared encoder cannot read; set model.neural_input='per_animal' (or "
+                     "'auto')")
+  return choice
 
 
 def create_input(config: ml_collections.ConfigDict) -> Input:
-  """Opens the dataset, chooses the animal split and builds the training windows."""
+  """Opens the dataset, chooses the animal split and builds the training windows.
+
+  With a per-animal input layer (`config.model.neural_input`, `resolve_neural_input`) ROI
+  traces are padded to the dataset's largest ROI count, so that windows of all animals (the
+  held-out ones too) share one shape.
+  """
   dataset = shards.open_dataset(config.data.data_dir, config.data.name,
                                 neural_cache_bytes=config.data.neural_cache_mb << 20)
   if config.data.preload_neural and not dataset.preload_neural():
@@ -128,36 +210,65 @@ def create_input(config: ml_collections.ConfigDict) -> Input:
       dataset, spec, animals=training, drop_unlabelled=config.data.drop_unlabelled,
       drop_classes=tuple(config.data.drop_classes))
   key = config.data.neural_key
-  source = input_pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=(key,))
+  neural_input = resolve_neural_input(config.model.neural_input, dataset, key)
+  per_animal = neural_input == "per_animal"
+  source = input_pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=(key,),
+                                       pad_rois=per_animal)
   num_rois = None
   if key == "roi_traces":
     num_rois = int(source[0]["roi_traces"].shape[-1])
-  return Input(dataset, spec, training, held_out, normalizer, source, key, num_rois)
+  roi_counts = tuple(dataset.roi_counts.values()) if per_animal else None
+  return Input(dataset, spec, training, held_out, normalizer, source, key, num_rois,
+               neural_input=neural_input, roi_counts=roi_counts)
 
 
 # ----------------------------------------------------------------------------------------------
 # Update step.
 # ----------------------------------------------------------------------------------------------
-def _augmentations(config):
-  pose = augment.PoseAugmentation(**config.augment.pose) if config.augment.pose_enabled \
-      else None
+def _augmentations(config, behaviour_spec: behaviour_lib.BehaviourSpec):
+  """The configured augmentations; the behavioural ones made for the behaviour's format."""
+  pose = augment.behaviour_augmentation_for(
+      behaviour_spec, augment.PoseAugmentation(**config.augment.pose)) \
+      if config.augment.pose_enabled else None
   neural = augment.NeuralAugmentation(**config.augment.neural) \
       if config.augment.neural_enabled else None
   return pose, neural
 
 
-def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int):
-  """Builds the pure update step `(state, batch, constants) -> (state, metrics)`.
+def _augmented_views(keys, pose, raw_neural, pose_augmentation, neural_augmentation,
+                     method: str):
+  """The augmented behaviour window and neural view(s) of a batch.
 
-  `constants` holds the device-resident arrays the method needs (the swap's pose bank and
-  top-K table, BehaveNet's state centroids), see `create_step_constants`.
+  Args:
+    keys: `(pose_key, neural_key, view_key)`.
+    pose: `[B, T, D]` behaviour windows (after the swap, if any).
+    raw_neural: the batch's neural windows.
+    pose_augmentation: behavioural augmentation, or None.
+    neural_augmentation: neural augmentation, or None.
+    method: the training method; SimCLR draws a second, independent neural view.
+
+  Returns:
+    `(pose, neural, neural_view)`.
   """
-  pose_augmentation, neural_augmentation = _augmentations(config)
-  swap_config, method, penalty = config.swap, config.method, config.domain_penalty
+  pose_key, neural_key, view_key = keys
+  if pose_augmentation is not None:
+    pose = augment.augment_pose(pose_key, pose, pose_augmentation)
+  neural = neural_view = raw_neural
+  if neural_augmentation is not None:
+    neural = augment.augment_neural(neural_key, raw_neural, neural_augmentation)
+    if method == "simclr":
+      neural_view = augment.augment_neural(view_key, raw_neural, neural_augmentation)
+  return pose, neural, neural_view
+
+
+def _make_loss_fn(graphdef, config, num_animals: int):
+  """The training objective `(params, pose, target_pose, neural, neural_view, animal,
+  constants) -> (loss, metrics)` of `config.method`, with its domain penalty."""
+  method, penalty = config.method, config.domain_penalty
 
   def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants):
     model = nnx.merge(graphdef, params)
-    features = model.neural_encoder(neural)
+    features = model.encode_neural(neural, animal)
     metrics = {}
     if method == "contrastive":
       z_behaviour = model.behaviour_head(model.behaviour_encoder(pose))
@@ -165,7 +276,8 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int):
           model.neural_head(features), z_behaviour, config.optim.temperature)
     elif method == "simclr":
       loss, metrics = losses.symmetric_infonce_loss(
-          model.neural_head(features), model.neural_head(model.neural_encoder(neural_view)),
+          model.neural_head(features),
+          model.neural_head(model.encode_neural(neural_view, animal)),
           config.optim.temperature)
     elif method == "regression":
       loss = objectives.pose_regression_loss(model.pose_decoder(features), target_pose)
@@ -185,6 +297,22 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int):
       loss = loss + metrics["animal_loss"]
     return loss, metrics
 
+  return loss_fn
+
+
+def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
+                    behaviour_spec: behaviour_lib.BehaviourSpec = behaviour_lib.POSE_SPEC):
+  """Builds the pure update step `(state, batch, constants) -> (state, metrics)`.
+
+  `constants` holds the device-resident arrays the method needs (the swap's pose bank and
+  top-K table, BehaveNet's state centroids), see `create_step_constants`. `behaviour_spec`
+  (`dataset.behaviour_spec`) chooses the behavioural augmentations that make sense for the
+  behaviour's format (DeepFly3D pose by default).
+  """
+  pose_augmentation, neural_augmentation = _augmentations(config, behaviour_spec)
+  swap_config, method = config.swap, config.method
+  loss_fn = _make_loss_fn(graphdef, config, num_animals)
+
   def train_step(state: TrainState, batch, constants):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     swap_key, pose_key, neural_key_, view_key = jax.random.split(key, 4)
@@ -202,14 +330,9 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int):
           swap_probability=swap_config.probability, temperature=swap_config.temperature,
           pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
-    if pose_augmentation is not None:
-      pose = augment.augment_pose(pose_key, pose, pose_augmentation)
-    raw_neural = batch[neural_key]
-    neural = neural_view = raw_neural
-    if neural_augmentation is not None:
-      neural = augment.augment_neural(neural_key_, raw_neural, neural_augmentation)
-      if method == "simclr":
-        neural_view = augment.augment_neural(view_key, raw_neural, neural_augmentation)
+    pose, neural, neural_view = _augmented_views(
+        (pose_key, neural_key_, view_key), pose, batch[neural_key], pose_augmentation,
+        neural_augmentation, method)
     (loss, loss_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, pose, target_pose, neural, neural_view, batch["animal"], constants)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -220,12 +343,53 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int):
   return train_step
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def keep_animal_rows(trainable_rows: Sequence[bool]) -> optax.GradientTransformation:
+  """Zeroes the updates of the rows of `models.AnimalParam`s whose animal is not trainable.
+
+  Last in a chain, it leaves those rows exactly as they are: no gradient step and no weight
+  decay either (decoupled weight decay would shrink them although their animal is never
+  seen). Other parameters pass unchanged.
+
+  Args:
+    trainable_rows: `[num_animals]` True for the animals whose rows may change.
+  """
+  trainable = np.asarray(trainable_rows, bool)
+
+  def mask(leaf):
+    if not isinstance(leaf, models.AnimalParam):
+      return leaf
+    value = leaf[...]
+    if value.shape[0] != len(trainable):
+      raise ValueError(f"an AnimalParam of shape {value.shape} does not have one row per "
+                       f"animal of the {len(trainable)} trainable_rows")
+    keep = trainable.reshape((-1,) + (1,) * (value.ndim - 1))
+    return leaf.replace(jnp.where(keep, value, jnp.zeros_like(value)))
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(mask, updates, is_leaf=lambda x: isinstance(x, nnx.Variable)), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   trainable_rows: Sequence[bool] | None = None) -> optax.GradientTransformation:
+  """AdamW with warm-up and cosine decay, after gradient clipping.
+
+  Args:
+    config: the experiment (`optim` group).
+    trainable_rows: with a per-animal input layer, `[num_animals]` True for the animals it
+      trains (the training animals); the rows of the others stay as they are
+      (`keep_animal_rows`).
+  """
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, config.optim.learning_rate, config.optim.warmup_steps,
       max(config.optim.num_train_steps, config.optim.warmup_steps + 1))
-  return optax.chain(optax.clip_by_global_norm(config.optim.grad_clip),
-                     optax.adamw(schedule, weight_decay=config.optim.weight_decay))
+  parts = [optax.clip_by_global_norm(config.optim.grad_clip),
+           optax.adamw(schedule, weight_decay=config.optim.weight_decay)]
+  if trainable_rows is not None:
+    parts.append(keep_animal_rows(trainable_rows))
+  return optax.chain(*parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,8 +399,19 @@ def _round_up(value: int, multiple: int) -> int:
   return -(-value // multiple) * multiple
 
 
-def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:
+def evaluate(graphdef, params, inputs: Input, config, mesh,
+             features_path: str | epath.Path | None = None) -> dict[str, Any]:
   """The probe suite (`nar.evaluation`) on frozen neural-encoder features of every animal.
+
+  Args:
+    graphdef: the model's graph definition.
+    params: its parameters; with a per-animal input layer, the held-out animals' rows fitted
+      (`fit_input_layers`), else they embed through their initial rows.
+    inputs: the data side of the run.
+    config: the experiment.
+    mesh: the mesh the encoder runs on.
+    features_path: if set, the features of the held-out animals' windows are written there
+      (`nar.evaluation.save_feature_table`), e.g. for embedding plots.
 
   Returns:
     `probes`: the full suite (single- and multi-animal action, identity, at each label
@@ -245,19 +420,23 @@ def evaluate(graphdef, params, inputs: Input, config, mesh) -> dict[str, Any]:
     identity scores on held-out time (`identity_held_out_time`), with their chance levels.
   """
   @jax.jit
-  def encode_on_mesh(params, neural):
-    return nnx.merge(graphdef, params).neural_encoder(neural)
+  def encode_on_mesh(params, neural, animal):
+    return nnx.merge(graphdef, params).encode_neural(neural, animal)
 
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
-  encode = lambda neural: np.asarray(
-      encode_on_mesh(params, jax.device_put(neural, batch_sharding)))
+  encode = lambda neural, animal: np.asarray(encode_on_mesh(
+      params, jax.device_put(neural, batch_sharding), jax.device_put(animal, batch_sharding)))
   eval_config = config.eval
   table = evaluation.build_feature_table(
       encode, inputs.dataset, inputs.spec, inputs.normalizer, neural_key=inputs.neural_key,
       hop=eval_config.hop, drop_classes=tuple(eval_config.drop_classes),
       num_time_blocks=eval_config.identity_time_blocks,
       # One batch shape that splits evenly over the mesh, so the encoder compiles once.
-      batch_size=_round_up(eval_config.batch_size, mesh.size))
+      batch_size=_round_up(eval_config.batch_size, mesh.size),
+      pad_rois=inputs.pad_rois, with_animal=True)
+  if features_path is not None:
+    evaluation.save_feature_table(table, features_path,
+                                  animals=inputs.held_out_animals or None)
   suite = evaluation.run_probe_suite(
       table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,
       protocol=evaluation.protocol_from_config(eval_config, seed=config.seed))
@@ -324,6 +503,26 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if len(inputs.train_source) < batch:
     raise ValueError(f"the training split holds {len(inputs.train_source)} windows, fewer "
                      f"than one global batch of {batch}")
+  adapt = config.adapt
+  if not isinstance(adapt.num_steps, int) or adapt.num_steps < 0:
+    raise ValueError(f"adapt.num_steps must be an integer >= 0, got {adapt.num_steps!r}")
+  if not adapt.learning_rate > 0:
+    raise ValueError(f"adapt.learning_rate must be > 0, got {adapt.learning_rate!r}")
+  if _fits_held_out_input_layers(config, inputs):
+    # Checked now rather than after training: the fit needs one batch of their windows.
+    windows_held_out = len(input_pipeline.select_windows(
+        inputs.dataset, inputs.spec, animals=inputs.held_out_animals,
+        drop_unlabelled=config.data.drop_unlabelled,
+        drop_classes=tuple(config.data.drop_classes)))
+    if windows_held_out < batch:
+      raise ValueError(f"the held-out animals hold {windows_held_out} windows, fewer than one "
+                       f"global batch of {batch} to fit their input layers on")
+
+
+def _fits_held_out_input_layers(config, inputs: Input) -> bool:
+  """Whether training is followed by fitting the held-out animals' input layers."""
+  return (inputs.roi_counts is not None and bool(inputs.held_out_animals)
+          and config.adapt.num_steps > 0)
 
 
 def _write_metrics(path: epath.Path, step: int, metrics: dict, writer) -> None:
@@ -341,16 +540,29 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
                            axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def _image_size(inputs: Input) -> int | None:
+  if inputs.neural_key != "neural_images":
+    return None
+  return int(inputs.train_source[0]["neural_images"].shape[-1])
+
+
 def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
   """Initialises the model and optimiser. Returns `(graphdef, tx, state)` on the host."""
   model = ContrastiveModel(
       config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
       neural_key=inputs.neural_key, num_rois=inputs.num_rois, rngs=nnx.Rngs(config.seed),
+      image_size=_image_size(inputs),
       method=config.method, pose_frames=inputs.spec.pose_frames,
       num_states=config.behavenet_states, num_animals=len(inputs.dataset.animals),
-      decoder=config.regression_decoder, domain_penalty=config.domain_penalty)
+      decoder=config.regression_decoder, domain_penalty=config.domain_penalty,
+      roi_counts=inputs.roi_counts)
   graphdef, params = nnx.split(model)
-  tx = make_optimizer(config)
+  trainable_rows = None
+  if inputs.roi_counts is not None:
+    # Held-out animals have input rows too (fitted after training, `fit_input_layers`); the
+    # main optimiser must leave them as initialised.
+    trainable_rows = np.isin(inputs.dataset.animals, inputs.training_animals)
+  tx = make_optimizer(config, trainable_rows)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                      rng=jax.random.key_data(jax.random.key(config.seed)))
   return graphdef, tx, state
@@ -406,25 +618,193 @@ def step_batch(local: dict[str, np.ndarray], neural_key: str,
 
 
 def compile_train_step(graphdef, tx, config, neural_key: str, mesh: jax.sharding.Mesh,
-                       num_animals: int):
+                       num_animals: int, *,
+                       behaviour_spec: behaviour_lib.BehaviourSpec = behaviour_lib.POSE_SPEC):
   """Jits the step over `mesh`: state and constants replicated, batch split along `data`."""
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
-  return jax.jit(make_train_step(graphdef, tx, config, neural_key, num_animals),
+  return jax.jit(make_train_step(graphdef, tx, config, neural_key, num_animals,
+                                 behaviour_spec=behaviour_spec),
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+# ----------------------------------------------------------------------------------------------
+# Input layers of new animals.
+# ----------------------------------------------------------------------------------------------
+# The fit draws its augmentations from a PRNG stream of its own, apart from training's.
+_FIT_RNG_STREAM = 1
+# Batches of the fitted animals' windows on which the objective is reported before and after.
+FIT_LOSS_BATCHES = 4
+
+
+def make_fit_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
+                  behaviour_spec: behaviour_lib.BehaviourSpec = behaviour_lib.POSE_SPEC):
+  """Builds the pure step that fits per-animal input rows with the rest of the model frozen.
+
+  `(state, batch, frozen, constants) -> (state, metrics)`: `state.params` holds only the
+  `models.AnimalParam`s (the per-animal input layer), `frozen` every other parameter (the
+  trunk, the heads, the behaviour encoder), which gets no gradient. The objective is the
+  training objective (`_make_loss_fn`) with the same augmentations and without the swap: a
+  new animal's behaviour pairs with its own neural activity.
+  """
+  pose_augmentation, neural_augmentation = _augmentations(config, behaviour_spec)
+  loss_fn = _make_loss_fn(graphdef, config, num_animals)
+
+  def fit_step(state: TrainState, batch, frozen, constants):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    # Split like the training step's keys; the first (the swap's there) goes unused.
+    _, pose_key, neural_key_, view_key = jax.random.split(key, 4)
+    pose, neural, neural_view = _augmented_views(
+        (pose_key, neural_key_, view_key), batch["pose"], batch[neural_key],
+        pose_augmentation, neural_augmentation, config.method)
+
+    def adapted_loss(adapted):
+      return loss_fn(nnx.merge_state(frozen, adapted), pose, batch["pose"], neural,
+                     neural_view, batch["animal"], constants)
+
+    (loss, metrics), grads = jax.value_and_grad(adapted_loss, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return fit_step
+
+
+def make_objective(graphdef, config, neural_key: str, num_animals: int):
+  """`(params, batch, constants) -> loss`: the training objective on windows as they are
+  (no swap, no augmentation), a deterministic measure of how well neural windows match."""
+  loss_fn = _make_loss_fn(graphdef, config, num_animals)
+
+  def objective(params, batch, constants):
+    pose, neural = batch["pose"], batch[neural_key]
+    return loss_fn(params, pose, pose, neural, neural, batch["animal"], constants)[0]
+
+  return objective
+
+
+def fit_windows(config: ml_collections.ConfigDict, inputs: Input,
+                animals: Sequence[str]) -> input_pipeline.WindowSource:
+  """The windows an input layer is fitted on: the animals' windows chosen like the training
+  windows (`data.drop_classes`, `data.drop_unlabelled`; with neither, no label is read)."""
+  index = input_pipeline.select_windows(
+      inputs.dataset, inputs.spec, animals=animals, drop_unlabelled=config.data.drop_unlabelled,
+      drop_classes=tuple(config.data.drop_classes))
+  return input_pipeline.WindowSource(inputs.dataset, index, inputs.spec, inputs.normalizer,
+                                     neural_keys=(inputs.neural_key,), pad_rois=inputs.pad_rois)
+
+
+def fit_input_layers(graphdef, params, inputs: Input, config: ml_collections.ConfigDict,
+                     mesh: jax.sharding.Mesh, animals: Sequence[str], *,
+                     constants: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+  """Fits the per-animal input rows of `animals` without labels, the rest of the model frozen.
+
+  A new animal's ROIs are other cells than any training animal's, so its input layer is
+  learnt: `config.adapt.num_steps` steps of Adam (`config.adapt.learning_rate`) through the
+  training objective against the animal's own behaviour (no swap), on batches of
+  `config.optim.global_batch_size` of the animals' windows (`fit_windows`), jitted over
+  `mesh` like the training step. Only the animals' rows of the input layer change; the trunk,
+  the heads and the behaviour encoder stay bit-identical, and so do other animals' rows.
+  Deterministic given `config.seed`.
+
+  Args:
+    graphdef: the model's graph definition (with a per-animal input layer).
+    params: its trained parameters.
+    inputs: the data side of the run.
+    config: the experiment.
+    mesh: the mesh the fit runs on (batch split along `data`).
+    animals: the animals whose input rows are fitted (e.g. the held-out animals).
+    constants: the step constants (`create_step_constants`); only BehaveNet's
+      `state_centroids` are read.
+
+  Returns:
+    `(params, report)`: the parameters with the animals' input rows fitted; `report` holds
+    `animals`, `num_steps`, `num_windows`, `learning_rate`, and `loss_before` / `loss_after`,
+    the objective on un-augmented windows (`make_objective`) averaged over the same first
+    `FIT_LOSS_BATCHES` batches of a seeded shuffle of the animals' windows, and
+    `wall_seconds`.
+  """
+  if inputs.roi_counts is None:
+    raise ValueError(f"only a per-animal input layer can be fitted to new animals; this run "
+                     f"uses a {inputs.neural_input!r} neural input (model.neural_input)")
+  animals = tuple(animals)
+  unknown = sorted(set(animals) - set(inputs.dataset.animals))
+  if not animals or unknown:
+    raise ValueError(f"give animals of the dataset {list(inputs.dataset.animals)} to fit, got "
+                     f"{list(animals)}")
+  num_steps, learning_rate = int(config.adapt.num_steps), float(config.adapt.learning_rate)
+  batch_size = config.optim.global_batch_size
+  if batch_size % mesh.size or batch_size % jax.process_count():
+    raise ValueError(f"global batch {batch_size} does not divide over {mesh.size} devices "
+                     f"and {jax.process_count()} hosts")
+  constants = {k: v for k, v in (constants or {}).items() if k == "state_centroids"}
+  if config.method == "behavenet" and not constants:
+    raise ValueError("BehaveNet's objective needs constants['state_centroids'] "
+                     "(create_step_constants)")
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  num_animals = len(inputs.dataset.animals)
+  tx = optax.chain(optax.clip_by_global_norm(config.optim.grad_clip),
+                   optax.adam(learning_rate),
+                   keep_animal_rows(np.isin(inputs.dataset.animals, animals)))
+  adapted, frozen = nnx.split_state(params, models.AnimalParam, ...)
+  rng = jax.random.fold_in(jax.random.key(config.seed), _FIT_RNG_STREAM)
+  state = jax.device_put(TrainState(step=jnp.zeros((), jnp.int32), params=adapted,
+                                    opt_state=tx.init(adapted), rng=jax.random.key_data(rng)),
+                         replicated)
+  frozen, constants = jax.device_put((frozen, constants), replicated)
+  fit_step = jax.jit(
+      make_fit_step(graphdef, tx, config, inputs.neural_key, num_animals,
+                    behaviour_spec=inputs.dataset.behaviour_spec),
+      in_shardings=(replicated, batch_sharding, replicated, replicated),
+      out_shardings=(replicated, replicated), donate_argnums=(0,))
+  objective = jax.jit(make_objective(graphdef, config, inputs.neural_key, num_animals),
+                      in_shardings=(replicated, batch_sharding, replicated))
+
+  start_time = time.perf_counter()
+  source = fit_windows(config, inputs, animals)
+  local_batch = batch_size // jax.process_count()
+  to_global = lambda local: {
+      key: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local[key]))
+      for key in ("pose", inputs.neural_key, "animal")}
+  one_pass = input_pipeline.make_loader(source, batch_size=local_batch, train=True,
+                                        seed=config.seed + 1, num_epochs=1)
+  loss_batches = [to_global(b) for b in itertools.islice(one_pass, FIT_LOSS_BATCHES)]
+  mean_loss = lambda adapted: float(np.mean([
+      objective(nnx.merge_state(frozen, adapted), batch, constants) for batch in loss_batches]))
+  loss_before = mean_loss(state.params)
+  iterator = iter(input_pipeline.make_loader(source, batch_size=local_batch, train=True,
+                                             seed=config.seed))
+  for _ in tqdm.trange(num_steps, desc="fit input layers",
+                       disable=jax.process_index() != 0):
+    state, _ = fit_step(state, to_global(next(iterator)), frozen, constants)
+  loss_after = mean_loss(state.params)
+  logging.info("Input layers of %s fitted in %d steps: objective %.4f -> %.4f", list(animals),
+               num_steps, loss_before, loss_after)
+  report = {"animals": list(animals), "num_steps": num_steps, "num_windows": len(source),
+            "learning_rate": learning_rate, "loss_before": loss_before,
+            "loss_after": loss_after, "wall_seconds": time.perf_counter() - start_time}
+  return nnx.merge_state(frozen, state.params), report
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, checkpoints, resumes if `workdir` holds checkpoints, and evaluates.
 
+  With a per-animal input layer, the held-out animals' input rows are fitted after training
+  (`fit_input_layers`, `config.adapt`) so that the evaluation can embed them; the fit is not
+  checkpointed but recomputed (deterministically) by every invocation that evaluates, and
+  its report goes to `eval.json` under `adaptation`.
+
   Args:
     config: the experiment (see `experiments/configs/`).
-    workdir: where checkpoints, metrics and `eval.json` go (local or remote path).
+    workdir: where checkpoints, metrics, `eval.json` (with the run's `wall_seconds`) and
+      `features.npz` (held-out animals' features) go (local or remote path).
 
   Returns:
     The evaluation results, also written to `workdir/eval.json`.
   """
+  start_time = time.perf_counter()
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   # --- Input pipeline ---
@@ -442,7 +822,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   bank = jax.device_put(bank, replicated)
   # --- Update step ---
   step_fn = compile_train_step(graphdef, tx, config, inputs.neural_key, mesh,
-                               len(inputs.dataset.animals))
+                               len(inputs.dataset.animals),
+                               behaviour_spec=inputs.dataset.behaviour_spec)
   _check_step_shapes(step_fn, state, bank, inputs, config.optim.global_batch_size)
   # --- Data iterator and checkpoints ---
   loader = input_pipeline.make_loader(
@@ -496,8 +877,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager.wait_until_finished()
   if writer is not None:
     writer.close()
+  # --- Input layers of the held-out animals ---
+  params, adaptation = state.params, None
+  if _fits_held_out_input_layers(config, inputs):
+    # Not checkpointed: it follows training in every invocation, a resumed one included, and
+    # is deterministic given the seed, so a resumed run fits the same rows.
+    params, adaptation = fit_input_layers(graphdef, params, inputs, config, mesh,
+                                          inputs.held_out_animals, constants=bank)
+  elif inputs.roi_counts is not None and inputs.held_out_animals:
+    logging.warning("adapt.num_steps=0: the held-out animals %s embed through the initial "
+                    "rows of their input layers", list(inputs.held_out_animals))
   # --- Evaluation ---
-  results = evaluate(graphdef, state.params, inputs, config, mesh)
+  eval_start_time = time.perf_counter()
+  results = evaluate(graphdef, params, inputs, config, mesh,
+                     features_path=workdir / "features.npz" if is_chief else None)
+  # Of this invocation only: a resumed run does not count the time before it was interrupted.
+  results["wall_seconds"] = {"total": time.perf_counter() - start_time,
+                             "evaluation": time.perf_counter() - eval_start_time}
+  if adaptation is not None:
+    results["adaptation"] = adaptation
   results["train_steps"] = num_steps
   results["final_train_metrics"] = last_metrics
   if is_chief:

@@ -1,4 +1,4 @@
-"""Windows: about one second of pose paired with the neural frames of the same second.
+"""Windows: about one second of behaviour paired with the neural frames of the same second.
 
 A window is defined by its centre behaviour frame `c`. Its pose frames are
 `c + pose_stride * (arange(pose_frames) - pose_frames // 2)` and its neural frames are
@@ -6,7 +6,9 @@ A window is defined by its centre behaviour frame `c`. Its pose frames are
 same instant through the sync array. The window's label is the label of its centre frame.
 
 The functions here work on plain arrays of one trial, so that the in-memory path (a
-`Recording`) and the shard path (segments read back from TFDS) cut identical windows.
+`Recording`) and the shard path (segments read back from TFDS) cut identical windows. "Pose"
+in the names below stands for the behaviour of any format (`nar.behaviour`): DeepFly3D pose
+(leg-relative, 90 dims) or a per-frame feature vector with its declared normalisation.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from nar import keypoints
 from nar import recording as recording_lib
 
 
@@ -132,8 +133,13 @@ def cut_window(
 
 
 def recording_pose_features(rec: recording_lib.Recording) -> np.ndarray:
-  """`[T_b, 90]` leg-relative pose features of a recording (NaN where missing)."""
-  return keypoints.leg_relative_pose(rec.pose)
+  """`[T_b, F]` behaviour features of a recording before z-scoring (NaN where missing).
+
+  F = 90 leg-relative pose coordinates for DeepFly3D pose; for a vector format, the D
+  dimensions with every "angle" dimension as its (cos, sin) pair
+  (`rec.behaviour_spec.feature_dim`).
+  """
+  return rec.behaviour_spec.features(rec.behaviour)
 
 
 def recording_neural_arrays(rec: recording_lib.Recording) -> dict[str, np.ndarray]:
@@ -154,8 +160,8 @@ def cut_recording_windows(
   """Cuts windows of a recording in memory, stacked along a leading axis.
 
   Returns:
-    `pose` `[N, pose_frames, 90]` (leg-relative, not normalised), neural arrays
-    `[N, neural_frames, ...]`, `label` `[N]`, `centre_frame` `[N]`.
+    `pose` `[N, pose_frames, F]` behaviour features (`recording_pose_features`, not
+    normalised), neural arrays `[N, neural_frames, ...]`, `label` `[N]`, `centre_frame` `[N]`.
   """
   features = recording_pose_features(rec)
   neural = recording_neural_arrays(rec)
@@ -167,24 +173,58 @@ def cut_recording_windows(
 
 @dataclasses.dataclass(frozen=True)
 class PoseNormalizer:
-  """Per-dimension z-scoring of pose features, fitted on training animals only.
+  """Per-dimension z-scoring of behaviour features, fitted on training animals only.
 
-  Missing values (NaN) map to 0, the training mean, after normalisation.
+  Serves every behaviour format: features that are not z-scored (angle features, "none"
+  dimensions of a vector) have mean 0 and std 1, so they pass unchanged. Missing values (NaN)
+  map to 0 (the training mean of a z-scored feature) after normalisation.
   """
 
   mean: np.ndarray
   std: np.ndarray
 
   @classmethod
-  def fit(cls, features: np.ndarray, min_std: float = 1e-6) -> "PoseNormalizer":
-    """Fits on `[..., D]` features (NaN ignored)."""
+  def fit(cls, features: np.ndarray, min_std: float = 1e-6,
+          fitted: np.ndarray | None = None) -> "PoseNormalizer":
+    """Fits on `[..., D]` features (NaN ignored).
+
+    Args:
+      features: `[..., D]` features of the training frames.
+      min_std: floor of the fitted std (constant features stay finite).
+      fitted: `[D]` bool, the features to z-score (`BehaviourSpec.fitted_features()`); the
+        others get mean 0 and std 1. None z-scores every feature.
+    """
     flat = np.asarray(features, np.float64).reshape(-1, features.shape[-1])
-    if not np.isfinite(flat).any(axis=0).all():
-      raise ValueError("cannot fit a pose normaliser: a dimension has no finite value")
-    mean = np.nanmean(flat, axis=0)
-    std = np.maximum(np.nanstd(flat, axis=0), min_std)
+    fitted = np.ones(flat.shape[1], bool) if fitted is None else np.asarray(fitted, bool)
+    if fitted.shape != (flat.shape[1],):
+      raise ValueError(f"fitted must be a bool mask of shape ({flat.shape[1]},), "
+                       f"got shape {fitted.shape}")
+    empty = np.flatnonzero(fitted & ~np.isfinite(flat).any(axis=0))
+    if empty.size:
+      raise ValueError(
+          f"cannot fit a pose normaliser: feature dimension(s) {empty.tolist()} have no finite "
+          "value in the training frames; check the training animals' behaviour for missing "
+          "values")
+    mean = np.zeros(flat.shape[1])
+    std = np.ones(flat.shape[1])
+    if fitted.any():
+      mean[fitted] = np.nanmean(flat[:, fitted], axis=0)
+      std[fitted] = np.maximum(np.nanstd(flat[:, fitted], axis=0), min_std)
     return cls(mean.astype(np.float32), std.astype(np.float32))
 
+  @property
+  def feature_dim(self) -> int:
+    """Dimension of the features it normalises (the behaviour encoder's input dimension)."""
+    return int(self.mean.shape[-1])
+
   def __call__(self, features: np.ndarray) -> np.ndarray:
-    normalised = (np.asarray(features, np.float32) - self.mean) / self.std
+    features = np.asarray(features, np.float32)
+    if features.shape[-1:] != self.mean.shape:
+      raise ValueError(f"the normaliser is for {self.feature_dim} behaviour features, got "
+                       f"features of shape {features.shape}; fit it on this dataset's behaviour")
+    normalised = (features - self.mean) / self.std
     return np.nan_to_num(normalised, nan=0.0).astype(np.float32)
+
+
+# The name that says what it is for every behaviour format; `PoseNormalizer` stays valid.
+BehaviourNormalizer = PoseNormalizer

@@ -33,3 +33,26 @@ def data_dir(tmp_path_factory) -> str:
   directory = tmp_path_factory.mktemp("tfds")
   tfds_builder.build_dataset(recordings, str(directory))
   return str(directory)
+
+
+@pytest.fixture(scope="session")
+def locomotion_data_dir(tmp_path_factory) -> str:
+  """A small dataset given only as NPZ trial files, built into shards (name "locomotion").
+
+  4 animals x 2 trials x 8 s of the locomotion preset: ball velocities (a behaviour vector
+  of 3 named dimensions, 4 actions) and ROI traces of 6, 3, 9 and 4 ROIs.
+  """
+  from data_prep import readers  # pylint: disable=g-import-not-at-top
+  from data_prep import tfds_builder  # pylint: disable=g-import-not-at-top
+  from data_prep import trial_files  # pylint: disable=g-import-not-at-top
+  from nar import simulation  # pylint: disable=g-import-not-at-top
+  import synthetic_data  # pylint: disable=g-import-not-at-top
+  config = simulation.LocomotionConfig(num_animals=4, trials_per_animal=2, trial_seconds=8.0,
+                                       min_rois=3, max_rois=9)
+  trials_dir = tmp_path_factory.mktemp("locomotion_trials")
+  for rec in simulation.simulate_dataset(config, seed=0).recordings:
+    trial_files.write_trial_file(rec, trials_dir / f"{rec.animal_id}_{rec.trial_id}.npz")
+  recordings = readers.read_recordings(trials_dir, layout="trial_files")
+  directory = tmp_path_factory.mktemp("locomotion_tfds")
+  tfds_builder.build_dataset(recordings, str(directory), config_name=synthetic_data.LOCOMOTION_DATASET_NAME)
+  return str(directory)

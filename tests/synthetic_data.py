@@ -4,6 +4,9 @@ import numpy as np
 
 from nar import recording as recording_lib
 
+# The name of the locomotion dataset the `locomotion_data_dir` fixture builds.
+LOCOMOTION_DATASET_NAME = "locomotion"
+
 
 def recording(animal: int, trial: int, num_frames: int, rng) -> recording_lib.Recording:
   """A small recording with jittered neural frame times and some missing keypoints."""

@@ -9,6 +9,7 @@ import synthetic_data
 from data_prep import tfds_builder
 from nar import evaluation
 from nar import input_pipeline
+from nar import raw_features
 from nar import shards
 from nar import windows
 
@@ -195,3 +196,40 @@ def test_feature_table_time_blocks_match_the_pipeline_time_blocks(tmp_path):
     in_block = table.time_block == block
     assert set(zip(table.trial[in_block].tolist(),
                    table.centre_frame[in_block].tolist())) == selected
+
+
+def test_the_multi_animal_probe_returns_its_confusion_matrix(label_results):
+  probe = label_results[evaluation.ACTION_MULTI_ANIMAL]
+  counts = np.array(probe["1.0"]["confusion"])
+  assert probe["confusion_classes"] == [f"class{c}" for c in range(4)]
+  assert counts.shape == (4, 4) and counts.sum() == probe["1.0"]["num_test"]
+  assert 100 * np.trace(counts) / counts.sum() == pytest.approx(
+      probe["1.0"]["accuracy"]["mean"])
+
+
+def test_a_saved_feature_table_reads_back_with_the_chosen_animals(tmp_path):
+  table = synthetic_table("label")
+  evaluation.save_feature_table(table, tmp_path / "features.npz", animals=HELD_OUT)
+  loaded = evaluation.load_feature_table(tmp_path / "features.npz")
+  rows = table.animal == ANIMALS.index(HELD_OUT[0])
+  np.testing.assert_array_equal(loaded.features, table.features[rows])
+  np.testing.assert_array_equal(loaded.animal, table.animal[rows])
+  assert loaded.animals == ANIMALS and loaded.class_names == table.class_names
+  assert loaded.num_time_blocks == table.num_time_blocks
+
+
+def test_raw_pose_and_neural_windows_give_feature_tables(tmp_path):
+  rng = np.random.default_rng(0)
+  recordings = [synthetic_data.recording(a, 0, 300, rng) for a in range(2)]
+  dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
+  spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  tables = {kind: raw_features.raw_feature_table(
+      dataset, spec, normalizer, kind=kind, hop=5, drop_classes=(), num_time_blocks=2)
+            for kind in ("neural", "pose")}
+  assert tables["neural"].features.shape[1] == 6 * 5  # time-averaged 6 x 5 images
+  assert tables["pose"].features.shape[1] == 2 * 90  # mean and std of 90 pose dims
+  np.testing.assert_array_equal(tables["neural"].label, tables["pose"].label)
+  with pytest.raises(ValueError, match="unknown raw feature kind 'rois'"):
+    raw_features.raw_feature_table(dataset, spec, normalizer, kind="rois", hop=5,
+                                   drop_classes=(), num_time_blocks=2)

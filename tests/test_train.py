@@ -176,7 +176,7 @@ def test_roi_trace_windows_train_with_the_trace_encoder_in_bfloat16(data_dir):
   assert kernel[...].shape[1] == 3 and kernel[...].dtype == np.float32
 
 
-@pytest.mark.parametrize("name", ["swap_cpu", "swap_gpu", "swap_tpu"])
+@pytest.mark.parametrize("name", ["swap_cpu", "swap_gpu", "swap_tpu", "locomotion_cpu"])
 def test_every_named_config_loads_locks_and_documents_its_launch_command(name):
   module = importlib.import_module(f"experiments.configs.{name}")
   config = module.get_config()

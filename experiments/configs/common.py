@@ -32,8 +32,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.features = 64
   config.model.head_hidden = 128
   config.model.embedding = 64
+  config.model.projection = "mlp"  # or "linear", "none" (see nar.models.ProjectionHead)
   config.model.image_channels = (16, 32, 64)
+  config.model.spatial_pooling = "mean"  # or "flatten" (see nar.models.ImageSequenceEncoder)
   config.model.dtype = "float32"  # "bfloat16" on accelerators
+  # ROI traces: "per_animal" (an input layer per animal feeding a shared trunk), "shared" (one
+  # encoder), or "auto": per-animal when the animals' ROI counts differ. Images: shared.
+  config.model.neural_input = "auto"
 
   # "contrastive" (ours; the no-swap ablation with swap.enabled=False), or a baseline:
   # "simclr", "regression", "behavenet" (see nar/objectives.py).
@@ -59,7 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
       mirror_probability=0.0, time_mask_frames=4, channel_mask_probability=0.05))
   config.augment.neural_enabled = True
   config.augment.neural = ml_collections.ConfigDict(dict(
-      shot_noise_std=0.05, blur_sigma=0.7, shift_pixels=1, gain=0.2, offset=0.1,
+      shot_noise_std=0.05, blur_sigma=0.7, shift_pixels=1, rotation_deg=0.0, zoom=0.0,
+      gain=0.2, offset=0.1,
       calcium_tau_frames=1.0, frame_shift=1, erase_fraction=0.25, mix_weight=0.1))
 
   config.optim = ml_collections.ConfigDict()
@@ -80,6 +86,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.probe_seeds = (0,)
   config.eval.single_animal_split = "time_blocks"  # or "trials"
   config.eval.rotate_test_split = False  # True: k-fold over blocks / trials
+
+  # With a per-animal input layer: after training, the held-out animals' input layers are
+  # fitted without labels (trunk, heads and behaviour encoder frozen) before the evaluation
+  # (nar.train.fit_input_layers); 0 steps leaves them as initialised.
+  config.adapt = ml_collections.ConfigDict()
+  config.adapt.num_steps = 200
+  config.adapt.learning_rate = 1e-2
 
   config.log_every_steps = 20
   config.checkpoint_every_steps = 200

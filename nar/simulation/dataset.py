@@ -179,6 +179,7 @@ class SimulatedDataset:
 
   recordings: list[recording_lib.Recording]
   ground_truth: dict
+  # A `SimulatorConfig`, or the `LocomotionConfig` of the locomotion preset.
   config: config_lib.SimulatorConfig
   seed: int
 
@@ -221,19 +222,31 @@ class SimulatedDataset:
     """A few lines describing the dataset."""
     recs = self.recordings
     animals = sorted({r.animal_id for r in recs})
-    cells = {a: self.ground_truth["animals"][a]["num_cells"] for a in animals}
+    class_names = tuple(self.ground_truth["class_names"])
     labels = np.concatenate([r.labels for r in recs])
-    counts = np.bincount(labels[labels >= 0], minlength=len(recording_lib.MC2P_CLASS_NAMES))
+    counts = np.bincount(labels[labels >= 0], minlength=len(class_names))
     fractions = ", ".join(f"{name} {c / max(counts.sum(), 1):.1%}"
-                          for name, c in zip(recording_lib.MC2P_CLASS_NAMES, counts))
-    image = recs[0].neural_images.shape[1:]
+                          for name, c in zip(class_names, counts))
+    if recs[0].neural_images is not None:
+      image = recs[0].neural_images.shape[1:]
+      neural = f"{image[0]}x{image[1]}"
+      cells = {a: self.ground_truth["animals"][a]["num_cells"] for a in animals}
+      cell_line = f"visible cells per animal: {', '.join(str(cells[a]) for a in animals)}"
+    else:
+      neural = "ROI traces"
+      rois = {r.animal_id: r.roi_traces.shape[1] for r in recs}
+      cell_line = f"ROIs per animal: {', '.join(str(rois[a]) for a in animals)}"
+    behaviour = recs[0].behaviour_spec
+    behaviour_line = (f"behaviour: {', '.join(behaviour.names)}" if behaviour.is_vector
+                      else "behaviour: DeepFly3D pose (38 keypoints)")
     return "\n".join([
         f"{len(animals)} animals x {len(recs) // len(animals)} trials, seed {self.seed}",
         f"behaviour frames {sum(r.num_behaviour_frames for r in recs)} at "
         f"{self.config.fps_behaviour:g} Hz, neural frames "
         f"{sum(r.num_neural_frames for r in recs)} (~{self.config.fps_neural:g} Hz, "
-        f"{image[0]}x{image[1]})",
-        f"visible cells per animal: {', '.join(str(cells[a]) for a in animals)}",
+        f"{neural})",
+        behaviour_line,
+        cell_line,
         f"labelled {np.mean(labels >= 0):.1%} of frames: {fractions}",
     ])
 
@@ -243,14 +256,21 @@ def simulate_dataset(config: config_lib.SimulatorConfig | None = None, seed: int
   """Simulates a multi-animal dataset.
 
   Args:
-    config: settings (the default demo dataset if None).
+    config: settings (the default demo dataset if None); a
+      `nar.simulation.locomotion.LocomotionConfig` simulates the locomotion preset.
     seed: the seed; equal seeds give identical datasets.
     progress: show a progress bar over the trials.
 
   Returns:
     The recordings and their ground truth.
   """
+  from nar.simulation import locomotion  # pylint: disable=g-import-not-at-top
+  if isinstance(config, locomotion.LocomotionConfig):
+    return locomotion.simulate_locomotion_dataset(config, seed, progress=progress)
   config = config or config_lib.SimulatorConfig()
+  if not isinstance(config, config_lib.SimulatorConfig):
+    raise TypeError(f"config must be a SimulatorConfig or a LocomotionConfig, got "
+                    f"{type(config).__name__}")
   bout_model = actions.balanced_bout_model(config.class_balance_exponent(),
                                            config.max_bout_seconds, config.max_gap_seconds)
   shared_seed, *animal_seeds = np.random.SeedSequence(seed).spawn(1 + config.num_animals)

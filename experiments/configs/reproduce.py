@@ -1,0 +1,198 @@
+r"""Presets of the reproduction of the seed's tables, `experiments/reproduce.py`.
+
+  python -m experiments.reproduce --preset=cpu --seeds=3 --out=runs/reproduce
+
+A preset names the training config of Ours, the trained methods (Ours and the baselines of
+`baselines.py`), the ablations (each a dict of config overrides of Ours, e.g.
+`{"swap.probability": 0.25}`), how many seeds the ablations use and the size of the simulated
+dataset. Presets:
+
+* `cpu`: the default simulated dataset (8 animals x 4 trials x 60 s) at `swap_cpu` size;
+  `CPU_TRAIN_STEPS` steps per run, chosen so that 3 seeds of every method and one seed of
+  every ablation fit in about an hour on 2 CPU cores.
+* `tpu`: `swap_tpu` size (top-K swap, large model and batch) on a 128 x 128 pixel version of
+  the simulated dataset; ablations over 3 seeds.
+* `smoke`: a few steps of a tiny model on a tiny simulated dataset; for tests.
+
+Datasets are registered in `DATASETS` by name; `--dataset=pose` (the default) is the simulated
+dataset of pose and two-photon imaging of `nar.simulation`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import ml_collections
+
+from experiments.configs import baselines
+from experiments.configs import swap_cpu
+from experiments.configs import swap_tpu
+from nar import paths
+from nar import simulation
+
+# Training steps of every run of the cpu preset: the knob of its wall-time budget. One run of
+# Ours takes about 25 s besides its steps (input, compilation, probes) and 0.5-0.65 s per step
+# on 2 cores (500 steps: 5.8 min); the preset trains 38 runs (10 methods x 3 seeds, 8
+# ablations), so 100 steps keep it near an hour.
+CPU_TRAIN_STEPS = 100
+
+PRESETS = ("cpu", "tpu", "smoke")
+OURS = "ours"
+# Methods whose held-out features are drawn as 2-D embeddings.
+EMBEDDING_METHODS = (OURS, "no_swap", "simclr")
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets.
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SimulatedDataset:
+  """A simulated dataset of one size: its name in the TFDS data dir and how it is made.
+
+  Attributes:
+    name: the dataset's (TFDS config) name.
+    simulator: the simulator's settings.
+    seed: the simulation seed.
+  """
+
+  name: str
+  simulator: simulation.SimulatorConfig
+  seed: int = 0
+
+
+def pose_dataset(size: str) -> SimulatedDataset:
+  """The simulated pose + two-photon dataset of `nar.simulation` at a preset's size.
+
+  Args:
+    size: "default" (the default dataset of `make demo`, shared with it), "large" (the same
+      recordings at 128 x 128 pixels, like MC2P) or "tiny" (4 animals x 2 trials x 16 s at
+      16 x 16 pixels, built in seconds).
+  """
+  sizes = {
+      "default": SimulatedDataset("default", simulation.SimulatorConfig()),
+      "large": SimulatedDataset("pose_128px", simulation.SimulatorConfig(image_size=128)),
+      "tiny": SimulatedDataset("pose_tiny", simulation.SimulatorConfig(
+          num_animals=4, trials_per_animal=2, trial_seconds=16.0, image_size=16)),
+  }
+  if size not in sizes:
+    raise ValueError(f"unknown dataset size {size!r}; choose one of {sorted(sizes)}")
+  return sizes[size]
+
+
+# Name (the `--dataset` flag) -> the dataset at a size.
+DATASETS: dict[str, Callable[[str], SimulatedDataset]] = {"pose": pose_dataset}
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets.
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """What one reproduction trains and evaluates.
+
+  Attributes:
+    name: the preset's name.
+    training: the training config of Ours; every other run is derived from it, and its
+      `data.data_dir` is where the dataset is found (and simulated when absent).
+    methods: trained rows of the tables: "ours" and names of `baselines.BASELINES`.
+    ablations: ablation name -> overrides of Ours, `{"dotted.field": value}`.
+    ablation_seeds: seeds (= held-out folds) of each ablation, at most the run's `--seeds`.
+    dataset_size: size of the dataset, as `DATASETS[name](dataset_size)`.
+    embedding: "tsne" or "pca", the 2-D embedding of the feature plots.
+  """
+
+  name: str
+  training: ml_collections.ConfigDict
+  methods: tuple[str, ...]
+  ablations: Mapping[str, Mapping[str, Any]]
+  ablation_seeds: int
+  dataset_size: str
+  embedding: str = "tsne"
+
+
+def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+  """The ablations of Ours, one change each.
+
+  Swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, and
+  each augmentation group switched off.
+  """
+  other_mode = "topk" if ours.swap.mode == "exact" else "exact"
+  return {
+      "swap_p0.25": {"swap.probability": 0.25},
+      "swap_p1.0": {"swap.probability": 1.0},
+      "temperature_0.1": {"swap.temperature": 0.1},
+      "temperature_10": {"swap.temperature": 10.0},
+      f"swap_{other_mode}": {"swap.mode": other_mode},
+      "per_frame_target": {"swap.per_frame_target": True},
+      "no_pose_augment": {"augment.pose_enabled": False},
+      "no_neural_augment": {"augment.neural_enabled": False},
+  }
+
+
+def _smoke_training() -> ml_collections.ConfigDict:
+  config = swap_cpu.get_config("smoke")
+  config.model.update(width=8, num_blocks=1, features=8, head_hidden=16, embedding=8,
+                      image_channels=(4,))
+  config.behavenet_states = 4
+  config.swap.pool_chunk = 256
+  config.swap.topk = 8
+  config.eval.hop = 10
+  return config
+
+
+def get_config(preset: str = "cpu") -> Preset:
+  """The named preset: "cpu" (default), "tpu" or "smoke"."""
+  if preset == "cpu":
+    training = swap_cpu.get_config()
+    training.optim.num_train_steps = CPU_TRAIN_STEPS
+    # A tenth of the run warms up, as 50 of swap_cpu's 500 steps do.
+    training.optim.warmup_steps = max(1, CPU_TRAIN_STEPS // 10)
+    ablation_seeds, size, embedding = 1, "default", "tsne"
+  elif preset == "tpu":
+    training = swap_tpu.get_config()
+    training.data.data_dir = paths.default_data_dir()
+    training.data.preload_neural = True  # the simulated dataset fits in host memory
+    ablation_seeds, size, embedding = 3, "large", "tsne"
+  elif preset == "smoke":
+    training = _smoke_training()
+    ablation_seeds, size, embedding = 1, "tiny", "pca"
+  else:
+    raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+  return Preset(name=preset, training=training, methods=(OURS,) + tuple(baselines.BASELINES),
+                ablations=ablations_of(training), ablation_seeds=ablation_seeds,
+                dataset_size=size, embedding=embedding)
+
+
+def method_config(preset: Preset, method: str) -> ml_collections.ConfigDict:
+  """The training config of a method of the preset (a copy)."""
+  config = ml_collections.ConfigDict(preset.training.to_dict())
+  if method == OURS:
+    return config
+  return baselines.apply_baseline(config, method)
+
+
+def ablation_config(preset: Preset, ablation: str) -> ml_collections.ConfigDict:
+  """Ours with one ablation's overrides (a copy)."""
+  if ablation not in preset.ablations:
+    raise ValueError(f"unknown ablation {ablation!r}; choose one of {sorted(preset.ablations)}")
+  config = ml_collections.ConfigDict(preset.training.to_dict())
+  return apply_overrides(config, preset.ablations[ablation], what=f"ablation {ablation!r}")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], *,
+                    what: str = "overrides") -> ml_collections.ConfigDict:
+  """Sets `{"dotted.field": value}` fields of a config (in place) and returns it.
+
+  Raises:
+    ValueError: a field is not in the config (a misspelt override would silently add one).
+  """
+  for field in overrides:
+    *parents, leaf = field.split(".")
+    node = config
+    for part in parents:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(f"{what} sets {field!r}, which is not a config field")
+  config.update_from_flattened_dict(dict(overrides))
+  return config

@@ -1,0 +1,240 @@
+"""Tables and CSVs of a reproduction: aggregated probe-suite results -> markdown and CSV text.
+
+Rows are keyed by name ("ours", "simclr", "neural_raw", ...). A row's summary is
+`nar.evaluation.aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
+mean ± population std over runs; a row without a finished run shows "–". The paper's numbers
+(`experiments.paper_results`) sit in a "paper" column beside ours in the accuracy tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Mapping, Sequence
+
+from experiments import paper_results
+from nar import evaluation
+
+# Table rows in the seed's order (Ours last), with their labels.
+ROW_LABELS = {
+    "random": "Random guess",
+    "behaviour_raw": "Behaviour (linear)",
+    "neural_raw": "Neural (linear) raw",
+    "simclr": "SimCLR",
+    "regression_recurrent": "Regression (recurrent)",
+    "regression_conv": "Regression (conv)",
+    "behavenet": "BehaveNet-style",
+    "no_swap": "Multimodal contrastive, no swap",
+    "simclr_mmd": "SimCLR + MMD",
+    "simclr_grl": "SimCLR + GRL",
+    "regression_conv_mmd": "Regression (conv) + MMD",
+    "regression_conv_grl": "Regression (conv) + GRL",
+    "ours": "Ours",
+}
+# The behaviour row is the identity reference of Table 2 only, as in the seed.
+ACTION_ROWS = tuple(row for row in ROW_LABELS if row != "behaviour_raw")
+IDENTITY_ROWS = tuple(ROW_LABELS)
+
+FRACTIONS = (0.5, 1.0)
+PROBE_NAMES = {evaluation.ACTION_SINGLE_ANIMAL: "Single-Animal",
+               evaluation.ACTION_MULTI_ANIMAL: "Multi-Animal",
+               evaluation.IDENTITY: "Identity"}
+_PROBE_COLUMNS = {evaluation.ACTION_SINGLE_ANIMAL: "single_animal",
+                  evaluation.ACTION_MULTI_ANIMAL: "multi_animal",
+                  evaluation.IDENTITY: "identity"}
+# Every score of a run: (probe, label fraction, metric).
+SCORES = tuple((probe, fraction, metric) for probe in PROBE_NAMES for fraction in FRACTIONS
+               for metric in evaluation.METRICS)
+MISSING = "–"
+
+
+def row_label(row: str) -> str:
+  """The table label of a row key (ablations keep their key)."""
+  return ROW_LABELS.get(row, row)
+
+
+def score_column(probe: str, fraction: float, metric: str) -> str:
+  """CSV column of a score, e.g. `multi_animal_1.0_accuracy`."""
+  return f"{_PROBE_COLUMNS[probe]}_{evaluation.fraction_key(fraction)}_{metric}"
+
+
+def score(summary: Mapping[str, Any] | None, probe: str, fraction: float,
+          metric: str) -> Mapping[str, Any] | None:
+  """`{"mean", "std", "count", ...}` of one score of a summary, or None if absent."""
+  if summary is None:
+    return None
+  entry = summary.get(probe, {}).get(evaluation.fraction_key(fraction), {}).get(metric)
+  return entry if isinstance(entry, Mapping) and "mean" in entry else None
+
+
+def format_score(entry: Mapping[str, Any] | None) -> str:
+  """"53.2 ± 9.8" over several runs, "53.2" for one, "–" when absent."""
+  if entry is None:
+    return MISSING
+  if entry.get("count", 1) > 1:
+    return f"{entry['mean']:.1f} ± {entry['std']:.1f}"
+  return f"{entry['mean']:.1f}"
+
+
+def _paper_cell(row: str, probe: str, fraction: float) -> str:
+  value = paper_results.paper_accuracy(row, probe, fraction)
+  return MISSING if value is None else f"{value:.1f}"
+
+
+def chance_levels(summaries: Mapping[str, Mapping[str, Any] | None]) -> dict[str, float] | None:
+  """Uniform chance (%) of action and identity, from any finished row."""
+  for summary in summaries.values():
+    if summary and "chance" in summary:
+      return {name: float(value["mean"] if isinstance(value, Mapping) else value)
+              for name, value in summary["chance"].items()}
+  return None
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  """A GitHub markdown table."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def _runs_cell(summary: Mapping[str, Any] | None, probe: str) -> str:
+  entry = score(summary, probe, FRACTIONS[-1], "accuracy")
+  return str(entry.get("count", 1)) if entry else "0"
+
+
+def _results_table(summaries: Mapping[str, Mapping[str, Any] | None], rows: Sequence[str],
+                   probes: Sequence[str], metric: str, with_paper: bool) -> str:
+  header = ["Method"]
+  for probe in probes:
+    for fraction in FRACTIONS:
+      header.append(f"{PROBE_NAMES[probe]} {fraction:.1f}")
+      if with_paper:
+        header.append("paper")
+  header.append("runs")
+  chance = chance_levels(summaries)
+  lines = []
+  for row in rows:
+    cells = [row_label(row)]
+    for probe in probes:
+      for fraction in FRACTIONS:
+        if row == "random":
+          level = chance and chance["identity" if probe == evaluation.IDENTITY else "action"]
+          cells.append(MISSING if level is None else f"{level:.1f}")
+        else:
+          cells.append(format_score(score(summaries.get(row), probe, fraction, metric)))
+        if with_paper:
+          cells.append(_paper_cell(row, probe, fraction))
+    cells.append(MISSING if row == "random" else _runs_cell(summaries.get(row), probes[0]))
+    lines.append(cells)
+  return markdown_table(header, lines)
+
+
+def action_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
+                 metric: str = "accuracy", rows: Sequence[str] = ACTION_ROWS) -> str:
+  """Table 1: action recognition, single-animal and multi-animal, per label fraction.
+
+  Args:
+    summaries: row -> aggregated results (None for a row without a finished run).
+    metric: "accuracy" (with the paper's numbers beside ours) or "balanced_accuracy".
+    rows: the rows, in order.
+  """
+  return _results_table(summaries, rows,
+                        (evaluation.ACTION_SINGLE_ANIMAL, evaluation.ACTION_MULTI_ANIMAL),
+                        metric, with_paper=metric == "accuracy")
+
+
+def identity_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
+                   metric: str = "accuracy", rows: Sequence[str] = IDENTITY_ROWS) -> str:
+  """Table 2: identity recognition over all animals (lower is better), per label fraction."""
+  return _results_table(summaries, rows, (evaluation.IDENTITY,), metric,
+                        with_paper=metric == "accuracy")
+
+
+def ablation_table(summaries: Mapping[str, Mapping[str, Any] | None],
+                   changes: Mapping[str, str], *, metric: str = "accuracy") -> str:
+  """The ablations beside Ours: every score at both label fractions.
+
+  Args:
+    summaries: row (Ours first, then each ablation) -> aggregated results or None.
+    changes: row -> what it changes from Ours, e.g. "swap.probability = 0.25".
+    metric: "accuracy" or "balanced_accuracy".
+  """
+  header = ["Variant", "change"]
+  header += [f"{PROBE_NAMES[p]} {f:.1f}" for p in PROBE_NAMES for f in FRACTIONS] + ["runs"]
+  lines = []
+  for row, summary in summaries.items():
+    lines.append([row_label(row), changes.get(row, "")] +
+                 [format_score(score(summary, p, f, metric))
+                  for p in PROBE_NAMES for f in FRACTIONS] +
+                 [_runs_cell(summary, evaluation.ACTION_MULTI_ANIMAL)])
+  return markdown_table(header, lines)
+
+
+def _csv_text(columns: Sequence[str], records: Sequence[Mapping[str, Any]]) -> str:
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+  writer.writeheader()
+  for record in records:
+    writer.writerow({k: _csv_value(record.get(k)) for k in columns})
+  return buffer.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+  if value is None:
+    return ""
+  if isinstance(value, float):
+    return f"{value:.4f}"
+  return value
+
+
+RUN_COLUMNS = ("row", "group", "seed", "held_out_animals", "train_steps", "wall_seconds",
+               "evaluation_seconds") + tuple(score_column(*s) for s in SCORES)
+
+
+def run_record(row: str, group: str, seed: int, results: Mapping[str, Any]) -> dict[str, Any]:
+  """One run's line of `runs.csv`: what it is, its held-out animals, wall time and scores."""
+  suite = results["probes"]
+  wall = results.get("wall_seconds", {})
+  record = {"row": row, "group": group, "seed": seed,
+            "held_out_animals": " ".join(results.get("held_out_animals", [])),
+            "train_steps": results.get("train_steps"), "wall_seconds": wall.get("total"),
+            "evaluation_seconds": wall.get("evaluation")}
+  for probe, fraction, metric in SCORES:
+    entry = score(suite, probe, fraction, metric)
+    record[score_column(probe, fraction, metric)] = entry["mean"] if entry else None
+  return record
+
+
+def runs_csv(records: Sequence[Mapping[str, Any]]) -> str:
+  """`runs.csv`: one line per run (see `run_record`)."""
+  return _csv_text(RUN_COLUMNS, records)
+
+
+def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
+                groups: Mapping[str, str], wall_seconds: Mapping[str, float]) -> str:
+  """`summary.csv`: per row, mean and std over its runs of every score, and the paper's.
+
+  Args:
+    summaries: row -> aggregated results or None.
+    groups: row -> "method", "reference" or "ablation".
+    wall_seconds: row -> mean wall time of its runs.
+  """
+  columns = ["row", "label", "group", "runs", "wall_seconds_mean"]
+  for probe, fraction, metric in SCORES:
+    name = score_column(probe, fraction, metric)
+    columns += [f"{name}_mean", f"{name}_std"]
+    if metric == "accuracy":
+      columns.append(f"{name}_paper")
+  records = []
+  for row, summary in summaries.items():
+    record = {"row": row, "label": row_label(row), "group": groups.get(row, ""),
+              "runs": _runs_cell(summary, evaluation.IDENTITY),
+              "wall_seconds_mean": wall_seconds.get(row)}
+    for probe, fraction, metric in SCORES:
+      name = score_column(probe, fraction, metric)
+      entry = score(summary, probe, fraction, metric)
+      record[f"{name}_mean"] = entry["mean"] if entry else None
+      record[f"{name}_std"] = entry["std"] if entry else None
+      if metric == "accuracy":
+        record[f"{name}_paper"] = paper_results.paper_accuracy(row, probe, fraction)
+    records.append(record)
+  return _csv_text(columns, records)

@@ -1,0 +1,523 @@
+r"""Reproduces the seed's Tables 1 and 2, and the ablations, on a simulated dataset.
+
+  python -m experiments.reproduce --preset=cpu --seeds=3 --out=runs/reproduce   # make reproduce
+  python -m experiments.reproduce --preset=smoke --seeds=2 --out=/tmp/reproduce_smoke
+
+Simulates and builds the dataset if absent, trains every method of the preset
+(`experiments/configs/reproduce.py`) once per seed, evaluates the untrained reference rows
+(raw ΔF/F and raw pose windows), probes, and writes into `--out`:
+
+* `table1.md` (action recognition) and `table2.md` (identity recognition), in the seed's layout
+  with the paper's numbers beside ours, in accuracy and in balanced accuracy;
+* `ablation.md`: each ablation of Ours (swap probability, temperature, exact vs top-K, ŝ per
+  frame, each augmentation group off) beside Ours over the same seeds;
+* `runs.csv` (one line per run: held-out animals, wall time, every score) and `summary.csv`
+  (mean and std over runs, the paper's accuracy);
+* `figures/`: 2-D embeddings of held-out features (Ours, no swap, SimCLR), confusion matrices
+  of the multi-animal probe, training loss curves;
+* `README.md`: the settings, the wall time of every run and in all, and the tables.
+
+Seed k trains with `seed = k` and holds out its own pair of animals (`data.split_seed = k`):
+held-out animals are excluded from training, from the swap pool and from the probe's training
+windows, so the spread over seeds is a spread over leave-2-animals-out folds. Each run lives in
+`--out/runs/<row>/seed<k>`; a finished run (with `eval.json`) is skipped and an interrupted one
+resumes from its last checkpoint, so the command can be rerun after an interruption or with
+more seeds. A run made with another config is never reused: the command stops and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import ml_collections
+import numpy as np
+import tqdm
+
+from experiments import paper_results
+from experiments import report
+from experiments.configs import reproduce as presets
+from nar import evaluation
+from nar import logs
+from nar import plots
+from nar import raw_features
+from nar import train
+
+# Untrained reference rows -> the raw input their linear probe reads.
+REFERENCE_ROWS = {"neural_raw": "neural", "behaviour_raw": "pose"}
+METHOD, REFERENCE, ABLATION = "method", "reference", "ablation"
+CONFIG_FILE, RESULTS_FILE, FEATURES_FILE = "config.json", "eval.json", "features.npz"
+# Fields a finished run may differ in and still be reused: where the data lives.
+_RELOCATABLE_FIELDS = ("data.data_dir",)
+
+
+class SettingsError(ValueError):
+  """Arguments or an output folder the reproduction cannot run with; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One training (or reference evaluation) of the reproduction.
+
+  Attributes:
+    row: the table row: a method ("ours", "simclr", ...), a reference row ("neural_raw",
+      "behaviour_raw") or an ablation name.
+    group: METHOD, REFERENCE or ABLATION.
+    seed: the seed, which is also the held-out fold.
+    workdir: where its checkpoints and results go.
+    config: its training config (for a reference row, that of Ours: data and evaluation).
+  """
+
+  row: str
+  group: str
+  seed: int
+  workdir: pathlib.Path
+  config: ml_collections.ConfigDict
+
+  @property
+  def name(self) -> str:
+    return f"{self.row} seed {self.seed}"
+
+  @property
+  def finished(self) -> bool:
+    return (self.workdir / RESULTS_FILE).exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The plan.
+# ----------------------------------------------------------------------------------------------
+def fold_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+  """The config of seed `seed`: its own initialisation, data order and held-out animals."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.seed = seed
+  config.data.split_seed = seed
+  return config
+
+
+def row_names(preset: presets.Preset) -> tuple[str, ...]:
+  """Every runnable row of a preset: references, methods, ablations."""
+  return tuple(REFERENCE_ROWS) + tuple(preset.methods) + tuple(preset.ablations)
+
+
+def check_arguments(preset: presets.Preset, *, num_seeds: int, dataset: str,
+                    only: Sequence[str] | None) -> None:
+  """Raises SettingsError, saying what to pass instead, for arguments that cannot run."""
+  if num_seeds < 1:
+    raise SettingsError(f"--seeds must be at least 1, got {num_seeds}")
+  if dataset not in presets.DATASETS:
+    raise SettingsError(f"unknown --dataset {dataset!r}; choose one of "
+                        f"{sorted(presets.DATASETS)}")
+  if only is not None and not only:
+    raise SettingsError("--only is empty; leave it out to run every row")
+  unknown = sorted(set(only or ()) - set(row_names(preset)))
+  if unknown:
+    raise SettingsError(f"--only names unknown rows {unknown}; choose among "
+                        f"{', '.join(row_names(preset))}")
+
+
+def plan_runs(preset: presets.Preset, *, num_seeds: int, out_dir: str | pathlib.Path,
+              only: Sequence[str] | None = None,
+              skip_ablations: bool = False) -> list[Run]:
+  """The runs of a reproduction, seed by seed (so that early seeds of every row come first).
+
+  Args:
+    preset: the preset; its training config must already point at the dataset.
+    num_seeds: seeds (= held-out folds) of every method and reference row.
+    out_dir: the output folder; runs go to `out_dir/runs/<row>/seed<k>`.
+    only: restrict to these rows (methods, references or ablations); all if None.
+    skip_ablations: leave the ablations out.
+
+  Returns:
+    The runs, references and methods of seed 0, then of seed 1, ..., then the ablations over
+    `min(preset.ablation_seeds, num_seeds)` seeds.
+  """
+  wanted = lambda row: only is None or row in only
+  runs_dir = pathlib.Path(out_dir) / "runs"
+  runs = []
+  for seed in range(num_seeds):
+    for row in REFERENCE_ROWS:
+      if wanted(row):
+        runs.append(Run(row, REFERENCE, seed, runs_dir / row / f"seed{seed}",
+                        fold_config(preset.training, seed)))
+    for method in preset.methods:
+      if wanted(method):
+        runs.append(Run(method, METHOD, seed, runs_dir / method / f"seed{seed}",
+                        fold_config(presets.method_config(preset, method), seed)))
+  if not skip_ablations:
+    for seed in range(min(preset.ablation_seeds, num_seeds)):
+      for ablation in preset.ablations:
+        if wanted(ablation):
+          workdir = runs_dir / "ablations" / ablation / f"seed{seed}"
+          config = fold_config(presets.ablation_config(preset, ablation), seed)
+          runs.append(Run(ablation, ABLATION, seed, workdir, config))
+  return runs
+
+
+# ----------------------------------------------------------------------------------------------
+# Running.
+# ----------------------------------------------------------------------------------------------
+def _compared_config(run: Run) -> dict[str, Any]:
+  """The part of a run's config its results depend on, as JSON data."""
+  config = json.loads(run.config.to_json())
+  if run.group == REFERENCE:  # raw inputs: only the data and the probes matter
+    config = {key: config[key] for key in ("seed", "data", "eval")}
+  for field in _RELOCATABLE_FIELDS:
+    *parents, leaf = field.split(".")
+    node = config
+    for part in parents:
+      node = node.get(part, {})
+    node.pop(leaf, None)
+  return config
+
+
+_ABSENT = object()
+
+
+def _differences(saved: Any, now: Any, prefix: str = "") -> tuple[list[str], list[str]]:
+  """`(changed, added)`: fields whose value differs, and fields the saved config lacks."""
+  if isinstance(saved, dict) and isinstance(now, dict):
+    changed, added = [], []
+    for key in sorted(set(saved) | set(now)):
+      more = _differences(saved.get(key, _ABSENT), now.get(key, _ABSENT), f"{prefix}{key}.")
+      changed += more[0]
+      added += more[1]
+    return changed, added
+  if saved is _ABSENT:
+    return [], [prefix[:-1]]
+  if saved == now:
+    return [], []
+  now = "absent" if now is _ABSENT else repr(now)
+  return [f"{prefix[:-1]}: {saved!r} (saved) vs {now} (now)"], []
+
+
+def claim_workdir(run: Run) -> None:
+  """Records the run's config in its workdir, or checks it against the recorded one.
+
+  Fields the recorded config lacks were added to the configs after the run was made; their
+  defaults are taken to keep the old behaviour, so such a run is still reused (with a warning).
+
+  Raises:
+    SettingsError: the workdir holds a run made with another config, or not made by this
+      command; reusing it would mix results of different settings.
+  """
+  path = run.workdir / CONFIG_FILE
+  wanted = {"row": run.row, "group": run.group, "seed": run.seed,
+            "config": _compared_config(run)}
+  if path.exists():
+    saved = json.loads(path.read_text())
+    changed, added = _differences(saved, wanted)
+    if changed:
+      raise SettingsError(
+          f"{run.workdir} holds a run of {run.name} made with another config:\n  "
+          + "\n  ".join(changed[:10]) +
+          "\nwrite to another --out, or delete that run folder to redo it")
+    if added:
+      logging.warning("Reusing %s, made before these config fields existed: %s", run.workdir,
+                      ", ".join(added))
+    return
+  if run.workdir.exists() and any(run.workdir.iterdir()):
+    raise SettingsError(f"{run.workdir} is not empty but has no {CONFIG_FILE}, so it was "
+                        "not made by experiments.reproduce; delete it or write to another "
+                        "--out")
+  run.workdir.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(wanted, indent=2))
+
+
+def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str) -> dict[str, Any]:
+  """The probe suite on raw windows ("neural" or "pose") with the split of `config`."""
+  start = time.perf_counter()
+  inputs = train.create_input(config)
+  table = raw_features.raw_feature_table(
+      inputs.dataset, inputs.spec, inputs.normalizer, kind=kind, hop=config.eval.hop,
+      drop_classes=tuple(config.eval.drop_classes),
+      num_time_blocks=config.eval.identity_time_blocks, neural_key=config.data.neural_key)
+  suite = evaluation.run_probe_suite(
+      table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,
+      protocol=evaluation.protocol_from_config(config.eval, seed=config.seed))
+  seconds = time.perf_counter() - start
+  return {"training_animals": list(inputs.training_animals),
+          "held_out_animals": list(inputs.held_out_animals), "probes": suite,
+          "train_steps": 0, "wall_seconds": {"total": seconds, "evaluation": seconds}}
+
+
+def execute(run: Run) -> bool:
+  """Trains and evaluates one run unless it has finished. Returns whether it ran."""
+  claim_workdir(run)
+  if run.finished:
+    return False
+  if run.group == REFERENCE:
+    results = evaluate_raw_inputs(run.config, REFERENCE_ROWS[run.row])
+    (run.workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+  else:
+    train.train_and_evaluate(run.config, str(run.workdir))
+  return True
+
+
+def load_results(run: Run) -> dict[str, Any]:
+  return json.loads((run.workdir / RESULTS_FILE).read_text())
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs.
+# ----------------------------------------------------------------------------------------------
+def _summaries(runs: Sequence[Run], rows: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+  """Row -> `aggregate_runs` over its finished runs (None without any)."""
+  summaries = {}
+  for row in rows:
+    suites = [load_results(r)["probes"] for r in runs if r.row == row and r.finished]
+    summaries[row] = evaluation.aggregate_runs(suites) if suites else None
+  return summaries
+
+
+def _change_text(overrides: Mapping[str, Any]) -> str:
+  return ", ".join(f"{field} = {value}" for field, value in overrides.items())
+
+
+def _ours_settings(preset: presets.Preset) -> str:
+  """What the ablations change, as Ours sets it."""
+  training = preset.training
+  swap, augment = training.swap, training.augment
+  groups = [name for name, on in (("pose", augment.pose_enabled),
+                                  ("neural", augment.neural_enabled)) if on]
+  return (f"swap.probability = {swap.probability}, swap.temperature = {swap.temperature}, "
+          f"swap.mode = {swap.mode}, one ŝ per {'frame' if swap.per_frame_target else 'window'}"
+          f", augmentations: {' and '.join(groups) or 'none'}")
+
+
+def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.Path,
+                 ablation_seeds: int) -> dict[str, str]:
+  """Writes table1.md, table2.md, ablation.md, runs.csv and summary.csv. Returns the tables."""
+  summaries = _summaries(runs, tuple(report.ROW_LABELS) + tuple(preset.ablations))
+  note = ("Mean ± std over runs (seed k holds out its own 2 animals; population std); "
+          "'paper': the seed's MC2P numbers (accuracy only), " + paper_results.SOURCE +
+          "; '–': not reported / not run.\n\n")
+  tables = {}
+  tables["table1.md"] = (
+      "# Table 1: action recognition (%)\n\n" + note +
+      "## Accuracy\n\n" + report.action_table(summaries) +
+      "\n## Balanced accuracy\n\n" + report.action_table(summaries, metric="balanced_accuracy"))
+  tables["table2.md"] = (
+      "# Table 2: identity recognition (%, lower is better)\n\n" + note +
+      "## Accuracy\n\n" + report.identity_table(summaries) +
+      "\n## Balanced accuracy\n\n" +
+      report.identity_table(summaries, metric="balanced_accuracy"))
+  # Ours over the ablations' seeds only, so that every line compares like with like.
+  ours_runs = [r for r in runs if r.row == presets.OURS and r.seed < ablation_seeds]
+  ablation_summaries = {presets.OURS: _summaries(ours_runs, [presets.OURS])[presets.OURS]}
+  ablation_summaries.update({a: summaries[a] for a in preset.ablations})
+  changes = {presets.OURS: _ours_settings(preset)}
+  changes.update({a: _change_text(o) for a, o in preset.ablations.items()})
+  tables["ablation.md"] = (
+      f"# Ablations of Ours (%; seeds 0-{ablation_seeds - 1}; identity: lower is better)\n\n"
+      "## Accuracy\n\n" + report.ablation_table(ablation_summaries, changes) +
+      "\n## Balanced accuracy\n\n" +
+      report.ablation_table(ablation_summaries, changes, metric="balanced_accuracy"))
+  for name, text in tables.items():
+    (out_dir / name).write_text(text)
+  finished = [r for r in runs if r.finished]
+  (out_dir / "runs.csv").write_text(report.runs_csv(
+      [report.run_record(r.row, r.group, r.seed, load_results(r)) for r in finished]))
+  groups = {r.row: r.group for r in runs}
+  wall = {row: float(np.mean([_wall_seconds(r) for r in finished if r.row == row]))
+          for row in groups if any(r.row == row for r in finished)}
+  (out_dir / "summary.csv").write_text(report.summary_csv(
+      {row: summaries[row] for row in summaries if row in groups or row == "random"},
+      groups, wall))
+  return tables
+
+
+def _wall_seconds(run: Run) -> float:
+  return float(load_results(run).get("wall_seconds", {}).get("total", float("nan")))
+
+
+def _loss_curve(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
+  if not path.exists():
+    return None
+  lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  lines = [line for line in lines if "loss" in line]
+  if not lines:
+    return None
+  return (np.array([line["step"] for line in lines]),
+          np.array([line["loss"] for line in lines]))
+
+
+def write_figures(runs: Sequence[Run], preset: presets.Preset,
+                  figures_dir: pathlib.Path) -> list[str]:
+  """Embeddings, confusion matrices and loss curves of the finished runs. Returns the files."""
+  figures_dir.mkdir(parents=True, exist_ok=True)
+  finished = [r for r in runs if r.finished]
+  written = []
+
+  def save(figure, name):
+    figure.savefig(figures_dir / name, dpi=130)
+    written.append(name)
+
+  # Held-out features of the first finished seed of each method drawn.
+  tables = {}
+  for method in presets.EMBEDDING_METHODS:
+    found = [r for r in finished if r.row == method and (r.workdir / FEATURES_FILE).exists()]
+    if found:
+      title = f"{report.row_label(method)}, seed {found[0].seed}"
+      tables[title] = evaluation.load_feature_table(found[0].workdir / FEATURES_FILE)
+  if tables:
+    save(plots.embedding_figure(tables, method=preset.embedding,
+                                title="the held-out animals' features"),
+         "embedding_held_out.png")
+  # Multi-animal probe at label fraction 1.0, counts summed over seeds.
+  matrices, class_names = {}, None
+  for row in tuple(report.ROW_LABELS) + tuple(preset.ablations):
+    total = None
+    for run in (r for r in finished if r.row == row):
+      probe = load_results(run)["probes"].get(evaluation.ACTION_MULTI_ANIMAL, {})
+      counts = probe.get(evaluation.fraction_key(1.0), {}).get("confusion")
+      if counts is None:
+        continue
+      class_names = probe["confusion_classes"]
+      total = np.asarray(counts) if total is None else total + np.asarray(counts)
+    if total is not None and row not in preset.ablations:
+      matrices[report.row_label(row)] = total
+  if matrices:
+    save(plots.confusion_figure(matrices, class_names), "confusion_multi_animal.png")
+  for group, name in ((METHOD, "loss_curves.png"), (ABLATION, "loss_curves_ablations.png")):
+    curves = {}
+    for run in (r for r in finished if r.group == group):
+      curve = _loss_curve(run.workdir / "metrics.jsonl")
+      if curve is not None:
+        curves.setdefault(report.row_label(run.row), {})[f"seed {run.seed}"] = curve
+    if curves:
+      save(plots.curves_figure(curves), name)
+  return written
+
+
+def _minutes(seconds: float) -> str:
+  return f"{seconds / 60:.1f} min"
+
+
+def write_readme(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.Path, *,
+                 command: str, dataset: str, invocation_seconds: float,
+                 tables: Mapping[str, str], figures: Sequence[str]) -> None:
+  """`README.md` of the output folder: settings, wall times, tables and figures."""
+  finished = [r for r in runs if r.finished]
+  seconds = {group: sum(_wall_seconds(r) for r in finished if r.group == group)
+             for group in (REFERENCE, METHOD, ABLATION)}
+  training = preset.training
+  lines = [
+      f"# Reproduction, preset `{preset.name}`", "",
+      f"Command: `{command}`", "",
+      f"- dataset: `{dataset}` ({training.data.name} in {training.data.data_dir})",
+      f"- training per run: {training.optim.num_train_steps} steps, global batch "
+      f"{training.optim.global_batch_size}",
+      f"- seeds: {sorted({r.seed for r in runs if r.group != ABLATION})}; seed k holds out its "
+      "own 2 animals (`data.split_seed = k`)",
+      f"- runs finished: {len(finished)} of {len(runs)}",
+      f"- wall time, sum over finished runs: {_minutes(sum(seconds.values()))} "
+      f"(methods {_minutes(seconds[METHOD])}, ablations {_minutes(seconds[ABLATION])}, "
+      f"references {_minutes(seconds[REFERENCE])}); this invocation: "
+      f"{_minutes(invocation_seconds)}",
+      "", "Wall time of each run (its last invocation; a resumed run counts from the resume):",
+      "", report.markdown_table(
+          ["run", "held-out animals", "wall time"],
+          [[r.name, " ".join(load_results(r).get("held_out_animals", [])),
+            f"{_wall_seconds(r):.0f} s"] for r in finished]),
+  ]
+  for name in ("table1.md", "table2.md", "ablation.md"):
+    lines += [tables[name].replace("# ", "## ", 1)]
+  if figures:
+    lines += ["## Figures", ""] + [f"![{name}](figures/{name})" for name in figures]
+  (out_dir / "README.md").write_text("\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# The job.
+# ----------------------------------------------------------------------------------------------
+def prepare_dataset(preset: presets.Preset, dataset: str) -> None:
+  """Points the preset's training config at the dataset, simulating and building it if absent."""
+  from data_prep import default_dataset  # pylint: disable=g-import-not-at-top
+  choice = presets.DATASETS[dataset](preset.dataset_size)
+  preset.training.data.name = choice.name
+  default_dataset.ensure_dataset(choice.simulator, choice.seed,
+                                 data_dir=preset.training.data.data_dir, name=choice.name)
+
+
+def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathlib.Path,
+              dataset: str = "pose", only: Sequence[str] | None = None,
+              skip_ablations: bool = False, command: str = "") -> dict[str, Any]:
+  """Runs (or resumes) a reproduction and writes its tables, CSVs, figures and README.
+
+  Args:
+    preset_name: "cpu", "tpu" or "smoke" (`experiments/configs/reproduce.py`).
+    num_seeds: seeds (= leave-2-animals-out folds) of every method and reference row.
+    out_dir: the output folder.
+    dataset: a name of `presets.DATASETS`.
+    only: restrict to these rows (methods, references, ablations); the tables still list
+      every row, "–" where nothing ran.
+    skip_ablations: leave the ablations out.
+    command: the command line, recorded in the README.
+
+  Returns:
+    `{"ran": [run names trained or evaluated now], "skipped": [finished runs reused],
+    "seconds": wall time of this call}`.
+  """
+  start = time.perf_counter()
+  preset = presets.get_config(preset_name)
+  check_arguments(preset, num_seeds=num_seeds, dataset=dataset, only=only)
+  out_dir = pathlib.Path(out_dir)
+  prepare_dataset(preset, dataset)
+  runs = plan_runs(preset, num_seeds=num_seeds, out_dir=out_dir, only=only,
+                   skip_ablations=skip_ablations)
+  ran, skipped = [], []
+  progress = tqdm.tqdm(runs, desc="reproduce", unit="run", position=0)
+  for run in progress:
+    progress.set_description(f"reproduce [{run.name}]")
+    (ran if execute(run) else skipped).append(run.name)
+  progress.close()
+  ablation_seeds = min(preset.ablation_seeds, num_seeds)
+  tables = write_tables(runs, preset, out_dir, ablation_seeds)
+  figures = write_figures(runs, preset, out_dir / "figures")
+  seconds = time.perf_counter() - start
+  write_readme(runs, preset, out_dir, command=command, dataset=dataset,
+               invocation_seconds=seconds, tables=tables, figures=figures)
+  logging.info("Reproduction written to %s (%d runs now, %d reused, %s)", out_dir, len(ran),
+               len(skipped), _minutes(seconds))
+  return {"ran": ran, "skipped": skipped, "seconds": seconds}
+
+
+_PRESET = flags.DEFINE_enum("preset", "cpu", list(presets.PRESETS),
+                            "Preset of experiments/configs/reproduce.py.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds (= leave-2-animals-out folds) per method.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (tables, CSVs, figures, runs).")
+_DATASET = flags.DEFINE_string("dataset", "pose", "Dataset: a name of DATASETS in "
+                               "experiments/configs/reproduce.py.")
+_ONLY = flags.DEFINE_list("only", None, "Only these rows (methods, neural_raw, behaviour_raw, "
+                          "ablations), comma separated; the tables still list every row.")
+_SKIP_ABLATIONS = flags.DEFINE_bool("skip_ablations", False, "Leave the ablations out.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+  if not _OUT.value:
+    raise app.UsageError("--out is required: the folder for tables, figures and runs")
+  logs.quiet_checkpoint_logs()
+  try:
+    summary = reproduce(_PRESET.value, num_seeds=_SEEDS.value, out_dir=_OUT.value,
+                        dataset=_DATASET.value, only=_ONLY.value,
+                        skip_ablations=_SKIP_ABLATIONS.value,
+                        command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
+  except SettingsError as error:
+    raise SystemExit(f"experiments.reproduce: {error}") from error
+  print(pathlib.Path(_OUT.value, "table1.md").read_text())
+  print(pathlib.Path(_OUT.value, "table2.md").read_text())
+  print(f"{len(summary['ran'])} runs now, {len(summary['skipped'])} reused; "
+        f"{_minutes(summary['seconds'])}; everything in {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

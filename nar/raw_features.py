@@ -1,0 +1,67 @@
+"""Untrained reference features: linear probes on the raw inputs.
+
+These give the reference rows of the evaluation tables: "Neural (linear) raw" (what a linear
+read-out of ΔF/F windows achieves, the domain gap of a dataset) and "Behaviour (linear)" (how
+well pose alone identifies the animal). Both go through the probe suite of `nar.evaluation`
+exactly as the features of a trained encoder do.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from nar import evaluation
+from nar import shards
+from nar import windows
+
+# Which window array each kind of raw feature reads.
+INPUT_KEYS = {"neural": "neural_images", "pose": "pose"}
+
+
+def neural_window_features(neural: np.ndarray) -> np.ndarray:
+  """`[B, T, ...]` neural windows -> `[B, features]`: the time average, flattened."""
+  return np.asarray(neural).mean(axis=1).reshape(len(neural), -1)
+
+
+def pose_window_features(pose: np.ndarray) -> np.ndarray:
+  """`[B, T, D]` normalised pose windows -> `[B, 2 D]`: mean and std of each dim over time.
+
+  The mean carries the animal's posture and the std its movement amplitude, in a vector small
+  enough for a quick linear probe (a flattened window has T x D = 2,880 dims).
+  """
+  pose = np.asarray(pose, np.float32)
+  return np.concatenate([pose.mean(axis=1), pose.std(axis=1)], axis=-1)
+
+
+_ENCODERS = {"neural": neural_window_features, "pose": pose_window_features}
+
+
+def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
+                      normalizer: windows.PoseNormalizer, *, kind: str, hop: int,
+                      drop_classes: Sequence[str], num_time_blocks: int,
+                      neural_key: str | None = None,
+                      batch_size: int = 256) -> evaluation.FeatureTable:
+  """The feature table of raw windows, for `nar.evaluation.run_probe_suite`.
+
+  Args:
+    dataset: an opened dataset.
+    spec: window geometry.
+    normalizer: pose z-scoring fitted on the training animals.
+    kind: "neural" (time-averaged ΔF/F windows) or "pose" (pose-window statistics).
+    hop: keep every `hop`-th valid centre frame.
+    drop_classes: classes left out of the evaluation.
+    num_time_blocks: blocks each trial is cut into for the time-block splits.
+    neural_key: the neural array of `kind="neural"` (default "neural_images").
+    batch_size: windows per call.
+
+  Returns:
+    The feature table of every labelled, evaluated window of every animal.
+  """
+  if kind not in _ENCODERS:
+    raise ValueError(f"unknown raw feature kind {kind!r}; choose one of {sorted(_ENCODERS)}")
+  key = neural_key if kind == "neural" and neural_key else INPUT_KEYS[kind]
+  return evaluation.build_feature_table(
+      _ENCODERS[kind], dataset, spec, normalizer, neural_key=key, hop=hop,
+      drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size)

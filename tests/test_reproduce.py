@@ -1,0 +1,166 @@
+"""`experiments.reproduce` on the smoke preset: outputs, every table row, resuming, bad flags."""
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from experiments import paper_results
+from experiments import reproduce
+from experiments import report
+from experiments.configs import reproduce as presets
+from nar import evaluation
+from nar import train
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# A few rows of every kind keep the test short; the tables must still list every row.
+ONLY = ("ours", "neural_raw", "behaviour_raw", "no_neural_augment")
+NUM_SEEDS = 2
+
+
+@pytest.fixture(scope="module")
+def reproduction(tmp_path_factory):
+  """A smoke reproduction over two seeds (its own tiny simulated dataset under NAR_HOME)."""
+  root = tmp_path_factory.mktemp("reproduce")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("NAR_HOME", str(root / "nar_home"))
+    summary = reproduce.reproduce("smoke", num_seeds=NUM_SEEDS, out_dir=root / "out",
+                                  only=ONLY)
+  return root, summary
+
+
+def test_every_output_is_written(reproduction):
+  root, summary = reproduction
+  out = root / "out"
+  assert len(summary["ran"]) == 3 * NUM_SEEDS + 1 and not summary["skipped"]
+  for name in ("table1.md", "table2.md", "ablation.md", "runs.csv", "summary.csv",
+               "README.md"):
+    assert (out / name).stat().st_size > 0, name
+  for name in ("embedding_held_out.png", "confusion_multi_animal.png", "loss_curves.png",
+               "loss_curves_ablations.png"):
+    assert (out / "figures" / name).stat().st_size > 0, name
+  with (out / "runs.csv").open() as f:
+    runs = list(csv.DictReader(f))
+  assert sorted((r["row"], r["seed"]) for r in runs) == sorted(
+      [(row, str(seed)) for row in ONLY[:3] for seed in range(NUM_SEEDS)] +
+      [("no_neural_augment", "0")])
+  # Seed k holds out its own animals, and every run records its wall time.
+  assert len({r["held_out_animals"] for r in runs if r["row"] == "ours"}) == NUM_SEEDS
+  assert all(float(r["wall_seconds"]) > 0 for r in runs)
+  assert "wall time, sum over finished runs" in (out / "README.md").read_text()
+  features = evaluation.load_feature_table(out / "runs" / "ours" / "seed0" / "features.npz")
+  held_out = next(r["held_out_animals"] for r in runs if r["row"] == "ours" and r["seed"] == "0")
+  assert {features.animals[a] for a in set(features.animal)} == set(held_out.split())
+
+
+def test_tables_list_every_row_with_the_paper_beside_ours(reproduction):
+  out = reproduction[0] / "out"
+  table1, table2 = (out / "table1.md").read_text(), (out / "table2.md").read_text()
+  for row in report.ACTION_ROWS:
+    assert f"| {report.row_label(row)} |" in table1, row
+  for row in report.IDENTITY_ROWS:
+    assert f"| {report.row_label(row)} |" in table2, row
+  assert "| Behaviour (linear) |" not in table1  # an identity reference only, as in the seed
+  ours = next(line for line in table1.splitlines() if line.startswith("| Ours |"))
+  cells = [c.strip() for c in ours.strip("|").split("|")]
+  assert "±" in cells[1] and cells[2] == "57.9" and cells[-1] == str(NUM_SEEDS)
+  simclr = next(line for line in table1.splitlines() if line.startswith("| SimCLR |"))
+  assert simclr.count(report.MISSING) == 4 and simclr.endswith("| 0 |")  # not run
+  assert "Balanced accuracy" in table1 and "Balanced accuracy" in table2
+  ablation = (out / "ablation.md").read_text()
+  for name, overrides in presets.get_config("smoke").ablations.items():
+    assert f"| {name} |" in ablation and next(iter(overrides)) in ablation
+  with (out / "summary.csv").open() as f:
+    summary = {r["row"]: r for r in csv.DictReader(f)}
+  assert summary["ours"]["runs"] == str(NUM_SEEDS)
+  assert float(summary["ours"]["multi_animal_1.0_accuracy_paper"]) == 61.9
+
+
+def test_a_second_invocation_reuses_finished_runs(reproduction, monkeypatch):
+  root, _ = reproduction
+  table1 = (root / "out" / "table1.md").read_text()
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError("a finished run was run again")
+
+  monkeypatch.setattr(train, "train_and_evaluate", must_not_run)
+  monkeypatch.setattr(reproduce, "evaluate_raw_inputs", must_not_run)
+  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
+  summary = reproduce.reproduce("smoke", num_seeds=NUM_SEEDS, out_dir=root / "out", only=ONLY)
+  assert not summary["ran"] and len(summary["skipped"]) == 3 * NUM_SEEDS + 1
+  assert (root / "out" / "table1.md").read_text() == table1
+
+
+def test_a_run_made_with_another_config_is_not_reused(reproduction, monkeypatch):
+  root, _ = reproduction
+  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
+  preset = presets.get_config("smoke")
+  reproduce.prepare_dataset(preset, "pose")  # built by the fixture: only points at it
+  preset.training.optim.num_train_steps += 1
+  run = next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
+             if r.row == "ours")
+  with pytest.raises(reproduce.SettingsError, match="optim.num_train_steps: 4 .saved. vs 5"):
+    reproduce.execute(run)
+  # A field added to the configs after the run was made keeps the run.
+  preset.training.optim.num_train_steps -= 1
+  preset.training.a_later_field = 1
+  run = next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
+             if r.row == "ours")
+  assert not reproduce.execute(run)
+
+
+def test_the_plan_covers_every_method_ablation_and_fold():
+  preset = presets.get_config("cpu")
+  runs = reproduce.plan_runs(preset, num_seeds=3, out_dir="/tmp/never_written")
+  rows = len(reproduce.REFERENCE_ROWS) + len(preset.methods)
+  assert len(runs) == 3 * rows + len(preset.ablations) * preset.ablation_seeds
+  assert set(preset.methods) == {"ours"} | set(presets.baselines.BASELINES)
+  for run in runs:
+    assert run.config.seed == run.config.data.split_seed == run.seed
+  topk = next(r for r in runs if r.row == "swap_topk")
+  assert topk.config.swap.mode == "topk" and preset.training.swap.mode == "exact"
+  assert runs[0].seed == 0 and runs[-1].group == reproduce.ABLATION
+  assert not any(r.group == reproduce.ABLATION for r in reproduce.plan_runs(
+      preset, num_seeds=1, out_dir="/tmp/never_written", skip_ablations=True))
+  assert presets.get_config("cpu").training.optim.num_train_steps == presets.CPU_TRAIN_STEPS
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(num_seeds=0), "--seeds must be at least 1"),
+    (dict(dataset="nope"), "unknown --dataset 'nope'; choose one of \\['pose'\\]"),
+    (dict(only=["ours", "nope"]), "--only names unknown rows \\['nope'\\]"),
+    (dict(only=[]), "--only is empty"),
+])
+def test_bad_arguments_say_what_to_pass(arguments, message):
+  arguments = {"num_seeds": 1, "dataset": "pose", "only": None, **arguments}
+  with pytest.raises(reproduce.SettingsError, match=message):
+    reproduce.check_arguments(presets.get_config("smoke"), **arguments)
+  with pytest.raises(ValueError, match="unknown preset 'gpu'"):
+    presets.get_config("gpu")
+  with pytest.raises(ValueError, match="'swap.probabilty', which is not a config field"):
+    presets.apply_overrides(presets.get_config("smoke").training, {"swap.probabilty": 1.0})
+
+
+def test_the_command_line_rejects_bad_flags_before_any_work(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--preset=smoke", "--seeds=0",
+       f"--out={tmp_path / 'out'}"], cwd=REPO_ROOT, capture_output=True, text=True,
+      env={**os.environ, "NAR_HOME": str(tmp_path / "home"), "JAX_PLATFORMS": "cpu"},
+      check=False)
+  assert result.returncode != 0
+  assert "--seeds must be at least 1" in result.stderr
+  assert not (tmp_path / "out").exists() and not (tmp_path / "home").exists()
+
+
+def test_paper_results_hold_the_seed_numbers():
+  assert paper_results.paper_accuracy("ours", evaluation.ACTION_MULTI_ANIMAL, 1.0) == 61.9
+  assert paper_results.paper_accuracy("simclr", evaluation.ACTION_SINGLE_ANIMAL, 0.5) == 54.3
+  assert paper_results.paper_accuracy("behaviour_raw", evaluation.IDENTITY, 1.0) == 89.7
+  assert paper_results.paper_accuracy("no_swap", evaluation.IDENTITY, 1.0) is None
+  assert paper_results.paper_accuracy("behaviour_raw", evaluation.ACTION_MULTI_ANIMAL,
+                                      1.0) is None
+  assert set(paper_results.ACTION_ACCURACY) | set(paper_results.IDENTITY_ACCURACY) <= set(
+      report.ROW_LABELS)
