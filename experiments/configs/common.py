@@ -34,7 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.embedding = 64
   config.model.projection = "mlp"  # or "linear", "none" (see nar.models.ProjectionHead)
   config.model.image_channels = (16, 32, 64)
-  config.model.spatial_pooling = "mean"  # or "flatten" (see nar.models.ImageSequenceEncoder)
+  # "flatten" keeps where active axons lie (their type, where positions are stereotyped);
+  # "mean" pools it away (see nar.models.ImageSequenceEncoder).
+  config.model.spatial_pooling = "flatten"
   config.model.dtype = "float32"  # "bfloat16" on accelerators
   # ROI traces: "per_animal" (an input layer per animal feeding a shared trunk), "shared" (one
   # encoder), or "auto": per-animal when the animals' ROI counts differ. Images: shared.
@@ -64,7 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
       mirror_probability=0.0, time_mask_frames=4, channel_mask_probability=0.05))
   config.augment.neural_enabled = True
   config.augment.neural = ml_collections.ConfigDict(dict(
-      shot_noise_std=0.05, blur_sigma=0.7, shift_pixels=1, rotation_deg=0.0, zoom=0.0,
+      shot_noise_std=0.05, blur_sigma=0.7, shift_pixels=2, rotation_deg=15.0, zoom=0.1,
       gain=0.2, offset=0.1,
       calcium_tau_frames=1.0, frame_shift=1, erase_fraction=0.25, mix_weight=0.1))
 

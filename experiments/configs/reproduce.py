@@ -31,11 +31,10 @@ from experiments.configs import swap_tpu
 from nar import paths
 from nar import simulation
 
-# Training steps of every run of the cpu preset: the knob of its wall-time budget. One run of
-# Ours takes about 25 s besides its steps (input, compilation, probes) and 0.5-0.65 s per step
-# on 2 cores (500 steps: 5.8 min); the preset trains 38 runs (10 methods x 3 seeds, 8
-# ablations), so 100 steps keep it near an hour.
-CPU_TRAIN_STEPS = 100
+# Training steps of every run of the cpu preset: the knob of its wall-time budget. A run
+# costs about 25 s besides its steps (input, compilation, probes) and about 0.2 s per step
+# of Ours on 2 cores; 38 runs (10 methods x 3 seeds, 8 ablations) of 300 steps fit in an hour.
+CPU_TRAIN_STEPS = 300
 
 PRESETS = ("cpu", "tpu", "smoke")
 OURS = "ours"
