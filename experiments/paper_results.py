@@ -11,6 +11,15 @@ from __future__ import annotations
 from nar import evaluation
 
 SOURCE = "Günel et al. 2022 (arXiv 2112.01176), Tables 1-2, MC2P"
+# The reproduction's datasets (`--dataset`) whose tables print these numbers: the simulated
+# pose and two-photon dataset stands in for MC2P. The paper has no benchmark of the others
+# (e.g. "locomotion": ball velocities and ROI traces), so theirs print none.
+DATASETS = ("pose",)
+
+
+def has_benchmark(dataset: str) -> bool:
+  """Whether the paper reports numbers the reproduction on `dataset` compares with."""
+  return dataset in DATASETS
 
 # Action recognition accuracy: (single-animal 0.5, single-animal 1.0, multi-animal 0.5,
 # multi-animal 1.0), label fractions of the probe's training windows.

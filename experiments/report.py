@@ -3,7 +3,8 @@
 Rows are keyed by name ("ours", "simclr", "neural_raw", ...). A row's summary is
 `nar.evaluation.aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
 mean ± population std over runs; a row without a finished run shows "–". The paper's numbers
-(`experiments.paper_results`) sit in a "paper" column beside ours in the accuracy tables.
+(`experiments.paper_results`) sit in a "paper" column beside ours in the accuracy tables of
+a dataset the paper has a benchmark for (`paper=False` leaves the column out).
 """
 
 from __future__ import annotations
@@ -129,24 +130,31 @@ def _results_table(summaries: Mapping[str, Mapping[str, Any] | None], rows: Sequ
 
 
 def action_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
-                 metric: str = "accuracy", rows: Sequence[str] = ACTION_ROWS) -> str:
+                 metric: str = "accuracy", rows: Sequence[str] = ACTION_ROWS,
+                 paper: bool = True) -> str:
   """Table 1: action recognition, single-animal and multi-animal, per label fraction.
 
   Args:
     summaries: row -> aggregated results (None for a row without a finished run).
     metric: "accuracy" (with the paper's numbers beside ours) or "balanced_accuracy".
     rows: the rows, in order.
+    paper: print the paper's accuracy beside ours (False for a dataset it has no benchmark
+      of, `paper_results.has_benchmark`).
   """
   return _results_table(summaries, rows,
                         (evaluation.ACTION_SINGLE_ANIMAL, evaluation.ACTION_MULTI_ANIMAL),
-                        metric, with_paper=metric == "accuracy")
+                        metric, with_paper=paper and metric == "accuracy")
 
 
 def identity_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
-                   metric: str = "accuracy", rows: Sequence[str] = IDENTITY_ROWS) -> str:
-  """Table 2: identity recognition over all animals (lower is better), per label fraction."""
+                   metric: str = "accuracy", rows: Sequence[str] = IDENTITY_ROWS,
+                   paper: bool = True) -> str:
+  """Table 2: identity recognition over all animals (lower is better), per label fraction.
+
+  Args as `action_table`.
+  """
   return _results_table(summaries, rows, (evaluation.IDENTITY,), metric,
-                        with_paper=metric == "accuracy")
+                        with_paper=paper and metric == "accuracy")
 
 
 def ablation_table(summaries: Mapping[str, Mapping[str, Any] | None],
@@ -210,19 +218,21 @@ def runs_csv(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
-                groups: Mapping[str, str], wall_seconds: Mapping[str, float]) -> str:
+                groups: Mapping[str, str], wall_seconds: Mapping[str, float], *,
+                paper: bool = True) -> str:
   """`summary.csv`: per row, mean and std over its runs of every score, and the paper's.
 
   Args:
     summaries: row -> aggregated results or None.
     groups: row -> "method", "reference" or "ablation".
     wall_seconds: row -> mean wall time of its runs.
+    paper: with the paper's accuracy columns (False for a dataset it has no benchmark of).
   """
   columns = ["row", "label", "group", "runs", "wall_seconds_mean"]
   for probe, fraction, metric in SCORES:
     name = score_column(probe, fraction, metric)
     columns += [f"{name}_mean", f"{name}_std"]
-    if metric == "accuracy":
+    if paper and metric == "accuracy":
       columns.append(f"{name}_paper")
   records = []
   for row, summary in summaries.items():
@@ -234,7 +244,7 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
       entry = score(summary, probe, fraction, metric)
       record[f"{name}_mean"] = entry["mean"] if entry else None
       record[f"{name}_std"] = entry["std"] if entry else None
-      if metric == "accuracy":
+      if paper and metric == "accuracy":
         record[f"{name}_paper"] = paper_results.paper_accuracy(row, probe, fraction)
     records.append(record)
   return _csv_text(columns, records)

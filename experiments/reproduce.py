@@ -2,13 +2,15 @@ r"""Reproduces the seed's Tables 1 and 2, and the ablations, on a simulated data
 
   python -m experiments.reproduce --preset=cpu --seeds=3 --out=runs/reproduce   # make reproduce
   python -m experiments.reproduce --preset=smoke --seeds=2 --out=/tmp/reproduce_smoke
+  python -m experiments.reproduce --preset=cpu --dataset=locomotion --seeds=3 --out=DIR
 
 Simulates and builds the dataset if absent, trains every method of the preset
 (`experiments/configs/reproduce.py`) once per seed, evaluates the untrained reference rows
 (raw ΔF/F and raw pose windows), probes, and writes into `--out`:
 
 * `table1.md` (action recognition) and `table2.md` (identity recognition), in the seed's layout
-  with the paper's numbers beside ours, in accuracy and in balanced accuracy;
+  with the paper's numbers beside ours (on the pose dataset; the paper has no benchmark of the
+  others), in accuracy and in balanced accuracy;
 * `ablation.md`: each ablation of Ours (swap probability, temperature, exact vs top-K, ŝ per
   frame, each augmentation group off) beside Ours over the same seeds;
 * `runs.csv` (one line per run: held-out animals, wall time, every score) and `summary.csv`
@@ -106,14 +108,21 @@ def row_names(preset: presets.Preset) -> tuple[str, ...]:
   return tuple(REFERENCE_ROWS) + tuple(preset.methods) + tuple(preset.ablations)
 
 
+def check_dataset(dataset: str) -> None:
+  """Raises SettingsError for a `--dataset` that is not registered."""
+  if dataset not in presets.DATASETS:
+    raise SettingsError(f"unknown --dataset {dataset!r}; choose one of "
+                        f"{sorted(presets.DATASETS)}")
+
+
 def check_arguments(preset: presets.Preset, *, num_seeds: int, dataset: str,
                     only: Sequence[str] | None) -> None:
   """Raises SettingsError, saying what to pass instead, for arguments that cannot run."""
   if num_seeds < 1:
     raise SettingsError(f"--seeds must be at least 1, got {num_seeds}")
-  if dataset not in presets.DATASETS:
-    raise SettingsError(f"unknown --dataset {dataset!r}; choose one of "
-                        f"{sorted(presets.DATASETS)}")
+  check_dataset(dataset)
+  if dataset != preset.dataset:
+    raise SettingsError(f"the preset was made for --dataset={preset.dataset}, not {dataset}")
   if only is not None and not only:
     raise SettingsError("--only is empty; leave it out to run every row")
   unknown = sorted(set(only or ()) - set(row_names(preset)))
@@ -295,19 +304,26 @@ def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
                  ablation_seeds: int) -> dict[str, str]:
   """Writes table1.md, table2.md, ablation.md, runs.csv and summary.csv. Returns the tables."""
   summaries = _summaries(runs, tuple(report.ROW_LABELS) + tuple(preset.ablations))
-  note = ("Mean ± std over runs (seed k holds out its own 2 animals; population std); "
-          "'paper': the seed's MC2P numbers (accuracy only), " + paper_results.SOURCE +
-          "; '–': not reported / not run.\n\n")
+  paper = paper_results.has_benchmark(preset.dataset)
+  note = "Mean ± std over runs (seed k holds out its own 2 animals; population std); "
+  if paper:
+    note += ("'paper': the seed's MC2P numbers (accuracy only), " + paper_results.SOURCE +
+             "; '–': not reported / not run.\n\n")
+  else:
+    note += ("'–': not run.\n\nThe paper has no benchmark of this dataset, so there are no "
+             "paper numbers to compare with.\n\n")
+  title = presets.DATASET_TITLES.get(preset.dataset, preset.dataset)
   tables = {}
   tables["table1.md"] = (
-      "# Table 1: action recognition (%)\n\n" + note +
-      "## Accuracy\n\n" + report.action_table(summaries) +
-      "\n## Balanced accuracy\n\n" + report.action_table(summaries, metric="balanced_accuracy"))
-  tables["table2.md"] = (
-      "# Table 2: identity recognition (%, lower is better)\n\n" + note +
-      "## Accuracy\n\n" + report.identity_table(summaries) +
+      f"# Table 1: action recognition (%), {title}\n\n" + note +
+      "## Accuracy\n\n" + report.action_table(summaries, paper=paper) +
       "\n## Balanced accuracy\n\n" +
-      report.identity_table(summaries, metric="balanced_accuracy"))
+      report.action_table(summaries, metric="balanced_accuracy", paper=paper))
+  tables["table2.md"] = (
+      f"# Table 2: identity recognition (%, lower is better), {title}\n\n" + note +
+      "## Accuracy\n\n" + report.identity_table(summaries, paper=paper) +
+      "\n## Balanced accuracy\n\n" +
+      report.identity_table(summaries, metric="balanced_accuracy", paper=paper))
   # Ours over the ablations' seeds only, so that every line compares like with like.
   ours_runs = [r for r in runs if r.row == presets.OURS and r.seed < ablation_seeds]
   ablation_summaries = {presets.OURS: _summaries(ours_runs, [presets.OURS])[presets.OURS]}
@@ -315,7 +331,8 @@ def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
   changes = {presets.OURS: _ours_settings(preset)}
   changes.update({a: _change_text(o) for a, o in preset.ablations.items()})
   tables["ablation.md"] = (
-      f"# Ablations of Ours (%; seeds 0-{ablation_seeds - 1}; identity: lower is better)\n\n"
+      f"# Ablations of Ours (%; seeds 0-{ablation_seeds - 1}; identity: lower is better), "
+      f"{title}\n\n"
       "## Accuracy\n\n" + report.ablation_table(ablation_summaries, changes) +
       "\n## Balanced accuracy\n\n" +
       report.ablation_table(ablation_summaries, changes, metric="balanced_accuracy"))
@@ -329,7 +346,7 @@ def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
           for row in groups if any(r.row == row for r in finished)}
   (out_dir / "summary.csv").write_text(report.summary_csv(
       {row: summaries[row] for row in summaries if row in groups or row == "random"},
-      groups, wall))
+      groups, wall, paper=paper))
   return tables
 
 
@@ -411,9 +428,13 @@ def write_readme(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
   lines = [
       f"# Reproduction, preset `{preset.name}`", "",
       f"Command: `{command}`", "",
-      f"- dataset: `{dataset}` ({training.data.name} in {training.data.data_dir})",
+      f"- dataset: `{dataset}`, {presets.DATASET_TITLES.get(dataset, dataset)} "
+      f"({training.data.name} in {training.data.data_dir})",
       f"- training per run: {training.optim.num_train_steps} steps, global batch "
-      f"{training.optim.global_batch_size}",
+      f"{training.optim.global_batch_size}" + (
+          f"; then the held-out animals' ROI input layers are fitted without labels for "
+          f"{training.adapt.num_steps} steps (where the ROI counts differ between animals)"
+          if training.data.neural_key == "roi_traces" else ""),
       f"- seeds: {sorted({r.seed for r in runs if r.group != ABLATION})}; seed k holds out its "
       "own 2 animals (`data.split_seed = k`)",
       f"- runs finished: {len(finished)} of {len(runs)}",
@@ -437,9 +458,18 @@ def write_readme(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
 # ----------------------------------------------------------------------------------------------
 # The job.
 # ----------------------------------------------------------------------------------------------
-def prepare_dataset(preset: presets.Preset, dataset: str) -> None:
-  """Points the preset's training config at the dataset, simulating and building it if absent."""
+def prepare_dataset(preset: presets.Preset, dataset: str | None = None) -> None:
+  """Points the preset's training config at its dataset, simulating and building it if absent.
+
+  Args:
+    preset: the preset.
+    dataset: the preset's dataset (`preset.dataset` if None); another one is an error, since
+      the preset's training config is made for its own.
+  """
   from data_prep import default_dataset  # pylint: disable=g-import-not-at-top
+  dataset = dataset or preset.dataset
+  if dataset != preset.dataset:
+    raise SettingsError(f"the preset was made for --dataset={preset.dataset}, not {dataset}")
   choice = presets.DATASETS[dataset](preset.dataset_size)
   preset.training.data.name = choice.name
   default_dataset.ensure_dataset(choice.simulator, choice.seed,
@@ -466,7 +496,8 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     "seconds": wall time of this call}`.
   """
   start = time.perf_counter()
-  preset = presets.get_config(preset_name)
+  check_dataset(dataset)  # before the preset, whose training config depends on it
+  preset = presets.get_config(preset_name, dataset)
   check_arguments(preset, num_seeds=num_seeds, dataset=dataset, only=only)
   out_dir = pathlib.Path(out_dir)
   prepare_dataset(preset, dataset)

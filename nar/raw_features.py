@@ -4,6 +4,12 @@ These give the reference rows of the evaluation tables: "Neural (linear) raw" (w
 read-out of ΔF/F windows achieves, the domain gap of a dataset) and "Behaviour (linear)" (how
 well pose alone identifies the animal). Both go through the probe suite of `nar.evaluation`
 exactly as the features of a trained encoder do.
+
+ROI traces whose ROI count differs between animals are zero-padded to the largest count, so
+that every animal's time-averaged traces stack into one feature matrix. ROI i of one animal is
+not ROI i of another (each animal images cells of its own), so a probe trained on some
+animals reads the padded columns of a new animal as other cells: exactly the domain gap the
+neural row measures.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
     dataset: an opened dataset.
     spec: window geometry.
     normalizer: pose z-scoring fitted on the training animals.
-    kind: "neural" (time-averaged ΔF/F windows) or "pose" (pose-window statistics).
+    kind: "neural" (time-averaged ΔF/F windows, ROI traces zero-padded to the largest ROI
+      count where the counts differ) or "pose" (behaviour-window statistics).
     hop: keep every `hop`-th valid centre frame.
     drop_classes: classes left out of the evaluation.
     num_time_blocks: blocks each trial is cut into for the time-block splits.
@@ -62,6 +69,10 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
   if kind not in _ENCODERS:
     raise ValueError(f"unknown raw feature kind {kind!r}; choose one of {sorted(_ENCODERS)}")
   key = neural_key if kind == "neural" and neural_key else INPUT_KEYS[kind]
+  # Padded to the dataset's largest ROI count (columns beyond an animal's own R are zero);
+  # see the module docstring for what the padded columns mean across animals.
+  pad_rois = key == "roi_traces" and len(set(dataset.roi_counts.values())) > 1
   return evaluation.build_feature_table(
       _ENCODERS[kind], dataset, spec, normalizer, neural_key=key, hop=hop,
-      drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size)
+      drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
+      pad_rois=pad_rois)

@@ -267,7 +267,10 @@ def _make_loss_fn(graphdef, config, num_animals: int):
   method, penalty = config.method, config.domain_penalty
 
   def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants):
-    model = nnx.merge(graphdef, params)
+    # Fresh Variables of the current trace: the fit step (`make_fit_step`) merges frozen
+    # parameters from outside its gradient's trace, and an nnx transform inside the model
+    # (the recurrent decoder's scan) refuses Variables of another trace.
+    model = nnx.merge(graphdef, params, copy=True)
     features = model.encode_neural(neural, animal)
     metrics = {}
     if method == "contrastive":

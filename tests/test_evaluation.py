@@ -233,3 +233,20 @@ def test_raw_pose_and_neural_windows_give_feature_tables(tmp_path):
   with pytest.raises(ValueError, match="unknown raw feature kind 'rois'"):
     raw_features.raw_feature_table(dataset, spec, normalizer, kind="rois", hop=5,
                                    drop_classes=(), num_time_blocks=2)
+
+
+def test_raw_roi_traces_of_different_widths_are_zero_padded(locomotion_data_dir):
+  dataset = shards.open_dataset(locomotion_data_dir, synthetic_data.LOCOMOTION_DATASET_NAME)
+  spec = windows.WindowSpec()
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  table = raw_features.raw_feature_table(
+      dataset, spec, normalizer, kind="neural", hop=20, drop_classes=(), num_time_blocks=2,
+      neural_key="roi_traces")
+  counts = [dataset.roi_counts[a] for a in dataset.animals]
+  assert len(set(counts)) > 1 and table.features.shape[1] == max(counts)
+  for animal, count in enumerate(counts):
+    rows = table.features[table.animal == animal]
+    assert len(rows) and not rows[:, count:].any() and rows[:, :count].any()
+  behaviour = raw_features.raw_feature_table(
+      dataset, spec, normalizer, kind="pose", hop=20, drop_classes=(), num_time_blocks=2)
+  assert behaviour.features.shape[1] == 2 * 3  # mean and std of the 3 ball velocities

@@ -1,4 +1,5 @@
-"""`experiments.reproduce` on the smoke preset: outputs, every table row, resuming, bad flags."""
+"""`experiments.reproduce` on the smoke preset: outputs, every table row, resuming, bad flags;
+and on the locomotion dataset (ROI traces of different widths, no paper numbers)."""
 
 import csv
 import os
@@ -19,6 +20,11 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A few rows of every kind keep the test short; the tables must still list every row.
 ONLY = ("ours", "neural_raw", "behaviour_raw", "no_neural_augment")
 NUM_SEEDS = 2
+# On the locomotion dataset: the references (the neural one reads ROI traces of different
+# widths), two methods whose held-out input layers are fitted, one through a recurrent
+# decoder, and the ablation of the behaviour vector's augmentations.
+LOCOMOTION_ONLY = ("neural_raw", "behaviour_raw", "ours", "regression_recurrent",
+                   "no_pose_augment")
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +136,9 @@ def test_the_plan_covers_every_method_ablation_and_fold():
 
 @pytest.mark.parametrize("arguments, message", [
     (dict(num_seeds=0), "--seeds must be at least 1"),
-    (dict(dataset="nope"), "unknown --dataset 'nope'; choose one of \\['pose'\\]"),
+    (dict(dataset="nope"),
+     "unknown --dataset 'nope'; choose one of \\['locomotion', 'pose'\\]"),
+    (dict(dataset="locomotion"), "the preset was made for --dataset=pose, not locomotion"),
     (dict(only=["ours", "nope"]), "--only names unknown rows \\['nope'\\]"),
     (dict(only=[]), "--only is empty"),
 ])
@@ -164,3 +172,61 @@ def test_paper_results_hold_the_seed_numbers():
                                       1.0) is None
   assert set(paper_results.ACTION_ACCURACY) | set(paper_results.IDENTITY_ACCURACY) <= set(
       report.ROW_LABELS)
+
+
+@pytest.fixture(scope="module")
+def locomotion_reproduction(tmp_path_factory):
+  """A smoke reproduction on the tiny locomotion dataset, one seed (simulated under NAR_HOME)."""
+  root = tmp_path_factory.mktemp("reproduce_locomotion")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("NAR_HOME", str(root / "nar_home"))
+    summary = reproduce.reproduce("smoke", num_seeds=1, out_dir=root / "out",
+                                  dataset="locomotion", only=LOCOMOTION_ONLY)
+  return root / "out", summary
+
+
+def _cells(table: str, label: str) -> list[str]:
+  line = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+  return [c.strip() for c in line.strip("|").split("|")][1:]
+
+
+def test_locomotion_tables_list_every_row_without_paper_numbers(locomotion_reproduction):
+  out, summary = locomotion_reproduction
+  assert len(summary["ran"]) == len(LOCOMOTION_ONLY) and not summary["skipped"]
+  table1, table2 = (out / "table1.md").read_text(), (out / "table2.md").read_text()
+  for table, rows in ((table1, report.ACTION_ROWS), (table2, report.IDENTITY_ROWS)):
+    assert table.splitlines()[0].endswith(presets.DATASET_TITLES["locomotion"])
+    assert "The paper has no benchmark of this dataset" in table
+    assert "| paper |" not in table and paper_results.SOURCE not in table
+    for row in rows:
+      assert f"| {report.row_label(row)} |" in table, row
+  # Every row that ran has a score in every column (the raw ROI traces, of 3-9 ROIs per
+  # animal, padded); the others show "–".
+  for row in ("neural_raw", "regression_recurrent", "ours"):
+    cells = _cells(table1, report.row_label(row))
+    assert report.MISSING not in cells and cells[-1] == "1", row
+  assert report.MISSING not in _cells(table2, "Behaviour (linear)")
+  assert _cells(table1, "SimCLR")[:-1] == [report.MISSING] * 4
+  with (out / "summary.csv").open() as f:
+    reader = csv.DictReader(f)
+    assert not [c for c in reader.fieldnames if c.endswith("_paper")]
+    summary_rows = {r["row"]: r for r in reader}
+  assert summary_rows["regression_recurrent"]["runs"] == "1"
+  ablation = (out / "ablation.md").read_text()
+  assert presets.DATASET_TITLES["locomotion"] in ablation.splitlines()[0]
+  assert report.MISSING not in _cells(ablation, "no_pose_augment")
+  assert _cells(ablation, "no_neural_augment")[1:-1] == [report.MISSING] * 6
+  assert "`locomotion`" in (out / "README.md").read_text()
+
+
+def test_each_preset_has_a_training_config_per_dataset():
+  cpu = presets.get_config("cpu", "locomotion")
+  assert cpu.dataset == "locomotion" and cpu.training.data.neural_key == "roi_traces"
+  assert cpu.training.optim.num_train_steps == presets.LOCOMOTION_CPU_TRAIN_STEPS
+  assert cpu.training.adapt.num_steps == presets.LOCOMOTION_CPU_ADAPT_STEPS
+  assert presets.get_config("tpu", "locomotion").training.model.dtype == "bfloat16"
+  assert presets.get_config("smoke", "locomotion").dataset_size == "tiny"
+  assert presets.DATASETS["locomotion"]("default").name == "locomotion"  # locomotion_cpu's
+  assert presets.get_config("cpu").dataset == "pose"
+  with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+    presets.get_config("cpu", "nope")

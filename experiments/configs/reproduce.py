@@ -14,8 +14,14 @@ dataset. Presets:
   the simulated dataset; ablations over 3 seeds.
 * `smoke`: a few steps of a tiny model on a tiny simulated dataset; for tests.
 
-Datasets are registered in `DATASETS` by name; `--dataset=pose` (the default) is the simulated
-dataset of pose and two-photon imaging of `nar.simulation`.
+Datasets are registered in `DATASETS` by name, and each preset has a training config per
+dataset. `--dataset=pose` (the default) is the simulated dataset of pose and two-photon imaging
+of `nar.simulation`, trained as above. `--dataset=locomotion` is the locomotion simulation
+(`nar.simulation.LocomotionConfig`: ball velocities as a behaviour vector, ROI traces with a
+different ROI count per animal), trained from `locomotion_cpu`: a per-animal input layer in
+front of a shared trunk, and the held-out animals' input layers fitted without labels
+(`adapt`) before the probes; its `cpu` preset trains `LOCOMOTION_CPU_TRAIN_STEPS` steps per run
+and fits `LOCOMOTION_CPU_ADAPT_STEPS`, its `tpu` preset a `swap_tpu`-sized model on 40 animals.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, Callable, Mapping
 import ml_collections
 
 from experiments.configs import baselines
+from experiments.configs import locomotion_cpu
 from experiments.configs import swap_cpu
 from experiments.configs import swap_tpu
 from nar import paths
@@ -35,6 +42,18 @@ from nar import simulation
 # costs about 25 s besides its steps (input, compilation, probes) and about 0.2 s per step
 # of Ours on 2 cores; 38 runs (10 methods x 3 seeds, 8 ablations) of 300 steps fit in an hour.
 CPU_TRAIN_STEPS = 300
+# The same knob for `--dataset=locomotion`, whose runs also fit the held-out animals' input
+# layers for LOCOMOTION_CPU_ADAPT_STEPS steps after training. Measured on one core of the
+# 2-core machine (CPU time, so an upper bound of the wall time on 2 cores): a run costs about
+# 25 s besides its steps (input 4 s, compiling 5-11 s, fitting's compilation and loss 2-4 s,
+# probes 5.5 s); a step of Ours 0.074 s, of a baseline without the swap 0.024-0.04 s, a
+# fitting step 0.02 s. 11 runs with the swap (Ours x 3, 8 ablations) and 27 without, at 250
+# steps: 38 x 27 s + 250 x (11 x 0.074 + 27 x 0.035) s = 24 min, plus the ablation's top-K
+# table (1-2 min) and the reference rows: within 30 min.
+LOCOMOTION_CPU_TRAIN_STEPS = 250
+# Fitting the held-out input layers: 100 steps at adapt.learning_rate halve the objective of
+# a regression run (0.99 -> 0.51) for 2 s; locomotion_cpu's 600 would add 6 min in all.
+LOCOMOTION_CPU_ADAPT_STEPS = 100
 
 PRESETS = ("cpu", "tpu", "smoke")
 OURS = "ours"
@@ -79,8 +98,33 @@ def pose_dataset(size: str) -> SimulatedDataset:
   return sizes[size]
 
 
+def locomotion_dataset(size: str) -> SimulatedDataset:
+  """The simulated locomotion dataset (ball velocities, ROI traces) at a preset's size.
+
+  Args:
+    size: "default" (8 animals x 4 trials x 60 s with 15-40 ROIs each: the dataset of
+      `locomotion_cpu`, shared with it), "large" (40 animals, as many as MC2P) or "tiny"
+      (4 animals x 2 trials x 16 s with 3-9 ROIs, built in seconds).
+  """
+  sizes = {
+      "default": SimulatedDataset("locomotion", simulation.LocomotionConfig()),
+      "large": SimulatedDataset("locomotion_40", simulation.LocomotionConfig(num_animals=40)),
+      "tiny": SimulatedDataset("locomotion_tiny", simulation.LocomotionConfig(
+          num_animals=4, trials_per_animal=2, trial_seconds=16.0, min_rois=3, max_rois=9)),
+  }
+  if size not in sizes:
+    raise ValueError(f"unknown dataset size {size!r}; choose one of {sorted(sizes)}")
+  return sizes[size]
+
+
 # Name (the `--dataset` flag) -> the dataset at a size.
-DATASETS: dict[str, Callable[[str], SimulatedDataset]] = {"pose": pose_dataset}
+DATASETS: dict[str, Callable[[str], SimulatedDataset]] = {
+    "pose": pose_dataset, "locomotion": locomotion_dataset}
+# Name -> what the tables' titles call it.
+DATASET_TITLES = {
+    "pose": "simulated pose and two-photon imaging",
+    "locomotion": "simulated locomotion: ball velocities and ROI traces",
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -92,6 +136,7 @@ class Preset:
 
   Attributes:
     name: the preset's name.
+    dataset: the name (a key of `DATASETS`) of the dataset its training config is for.
     training: the training config of Ours; every other run is derived from it, and its
       `data.data_dir` is where the dataset is found (and simulated when absent).
     methods: trained rows of the tables: "ours" and names of `baselines.BASELINES`.
@@ -102,6 +147,7 @@ class Preset:
   """
 
   name: str
+  dataset: str
   training: ml_collections.ConfigDict
   methods: tuple[str, ...]
   ablations: Mapping[str, Mapping[str, Any]]
@@ -114,7 +160,9 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   """The ablations of Ours, one change each.
 
   Swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, and
-  each augmentation group switched off.
+  each augmentation group switched off. All of them apply to a behaviour vector too:
+  `no_pose_augment` then switches off the vector's augmentations (smoothing, noise, gain, time
+  and dimension masks; it has no geometric ones, `augment.behaviour_augmentation_for`).
   """
   other_mode = "topk" if ours.swap.mode == "exact" else "exact"
   return {
@@ -129,8 +177,11 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   }
 
 
-def _smoke_training() -> ml_collections.ConfigDict:
-  config = swap_cpu.get_config("smoke")
+def _smoke_training(dataset: str) -> ml_collections.ConfigDict:
+  if dataset == "locomotion":
+    config = locomotion_cpu.get_config("smoke")
+  else:
+    config = swap_cpu.get_config("smoke")
   config.model.update(width=8, num_blocks=1, features=8, head_hidden=16, embedding=8,
                       image_channels=(4,))
   config.behavenet_states = 4
@@ -140,25 +191,62 @@ def _smoke_training() -> ml_collections.ConfigDict:
   return config
 
 
-def get_config(preset: str = "cpu") -> Preset:
-  """The named preset: "cpu" (default), "tpu" or "smoke"."""
+def _locomotion_cpu_training() -> ml_collections.ConfigDict:
+  """`locomotion_cpu` cut to the cpu preset's budget (`LOCOMOTION_CPU_TRAIN_STEPS`)."""
+  training = locomotion_cpu.get_config()
+  training.optim.num_train_steps = LOCOMOTION_CPU_TRAIN_STEPS
+  training.optim.warmup_steps = max(1, LOCOMOTION_CPU_TRAIN_STEPS // 10)
+  training.adapt.num_steps = LOCOMOTION_CPU_ADAPT_STEPS
+  return training
+
+
+def _locomotion_tpu_training() -> ml_collections.ConfigDict:
+  """`locomotion_cpu` at `swap_tpu` size: large model, batch and schedule, bfloat16, top-K
+  swap; on the 40-animal version of the dataset (`locomotion_dataset("large")`)."""
+  training = locomotion_cpu.get_config()
+  tpu = swap_tpu.get_config()
+  training.model.update(width=tpu.model.width, num_blocks=tpu.model.num_blocks,
+                        features=tpu.model.features, head_hidden=tpu.model.head_hidden,
+                        embedding=tpu.model.embedding, dtype=tpu.model.dtype)
+  training.optim.update(global_batch_size=tpu.optim.global_batch_size,
+                        num_train_steps=tpu.optim.num_train_steps,
+                        learning_rate=tpu.optim.learning_rate,
+                        warmup_steps=tpu.optim.warmup_steps)
+  training.swap.update(mode="topk", topk=tpu.swap.topk, pool_chunk=tpu.swap.pool_chunk)
+  # adapt: locomotion_cpu's 600 steps, each now of 2048 of the held-out animals' ~48,000
+  # windows (2 x 4 trials x 60 s).
+  training.eval.batch_size = tpu.eval.batch_size
+  training.data.worker_count = tpu.data.worker_count
+  training.update(checkpoint_every_steps=1000, keep_checkpoints=3, log_every_steps=100)
+  return training
+
+
+def get_config(preset: str = "cpu", dataset: str = "pose") -> Preset:
+  """The named preset ("cpu" (default), "tpu" or "smoke") for a dataset of `DATASETS`."""
+  if dataset not in DATASETS:
+    raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+  locomotion = dataset == "locomotion"
   if preset == "cpu":
-    training = swap_cpu.get_config()
-    training.optim.num_train_steps = CPU_TRAIN_STEPS
-    # A tenth of the run warms up, as 50 of swap_cpu's 500 steps do.
-    training.optim.warmup_steps = max(1, CPU_TRAIN_STEPS // 10)
+    if locomotion:
+      training = _locomotion_cpu_training()
+    else:
+      training = swap_cpu.get_config()
+      training.optim.num_train_steps = CPU_TRAIN_STEPS
+      # A tenth of the run warms up, as 50 of swap_cpu's 500 steps do.
+      training.optim.warmup_steps = max(1, CPU_TRAIN_STEPS // 10)
     ablation_seeds, size, embedding = 1, "default", "tsne"
   elif preset == "tpu":
-    training = swap_tpu.get_config()
+    training = _locomotion_tpu_training() if locomotion else swap_tpu.get_config()
     training.data.data_dir = paths.default_data_dir()
     training.data.preload_neural = True  # the simulated dataset fits in host memory
     ablation_seeds, size, embedding = 3, "large", "tsne"
   elif preset == "smoke":
-    training = _smoke_training()
+    training = _smoke_training(dataset)
     ablation_seeds, size, embedding = 1, "tiny", "pca"
   else:
     raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
-  return Preset(name=preset, training=training, methods=(OURS,) + tuple(baselines.BASELINES),
+  return Preset(name=preset, dataset=dataset, training=training,
+                methods=(OURS,) + tuple(baselines.BASELINES),
                 ablations=ablations_of(training), ablation_seeds=ablation_seeds,
                 dataset_size=size, embedding=embedding)
 
