@@ -100,6 +100,25 @@ def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
   return simulated
 
 
+def _check_simulation_record(raw_dir: pathlib.Path, config, seed: int,
+                             shards_dir: pathlib.Path) -> None:
+  """Raises if `raw_dir` holds recordings simulated with other settings than asked for."""
+  record_path = raw_dir / SIMULATION_RECORD
+  if not record_path.exists():
+    return
+  recorded = json.loads(record_path.read_text())
+  wanted = json.loads(json.dumps(_simulation_record(config, seed), default=str))
+  if recorded == wanted:
+    return
+  changed = sorted(key for key in set(recorded.get("config", {})) | set(wanted["config"])
+                   if recorded.get("config", {}).get(key) != wanted["config"].get(key))
+  if recorded.get("seed") != wanted["seed"]:
+    changed.append("seed")
+  raise ValueError(f"{raw_dir} was simulated with other settings than asked for (differing: "
+                   f"{', '.join(changed) or 'preset'}); remove it and {shards_dir} to simulate "
+                   "and build again, or give another name")
+
+
 def ensure_dataset(config=None, seed: int = 0, *,
                    data_dir: str | os.PathLike | None = None,
                    raw_dir: str | os.PathLike | None = None,
@@ -133,18 +152,15 @@ def ensure_dataset(config=None, seed: int = 0, *,
                      f"{type(config).__name__}")
   name = name or preset
   data_dir = pathlib.Path(data_dir or paths.default_data_dir())
+  raw_dir = pathlib.Path(raw_dir or pathlib.Path(paths.default_root()) / "raw" / name)
+  # Shards built from raw recordings of other settings (e.g. an older simulator default) must
+  # not be reused silently; the raw folder's record tells.
+  _check_simulation_record(raw_dir, config, seed, data_dir / "nar_recordings" / name)
   try:
     return shards.resolve_dataset_dir(data_dir, name)
   except shards.DatasetNotFoundError:
     pass
-  raw_dir = pathlib.Path(raw_dir or pathlib.Path(paths.default_root()) / "raw" / name)
-  if raw_dir.exists():
-    recorded = json.loads((raw_dir / SIMULATION_RECORD).read_text())
-    wanted = json.loads(json.dumps(_simulation_record(config, seed), default=str))
-    if recorded != wanted:
-      raise ValueError(f"{raw_dir} was simulated with other settings ({recorded}); "
-                       "remove it or use another name")
-  else:
+  if not raw_dir.exists():
     logging.info("Simulating dataset %r into %s", name, raw_dir)
     write_simulated_dataset(config, seed, raw_dir)
   recordings = readers.read_recordings(recordings_dir(raw_dir, preset),

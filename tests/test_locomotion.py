@@ -147,6 +147,10 @@ def test_ensure_dataset_builds_the_locomotion_preset(tmp_path):
   with pytest.raises(ValueError, match="preset 'locomotion' takes a LocomotionConfig"):
     default_dataset.ensure_dataset(simulation.SimulatorConfig(), preset="locomotion",
                                    data_dir=tmp_path / "other")
+  # Built shards are not reused for other simulator settings: the raw record tells.
+  with pytest.raises(ValueError, match=r"other settings than asked for \(differing: seed\)"):
+    default_dataset.ensure_dataset(TINY_CONFIG, seed=2, data_dir=tmp_path / "tfds",
+                                   raw_dir=tmp_path / "raw")
 
 
 def test_cli_writes_trial_files_that_read_back(tmp_path):
