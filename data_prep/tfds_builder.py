@@ -7,10 +7,10 @@ frames before the first behaviour frame, the last one those after the last), so 
 stored exactly once and storage stays about 1x the raw data. Windows are cut at read time by
 `nar.shards` / `nar.input_pipeline`.
 
-The dataset's metadata carries the behaviour format, its dimension names and normalisations
-(`nar.behaviour.BehaviourSpec.to_metadata`), the ROI count of every trial (`num_rois`, which may
-differ between animals) and every animal's (`roi_counts`), so that a built dataset reads back
-exactly what was written.
+The dataset's metadata carries the behaviour format, its dimension names, normalisations and
+swap weights (`nar.behaviour.BehaviourSpec.to_metadata`), the ROI count of every trial
+(`num_rois`, which may differ between animals) and every animal's (`roi_counts`), so that a
+built dataset reads back exactly what was written.
 
 Beside the shards, the builder writes `behaviour_index.npz` (every trial's behaviour, keypoint
 mask, sync and labels: small, no images). It is the pose bank of the swap and the index from
@@ -222,7 +222,10 @@ def describe(dataset_dir: str) -> str:
   counts = np.bincount(labels[labels >= 0], minlength=len(meta["class_names"]))
   spec = dataset.behaviour_spec
   if spec.is_vector:
-    names = ", ".join(f"{n} ({k})" for n, k in zip(spec.names[:8], spec.normalisation[:8]))
+    weights = [""] * len(spec.names) if spec.swap_weights is None else [
+        f", swap weight {w:g}" for w in spec.swap_weights]
+    names = ", ".join(f"{n} ({k}{w})"
+                      for n, k, w in zip(spec.names[:8], spec.normalisation[:8], weights[:8]))
     more = f", ... ({len(spec.names)} in all)" if len(spec.names) > 8 else ""
     behaviour = f"behaviour: {spec.format} [{len(spec.names)}]: {names}{more}"
   else:

@@ -33,7 +33,7 @@ RATE_ALIASES = {"fps_behaviour": "behaviour_fps", "fps_neural": "neural_fps"}
 STRING_ARRAY_KEYS = ("class_names", "behaviour_names", "behaviour_normalisation")
 ARRAY_KEYS = ("behaviour", "sync", "labels", "class_names", "neural_images", "roi_traces",
               "keypoint_mask", "rest", "behaviour_timestamps", "neural_timestamps",
-              "behaviour_names", "behaviour_normalisation")
+              "behaviour_names", "behaviour_normalisation", "behaviour_swap_weights")
 
 
 class _KeyProblem(Exception):
@@ -71,6 +71,9 @@ def _fields(rec: Recording) -> dict[str, Any]:
   for key in ("behaviour_names", "behaviour_normalisation"):
     if getattr(rec, key) is not None:
       fields[key] = np.array(getattr(rec, key), dtype=str)
+  if rec.behaviour_swap_weights is not None:
+    # float64 holds the declared weights (Python floats) exactly.
+    fields["behaviour_swap_weights"] = np.asarray(rec.behaviour_swap_weights, np.float64)
   return fields
 
 
@@ -267,6 +270,8 @@ def read_trial_file(path: str | os.PathLike, *,
   trial_id = get("trial_id", _as_string, required=True)
   behaviour_names = get("behaviour_names", _as_class_names)
   behaviour_normalisation = get("behaviour_normalisation", _as_class_names)
+  behaviour_swap_weights = get("behaviour_swap_weights",
+                               lambda v: _as_array(v, "iuf", np.float64, "numbers"))
   # Named dimensions mean a feature vector unless the file says otherwise.
   default_format = "vector" if "behaviour_names" in contents else "deepfly3d_pose"
   behaviour_format = get("behaviour_format", _as_string, default=default_format)
@@ -347,7 +352,7 @@ def read_trial_file(path: str | os.PathLike, *,
         rest=rest, behaviour_timestamps=behaviour_timestamps,
         neural_timestamps=neural_timestamps, behaviour_format=behaviour_format,
         behaviour_names=behaviour_names, behaviour_normalisation=behaviour_normalisation,
-        source=str(path))
+        behaviour_swap_weights=behaviour_swap_weights, source=str(path))
   except RecordingError as error:
     problems = [f"key {behaviour_key!r}: {p}" if behaviour_key == POSE_ALIAS
                 and p.startswith("behaviour ") else p for p in error.problems]

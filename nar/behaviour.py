@@ -24,7 +24,13 @@ Normalisation of a vector dimension (`NORMALISATIONS`):
     z-scored (both features already lie in [-1, 1]). Convert degrees to radians first.
   none: taken as is.
 
-The swap distance is Euclidean on the normalised feature vector in every format.
+Swap distance: Euclidean on the normalised feature vector, optionally weighted per dimension.
+A vector format may declare `swap_weights`, one non-negative weight w_i per dimension, and the
+swap then uses d(a, b) = sqrt(sum_i w_i (a_i - b_i)^2) on the normalised features: an angle
+dimension's weight applies to both its cosine and sine features (w times the squared chord),
+a weight of 0 leaves a dimension out of the distance (it is still swapped in with the frame).
+Without weights every dimension weighs 1, the plain Euclidean distance; DeepFly3D pose always
+uses it.
 """
 
 from __future__ import annotations
@@ -58,8 +64,33 @@ KEYPOINT_AXES_2D = ("x", "y")
 MIRROR_TOKENS = {"left": "right", "right": "left", "l": "r", "r": "l"}
 
 
-def spec_problems(behaviour_format, names, normalisation,
-                  dim: int | None = None) -> list[str]:
+def _weights_array(swap_weights) -> np.ndarray | None:
+  """Weights as a 1-D float64 array; None unless they are a 1-D sequence of numbers."""
+  if isinstance(swap_weights, str):
+    return None
+  try:
+    weights = np.asarray(swap_weights)
+  except ValueError:  # A ragged sequence.
+    return None
+  if weights.ndim != 1 or weights.dtype.kind not in "iuf":
+    return None
+  return weights.astype(np.float64)
+
+
+def swap_weights_tuple(swap_weights):
+  """Per-dimension swap weights as a tuple of floats, the form the declarations hold.
+
+  A value that is not a 1-D sequence of numbers is returned as it is, for `spec_problems` to
+  report; None stays None.
+  """
+  if swap_weights is None:
+    return None
+  weights = _weights_array(swap_weights)
+  return swap_weights if weights is None else tuple(float(w) for w in weights)
+
+
+def spec_problems(behaviour_format, names, normalisation, dim: int | None = None, *,
+                  swap_weights=None) -> list[str]:
   """Lists every problem of a behaviour declaration; empty when it is valid.
 
   Args:
@@ -68,6 +99,8 @@ def spec_problems(behaviour_format, names, normalisation,
     normalisation: per-dimension normalisation (vector formats; None = all "zscore"), else
       None.
     dim: D of the behaviour array when known, to check the counts against.
+    swap_weights: per-dimension weights of the swap distance (vector formats; None = all 1),
+      else None.
   """
   if behaviour_format not in BEHAVIOUR_FORMATS:
     return [f"unknown behaviour_format {behaviour_format!r}; known: {sorted(BEHAVIOUR_FORMATS)}"]
@@ -81,6 +114,10 @@ def spec_problems(behaviour_format, names, normalisation,
     if normalisation is not None:
       problems.append("behaviour_normalisation must not be given for deepfly3d_pose (its leg "
                       "features are always z-scored)")
+    if swap_weights is not None:
+      problems.append("behaviour_swap_weights must not be given for deepfly3d_pose (its swap "
+                      "distance is the plain Euclidean distance of the 90 leg features); "
+                      "per-dimension weights need behaviour_format='vector' or 'keypoints_2d'")
     return problems
 
   if names is None:
@@ -109,7 +146,28 @@ def spec_problems(behaviour_format, names, normalisation,
     if len(normalisation) != len(names):
       problems.append(f"behaviour_normalisation has {len(normalisation)} value(s) for "
                       f"{len(names)} behaviour_names; give one per dimension")
+  if swap_weights is not None:
+    problems.extend(_swap_weight_problems(swap_weights, names))
   return problems
+
+
+def _swap_weight_problems(swap_weights, names: Sequence[str]) -> list[str]:
+  weights = _weights_array(swap_weights)
+  if weights is None:
+    return [f"behaviour_swap_weights must be a sequence of numbers, one per dimension, got "
+            f"{swap_weights!r}"]
+  if len(weights) != len(names):
+    return [f"behaviour_swap_weights has {len(weights)} value(s) for {len(names)} "
+            "behaviour_names; give one per dimension"]
+  for bad, rule in ((~np.isfinite(weights), "finite"), (weights < 0, ">= 0")):
+    if bad.any():
+      return [f"behaviour_swap_weights must be {rule}; dimension(s) "
+              f"{[names[i] for i in np.flatnonzero(bad)]} have weight(s) "
+              f"{weights[bad].tolist()}"]
+  if not (weights > 0).any():
+    return ["behaviour_swap_weights are all 0: the swap distance needs at least one dimension "
+            "with a positive weight"]
+  return []
 
 
 def _keypoint_name_problems(names: Sequence[str]) -> list[str]:
@@ -134,27 +192,33 @@ def _mirrored_name(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BehaviourSpec:
-  """What a dataset's behaviour is: its format, dimension names and normalisations.
+  """What a dataset's behaviour is: its format, dimension names, normalisations and swap
+  weights.
 
   Attributes:
     format: a key of `BEHAVIOUR_FORMATS`.
     names: names of the D dimensions (vector formats); None for DeepFly3D pose.
     normalisation: per-dimension normalisation (vector formats; given as None it becomes
       "zscore" for every dimension); None for DeepFly3D pose.
+    swap_weights: per-dimension weight w_i >= 0 of the swap distance
+      sqrt(sum_i w_i (a_i - b_i)^2) (vector formats only); None weighs every dimension 1.
   """
 
   format: str = POSE_FORMAT
   names: tuple[str, ...] | None = None
   normalisation: tuple[str, ...] | None = None
+  swap_weights: tuple[float, ...] | None = None
 
   def __post_init__(self):
     names = None if self.names is None else tuple(str(n) for n in self.names)
     normalisation = None if self.normalisation is None else tuple(self.normalisation)
     if normalisation is None and names is not None and self.format in VECTOR_FORMATS:
       normalisation = (ZSCORE,) * len(names)
+    swap_weights = swap_weights_tuple(self.swap_weights)
     object.__setattr__(self, "names", names)
     object.__setattr__(self, "normalisation", normalisation)
-    problems = spec_problems(self.format, names, normalisation)
+    object.__setattr__(self, "swap_weights", swap_weights)
+    problems = spec_problems(self.format, names, normalisation, swap_weights=swap_weights)
     if problems:
       raise ValueError("invalid behaviour declaration:\n" +
                        "\n".join(f"  - {p}" for p in problems))
@@ -162,16 +226,20 @@ class BehaviourSpec:
   @classmethod
   def from_metadata(cls, metadata: dict) -> "BehaviourSpec":
     """The spec stored in a dataset's metadata (datasets built before vector behaviour
-    existed hold DeepFly3D pose)."""
+    existed hold DeepFly3D pose; those built before swap weights existed weigh every
+    dimension 1)."""
     return cls(metadata.get("behaviour_format", POSE_FORMAT),
-               metadata.get("behaviour_names"), metadata.get("behaviour_normalisation"))
+               metadata.get("behaviour_names"), metadata.get("behaviour_normalisation"),
+               metadata.get("behaviour_swap_weights"))
 
   def to_metadata(self) -> dict:
     """The spec as JSON-ready metadata entries (`from_metadata` reads them back)."""
     return {"behaviour_format": self.format,
             "behaviour_names": None if self.names is None else list(self.names),
             "behaviour_normalisation": (None if self.normalisation is None
-                                        else list(self.normalisation))}
+                                        else list(self.normalisation)),
+            "behaviour_swap_weights": (None if self.swap_weights is None
+                                       else list(self.swap_weights))}
 
   @property
   def is_vector(self) -> bool:
@@ -236,6 +304,17 @@ class BehaviourSpec:
     features[..., kinds == 1] = np.cos(features[..., kinds == 1])
     features[..., kinds == 2] = np.sin(features[..., kinds == 2])
     return features
+
+  def swap_feature_weights(self) -> np.ndarray:
+    """`[feature_dim]` float32 weight of every feature in the swap distance.
+
+    Each dimension's declared weight, repeated for the cosine and sine features of an angle;
+    all 1 (the plain Euclidean distance) for DeepFly3D pose and when no weights are declared.
+    """
+    if not self.is_vector or self.swap_weights is None:
+      return np.ones(self.feature_dim, np.float32)
+    sources, _ = self._feature_sources()
+    return np.asarray(self.swap_weights, np.float32)[sources]
 
   def fitted_features(self) -> np.ndarray:
     """`[feature_dim]` bool: features z-scored with statistics fitted on training animals

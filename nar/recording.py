@@ -80,6 +80,9 @@ class Recording:
       dimensions, e.g. `("forward_velocity", "lateral_velocity", "turning_velocity")`.
     behaviour_normalisation: vector formats only: per-dimension "zscore", "angle" or "none"
       (`nar.behaviour.NORMALISATIONS`); None means "zscore" for every dimension.
+    behaviour_swap_weights: vector formats only: per-dimension weight (finite, >= 0, not all
+      0) of the dimension in the swap distance on the normalised features (`nar.behaviour`);
+      None weighs every dimension 1.
   """
 
   animal_id: str
@@ -100,6 +103,7 @@ class Recording:
   source: str = ""
   behaviour_names: tuple[str, ...] | None = None
   behaviour_normalisation: tuple[str, ...] | None = None
+  behaviour_swap_weights: tuple[float, ...] | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -112,6 +116,9 @@ class Recording:
     elif (normalisation is None and isinstance(names, tuple)
           and self.behaviour_format in behaviour_lib.VECTOR_FORMATS):
       object.__setattr__(self, "behaviour_normalisation", (behaviour_lib.ZSCORE,) * len(names))
+    # A tuple, so that recordings of a dataset can be compared by value.
+    object.__setattr__(self, "behaviour_swap_weights",
+                       behaviour_lib.swap_weights_tuple(self.behaviour_swap_weights))
     if self.keypoint_mask is None and isinstance(self.behaviour, np.ndarray):
       if self.behaviour.ndim >= 2:
         finite = np.isfinite(self.behaviour.reshape(self.behaviour.shape[:2] + (-1,)))
@@ -135,9 +142,9 @@ class Recording:
 
   @property
   def behaviour_spec(self) -> behaviour_lib.BehaviourSpec:
-    """The behaviour's format, dimension names and normalisations."""
+    """The behaviour's format, dimension names, normalisations and swap weights."""
     return behaviour_lib.BehaviourSpec(self.behaviour_format, self.behaviour_names,
-                                       self.behaviour_normalisation)
+                                       self.behaviour_normalisation, self.behaviour_swap_weights)
 
   @property
   def num_behaviour_frames(self) -> int:
@@ -193,7 +200,8 @@ def recording_problems(rec: Recording) -> list[str]:
   if strings:
     return problems + strings
   problems.extend(behaviour_lib.spec_problems(
-      rec.behaviour_format, rec.behaviour_names, rec.behaviour_normalisation, dim))
+      rec.behaviour_format, rec.behaviour_names, rec.behaviour_normalisation, dim,
+      swap_weights=rec.behaviour_swap_weights))
   if rec.behaviour_format not in BEHAVIOUR_FORMATS:
     return problems
   frame_shape = BEHAVIOUR_FORMATS[rec.behaviour_format]
@@ -319,8 +327,8 @@ def check_recording_set(recordings: Iterable[Recording], source: str = "dataset"
 
   Raises:
     RecordingError: listing duplicate (animal, trial) pairs, differing class names,
-      behaviour formats, behaviour names or normalisations, or image sizes, an animal whose
-      trials have different ROI counts, or an empty set.
+      behaviour formats, behaviour names, normalisations or swap weights, or image sizes, an
+      animal whose trials have different ROI counts, or an empty set.
   """
   recordings = list(recordings)
   problems = []
@@ -334,7 +342,7 @@ def check_recording_set(recordings: Iterable[Recording], source: str = "dataset"
           f"duplicate (animal, trial) {key}: {seen[key] or 'first'} and {rec.source or 'second'}")
     seen[key] = rec.source
   for attribute in ("class_names", "behaviour_format", "behaviour_names",
-                    "behaviour_normalisation"):
+                    "behaviour_normalisation", "behaviour_swap_weights"):
     values = {getattr(r, attribute) for r in recordings}
     if len(values) > 1:
       problems.append(f"recordings disagree on {attribute}: {sorted(map(str, values))}")

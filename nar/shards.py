@@ -128,7 +128,7 @@ class ShardedDataset:
 
   @functools.cached_property
   def behaviour_spec(self) -> behaviour_lib.BehaviourSpec:
-    """The behaviour's format, dimension names and normalisations."""
+    """The behaviour's format, dimension names, normalisations and swap weights."""
     return behaviour_lib.BehaviourSpec.from_metadata(self.metadata)
 
   @property

@@ -5,8 +5,12 @@ animal ŝ with
 
     P(l) ∝ w_l = exp(-||b_l - b_k||_2 / temperature)        over ALL frames l of ŝ
 
-(temperature 1 is the paper's formula; the distance is Euclidean, not squared). Held-out
-animals are never in the pool: a `PoseBank` holds the training animals only.
+(temperature 1 is the paper's formula; the distance is Euclidean, not squared). A bank may
+weigh the features: with per-feature weights w_i (`make_pose_bank(..., distance_weights=w)`,
+from a behaviour's declared swap weights), the distance is sqrt(sum_i w_i (b_l,i - b_k,i)^2),
+computed as the Euclidean distance of queries and pool frames scaled by sqrt(w) (the bank's
+`distance_scale`); the frames swapped in are the unscaled ones. Held-out animals are never in
+the pool: a `PoseBank` holds the training animals only.
 
 Algorithm: a two-level, streamed exponential race (Gumbel-max), exact in distribution.
   1. The pool is cut into fixed blocks of `FRAME_BLOCK` consecutive frames. Streaming over
@@ -84,7 +88,8 @@ _BLOCK_STREAM = 0x2545F491
 
 
 @functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=("frames", "valid", "num_frames"), meta_fields=("animals",))
+                   data_fields=("frames", "valid", "num_frames", "distance_scale"),
+                   meta_fields=("animals",))
 @dataclasses.dataclass(frozen=True)
 class PoseBank:
   """Device-resident pose frames of the training animals: the pools of the swap.
@@ -99,12 +104,16 @@ class PoseBank:
       for frames with missing keypoints and for non-finite frames.
     num_frames: `[num_animals]` int32 frame count of each animal (valid or not).
     animals: the training animals, in bank order (row a of `frames` is `animals[a]`).
+    distance_scale: `[D]` float32 sqrt of each feature's weight in the swap distance: the
+      distance is Euclidean between frames multiplied by it. None: the plain Euclidean
+      distance (every weight 1).
   """
 
   frames: jax.Array
   valid: jax.Array
   num_frames: jax.Array
   animals: tuple[str, ...]
+  distance_scale: jax.Array | None = None
 
   @property
   def num_animals(self) -> int:
@@ -117,7 +126,8 @@ class PoseBank:
 
 def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
                    valid_masks: Mapping[str, np.ndarray] | None,
-                   training_animals: Sequence[str]) -> PoseBank:
+                   training_animals: Sequence[str], *,
+                   distance_weights: np.ndarray | None = None) -> PoseBank:
   """Stacks the pose frames of the training animals into a padded, device-resident bank.
 
   Animals of `per_animal_frames` that are not in `training_animals` (the held-out animals) are
@@ -129,14 +139,18 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
     valid_masks: animal -> `[M_a]` bool, False for frames with missing keypoints; None if all
       frames are complete. Frames with non-finite values are invalid in any case.
     training_animals: the animals whose frames form the pools, in bank order.
+    distance_weights: `[D]` weight w_i >= 0 of each feature in the swap distance
+      sqrt(sum_i w_i (a_i - b_i)^2) (`BehaviourSpec.swap_feature_weights()`); None, or all 1,
+      is the plain Euclidean distance.
 
   Returns:
     The bank, with its arrays on the default device.
 
   Raises:
     ValueError: fewer than two training animals, a training animal without frames or without
-      a single valid frame, pose dimensions that differ between animals, or a mask whose shape
-      does not match its frames.
+      a single valid frame, pose dimensions that differ between animals, a mask whose shape
+      does not match its frames, or distance weights that are not `[D]`, finite, >= 0 and
+      not all 0.
   """
   animals = tuple(str(a) for a in training_animals)
   if len(set(animals)) != len(animals):
@@ -180,7 +194,30 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
     padded_frames[row, :len(f)] = f
     padded_valid[row, :len(v)] = v
   return PoseBank(frames=jnp.asarray(padded_frames), valid=jnp.asarray(padded_valid),
-                  num_frames=jnp.asarray([len(f) for f in frames], jnp.int32), animals=animals)
+                  num_frames=jnp.asarray([len(f) for f in frames], jnp.int32), animals=animals,
+                  distance_scale=_distance_scale(distance_weights, dim))
+
+
+def _distance_scale(distance_weights: np.ndarray | None, dim: int) -> jax.Array | None:
+  """`[D]` sqrt of validated distance weights; None when every weight is 1."""
+  if distance_weights is None:
+    return None
+  weights = np.asarray(distance_weights, np.float64)
+  if weights.shape != (dim,):
+    raise ValueError(f"distance_weights must be [D]=[{dim}], one per feature, got shape "
+                     f"{weights.shape}")
+  if not np.isfinite(weights).all() or (weights < 0).any() or not (weights > 0).any():
+    raise ValueError(f"distance_weights must be finite, >= 0 and not all 0, got "
+                     f"{weights.tolist()}")
+  # All ones is the plain distance: keep the unweighted kernel, whose results it gives.
+  if (weights == 1).all():
+    return None
+  return jnp.asarray(np.sqrt(weights), jnp.float32)
+
+
+def _to_distance_space(x: jax.Array, distance_scale: jax.Array | None) -> jax.Array:
+  """Frames `[..., D]` scaled so that the weighted swap distance is their Euclidean one."""
+  return x if distance_scale is None else x * distance_scale
 
 
 def bank_rows(bank: PoseBank, animals: Sequence[str]) -> np.ndarray:
@@ -308,7 +345,7 @@ def _block_race_keys(distances: jax.Array, block_noise: jax.Array) -> jax.Array:
 def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
                   query_target: jax.Array, frames: jax.Array, valid: jax.Array,
                   num_frames: jax.Array, inv_temperature: jax.Array, query_chunk: int,
-                  pool_chunk: int) -> jax.Array:
+                  pool_chunk: int, distance_scale: jax.Array | None = None) -> jax.Array:
   """Exact draw of one pool frame per query from its target animal's pool.
 
   Args:
@@ -320,6 +357,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
     inv_temperature: scalar 1 / temperature.
     query_chunk: static query chunk (clamped to the number of queries).
     pool_chunk: static pool chunk, a multiple of FRAME_BLOCK (clamped to max_frames).
+    distance_scale: `[D]` per-feature scale of the weighted distance (`PoseBank`), or None.
 
   Returns:
     `[N]` int32 frame index within the target animal, -1 where nothing was drawn (target -1,
@@ -334,7 +372,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
 
   finite = jnp.all(jnp.isfinite(queries), axis=-1)
   query_target = jnp.where(finite, query_target, -1)
-  queries = jnp.where(finite[:, None], queries, 0.0)
+  queries = _to_distance_space(jnp.where(finite[:, None], queries, 0.0), distance_scale)
   # Sorting by target makes a query chunk span few animals, so few pools are scanned for it.
   order = jnp.argsort(query_target, stable=True)
   pad = padded - num_queries
@@ -366,6 +404,9 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
       animal = jnp.searchsorted(step_ends, step, side="right").astype(jnp.int32)
       pool_chunk_index = step - (step_ends[animal] - steps[animal])
       pool, pool_ok, pool_ids = _pool_chunk(frames, valid, animal, pool_chunk_index, pool_chunk)
+      # Scaling each chunk as it is read, rather than keeping a scaled copy of the bank, costs
+      # one multiply per pool value against D per (query, frame) pair of the matmul.
+      pool = _to_distance_space(pool, distance_scale)
       # Queries of other targets in this chunk are masked out through an infinite norm.
       masked_sqnorm = jnp.where(chunk_target == animal, query_sqnorm, jnp.inf)
       distances = _scaled_distances(chunk_queries, masked_sqnorm, pool, pool_ok,
@@ -389,7 +430,8 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
     drew_block = best_block >= 0
     animal = jnp.maximum(chunk_target, 0)[:, None]
     frame_ids = jnp.maximum(best_block, 0)[:, None] * FRAME_BLOCK + frame_offsets[None, :]
-    candidates = frames[animal, frame_ids]  # [query_chunk, FRAME_BLOCK, D]
+    # [query_chunk, FRAME_BLOCK, D]
+    candidates = _to_distance_space(frames[animal, frame_ids], distance_scale)
     candidate_ok = valid[animal, frame_ids] & drew_block[:, None]
     cross = jnp.einsum("qd,qfd->qf", chunk_queries, candidates,
                        precision=lax.Precision.HIGHEST)
@@ -527,7 +569,8 @@ def _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probabil
   drawn = _draw_grouped(
       _seed_words(draw_key), queries, jnp.arange(num_queries, dtype=jnp.uint32), frame_target,
       bank.frames, bank.valid, bank.num_frames, 1.0 / jnp.asarray(temperature, jnp.float32),
-      query_chunk, pool_chunk)
+      query_chunk, pool_chunk, bank.distance_scale)
+  # The distance is weighted, the frames swapped in are the bank's own.
   replaced = drawn >= 0
   new_frames = bank.frames[jnp.maximum(frame_target, 0), jnp.maximum(drawn, 0)]
   swapped_windows = jnp.where(replaced[:, None], new_frames.astype(pose_windows.dtype),
@@ -564,8 +607,9 @@ def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: ja
 
   With probability `swap_probability` a window of animal s gets a target animal ŝ ≠ s drawn
   uniformly among the bank's (training) animals, and each of its frames b_k is replaced by a
-  frame b_l of ŝ with P(l) ∝ exp(-||b_l - b_k|| / temperature) over every valid frame of ŝ.
-  Other windows are returned unchanged. Runs inside a jitted training step (shapes are checked
+  frame b_l of ŝ with P(l) ∝ exp(-||b_l - b_k|| / temperature) over every valid frame of ŝ
+  (the distance weighted per feature when the bank has a `distance_scale`). Other windows are
+  returned unchanged. Runs inside a jitted training step (shapes are checked
   here, before tracing the kernel); the neural window is not touched.
 
   Args:

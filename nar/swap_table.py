@@ -13,7 +13,8 @@ reported, so one knows how far the table is from the exact full-softmax swap of 
 With K = the pool size the table is exact.
 
 The build streams the pools with the same chunked distance kernel as `nar.swap` (a running
-top-K merge per pool chunk) over query chunks, with a progress bar.
+top-K merge per pool chunk) over query chunks, with a progress bar. It uses the bank's distance,
+weighted per feature when the bank has a `distance_scale`, as the exact swap does.
 
 Memory: the table holds A × M_max × A × K entries of an int32 index and a float32 log-weight
 (8 bytes), plus A × M_max × A float32 truncated masses. For MC2P scale (A = 40 animals,
@@ -77,8 +78,8 @@ class TopKTable:
 
 @functools.partial(jax.jit, static_argnames=("k", "pool_chunk"))
 def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: jax.Array,
-                        valid: jax.Array, num_frames: jax.Array, inv_temperature: jax.Array, *,
-                        k: int, pool_chunk: int):
+                        valid: jax.Array, num_frames: jax.Array, inv_temperature: jax.Array,
+                        distance_scale: jax.Array | None = None, *, k: int, pool_chunk: int):
   """Top-K frames of every other animal for a chunk of queries of `source_animal`.
 
   Args:
@@ -86,6 +87,7 @@ def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: ja
     source_animal: scalar bank row of the queries' animal (its own pool is skipped).
     frames, valid, num_frames: the bank's arrays.
     inv_temperature: scalar 1 / temperature.
+    distance_scale: the bank's `[D]` per-feature scale of the weighted distance, or None.
     k: neighbours kept (static, <= max_frames).
     pool_chunk: pool frames per chunk (static).
 
@@ -95,6 +97,7 @@ def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: ja
   num_queries = queries.shape[0]
   num_animals, max_frames, _ = frames.shape
   pool_chunk = min(pool_chunk, max_frames)
+  queries = swap_lib._to_distance_space(queries, distance_scale)
   query_sqnorm = jnp.sum(queries * queries, axis=-1)
   chunk_counts = swap_lib._pool_chunk_counts(num_frames, pool_chunk)
 
@@ -103,6 +106,7 @@ def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: ja
     def scan_pool_chunk(chunk, carry):
       top_scores, top_indices, running_max, running_sum = carry
       pool, pool_ok, pool_ids = swap_lib._pool_chunk(frames, valid, animal, chunk, pool_chunk)
+      pool = swap_lib._to_distance_space(pool, distance_scale)
       scores = -swap_lib._scaled_distances(queries, query_sqnorm, pool, pool_ok,
                                            inv_temperature)
       merged_scores, merged_at = lax.top_k(jnp.concatenate([top_scores, scores], axis=-1), k)
@@ -186,7 +190,7 @@ def build_topk_table(bank: swap_lib.PoseBank, k: int, *, temperature: float = 1.
                               (1, query_chunk, bank.pose_dim))[0]
     chunk_indices, chunk_weights, chunk_truncated = _top_k_against_bank(
         chunk, jnp.int32(animal), bank.frames, bank.valid, bank.num_frames, inv_temperature,
-        k=k, pool_chunk=pool_chunk)
+        bank.distance_scale, k=k, pool_chunk=pool_chunk)
     rows = slice(start, start + query_chunk)
     indices[animal, rows] = np.asarray(chunk_indices)
     log_weights[animal, rows] = np.asarray(chunk_weights)

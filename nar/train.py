@@ -599,9 +599,10 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: Input):
     raise ValueError(f"swap.mode must be 'exact' or 'topk', got {config.swap.mode!r}")
   pose_bank = input_pipeline.make_pose_bank(inputs.dataset, inputs.normalizer,
                                             inputs.training_animals)
-  frames = swap.make_pose_bank(dict(zip(pose_bank.animals, pose_bank.frames)),
-                               dict(zip(pose_bank.animals, pose_bank.valid)),
-                               list(pose_bank.animals))
+  frames = swap.make_pose_bank(
+      dict(zip(pose_bank.animals, pose_bank.frames)),
+      dict(zip(pose_bank.animals, pose_bank.valid)), list(pose_bank.animals),
+      distance_weights=inputs.dataset.behaviour_spec.swap_feature_weights())
   constants["frames"] = frames
   if config.swap.mode == "topk":
     constants["table"] = swap_table.build_topk_table(

@@ -2,8 +2,10 @@
 animals: validation, normalisation, shards, windows, swap and augmentations."""
 
 import dataclasses
+import types
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -14,10 +16,14 @@ from nar import input_pipeline
 from nar import recording as recording_lib
 from nar import shards
 from nar import swap
+from nar import train
 from nar import windows
 
 NAMES = ("forward_velocity", "lateral_velocity", "heading", "joint_angle", "raw_count")
 NORMALISATION = ("zscore", "zscore", "angle", "angle", "none")
+SWAP_WEIGHTS = (2.0, 1.0, 0.5, 0.0, 1.0)
+# Per feature: an angle's weight goes to its cosine and its sine.
+SWAP_FEATURE_WEIGHTS = (2.0, 1.0, 0.5, 0.5, 0.0, 0.0, 1.0)
 KEYPOINT_NAMES = ("nose_x", "nose_y", "left_ear_x", "left_ear_y", "right_ear_x", "right_ear_y",
                   "tail_x", "tail_y")
 CLASSES = ("stand", "walk", "turn")
@@ -132,6 +138,50 @@ def test_recordings_of_one_dataset_must_agree_on_the_behaviour_and_an_animals_ro
   recording_lib.check_recording_set([first, _vector_recording(1, 0, 60, rng, num_rois=4)])
 
 
+def test_swap_weights_are_declared_one_per_dimension_finite_non_negative_not_all_zero():
+  rec = _vector_recording(0, 0, 60, np.random.default_rng(0), num_rois=3,
+                          behaviour_swap_weights=np.array([2, 1, 0.5, 0, 1]))
+  assert rec.behaviour_swap_weights == SWAP_WEIGHTS
+  assert rec.behaviour_spec.swap_weights == SWAP_WEIGHTS
+  assert "behaviour_swap_weights has 2 value(s) for 5 behaviour_names" in _problems(
+      behaviour_swap_weights=(1.0, 1.0))
+  assert ("behaviour_swap_weights must be finite; dimension(s) ['heading'] have weight(s) "
+          "[nan]") in _problems(behaviour_swap_weights=(1, 1, np.nan, 1, 1))
+  assert ("behaviour_swap_weights must be >= 0; dimension(s) ['forward_velocity', "
+          "'raw_count'] have weight(s) [-1.0, -2.0]") in _problems(
+              behaviour_swap_weights=(-1, 1, 1, 1, -2))
+  assert "behaviour_swap_weights are all 0" in _problems(behaviour_swap_weights=(0,) * 5)
+  assert "behaviour_swap_weights must be a sequence of numbers" in _problems(
+      behaviour_swap_weights=("a",) * 5)
+  with pytest.raises(ValueError, match="behaviour_swap_weights must not be given for "
+                                       "deepfly3d_pose"):
+    behaviour.BehaviourSpec(swap_weights=(1.0,) * 90)
+  with pytest.raises(ValueError, match="behaviour_swap_weights are all 0"):
+    behaviour.BehaviourSpec("vector", NAMES, swap_weights=(0,) * 5)
+  rng = np.random.default_rng(0)
+  weighted = _vector_recording(0, 1, 60, rng, num_rois=3, behaviour_swap_weights=SWAP_WEIGHTS)
+  with pytest.raises(recording_lib.RecordingError,
+                     match="disagree on behaviour_swap_weights"):
+    recording_lib.check_recording_set([_vector_recording(0, 0, 60, rng, num_rois=3), weighted])
+
+
+def test_swap_weights_expand_to_features_and_round_trip_through_metadata():
+  spec = behaviour.BehaviourSpec("vector", NAMES, NORMALISATION, SWAP_WEIGHTS)
+  np.testing.assert_array_equal(spec.swap_feature_weights(), SWAP_FEATURE_WEIGHTS)
+  assert spec.swap_feature_weights().shape == (spec.feature_dim,)
+  metadata = spec.to_metadata()
+  assert metadata["behaviour_swap_weights"] == list(SWAP_WEIGHTS)
+  assert behaviour.BehaviourSpec.from_metadata(metadata) == spec
+  # Undeclared weights, and metadata written before weights existed, weigh every feature 1.
+  plain = behaviour.BehaviourSpec("vector", NAMES, NORMALISATION)
+  assert plain.to_metadata()["behaviour_swap_weights"] is None
+  old_metadata = {k: v for k, v in plain.to_metadata().items()
+                  if k != "behaviour_swap_weights"}
+  assert behaviour.BehaviourSpec.from_metadata(old_metadata) == plain
+  np.testing.assert_array_equal(plain.swap_feature_weights(), np.ones(7))
+  np.testing.assert_array_equal(behaviour.POSE_SPEC.swap_feature_weights(), np.ones(90))
+
+
 # ----------------------------------------------------------------------------------------
 # Features and normalisation.
 # ----------------------------------------------------------------------------------------
@@ -181,7 +231,8 @@ ROI_COUNTS = (3, 5, 4, 6)
 @pytest.fixture(scope="module")
 def recordings():
   rng = np.random.default_rng(0)
-  return [_vector_recording(a, t, int(rng.integers(300, 400)), rng, num_rois=ROI_COUNTS[a])
+  return [_vector_recording(a, t, int(rng.integers(300, 400)), rng, num_rois=ROI_COUNTS[a],
+                            behaviour_swap_weights=SWAP_WEIGHTS)
           for a in range(len(ROI_COUNTS)) for t in range(2)]
 
 
@@ -195,6 +246,9 @@ def dataset(recordings, tmp_path_factory):
 def test_a_vector_dataset_reads_back_exactly(recordings, dataset):
   assert dataset.behaviour_spec == recordings[0].behaviour_spec
   assert dataset.metadata["behaviour_names"] == list(NAMES)
+  assert dataset.metadata["behaviour_swap_weights"] == list(SWAP_WEIGHTS)
+  assert dataset.behaviour_spec.swap_weights == SWAP_WEIGHTS
+  assert "heading (angle, swap weight 0.5)" in tfds_builder.describe(str(dataset.path))
   assert dataset.class_names == CLASSES
   by_name = {(r.animal_id, r.trial_id): r for r in recordings}
   for trial, info in enumerate(dataset.trials):
@@ -307,6 +361,18 @@ def test_swap_on_a_generic_behaviour_vector_draws_frames_of_other_training_anima
     pool = bank_frames.frames[target[window]]
     np.testing.assert_array_equal(swapped[window], pool[frame_index[window]])
     assert bank_frames.valid[target[window]][frame_index[window]].all()
+
+
+def test_the_trainers_swap_bank_weighs_the_dimensions_declared_in_the_dataset(dataset):
+  training = dataset.animals[:3]
+  inputs = types.SimpleNamespace(
+      dataset=dataset, training_animals=training,
+      normalizer=input_pipeline.fit_pose_normalizer(dataset, training))
+  config = ml_collections.ConfigDict({"method": "ours",
+                                      "swap": {"enabled": True, "mode": "exact"}})
+  constants, _ = train.create_step_constants(config, inputs)
+  np.testing.assert_allclose(constants["frames"].distance_scale,
+                             np.sqrt(SWAP_FEATURE_WEIGHTS), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def _recording(behaviour_kind="vector", neural_kind="rois", *, seed=0, animal_id
 
 def _assert_same(actual: recording_lib.Recording, expected: recording_lib.Recording):
   for field in ("animal_id", "trial_id", "class_names", "behaviour_format", "behaviour_names",
-                "behaviour_normalisation", "fps_behaviour", "fps_neural"):
+                "behaviour_normalisation", "behaviour_swap_weights", "fps_behaviour",
+                "fps_neural"):
     assert getattr(actual, field) == getattr(expected, field), field
   for field in ("behaviour", "sync", "labels", "neural_images", "roi_traces", "keypoint_mask",
                 "rest", "behaviour_timestamps", "neural_timestamps"):
@@ -76,6 +77,18 @@ def test_round_trip_of_every_modality_type(tmp_path, suffix, behaviour_kind, neu
   rec = _recording(behaviour_kind, neural_kind)
   path = trial_files.write_trial_file(rec, tmp_path / f"trial{suffix}")
   _assert_same(trial_files.read_trial_file(path), rec)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+@pytest.mark.parametrize("behaviour_kind", ["vector", "keypoints"])
+def test_round_trip_of_swap_weights(tmp_path, suffix, behaviour_kind):
+  weights = (1.0, 0.25, 0.0, 2.0) if behaviour_kind == "vector" else (1, 1, 3, 3, 3, 3)
+  rec = _recording(behaviour_kind, behaviour_swap_weights=weights)
+  path = trial_files.write_trial_file(rec, tmp_path / f"trial{suffix}")
+  read = trial_files.read_trial_file(path)
+  _assert_same(read, rec)
+  assert read.behaviour_swap_weights == tuple(float(w) for w in weights)
+  assert read.behaviour_spec.swap_weights == read.behaviour_swap_weights
 
 
 def _write(path, arrays: dict, attributes: dict | None = None):
@@ -158,6 +171,30 @@ def test_every_inconsistency_of_the_generic_layout_is_named(tmp_path):
       tmp_path, fps_behaviour=50.0)
   assert "behaviour_names is required for behaviour_format 'vector'" in _error(
       tmp_path, behaviour_names=None, behaviour_format="vector")
+  assert "behaviour_swap_weights has 2 value(s) for 3 behaviour_names" in _error(
+      tmp_path, behaviour_swap_weights=np.array([1.0, 2.0]))
+  assert "behaviour_swap_weights must be >= 0; dimension(s) ['lateral_velocity']" in _error(
+      tmp_path, behaviour_swap_weights=np.array([1.0, -0.5, 1.0]))
+  assert "key 'behaviour_swap_weights' must hold numbers, got dtype <U1" in _error(
+      tmp_path, behaviour_swap_weights=np.array(["a", "b", "c"]))
+
+
+def test_swap_weights_written_by_hand_read_as_documented(tmp_path):
+  # Integers are numbers too; the weights are read as floats.
+  rec = trial_files.read_trial_file(_write(
+      tmp_path / "t.npz", _generic_arrays(behaviour_swap_weights=np.array([2, 0, 1]))))
+  assert rec.behaviour_swap_weights == (2.0, 0.0, 1.0)
+  np.testing.assert_array_equal(rec.behaviour_spec.swap_feature_weights(), [2.0, 0.0, 1.0])
+  assert trial_files.read_trial_file(
+      _write(tmp_path / "plain.npz", _generic_arrays())).behaviour_swap_weights is None
+  rng = np.random.default_rng(0)
+  pose = dict(animal_id="fly", trial_id="1", pose=rng.normal(size=(NUM_FRAMES, 38, 3)),
+              sync=np.zeros(NUM_FRAMES, np.int64), roi_traces=np.zeros((2, 3)),
+              behaviour_swap_weights=np.ones(90))
+  path = _write(tmp_path / "pose.npz", pose)
+  with pytest.raises(recording_lib.RecordingError,
+                     match="behaviour_swap_weights must not be given for deepfly3d_pose"):
+    trial_files.read_trial_file(path)
   assert "needs behaviour_format='vector' and behaviour_names" in _error(
       tmp_path, behaviour_names=None, labels=None)
   assert "must be a 1-D array of strings" in _error(tmp_path, behaviour_names=np.arange(3))

@@ -350,6 +350,110 @@ def test_table_swap_per_frame_draws_top_k_frames_of_other_animals(tagged_bank):
 
 
 # ------------------------------------------------------------------------------------------
+# Weighted distance
+# ------------------------------------------------------------------------------------------
+
+DISTANCE_WEIGHTS = np.array([1.0, 0.0, 4.0], np.float32)
+
+
+@pytest.fixture(scope="module")
+def weighted_bank():
+  """Two animals whose nearest frames under the weights (1, 0, 4) are mostly not the
+  Euclidean nearest ones: the weight-0 dimension is large and the weight-4 one small."""
+  rng = np.random.default_rng(20)
+  scale = np.array([1.0, 3.0, 0.5], np.float32)
+  frames = {"fly0": (rng.normal(size=(30, 3)) * scale).astype(np.float32),
+            "fly1": (rng.normal(size=(70, 3)) * scale).astype(np.float32)}
+  valid = {"fly0": np.ones(30, bool), "fly1": np.arange(70) % 9 != 0}
+  bank = swap.make_pose_bank(frames, valid, ["fly0", "fly1"],
+                             distance_weights=DISTANCE_WEIGHTS)
+  return bank, frames, valid
+
+
+def _weighted_distances(queries: np.ndarray, pool: np.ndarray, weights: np.ndarray):
+  """`[Q, M]` sqrt(sum_i w_i (q_i - b_i)^2) in float64."""
+  difference = queries[:, None].astype(np.float64) - pool[None]
+  return np.sqrt(np.sum(weights * difference**2, axis=-1))
+
+
+def test_weighted_swap_at_low_temperature_draws_the_weighted_nearest_frame(weighted_bank):
+  bank, frames, valid = weighted_bank
+  np.testing.assert_allclose(bank.distance_scale, np.sqrt(DISTANCE_WEIGHTS))
+  windows = frames["fly0"].reshape(5, 6, 3)
+  swapped, info = swap.swap_pose_windows(
+      jax.random.key(21), jnp.asarray(windows), jnp.zeros(5, jnp.int32), bank,
+      swap_probability=1.0, temperature=1e-5, pool_chunk=64)
+  drawn = np.asarray(info["frame_index"]).ravel()
+  weighted = np.where(valid["fly1"], _weighted_distances(frames["fly0"], frames["fly1"],
+                                                         DISTANCE_WEIGHTS), np.inf)
+  plain = np.where(valid["fly1"], _weighted_distances(frames["fly0"], frames["fly1"],
+                                                      np.ones(3)), np.inf)
+  # The case discriminates: the weights change the nearest frame of most queries.
+  assert np.mean(weighted.argmin(axis=-1) != plain.argmin(axis=-1)) > 0.5
+  np.testing.assert_array_equal(drawn, weighted.argmin(axis=-1))
+  # The frames swapped in are the bank's own, not the scaled ones the distance used.
+  np.testing.assert_array_equal(np.asarray(swapped).reshape(-1, 3), frames["fly1"][drawn])
+
+  unweighted_bank = swap.make_pose_bank(frames, valid, ["fly0", "fly1"])
+  _, info = swap.swap_pose_windows(
+      jax.random.key(21), jnp.asarray(windows), jnp.zeros(5, jnp.int32), unweighted_bank,
+      swap_probability=1.0, temperature=1e-5, pool_chunk=64)
+  np.testing.assert_array_equal(np.asarray(info["frame_index"]).ravel(), plain.argmin(axis=-1))
+
+
+def test_weighted_swap_draws_the_exact_softmax_of_the_weighted_distance(weighted_bank):
+  bank, frames, valid = weighted_bank
+  source_frame = 4
+  windows = np.broadcast_to(frames["fly0"][source_frame], (2000, 10, 3))
+  _, info = swap.swap_pose_windows(jax.random.key(22), jnp.asarray(windows),
+                                   jnp.zeros(2000, jnp.int32), bank, swap_probability=1.0,
+                                   temperature=0.5, pool_chunk=64)
+  logits = -_weighted_distances(frames["fly0"][[source_frame]], frames["fly1"],
+                                DISTANCE_WEIGHTS)[0] / 0.5
+  logits = np.where(valid["fly1"], logits, -np.inf)
+  probabilities = np.exp(logits - logits.max())
+  probabilities /= probabilities.sum()
+  assert _chi_square_p_value(np.asarray(info["frame_index"]).ravel(), probabilities) > 1e-3
+
+
+def test_uniform_weights_scale_the_distance_and_all_ones_keep_the_plain_kernel(tagged_bank):
+  bank, frames, valid, training, queries = tagged_bank
+  ones = swap.make_pose_bank(frames, valid, training, distance_weights=np.ones(5))
+  assert ones.distance_scale is None
+  # Weights of 4 double every distance, exactly (powers of two), so at twice the temperature
+  # the draw is the plain one, frame for frame.
+  fours = swap.make_pose_bank(frames, valid, training, distance_weights=np.full(5, 4.0))
+  source = jnp.arange(12) % 4
+  plain, plain_info = swap.swap_pose_windows(jax.random.key(23), jnp.asarray(queries), source,
+                                             bank, swap_probability=1.0, temperature=0.3)
+  doubled, doubled_info = swap.swap_pose_windows(jax.random.key(23), jnp.asarray(queries),
+                                                 source, fours, swap_probability=1.0,
+                                                 temperature=0.6)
+  np.testing.assert_array_equal(doubled_info["frame_index"], plain_info["frame_index"])
+  np.testing.assert_array_equal(doubled, plain)
+
+
+def test_top_k_table_uses_the_weighted_distance(weighted_bank):
+  bank, frames, valid = weighted_bank
+  table = swap_table.build_topk_table(bank, k=3, temperature=0.5, query_chunk=16, pool_chunk=64,
+                                      progress=False)
+  weighted = np.where(valid["fly1"], _weighted_distances(frames["fly0"], frames["fly1"],
+                                                         DISTANCE_WEIGHTS), np.inf)
+  nearest = np.argsort(weighted, axis=-1, kind="stable")[:, :3]
+  indices = np.asarray(table.indices)[0, :30, 1]
+  np.testing.assert_array_equal(indices, nearest)
+  np.testing.assert_allclose(np.asarray(table.log_weights)[0, :30, 1],
+                             -np.take_along_axis(weighted, nearest, axis=-1) / 0.5, atol=1e-4)
+  # The table swap gathers the bank's own frames.
+  swapped, info = swap_table.swap_with_table(
+      jax.random.key(24), jnp.asarray(frames["fly0"][None, :6]), jnp.zeros(1, jnp.int32),
+      jnp.arange(6)[None], table, bank, swap_probability=1.0)
+  drawn = np.asarray(info["frame_index"])[0]
+  assert all(drawn[t] in nearest[t] for t in range(6))
+  np.testing.assert_array_equal(np.asarray(swapped)[0], frames["fly1"][drawn])
+
+
+# ------------------------------------------------------------------------------------------
 # Errors, raised before anything is compiled
 # ------------------------------------------------------------------------------------------
 
@@ -367,6 +471,15 @@ def test_bank_rejects_an_empty_pool():
   with pytest.raises(ValueError, match="pool of 'fly1' is empty"):
     swap.make_pose_bank({"fly0": np.zeros((4, 3)), "fly1": np.full((2, 3), np.nan)}, None,
                         ["fly0", "fly1"])
+
+
+def test_bank_rejects_bad_distance_weights():
+  frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 3))}
+  with pytest.raises(ValueError, match=r"distance_weights must be \[D\]=\[3\]"):
+    swap.make_pose_bank(frames, None, ["fly0", "fly1"], distance_weights=np.ones(2))
+  for weights in ([1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [1.0, np.inf, 1.0]):
+    with pytest.raises(ValueError, match="finite, >= 0 and not all 0"):
+      swap.make_pose_bank(frames, None, ["fly0", "fly1"], distance_weights=np.array(weights))
 
 
 def test_bank_rejects_mismatched_pose_dimensions():
