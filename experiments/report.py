@@ -21,6 +21,7 @@ ROW_LABELS = {
     "random": "Random guess",
     "behaviour_raw": "Behaviour (linear)",
     "neural_raw": "Neural (linear) raw",
+    "neural_standardised": "Neural (linear), standardised",
     "simclr": "SimCLR",
     "regression_recurrent": "Regression (recurrent)",
     "regression_conv": "Regression (conv)",

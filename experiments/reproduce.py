@@ -52,8 +52,10 @@ from nar import plots
 from nar import raw_features
 from nar import train
 
-# Untrained reference rows -> the raw input their linear probe reads.
-REFERENCE_ROWS = {"neural_raw": "neural", "behaviour_raw": "pose"}
+# Untrained reference rows -> the raw input their linear probe reads, and whether the neural
+# windows are standardised per animal first (`nar.neural_normalisation`).
+REFERENCE_ROWS = {"neural_raw": ("neural", False), "neural_standardised": ("neural", True),
+                  "behaviour_raw": ("pose", False)}
 METHOD, REFERENCE, ABLATION = "method", "reference", "ablation"
 CONFIG_FILE, RESULTS_FILE, FEATURES_FILE = "config.json", "eval.json", "features.npz"
 # Fields a finished run may differ in and still be reused: where the data lives.
@@ -239,14 +241,22 @@ def claim_workdir(run: Run) -> None:
   path.write_text(json.dumps(wanted, indent=2))
 
 
-def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str) -> dict[str, Any]:
-  """The probe suite on raw windows ("neural" or "pose") with the split of `config`."""
+def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
+                        standardised: bool = False) -> dict[str, Any]:
+  """The probe suite on raw windows ("neural" or "pose") with the split of `config`.
+
+  `standardised`: the neural windows standardised per animal first, with the statistics the
+  encoders' input gets (`data.neural_normalisation="animal"`, whatever `config` says).
+  """
   start = time.perf_counter()
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.neural_normalisation = "animal" if standardised else "none"
   inputs = train.create_input(config)
   table = raw_features.raw_feature_table(
       inputs.dataset, inputs.spec, inputs.normalizer, kind=kind, hop=config.eval.hop,
       drop_classes=tuple(config.eval.drop_classes),
-      num_time_blocks=config.eval.identity_time_blocks, neural_key=config.data.neural_key)
+      num_time_blocks=config.eval.identity_time_blocks, neural_key=config.data.neural_key,
+      neural_normalizer=inputs.neural_normalizer)
   suite = evaluation.run_probe_suite(
       table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,
       protocol=evaluation.protocol_from_config(config.eval, seed=config.seed))
@@ -262,7 +272,8 @@ def execute(run: Run) -> bool:
   if run.finished:
     return False
   if run.group == REFERENCE:
-    results = evaluate_raw_inputs(run.config, REFERENCE_ROWS[run.row])
+    kind, standardised = REFERENCE_ROWS[run.row]
+    results = evaluate_raw_inputs(run.config, kind, standardised=standardised)
     (run.workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
   else:
     train.train_and_evaluate(run.config, str(run.workdir))
@@ -526,8 +537,9 @@ _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds (= leave-2-animals-out folds) p
 _OUT = flags.DEFINE_string("out", None, "Output folder (tables, CSVs, figures, runs).")
 _DATASET = flags.DEFINE_string("dataset", "pose", "Dataset: a name of DATASETS in "
                                "experiments/configs/reproduce.py.")
-_ONLY = flags.DEFINE_list("only", None, "Only these rows (methods, neural_raw, behaviour_raw, "
-                          "ablations), comma separated; the tables still list every row.")
+_ONLY = flags.DEFINE_list("only", None, "Only these rows (methods, neural_raw, "
+                          "neural_standardised, behaviour_raw, ablations), comma separated; "
+                          "the tables still list every row.")
 _SKIP_ABLATIONS = flags.DEFINE_bool("skip_ablations", False, "Leave the ablations out.")
 
 

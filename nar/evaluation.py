@@ -31,6 +31,7 @@ import numpy as np
 import threadpoolctl
 
 from nar import input_pipeline
+from nar import neural_normalisation
 from nar import probes
 from nar import shards
 from nar import windows
@@ -150,7 +151,9 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
                         spec: windows.WindowSpec, normalizer: windows.PoseNormalizer, *,
                         neural_key: str, hop: int, drop_classes: Sequence[str],
                         num_time_blocks: int, batch_size: int, pad_rois: bool | int = False,
-                        with_animal: bool = False) -> FeatureTable:
+                        with_animal: bool = False,
+                        neural_normalizer: neural_normalisation.NeuralNormalizer | None = None
+                        ) -> FeatureTable:
   """Extracts the features of every labelled, evaluated window of every animal once.
 
   Args:
@@ -169,6 +172,7 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
     pad_rois: pad ROI traces whose counts differ between animals, as
       `input_pipeline.WindowSource` does (for a per-animal input layer).
     with_animal: pass each window's animal index to `encode` too.
+    neural_normalizer: the per-animal standardisation the encoder was trained with, or None.
 
   Returns:
     The feature table; unlabelled windows and `drop_classes` are excluded.
@@ -177,7 +181,7 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
                                         drop_classes=tuple(drop_classes))
   source = input_pipeline.WindowSource(dataset, index, spec, normalizer,
                                        neural_keys=() if neural_key == "pose" else (neural_key,),
-                                       pad_rois=pad_rois)
+                                       pad_rois=pad_rois, neural_normalizer=neural_normalizer)
   features, fields = encode_windows(encode, source, neural_key=neural_key,
                                     batch_size=batch_size, with_animal=with_animal)
   return FeatureTable(

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 import grain
 import numpy as np
 
+from nar import neural_normalisation
 from nar import shards as shards_lib
 from nar import windows as windows_lib
 
@@ -227,7 +228,8 @@ class WindowSource:
 
   def __init__(self, dataset: shards_lib.ShardedDataset, index: WindowIndex,
                spec: windows_lib.WindowSpec, normalizer: windows_lib.PoseNormalizer,
-               neural_keys: Sequence[str] | None = None, *, pad_rois: bool | int = False):
+               neural_keys: Sequence[str] | None = None, *, pad_rois: bool | int = False,
+               neural_normalizer: neural_normalisation.NeuralNormalizer | None = None):
     """Creates the source.
 
     Args:
@@ -237,6 +239,8 @@ class WindowSource:
       normalizer: behaviour normalisation (`fit_pose_normalizer`, training animals only).
       neural_keys: the neural arrays to read; by default all the dataset has, less
         `roi_traces` when their R differ across the selected animals and `pad_rois` is off.
+      neural_normalizer: per-animal standardisation of one of the neural arrays (applied
+        before ROI padding), or None to read them as stored.
       pad_rois: False: ROI traces as stored. True: zero-pad them to `dataset.max_rois` (the
         largest R of any animal of the dataset, so that training and evaluation sources
         agree). An int: pad to that width (at least the largest R of the selected animals).
@@ -251,6 +255,7 @@ class WindowSource:
       neural_keys = [k for k in dataset.neural_keys
                      if k != "roi_traces" or len(roi_counts) == 1 or self._roi_width]
     self._neural_keys = tuple(neural_keys)
+    self._neural_normalizer = neural_normalizer
     missing = set(self._neural_keys) - set(dataset.neural_keys)
     if missing:
       raise ValueError(f"the dataset has no {sorted(missing)}; it has {dataset.neural_keys}")
@@ -303,6 +308,10 @@ class WindowSource:
     neural_start = neural_centre + int(self._spec.neural_offsets()[0])
     neural = self._dataset.read_neural(trial, neural_start, neural_start + self._spec.neural_frames)
     window = {key: neural[key] for key in self._neural_keys}
+    standardise = self._neural_normalizer
+    if standardise is not None and standardise.key in window:
+      window[standardise.key] = standardise(str(behaviour.animal_ids[trial]),
+                                            window[standardise.key])
     if self._roi_width and "roi_traces" in window:
       traces = window["roi_traces"]
       num_rois = traces.shape[1]

@@ -1,8 +1,10 @@
 """Untrained reference features: linear probes on the raw inputs.
 
 These give the reference rows of the evaluation tables: "Neural (linear) raw" (what a linear
-read-out of ΔF/F windows achieves, the domain gap of a dataset) and "Behaviour (linear)" (how
-well pose alone identifies the animal). Both go through the probe suite of `nar.evaluation`
+read-out of ΔF/F windows achieves, the domain gap of a dataset), "Neural (linear),
+standardised" (the same after each animal's per-pixel standardisation,
+`nar.neural_normalisation`: what the encoders' input still tells of the animal) and
+"Behaviour (linear)" (how well pose alone identifies the animal). Both go through the probe suite of `nar.evaluation`
 exactly as the features of a trained encoder do.
 
 ROI traces whose ROI count differs between animals are zero-padded to the largest count, so
@@ -47,8 +49,8 @@ _ENCODERS = {"neural": neural_window_features, "pose": pose_window_features}
 def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
                       normalizer: windows.PoseNormalizer, *, kind: str, hop: int,
                       drop_classes: Sequence[str], num_time_blocks: int,
-                      neural_key: str | None = None,
-                      batch_size: int = 256) -> evaluation.FeatureTable:
+                      neural_key: str | None = None, batch_size: int = 256,
+                      neural_normalizer=None) -> evaluation.FeatureTable:
   """The feature table of raw windows, for `nar.evaluation.run_probe_suite`.
 
   Args:
@@ -62,6 +64,8 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
     num_time_blocks: blocks each trial is cut into for the time-block splits.
     neural_key: the neural array of `kind="neural"` (default "neural_images").
     batch_size: windows per call.
+    neural_normalizer: a `nar.neural_normalisation.NeuralNormalizer` to standardise the
+      neural windows with before averaging (the "standardised" reference row), or None.
 
   Returns:
     The feature table of every labelled, evaluated window of every animal.
@@ -75,4 +79,4 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
   return evaluation.build_feature_table(
       _ENCODERS[kind], dataset, spec, normalizer, neural_key=key, hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
-      pad_rois=pad_rois)
+      pad_rois=pad_rois, neural_normalizer=neural_normalizer if kind == "neural" else None)

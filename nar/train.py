@@ -33,6 +33,8 @@ from nar import evaluation
 from nar import input_pipeline
 from nar import losses
 from nar import models
+from nar import neural_normalisation
+from nar import neural_swap
 from nar import objectives
 from nar import shards
 from nar import swap
@@ -134,6 +136,8 @@ class Input:
       input layer; `resolve_neural_input`).
     roi_counts: with a per-animal input layer, the ROI count of every dataset animal (in
       `dataset.animals` order, held-out animals included); None otherwise.
+    neural_normalizer: the per-animal standardisation of the neural input
+      (`config.data.neural_normalisation`), or None.
   """
 
   dataset: shards.ShardedDataset
@@ -146,6 +150,7 @@ class Input:
   num_rois: int | None
   neural_input: str = "shared"
   roi_counts: tuple[int, ...] | None = None
+  neural_normalizer: neural_normalisation.NeuralNormalizer | None = None
 
   @property
   def pad_rois(self) -> bool:
@@ -193,7 +198,10 @@ def create_input(config: ml_collections.ConfigDict) -> Input:
 
   With a per-animal input layer (`config.model.neural_input`, `resolve_neural_input`) ROI
   traces are padded to the dataset's largest ROI count, so that windows of all animals (the
-  held-out ones too) share one shape.
+  held-out ones too) share one shape. With `config.data.neural_normalisation="animal"`, every
+  animal's neural input (held-out animals' too) is standardised with its own statistics,
+  fitted without labels on the first `data.neural_calibration_fraction` of each trial
+  (`nar.neural_normalisation`).
   """
   dataset = shards.open_dataset(config.data.data_dir, config.data.name,
                                 neural_cache_bytes=config.data.neural_cache_mb << 20)
@@ -212,14 +220,31 @@ def create_input(config: ml_collections.ConfigDict) -> Input:
   key = config.data.neural_key
   neural_input = resolve_neural_input(config.model.neural_input, dataset, key)
   per_animal = neural_input == "per_animal"
+  neural_normalizer = _neural_normalizer(config, dataset, key)
   source = input_pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=(key,),
-                                       pad_rois=per_animal)
+                                       pad_rois=per_animal, neural_normalizer=neural_normalizer)
   num_rois = None
   if key == "roi_traces":
     num_rois = int(source[0]["roi_traces"].shape[-1])
   roi_counts = tuple(dataset.roi_counts.values()) if per_animal else None
   return Input(dataset, spec, training, held_out, normalizer, source, key, num_rois,
-               neural_input=neural_input, roi_counts=roi_counts)
+               neural_input=neural_input, roi_counts=roi_counts,
+               neural_normalizer=neural_normalizer)
+
+
+def _neural_normalizer(config: ml_collections.ConfigDict, dataset: shards.ShardedDataset,
+                       key: str) -> neural_normalisation.NeuralNormalizer | None:
+  """The configured standardisation of the neural input, checked before any work."""
+  mode = config.data.neural_normalisation
+  if mode not in neural_normalisation.MODES:
+    raise ValueError(f"data.neural_normalisation must be one of {neural_normalisation.MODES}, "
+                     f"got {mode!r}")
+  if mode == "none":
+    return None
+  fraction = neural_normalisation.calibration_fraction(
+      config.data.neural_calibration_fraction, config.eval.identity_time_blocks)
+  return neural_normalisation.NeuralNormalizer.fit(
+      dataset, key, calibration_fraction=fraction, progress=jax.process_index() == 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,6 +328,10 @@ def _make_loss_fn(graphdef, config, num_animals: int):
   return loss_fn
 
 
+# The neural swap draws from a stream of the swap's key of its own (`jax.random.fold_in`).
+_NEURAL_SWAP_STREAM = 1
+
+
 def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
                     behaviour_spec: behaviour_lib.BehaviourSpec = behaviour_lib.POSE_SPEC):
   """Builds the pure update step `(state, batch, constants) -> (state, metrics)`.
@@ -311,6 +340,11 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
   top-K table, BehaveNet's state centroids), see `create_step_constants`. `behaviour_spec`
   (`dataset.behaviour_spec`) chooses the behavioural augmentations that make sense for the
   behaviour's format (DeepFly3D pose by default).
+
+  With the swap enabled, the pose swap (`swap.probability`, exact or top-K) replaces
+  behaviour frames by other animals' and the neural swap (`swap.neural_probability`,
+  `nar.neural_swap`) replaces neural windows by those of the batch's behaviour-nearest window
+  of another animal; each acts on its own modality, independently.
   """
   pose_augmentation, neural_augmentation = _augmentations(config, behaviour_spec)
   swap_config, method = config.swap, config.method
@@ -333,11 +367,21 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
           swap_probability=swap_config.probability, temperature=swap_config.temperature,
           pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
+    raw_neural, neural_animal = batch[neural_key], batch["animal"]
+    if swap_config.enabled and swap_config.neural_probability > 0:
+      # Partners are chosen on the windows' own behaviour, before the pose swap; held-out
+      # animals are never in a training batch, so every window may be a partner.
+      raw_neural, neural_animal, info = neural_swap.swap_neural_windows(
+          jax.random.fold_in(swap_key, _NEURAL_SWAP_STREAM), raw_neural, neural_animal,
+          batch["pose"], swap_config.neural_probability)
+      metrics["neural_swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     pose, neural, neural_view = _augmented_views(
-        (pose_key, neural_key_, view_key), pose, batch[neural_key], pose_augmentation,
+        (pose_key, neural_key_, view_key), pose, raw_neural, pose_augmentation,
         neural_augmentation, method)
+    # A window whose neural data was exchanged is encoded as its partner animal's (a
+    # per-animal input layer reads the animal; domain penalties compare animals).
     (loss, loss_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, pose, target_pose, neural, neural_view, batch["animal"], constants)
+        state.params, pose, target_pose, neural, neural_view, neural_animal, constants)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics.update(loss_metrics, loss=loss, grad_norm=optax.tree.norm(grads))
@@ -436,7 +480,7 @@ def evaluate(graphdef, params, inputs: Input, config, mesh,
       num_time_blocks=eval_config.identity_time_blocks,
       # One batch shape that splits evenly over the mesh, so the encoder compiles once.
       batch_size=_round_up(eval_config.batch_size, mesh.size),
-      pad_rois=inputs.pad_rois, with_animal=True)
+      pad_rois=inputs.pad_rois, with_animal=True, neural_normalizer=inputs.neural_normalizer)
   if features_path is not None:
     evaluation.save_feature_table(table, features_path,
                                   animals=inputs.held_out_animals or None)
@@ -497,6 +541,9 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if config.swap.enabled and config.method != "contrastive":
     raise ValueError(f"the swap augments the behaviour branch of the contrastive method; "
                      f"set swap.enabled=False for method {config.method!r}")
+  if not 0.0 <= config.swap.neural_probability <= 1.0:
+    raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
+                     f"{config.swap.neural_probability!r}")
   batch = config.optim.global_batch_size
   if batch % num_devices:
     raise ValueError(f"global batch {batch} does not divide over {num_devices} devices; "
@@ -696,7 +743,8 @@ def fit_windows(config: ml_collections.ConfigDict, inputs: Input,
       inputs.dataset, inputs.spec, animals=animals, drop_unlabelled=config.data.drop_unlabelled,
       drop_classes=tuple(config.data.drop_classes))
   return input_pipeline.WindowSource(inputs.dataset, index, inputs.spec, inputs.normalizer,
-                                     neural_keys=(inputs.neural_key,), pad_rois=inputs.pad_rois)
+                                     neural_keys=(inputs.neural_key,), pad_rois=inputs.pad_rois,
+                                     neural_normalizer=inputs.neural_normalizer)
 
 
 def fit_input_layers(graphdef, params, inputs: Input, config: ml_collections.ConfigDict,

@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments import paper_results
@@ -18,7 +19,7 @@ from nar import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A few rows of every kind keep the test short; the tables must still list every row.
-ONLY = ("ours", "neural_raw", "behaviour_raw", "no_neural_augment")
+ONLY = ("ours", "neural_raw", "neural_standardised", "behaviour_raw", "no_neural_augment")
 NUM_SEEDS = 2
 # On the locomotion dataset: the references (the neural one reads ROI traces of different
 # widths), two methods whose held-out input layers are fitted, one through a recurrent
@@ -41,7 +42,7 @@ def reproduction(tmp_path_factory):
 def test_every_output_is_written(reproduction):
   root, summary = reproduction
   out = root / "out"
-  assert len(summary["ran"]) == 3 * NUM_SEEDS + 1 and not summary["skipped"]
+  assert len(summary["ran"]) == 4 * NUM_SEEDS + 1 and not summary["skipped"]
   for name in ("table1.md", "table2.md", "ablation.md", "runs.csv", "summary.csv",
                "README.md"):
     assert (out / name).stat().st_size > 0, name
@@ -51,7 +52,7 @@ def test_every_output_is_written(reproduction):
   with (out / "runs.csv").open() as f:
     runs = list(csv.DictReader(f))
   assert sorted((r["row"], r["seed"]) for r in runs) == sorted(
-      [(row, str(seed)) for row in ONLY[:3] for seed in range(NUM_SEEDS)] +
+      [(row, str(seed)) for row in ONLY[:4] for seed in range(NUM_SEEDS)] +
       [("no_neural_augment", "0")])
   # Seed k holds out its own animals, and every run records its wall time.
   assert len({r["held_out_animals"] for r in runs if r["row"] == "ours"}) == NUM_SEEDS
@@ -60,6 +61,11 @@ def test_every_output_is_written(reproduction):
   features = evaluation.load_feature_table(out / "runs" / "ours" / "seed0" / "features.npz")
   held_out = next(r["held_out_animals"] for r in runs if r["row"] == "ours" and r["seed"] == "0")
   assert {features.animals[a] for a in set(features.animal)} == set(held_out.split())
+  # Standardising each animal's pixels takes from a linear read-out much of what names the
+  # animal in raw ΔF/F.
+  identity = {row: np.mean([float(r["identity_1.0_accuracy"]) for r in runs if r["row"] == row])
+              for row in ("neural_raw", "neural_standardised")}
+  assert identity["neural_standardised"] < identity["neural_raw"] - 10, identity
 
 
 def test_tables_list_every_row_with_the_paper_beside_ours(reproduction):
@@ -96,7 +102,7 @@ def test_a_second_invocation_reuses_finished_runs(reproduction, monkeypatch):
   monkeypatch.setattr(reproduce, "evaluate_raw_inputs", must_not_run)
   monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
   summary = reproduce.reproduce("smoke", num_seeds=NUM_SEEDS, out_dir=root / "out", only=ONLY)
-  assert not summary["ran"] and len(summary["skipped"]) == 3 * NUM_SEEDS + 1
+  assert not summary["ran"] and len(summary["skipped"]) == 4 * NUM_SEEDS + 1
   assert (root / "out" / "table1.md").read_text() == table1
 
 

@@ -59,6 +59,8 @@ def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
     from nar import input_pipeline
     assert jax.device_count() == 8, jax.devices()
     config = tiny_config({data_dir!r})
+    # The neural swap picks partners across the whole batch, i.e. across devices.
+    config.swap.neural_probability = 0.5
     inputs = train.create_input(config)
     graphdef, tx, state = train.create_train_state(config, inputs)
     state = jax.device_get(state)  # host copy: each mesh gets (and donates) its own
@@ -80,6 +82,7 @@ def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
                  params8, params1)
     np.testing.assert_allclose(metrics8["loss"], metrics1["loss"], rtol=1e-5)
     assert metrics8["swapped_fraction"] == metrics1["swapped_fraction"]
+    assert 0 < metrics8["neural_swapped_fraction"] == metrics1["neural_swapped_fraction"] < 1
 
     config.optim.global_batch_size = 12
     try:
@@ -146,6 +149,14 @@ def test_configs_that_cannot_train_fail_before_compiling(data_dir):
   config.data.drop_unlabelled = True
   with pytest.raises(ValueError, match="holds no window"):
     train.create_input(config)
+
+
+def test_a_neural_swap_probability_outside_zero_one_fails_before_compiling(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  config.swap.neural_probability = 1.5
+  with pytest.raises(ValueError, match=r"swap.neural_probability must lie in \[0, 1\]"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()
 
 
 def test_an_invalid_model_config_fails_before_compiling(data_dir, tmp_path):

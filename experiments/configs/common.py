@@ -18,6 +18,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.window = ml_collections.ConfigDict(
       dict(pose_frames=32, pose_stride=3, neural_frames=16))
   config.data.neural_key = "neural_images"  # or "roi_traces"
+  # Each animal's neural input standardised per pixel (ROI) with its own statistics, fitted
+  # without labels on the first part of every trial ("none": as stored; see
+  # nar/neural_normalisation.py). The calibration must end before the identity probe's test
+  # block (the last of eval.identity_time_blocks); None: every block before it.
+  config.data.neural_normalisation = "animal"
+  config.data.neural_calibration_fraction = None
   # Self-supervised training needs no labels; MC2P's loader drops resting windows.
   config.data.drop_classes = ("resting",)
   config.data.drop_unlabelled = False
@@ -57,6 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.swap.mode = "exact"  # or "topk": draw from a precomputed table of K neighbours
   config.swap.topk = 64
   config.swap.per_frame_target = False
+  # The neural half of the swap (nar/neural_swap.py): the probability that a window's neural
+  # data is exchanged for that of the batch's behaviour-nearest window of another animal.
+  config.swap.neural_probability = 0.0
   config.swap.pool_chunk = 2048
 
   config.augment = ml_collections.ConfigDict()

@@ -26,6 +26,8 @@ def get_config(arg: str | None = None):
   config.data.neural_key = "roi_traces"
   config.data.drop_classes = ()
   config.model.neural_input = "auto"
+  # Each animal's own input layer already learns its ROIs' offsets and scales.
+  config.data.neural_normalisation = "none"
   config.optim.global_batch_size = 64
   config.optim.num_train_steps = 3000
   config.adapt.num_steps = 600
