@@ -79,9 +79,14 @@ def behaviour_partners(behaviour_windows: jax.Array, animal: jax.Array,
 
 def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
                         behaviour_windows: jax.Array, probability, *,
-                        eligible: jax.Array | None = None
+                        partner_quantile: float = 1.0, eligible: jax.Array | None = None
                         ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Replaces, with probability `probability`, each neural window by its partner's.
+
+  A partner from a batch is often a window of another action (a batch of 64 windows of the
+  default simulated dataset pairs 63 % of windows with one of their own action); only windows
+  whose partner lies within the `partner_quantile` quantile of the batch's partner distances
+  may be exchanged, so that the exchanged pairs are the batch's closest.
 
   Args:
     key: PRNG key.
@@ -89,7 +94,9 @@ def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
     animal: `[B]` int animal of each neural window (dataset indices).
     behaviour_windows: `[B, T, D]` the windows' own behaviour (before any pose swap), which
       chooses the partners.
-    probability: probability that a window's neural data is exchanged.
+    probability: probability that a window with a close enough partner is exchanged.
+    partner_quantile: in (0, 1]: the quantile of the batch's partner distances below which
+      a window may be exchanged; 1 lets every window with a partner be.
     eligible: `[B]` bool windows that may serve as partners; None: all.
 
   Returns:
@@ -100,7 +107,11 @@ def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
   if neural.shape[:1] != animal.shape:
     raise ValueError(f"neural windows {neural.shape} and animal {animal.shape} disagree on B")
   partner, distance = behaviour_partners(behaviour_windows, animal, eligible)
-  swapped = jax.random.bernoulli(key, probability, partner.shape) & (partner >= 0)
+  close = partner >= 0
+  if partner_quantile < 1.0:
+    finite = jnp.where(close, distance, jnp.nan)
+    close &= distance <= jnp.nanquantile(finite, partner_quantile)
+  swapped = jax.random.bernoulli(key, probability, partner.shape) & close
   source = jnp.where(swapped, partner, jnp.arange(partner.shape[0], dtype=jnp.int32))
   info = {"swapped": swapped, "partner": partner, "distance": distance}
   return neural[source], animal[source], info

@@ -373,7 +373,8 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
       # animals are never in a training batch, so every window may be a partner.
       raw_neural, neural_animal, info = neural_swap.swap_neural_windows(
           jax.random.fold_in(swap_key, _NEURAL_SWAP_STREAM), raw_neural, neural_animal,
-          batch["pose"], swap_config.neural_probability)
+          batch["pose"], swap_config.neural_probability,
+          partner_quantile=swap_config.neural_partner_quantile)
       metrics["neural_swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     pose, neural, neural_view = _augmented_views(
         (pose_key, neural_key_, view_key), pose, raw_neural, pose_augmentation,
@@ -544,6 +545,9 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
                      f"{config.swap.neural_probability!r}")
+  if not 0.0 < config.swap.neural_partner_quantile <= 1.0:
+    raise ValueError(f"swap.neural_partner_quantile must lie in (0, 1], got "
+                     f"{config.swap.neural_partner_quantile!r}")
   batch = config.optim.global_batch_size
   if batch % num_devices:
     raise ValueError(f"global batch {batch} does not divide over {num_devices} devices; "

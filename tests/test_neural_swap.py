@@ -103,3 +103,21 @@ def test_bad_shapes_are_named():
   with pytest.raises(ValueError, match="disagree on B"):
     neural_swap.swap_neural_windows(jax.random.key(0), jnp.zeros((3, 2)), jnp.arange(4),
                                     jnp.zeros((4, 5, 3)), 0.5)
+
+
+def test_only_the_batchs_closest_pairs_are_exchanged_under_a_partner_quantile():
+  rng = np.random.default_rng(5)
+  windows = _windows(rng, 40)
+  animal = rng.integers(0, 3, 40).astype(np.int32)
+  neural = np.arange(40, dtype=np.float32)[:, None]
+  _, distance = neural_swap.behaviour_partners(jnp.asarray(windows), jnp.asarray(animal))
+  distance = np.asarray(distance)
+  swapped, _, info = neural_swap.swap_neural_windows(
+      jax.random.key(2), jnp.asarray(neural), jnp.asarray(animal), jnp.asarray(windows), 1.0,
+      partner_quantile=0.5)
+  exchanged = np.asarray(info["swapped"])
+  np.testing.assert_array_equal(exchanged, distance <= np.quantile(distance, 0.5))
+  assert exchanged.sum() == 20
+  partner = _numpy_partners(windows, animal)
+  np.testing.assert_array_equal(np.asarray(swapped)[:, 0], np.where(exchanged, partner,
+                                                                     np.arange(40)))

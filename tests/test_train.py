@@ -61,6 +61,7 @@ def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
     config = tiny_config({data_dir!r})
     # The neural swap picks partners across the whole batch, i.e. across devices.
     config.swap.neural_probability = 0.5
+    config.swap.neural_partner_quantile = 0.75
     inputs = train.create_input(config)
     graphdef, tx, state = train.create_train_state(config, inputs)
     state = jax.device_get(state)  # host copy: each mesh gets (and donates) its own
@@ -155,6 +156,10 @@ def test_a_neural_swap_probability_outside_zero_one_fails_before_compiling(data_
   config = tiny_config(data_dir)
   config.swap.neural_probability = 1.5
   with pytest.raises(ValueError, match=r"swap.neural_probability must lie in \[0, 1\]"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config.swap.neural_probability = 1.0
+  config.swap.neural_partner_quantile = 0.0
+  with pytest.raises(ValueError, match=r"swap.neural_partner_quantile must lie in \(0, 1\]"):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
 

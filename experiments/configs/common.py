@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
   # The neural half of the swap (nar/neural_swap.py): the probability that a window's neural
   # data is exchanged for that of the batch's behaviour-nearest window of another animal.
   config.swap.neural_probability = 0.0
+  # Only windows whose partner is among the batch's closest (this quantile of the partner
+  # distances) are exchanged; 1.0: any window.
+  config.swap.neural_partner_quantile = 1.0
   config.swap.pool_chunk = 2048
 
   config.augment = ml_collections.ConfigDict()

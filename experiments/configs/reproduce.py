@@ -159,12 +159,22 @@ class Preset:
 def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   """The ablations of Ours, one change each.
 
-  Swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, and
-  each augmentation group switched off. All of them apply to a behaviour vector too:
-  `no_pose_augment` then switches off the vector's augmentations (smoothing, noise, gain, time
-  and dimension masks; it has no geometric ones, `augment.behaviour_augmentation_for`).
+  Swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, the
+  neural swap switched on (or off, if Ours uses it), the neural input's per-animal
+  standardisation switched off (or on), and each augmentation group switched off. All of them
+  apply to a behaviour vector too: `no_pose_augment` then switches off the vector's
+  augmentations (smoothing, noise, gain, time and dimension masks; it has no geometric ones,
+  `augment.behaviour_augmentation_for`).
   """
   other_mode = "topk" if ours.swap.mode == "exact" else "exact"
+  if ours.swap.neural_probability > 0:
+    neural_swap = {"no_neural_swap": {"swap.neural_probability": 0.0}}
+  else:
+    neural_swap = {"neural_swap_0.5": {"swap.neural_probability": 0.5}}
+  if ours.data.neural_normalisation == "none":
+    standardisation = {"standardised_input": {"data.neural_normalisation": "animal"}}
+  else:
+    standardisation = {"unstandardised_input": {"data.neural_normalisation": "none"}}
   return {
       "swap_p0.25": {"swap.probability": 0.25},
       "swap_p1.0": {"swap.probability": 1.0},
@@ -172,6 +182,8 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
       "temperature_10": {"swap.temperature": 10.0},
       f"swap_{other_mode}": {"swap.mode": other_mode},
       "per_frame_target": {"swap.per_frame_target": True},
+      **neural_swap,
+      **standardisation,
       "no_pose_augment": {"augment.pose_enabled": False},
       "no_neural_augment": {"augment.neural_enabled": False},
   }
