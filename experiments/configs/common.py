@@ -89,7 +89,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.optim.warmup_steps = 50
   config.optim.weight_decay = 1e-4
   config.optim.grad_clip = 1.0
-  config.optim.temperature = 0.1
+  # InfoNCE temperature of the multimodal objective (Ours, no swap). On the default simulated
+  # dataset 0.5 transferred to held-out animals better than 0.05, 0.1 or 1.0 (one fold, 300
+  # steps: 32 / 35 / 42 / 40 % multi-animal). SimCLR keeps its own (baselines.py).
+  config.optim.temperature = 0.5
 
   config.eval = ml_collections.ConfigDict()
   config.eval.hop = 10

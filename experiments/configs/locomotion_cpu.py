@@ -28,6 +28,9 @@ def get_config(arg: str | None = None):
   config.model.neural_input = "auto"
   # Each animal's own input layer already learns its ROIs' offsets and scales.
   config.data.neural_normalisation = "none"
+  # The temperature its reproduction (results/locomotion_cpu) was made with; the pose
+  # dataset's 0.5 (common.py) has not been tried here.
+  config.optim.temperature = 0.1
   config.optim.global_batch_size = 64
   config.optim.num_train_steps = 3000
   config.adapt.num_steps = 600
