@@ -308,7 +308,9 @@ def _ours_settings(preset: presets.Preset) -> str:
                                   ("neural", augment.neural_enabled)) if on]
   return (f"swap.probability = {swap.probability}, swap.temperature = {swap.temperature}, "
           f"swap.mode = {swap.mode}, one ŝ per {'frame' if swap.per_frame_target else 'window'}"
-          f", augmentations: {' and '.join(groups) or 'none'}")
+          f", swap.neural_probability = {swap.neural_probability}, "
+          f"data.neural_normalisation = {training.data.neural_normalisation}, "
+          f"augmentations: {' and '.join(groups) or 'none'}")
 
 
 def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.Path,
