@@ -16,7 +16,6 @@ from data_prep import default_dataset
 from nar import evaluation
 from nar import input_pipeline
 from nar import raw_features
-from nar import shards
 from nar import windows
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default dataset if unset).")
@@ -28,10 +27,7 @@ _HOP = flags.DEFINE_integer("hop", 20, "Keep every hop-th window.")
 
 def main(argv):
   del argv
-  if _DATA_DIR.value:
-    dataset = shards.open_dataset(_DATA_DIR.value, _NAME.value)
-  else:
-    dataset = shards.open_dataset(default_dataset.ensure_dataset(name=_NAME.value))
+  dataset = default_dataset.open_dataset(_DATA_DIR.value, _NAME.value)
   dataset.preload_neural()
   spec = windows.WindowSpec()
   training, held_out = input_pipeline.split_animals(dataset.animals, _NUM_HELD_OUT.value,

@@ -166,3 +166,12 @@ def ensure_dataset(config=None, seed: int = 0, *,
   recordings = readers.read_recordings(recordings_dir(raw_dir, preset),
                                        layout=raw_layout(preset))
   return pathlib.Path(tfds_builder.build_dataset(recordings, str(data_dir), config_name=name))
+
+
+def open_dataset(data_dir: str | os.PathLike | None = None,
+                 name: str = "default") -> shards.ShardedDataset:
+  """Opens dataset `name` of `data_dir`; without a `data_dir`, the simulated one of that name
+  under the default data root, simulated and built first if absent (`ensure_dataset`)."""
+  if data_dir:
+    return shards.open_dataset(data_dir, name)
+  return shards.open_dataset(ensure_dataset(name=name))

@@ -374,7 +374,8 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
       raw_neural, neural_animal, info = neural_swap.swap_neural_windows(
           jax.random.fold_in(swap_key, _NEURAL_SWAP_STREAM), raw_neural, neural_animal,
           batch["pose"], swap_config.neural_probability,
-          partner_quantile=swap_config.neural_partner_quantile)
+          partner_quantile=swap_config.neural_partner_quantile,
+          distance_scale=constants["frames"].distance_scale)
       metrics["neural_swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     pose, neural, neural_view = _augmented_views(
         (pose_key, neural_key_, view_key), pose, raw_neural, pose_augmentation,

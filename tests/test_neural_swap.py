@@ -121,3 +121,17 @@ def test_only_the_batchs_closest_pairs_are_exchanged_under_a_partner_quantile():
   partner = _numpy_partners(windows, animal)
   np.testing.assert_array_equal(np.asarray(swapped)[:, 0], np.where(exchanged, partner,
                                                                      np.arange(40)))
+
+
+def test_declared_swap_weights_choose_the_partners():
+  """A feature of weight 0 is left out of the comparison, as in the pose swap."""
+  rng = np.random.default_rng(6)
+  windows = _windows(rng, 30, dim=3)
+  animal = rng.integers(0, 3, 30).astype(np.int32)
+  scale = np.array([1.0, 0.0, 1.0], np.float32)
+  weighted, _ = neural_swap.behaviour_partners(jnp.asarray(windows), jnp.asarray(animal),
+                                               distance_scale=jnp.asarray(scale))
+  weighted = np.asarray(weighted)
+  np.testing.assert_array_equal(weighted, _numpy_partners(windows * scale, animal))
+  # Feature 1 alone changes who is nearest: the weights are what the partners follow.
+  assert (weighted != _numpy_partners(windows, animal)).any()

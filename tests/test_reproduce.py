@@ -13,6 +13,7 @@ import pytest
 from experiments import paper_results
 from experiments import reproduce
 from experiments import report
+from experiments.configs import common
 from experiments.configs import reproduce as presets
 from nar import evaluation
 from nar import train
@@ -155,7 +156,7 @@ def test_bad_arguments_say_what_to_pass(arguments, message):
   with pytest.raises(ValueError, match="unknown preset 'gpu'"):
     presets.get_config("gpu")
   with pytest.raises(ValueError, match="'swap.probabilty', which is not a config field"):
-    presets.apply_overrides(presets.get_config("smoke").training, {"swap.probabilty": 1.0})
+    common.apply_overrides(presets.get_config("smoke").training, {"swap.probabilty": 1.0})
 
 
 def test_the_command_line_rejects_bad_flags_before_any_work(tmp_path):

@@ -6,6 +6,8 @@ applies them to a `swap_cpu` / `swap_tpu` config (see `baseline_cpu.py`, `baseli
 
 import ml_collections
 
+from experiments.configs import common
+
 # SimCLR's InfoNCE temperature: 0.1, its usual value, which did as well as or better than
 # Ours' 0.5 for SimCLR on the default simulated dataset (42.3 against 41.2 % multi-animal
 # over two folds at 300 steps).
@@ -36,10 +38,4 @@ def apply_baseline(config: ml_collections.ConfigDict, name: str | None):
                      f"e.g. --config=baseline_cpu:simclr")
   changes = dict(BASELINES[name])
   config.swap.enabled = changes.pop("swap", False)
-  for field, value in changes.items():
-    *parents, leaf = field.split(".")  # "optim.temperature" sets a nested field
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+  return common.apply_overrides(config, changes, what=f"baseline {name!r}")

@@ -1,5 +1,7 @@
 """Fields shared by every NAR config; named configs change a few of them."""
 
+from typing import Any, Mapping
+
 import ml_collections
 
 
@@ -90,8 +92,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.optim.weight_decay = 1e-4
   config.optim.grad_clip = 1.0
   # InfoNCE temperature of the multimodal objective (Ours, no swap). On the default simulated
-  # dataset 0.5 transferred to held-out animals better than 0.05, 0.1 or 1.0 (one fold, 300
-  # steps: 32 / 35 / 42 / 40 % multi-animal). SimCLR keeps its own (baselines.py).
+  # dataset 0.5 transferred to held-out animals better than 0.05, 0.1 or 1.0 (the cpu
+  # preset's seed-0 run, 300 steps: 32 / 35 / 42 / 40 % multi-animal; the README gives the
+  # command). SimCLR keeps its own (baselines.py).
   config.optim.temperature = 0.5
 
   config.eval = ml_collections.ConfigDict()
@@ -114,4 +117,22 @@ def base_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 20
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
+  return config
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], *,
+                    what: str = "overrides") -> ml_collections.ConfigDict:
+  """Sets `{"dotted.field": value}` fields of a config (in place) and returns it.
+
+  Raises:
+    ValueError: a field is not in the config (a misspelt override would silently add one).
+  """
+  for field in overrides:
+    *parents, leaf = field.split(".")
+    node = config
+    for part in parents:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(f"{what} sets {field!r}, which is not a config field")
+  config.update_from_flattened_dict(dict(overrides))
   return config

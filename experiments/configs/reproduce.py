@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 import ml_collections
 
 from experiments.configs import baselines
+from experiments.configs import common
 from experiments.configs import locomotion_cpu
 from experiments.configs import swap_cpu
 from experiments.configs import swap_tpu
@@ -276,22 +277,5 @@ def ablation_config(preset: Preset, ablation: str) -> ml_collections.ConfigDict:
   if ablation not in preset.ablations:
     raise ValueError(f"unknown ablation {ablation!r}; choose one of {sorted(preset.ablations)}")
   config = ml_collections.ConfigDict(preset.training.to_dict())
-  return apply_overrides(config, preset.ablations[ablation], what=f"ablation {ablation!r}")
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], *,
-                    what: str = "overrides") -> ml_collections.ConfigDict:
-  """Sets `{"dotted.field": value}` fields of a config (in place) and returns it.
-
-  Raises:
-    ValueError: a field is not in the config (a misspelt override would silently add one).
-  """
-  for field in overrides:
-    *parents, leaf = field.split(".")
-    node = config
-    for part in parents:
-      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ValueError(f"{what} sets {field!r}, which is not a config field")
-  config.update_from_flattened_dict(dict(overrides))
-  return config
+  return common.apply_overrides(config, preset.ablations[ablation],
+                                what=f"ablation {ablation!r}")
