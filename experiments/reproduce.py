@@ -60,6 +60,16 @@ METHOD, REFERENCE, ABLATION = "method", "reference", "ablation"
 CONFIG_FILE, RESULTS_FILE, FEATURES_FILE = "config.json", "eval.json", "features.npz"
 # Fields a finished run may differ in and still be reused: where the data lives.
 _RELOCATABLE_FIELDS = ("data.data_dir",)
+# Config fields added after runs of this command existed -> the value that does what the code
+# did before the field existed. A saved run lacking such a field is reused only when the run
+# asked for now has that value; a saved run lacking any other field is refused, since nothing
+# says what it did. Add every new config field here with its old behaviour, if it has one.
+FIELDS_ADDED_LATER = {
+    "data.neural_normalisation": "none",
+    "data.neural_calibration_fraction": None,
+    "swap.neural_probability": 0.0,
+    "swap.neural_partner_quantile": 1.0,
+}
 
 
 class SettingsError(ValueError):
@@ -208,11 +218,38 @@ def _differences(saved: Any, now: Any, prefix: str = "") -> tuple[list[str], lis
   return [f"{prefix[:-1]}: {saved!r} (saved) vs {now} (now)"], []
 
 
+def _flat_value(tree: Mapping[str, Any], field: str) -> Any:
+  node: Any = tree
+  for part in field.split("."):
+    node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+  return node
+
+
+def _unmatched_additions(added: Sequence[str], wanted: Mapping[str, Any]) -> list[str]:
+  """The fields among `added` (missing from a saved run) that make the run unusable.
+
+  A field is harmless when `FIELDS_ADDED_LATER` knows it and the run asked for now sets it
+  to the value that keeps the code's behaviour from before the field existed.
+  """
+  problems = []
+  for field in added:
+    now = _flat_value(wanted, field)
+    name = field.removeprefix("config.")
+    if name not in FIELDS_ADDED_LATER:
+      problems.append(f"{name}: absent (saved) vs {now!r} (now); the field was added after "
+                      "the run was made and nothing says what the run did without it")
+    elif now != FIELDS_ADDED_LATER[name]:
+      problems.append(f"{name}: absent (saved), which behaved as "
+                      f"{FIELDS_ADDED_LATER[name]!r}, vs {now!r} (now)")
+  return problems
+
+
 def claim_workdir(run: Run) -> None:
   """Records the run's config in its workdir, or checks it against the recorded one.
 
-  Fields the recorded config lacks were added to the configs after the run was made; their
-  defaults are taken to keep the old behaviour, so such a run is still reused (with a warning).
+  A field the recorded config lacks was added to the configs after the run was made. The
+  run is reused (with a warning) only when `FIELDS_ADDED_LATER` knows what the code did
+  before that field existed and the run asked for now sets the field to that value.
 
   Raises:
     SettingsError: the workdir holds a run made with another config, or not made by this
@@ -224,6 +261,7 @@ def claim_workdir(run: Run) -> None:
   if path.exists():
     saved = json.loads(path.read_text())
     changed, added = _differences(saved, wanted)
+    changed += _unmatched_additions(added, wanted)
     if changed:
       raise SettingsError(
           f"{run.workdir} holds a run of {run.name} made with another config:\n  "

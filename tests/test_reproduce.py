@@ -117,12 +117,30 @@ def test_a_run_made_with_another_config_is_not_reused(reproduction, monkeypatch)
              if r.row == "ours")
   with pytest.raises(reproduce.SettingsError, match="optim.num_train_steps: 4 .saved. vs 5"):
     reproduce.execute(run)
-  # A field added to the configs after the run was made keeps the run.
+  # A field added to the configs after the run was made: the run is reused only where the
+  # field is known to keep, at the value asked for, what the code did before it existed.
   preset.training.optim.num_train_steps -= 1
   preset.training.a_later_field = 1
-  run = next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
-             if r.row == "ours")
-  assert not reproduce.execute(run)
+  ours = lambda: next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
+                      if r.row == "ours")
+  with pytest.raises(reproduce.SettingsError,
+                     match="a_later_field: absent .saved. vs 1 .now.; the field was added"):
+    reproduce.execute(ours())
+  monkeypatch.setitem(reproduce.FIELDS_ADDED_LATER, "a_later_field", 1)
+  assert not reproduce.execute(ours())
+  preset.training.a_later_field = 2
+  with pytest.raises(reproduce.SettingsError,
+                     match="a_later_field: absent .saved., which behaved as 1, vs 2 .now."):
+    reproduce.execute(ours())
+
+
+def test_fields_added_later_name_config_fields():
+  config = presets.method_config(presets.get_config("cpu"), "ours")
+  for field in reproduce.FIELDS_ADDED_LATER:
+    node = config
+    for part in field.split("."):
+      assert part in node, field
+      node = node[part]
 
 
 def test_the_plan_covers_every_method_ablation_and_fold():

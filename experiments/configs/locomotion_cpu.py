@@ -26,8 +26,11 @@ def get_config(arg: str | None = None):
   config.data.neural_key = "roi_traces"
   config.data.drop_classes = ()
   config.model.neural_input = "auto"
-  # Each animal's own input layer already learns its ROIs' offsets and scales.
-  config.data.neural_normalisation = "none"
+  # Each ROI z-scored with its animal's own statistics, as for images (common.py). The
+  # per-animal input layers could learn the same offsets and scales, but the held-out
+  # animals' layers are fitted without labels in a few steps: standardising first raised
+  # Ours from 51 to 79 % on held-out animals (the reproduction's seed-0 ablation).
+  config.data.neural_normalisation = "animal"
   # The temperature its reproduction (results/locomotion_cpu) was made with; the pose
   # dataset's 0.5 (common.py) has not been tried here.
   config.optim.temperature = 0.1
