@@ -1,13 +1,16 @@
 r"""Throughput of the jitted training step at swap_cpu shapes, swap on and off.
 
-  python -m benchmarks.train_step [--config=swap_cpu] [--steps=30]
+  python -m benchmarks.train_step [--config=swap_cpu] [--steps=30] [--pool_stride=4]
 
 Prints, in one run: steps/s and windows/s of the step without the swap, with the exact swap
-(`swap.mode="exact"`: every pose frame against all of the target animal's frames) and with the
-top-K swap (`swap.mode="topk"`: a lookup in a table of each frame's K nearest frames, built once
-per run, whose build time is printed too); bar: the swap costs at most 25% of the step. Then the
-input pipeline's windows/s beside the step's consumption (bar: at least 5x). Batches are read before timing the step, so the step's figures
-exclude data loading. The default dataset is simulated and built first if absent.
+(`swap.mode="exact"`: every pose frame against all of the target animal's frames, then
+against every `--pool_stride`-th of them, `swap.pool_stride`) and with the top-K swap
+(`swap.mode="topk"`: a lookup in a table of each frame's K nearest frames, built once per run,
+whose build time is printed too); bar: the swap costs at most 25% of the step. Then the input
+pipeline's windows/s beside the step's consumption (bar: at least 5x). Batches are read before
+timing the step, so the step's figures exclude data loading. Also prints how much farther the
+nearest frame of another animal lies in the thinned pool than in the full one. The default
+dataset is simulated and built first if absent.
 """
 
 import importlib
@@ -16,6 +19,7 @@ import time
 from absl import app
 from absl import flags
 import jax
+import numpy as np
 
 from data_prep import default_dataset
 from nar import input_pipeline
@@ -24,6 +28,8 @@ from nar import train
 _CONFIG = flags.DEFINE_string("config", "swap_cpu", "Config name in experiments/configs.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per variant.")
 _WORKERS = flags.DEFINE_list("workers", ["0", "2"], "grain worker counts to time.")
+_POOL_STRIDE = flags.DEFINE_integer(
+    "pool_stride", 4, "Stride of the thinned pool timed beside the full one (swap.pool_stride).")
 
 
 def _time_step(config, inputs, batches) -> tuple[float, float]:
@@ -57,6 +63,23 @@ def _time_step(config, inputs, batches) -> tuple[float, float]:
   return durations[len(durations) // 2], constants_seconds
 
 
+def _thinning_distance_ratio(config, inputs, stride: int, num_queries: int = 512) -> float:
+  """Median over frames of one training animal of (distance to the nearest valid frame of
+  another animal in the pool thinned to every `stride`-th frame) / (the same, full pool)."""
+  with config.unlocked():
+    config.swap.enabled, config.swap.mode, config.swap.pool_stride = True, "exact", 1
+  bank = train.create_step_constants(config, inputs)[0]["frames"]
+  frames, valid = np.asarray(bank.frames), np.asarray(bank.valid)
+  rng = np.random.default_rng(0)
+  queries = frames[0][rng.choice(np.flatnonzero(valid[0]), num_queries, replace=False)]
+  pool = frames[1][valid[1]]
+  kept = np.asarray(bank.valid[1])[::stride]
+  thinned = frames[1][::stride][kept]
+  nearest = lambda p: np.sqrt(np.maximum(
+      (queries**2).sum(1)[:, None] + (p**2).sum(1)[None] - 2 * queries @ p.T, 0)).min(1)
+  return float(np.median(nearest(thinned) / nearest(pool)))
+
+
 def _pipeline_rate(inputs, batch_size: int, workers: int, num_batches: int) -> float:
   loader = input_pipeline.make_loader(inputs.train_source, batch_size=batch_size, train=True,
                                       seed=1, worker_count=workers)
@@ -83,19 +106,25 @@ def main(argv):
         f"neural input: {inputs.neural_key} {batches[0][inputs.neural_key].shape[1:]}")
 
   timings = {}
-  for name, enabled, mode in (("step without swap", False, "exact"),
-                              ("step with the exact swap", True, "exact"),
-                              ("step with the top-K swap", True, "topk")):
+  variants = (("step without swap", False, "exact", 1),
+              ("step with the exact swap", True, "exact", 1),
+              (f"step with the exact swap, pool stride {_POOL_STRIDE.value}", True, "exact",
+               _POOL_STRIDE.value),
+              ("step with the top-K swap", True, "topk", 1))
+  for name, enabled, mode, stride in variants:
     with config.unlocked():
-      config.swap.enabled, config.swap.mode = enabled, mode
+      config.swap.enabled, config.swap.mode, config.swap.pool_stride = enabled, mode, stride
     timings[name] = _time_step(config, inputs, batches)
   without_swap = timings["step without swap"][0]
   for name, (seconds, _) in timings.items():
     print(f"{name:34s} {1 / seconds:8.2f} steps/s  {batch_size / seconds:9.0f} windows/s")
-  for name in ("step with the exact swap", "step with the top-K swap"):
+  for name in list(timings)[1:]:
     overhead = timings[name][0] / without_swap - 1
     print(f"{name[10:]} overhead: {100 * overhead:.1f}% of the step without swap "
           f"(bar <= 25%): {'PASS' if overhead <= 0.25 else 'FAIL'}")
+  ratio = _thinning_distance_ratio(config, inputs, _POOL_STRIDE.value)
+  print(f"pool stride {_POOL_STRIDE.value}: the nearest frame of another animal lies "
+        f"{100 * (ratio - 1):.1f}% farther (median over frames) than in the full pool")
   table_seconds = timings["step with the top-K swap"][1]
   print(f"top-K table build (K = {config.swap.topk}), once per run: {table_seconds:.1f} s = "
         f"{table_seconds / without_swap:.0f} steps without swap")

@@ -69,6 +69,7 @@ FIELDS_ADDED_LATER = {
     "data.neural_calibration_fraction": None,
     "swap.neural_probability": 0.0,
     "swap.neural_partner_quantile": 1.0,
+    "swap.pool_stride": 1,
 }
 
 

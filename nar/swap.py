@@ -198,6 +198,37 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
                   distance_scale=_distance_scale(distance_weights, dim))
 
 
+def thin_pool(bank: PoseBank, stride: int) -> PoseBank:
+  """The bank with every `stride`-th frame of each animal only (frames 0, stride, 2 stride...).
+
+  Pose at 100 Hz changes little between neighbouring frames, so a pool thinned in time keeps
+  nearly the same nearest neighbours for a `stride`-th of the exact swap's cost. Frame indices
+  drawn from the thinned bank (`info["frame_index"]`) index its own frames: frame i of the
+  thinned bank is frame `stride * i` of the full one.
+
+  Raises:
+    ValueError: `stride` is not a positive integer.
+  """
+  if not isinstance(stride, (int, np.integer)) or isinstance(stride, bool) or stride < 1:
+    raise ValueError(f"the pool stride must be a positive integer, got {stride!r}")
+  if stride == 1:
+    return bank
+  num_frames = -(-np.asarray(bank.num_frames) // stride)
+  max_frames = -(-int(num_frames.max()) // FRAME_BLOCK) * FRAME_BLOCK
+  frames = np.asarray(bank.frames)[:, ::stride][:, :max_frames]
+  valid = np.asarray(bank.valid)[:, ::stride][:, :max_frames]
+  padded_frames = np.zeros((bank.num_animals, max_frames, bank.pose_dim), np.float32)
+  padded_valid = np.zeros((bank.num_animals, max_frames), bool)
+  padded_frames[:, :frames.shape[1]] = frames
+  padded_valid[:, :valid.shape[1]] = valid
+  if not padded_valid.any(axis=1).all():
+    empty = [a for a, v in zip(bank.animals, padded_valid.any(axis=1)) if not v]
+    raise ValueError(f"with a pool stride of {stride} the pools of {empty} hold no valid frame")
+  return PoseBank(frames=jnp.asarray(padded_frames), valid=jnp.asarray(padded_valid),
+                  num_frames=jnp.asarray(num_frames, jnp.int32), animals=bank.animals,
+                  distance_scale=bank.distance_scale)
+
+
 def _distance_scale(distance_weights: np.ndarray | None, dim: int) -> jax.Array | None:
   """`[D]` sqrt of validated distance weights; None when every weight is 1."""
   if distance_weights is None:

@@ -369,7 +369,8 @@ def test_the_trainers_swap_bank_weighs_the_dimensions_declared_in_the_dataset(da
       dataset=dataset, training_animals=training,
       normalizer=input_pipeline.fit_pose_normalizer(dataset, training))
   config = ml_collections.ConfigDict({"method": "ours",
-                                      "swap": {"enabled": True, "mode": "exact"}})
+                                      "swap": {"enabled": True, "mode": "exact",
+                                               "pool_stride": 1}})
   constants, _ = train.create_step_constants(config, inputs)
   np.testing.assert_allclose(constants["frames"].distance_scale,
                              np.sqrt(SWAP_FEATURE_WEIGHTS), rtol=1e-6)

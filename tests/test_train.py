@@ -65,7 +65,12 @@ def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
     inputs = train.create_input(config)
     graphdef, tx, state = train.create_train_state(config, inputs)
     state = jax.device_get(state)  # host copy: each mesh gets (and donates) its own
+    full_bank, _ = train.create_step_constants(config, inputs)
+    # The exact swap from a pool thinned to every 2nd frame.
+    config.swap.pool_stride = 2
     bank, rows = train.create_step_constants(config, inputs)
+    np.testing.assert_array_equal(bank["frames"].num_frames,
+                                  (full_bank["frames"].num_frames + 1) // 2)
     loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
     local = train.step_batch(next(iter(loader)), "neural_images", rows)
     results = []
@@ -160,6 +165,13 @@ def test_a_neural_swap_probability_outside_zero_one_fails_before_compiling(data_
   config.swap.neural_probability = 1.0
   config.swap.neural_partner_quantile = 0.0
   with pytest.raises(ValueError, match=r"swap.neural_partner_quantile must lie in \(0, 1\]"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config.swap.neural_partner_quantile = 1.0
+  config.swap.pool_stride = 0
+  with pytest.raises(ValueError, match="swap.pool_stride must be a positive integer"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config.swap.pool_stride, config.swap.mode = 3, "topk"
+  with pytest.raises(ValueError, match="the top-K table .* is built on every frame"):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
 
