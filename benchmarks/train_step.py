@@ -66,18 +66,22 @@ def _time_step(config, inputs, batches) -> tuple[float, float]:
 def _thinning_distance_ratio(config, inputs, stride: int, num_queries: int = 512) -> float:
   """Median over frames of one training animal of (distance to the nearest valid frame of
   another animal in the pool thinned to every `stride`-th frame) / (the same, full pool)."""
-  with config.unlocked():
-    config.swap.enabled, config.swap.mode, config.swap.pool_stride = True, "exact", 1
-  bank = train.create_step_constants(config, inputs)[0]["frames"]
-  frames, valid = np.asarray(bank.frames), np.asarray(bank.valid)
+  banks = {}
+  for pool_stride in (1, stride):
+    with config.unlocked():
+      config.swap.update(enabled=True, mode="exact", pool_stride=pool_stride)
+    banks[pool_stride] = train.create_step_constants(config, inputs)[0]["frames"]
+  full = banks[1]
   rng = np.random.default_rng(0)
-  queries = frames[0][rng.choice(np.flatnonzero(valid[0]), num_queries, replace=False)]
-  pool = frames[1][valid[1]]
-  kept = np.asarray(bank.valid[1])[::stride]
-  thinned = frames[1][::stride][kept]
-  nearest = lambda p: np.sqrt(np.maximum(
-      (queries**2).sum(1)[:, None] + (p**2).sum(1)[None] - 2 * queries @ p.T, 0)).min(1)
-  return float(np.median(nearest(thinned) / nearest(pool)))
+  own = np.asarray(full.frames[0])[np.asarray(full.valid[0])]
+  queries = own[rng.choice(len(own), num_queries, replace=False)]
+
+  def nearest(bank):
+    pool = np.asarray(bank.frames[1])[np.asarray(bank.valid[1])]
+    squared = (queries**2).sum(1)[:, None] + (pool**2).sum(1)[None] - 2 * queries @ pool.T
+    return np.sqrt(np.maximum(squared, 0)).min(1)
+
+  return float(np.median(nearest(banks[stride]) / nearest(full)))
 
 
 def _pipeline_rate(inputs, batch_size: int, workers: int, num_batches: int) -> float:

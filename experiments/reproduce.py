@@ -202,8 +202,10 @@ def _compared_config(run: Run) -> dict[str, Any]:
 _ABSENT = object()
 
 
-def _differences(saved: Any, now: Any, prefix: str = "") -> tuple[list[str], list[str]]:
-  """`(changed, added)`: fields whose value differs, and fields the saved config lacks."""
+def _differences(saved: Any, now: Any, prefix: str = ""
+                 ) -> tuple[list[str], list[tuple[str, Any]]]:
+  """`(changed, added)`: fields whose value differs, and `(field, value now)` of the fields
+  the saved config lacks."""
   if isinstance(saved, dict) and isinstance(now, dict):
     changed, added = [], []
     for key in sorted(set(saved) | set(now)):
@@ -212,29 +214,22 @@ def _differences(saved: Any, now: Any, prefix: str = "") -> tuple[list[str], lis
       added += more[1]
     return changed, added
   if saved is _ABSENT:
-    return [], [prefix[:-1]]
+    return [], [(prefix[:-1], now)]
   if saved == now:
     return [], []
   now = "absent" if now is _ABSENT else repr(now)
   return [f"{prefix[:-1]}: {saved!r} (saved) vs {now} (now)"], []
 
 
-def _flat_value(tree: Mapping[str, Any], field: str) -> Any:
-  node: Any = tree
-  for part in field.split("."):
-    node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
-  return node
-
-
-def _unmatched_additions(added: Sequence[str], wanted: Mapping[str, Any]) -> list[str]:
-  """The fields among `added` (missing from a saved run) that make the run unusable.
+def _unmatched_additions(added: Sequence[tuple[str, Any]]) -> list[str]:
+  """The fields among `added` (`(field, value now)`, missing from a saved run) that make the
+  run unusable.
 
   A field is harmless when `FIELDS_ADDED_LATER` knows it and the run asked for now sets it
   to the value that keeps the code's behaviour from before the field existed.
   """
   problems = []
-  for field in added:
-    now = _flat_value(wanted, field)
+  for field, now in added:
     name = field.removeprefix("config.")
     if name not in FIELDS_ADDED_LATER:
       problems.append(f"{name}: absent (saved) vs {now!r} (now); the field was added after "
@@ -262,7 +257,7 @@ def claim_workdir(run: Run) -> None:
   if path.exists():
     saved = json.loads(path.read_text())
     changed, added = _differences(saved, wanted)
-    changed += _unmatched_additions(added, wanted)
+    changed += _unmatched_additions(added)
     if changed:
       raise SettingsError(
           f"{run.workdir} holds a run of {run.name} made with another config:\n  "
@@ -270,7 +265,7 @@ def claim_workdir(run: Run) -> None:
           "\nwrite to another --out, or delete that run folder to redo it")
     if added:
       logging.warning("Reusing %s, made before these config fields existed: %s", run.workdir,
-                      ", ".join(added))
+                      ", ".join(field for field, _ in added))
     return
   if run.workdir.exists() and any(run.workdir.iterdir()):
     raise SettingsError(f"{run.workdir} is not empty but has no {CONFIG_FILE}, so it was "

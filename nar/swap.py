@@ -127,7 +127,8 @@ class PoseBank:
 def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
                    valid_masks: Mapping[str, np.ndarray] | None,
                    training_animals: Sequence[str], *,
-                   distance_weights: np.ndarray | None = None) -> PoseBank:
+                   distance_weights: np.ndarray | None = None,
+                   pool_stride: int = 1) -> PoseBank:
   """Stacks the pose frames of the training animals into a padded, device-resident bank.
 
   Animals of `per_animal_frames` that are not in `training_animals` (the held-out animals) are
@@ -142,16 +143,25 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
     distance_weights: `[D]` weight w_i >= 0 of each feature in the swap distance
       sqrt(sum_i w_i (a_i - b_i)^2) (`BehaviourSpec.swap_feature_weights()`); None, or all 1,
       is the plain Euclidean distance.
+    pool_stride: keep every `pool_stride`-th frame of each animal only (frames 0, s, 2s...).
+      Pose at 100 Hz changes little between neighbouring frames, so a pool thinned in time
+      keeps nearly the same nearest neighbours for an s-th of the exact swap's cost; frame
+      i of the bank is then frame `s * i` of the animal. A top-K table looks its rows up by
+      the animal's frame index, so it needs 1.
 
   Returns:
     The bank, with its arrays on the default device.
 
   Raises:
-    ValueError: fewer than two training animals, a training animal without frames or without
-      a single valid frame, pose dimensions that differ between animals, a mask whose shape
+    ValueError: a pool stride that is not a positive integer, fewer than two training
+      animals, a training animal without frames or without a single valid frame, pose
+      dimensions that differ between animals, a mask whose shape
       does not match its frames, or distance weights that are not `[D]`, finite, >= 0 and
       not all 0.
   """
+  if not isinstance(pool_stride, (int, np.integer)) or isinstance(pool_stride, bool) or (
+      pool_stride < 1):
+    raise ValueError(f"the pool stride must be a positive integer, got {pool_stride!r}")
   animals = tuple(str(a) for a in training_animals)
   if len(set(animals)) != len(animals):
     raise ValueError(f"training animals must be distinct, got {list(animals)}")
@@ -164,20 +174,21 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
     raise ValueError(f"no frames given for training animals {missing}")
   frames, valid = [], []
   for animal in animals:
-    animal_frames = np.asarray(per_animal_frames[animal], np.float32)
+    animal_frames = np.asarray(per_animal_frames[animal], np.float32)[::pool_stride]
     if animal_frames.ndim != 2:
       raise ValueError(f"frames of {animal!r} must be [num_frames, D], got shape "
                        f"{animal_frames.shape}")
     animal_valid = np.isfinite(animal_frames).all(axis=-1)
     if valid_masks is not None and animal in valid_masks:
-      mask = np.asarray(valid_masks[animal], bool)
+      mask = np.asarray(valid_masks[animal], bool)[::pool_stride]
       if mask.shape != animal_valid.shape:
         raise ValueError(f"valid mask of {animal!r} has shape {mask.shape}, its frames "
                          f"{animal_frames.shape}")
       animal_valid &= mask
     if not animal_valid.any():
+      kept = f" (one in {pool_stride} kept)" if pool_stride > 1 else ""
       raise ValueError(f"the pool of {animal!r} is empty: none of its {len(animal_frames)} "
-                       "frames is valid")
+                       f"frames{kept} is valid")
     # Missing values become 0 (the training mean of normalised pose, as in the input
     # pipeline) so that such frames still serve as queries of the top-K table.
     frames.append(np.where(np.isfinite(animal_frames), animal_frames, 0.0).astype(np.float32))
@@ -196,37 +207,6 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
   return PoseBank(frames=jnp.asarray(padded_frames), valid=jnp.asarray(padded_valid),
                   num_frames=jnp.asarray([len(f) for f in frames], jnp.int32), animals=animals,
                   distance_scale=_distance_scale(distance_weights, dim))
-
-
-def thin_pool(bank: PoseBank, stride: int) -> PoseBank:
-  """The bank with every `stride`-th frame of each animal only (frames 0, stride, 2 stride...).
-
-  Pose at 100 Hz changes little between neighbouring frames, so a pool thinned in time keeps
-  nearly the same nearest neighbours for a `stride`-th of the exact swap's cost. Frame indices
-  drawn from the thinned bank (`info["frame_index"]`) index its own frames: frame i of the
-  thinned bank is frame `stride * i` of the full one.
-
-  Raises:
-    ValueError: `stride` is not a positive integer.
-  """
-  if not isinstance(stride, (int, np.integer)) or isinstance(stride, bool) or stride < 1:
-    raise ValueError(f"the pool stride must be a positive integer, got {stride!r}")
-  if stride == 1:
-    return bank
-  num_frames = -(-np.asarray(bank.num_frames) // stride)
-  max_frames = -(-int(num_frames.max()) // FRAME_BLOCK) * FRAME_BLOCK
-  frames = np.asarray(bank.frames)[:, ::stride][:, :max_frames]
-  valid = np.asarray(bank.valid)[:, ::stride][:, :max_frames]
-  padded_frames = np.zeros((bank.num_animals, max_frames, bank.pose_dim), np.float32)
-  padded_valid = np.zeros((bank.num_animals, max_frames), bool)
-  padded_frames[:, :frames.shape[1]] = frames
-  padded_valid[:, :valid.shape[1]] = valid
-  if not padded_valid.any(axis=1).all():
-    empty = [a for a, v in zip(bank.animals, padded_valid.any(axis=1)) if not v]
-    raise ValueError(f"with a pool stride of {stride} the pools of {empty} hold no valid frame")
-  return PoseBank(frames=jnp.asarray(padded_frames), valid=jnp.asarray(padded_valid),
-                  num_frames=jnp.asarray(num_frames, jnp.int32), animals=bank.animals,
-                  distance_scale=bank.distance_scale)
 
 
 def _distance_scale(distance_weights: np.ndarray | None, dim: int) -> jax.Array | None:

@@ -549,12 +549,12 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if not 0.0 < config.swap.neural_partner_quantile <= 1.0:
     raise ValueError(f"swap.neural_partner_quantile must lie in (0, 1], got "
                      f"{config.swap.neural_partner_quantile!r}")
-  stride = config.swap.pool_stride
-  if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-    raise ValueError(f"swap.pool_stride must be a positive integer, got {stride!r}")
-  if stride > 1 and config.swap.mode != "exact":
-    raise ValueError(f"swap.pool_stride={stride} thins the exact swap's pool; the top-K "
-                     "table (swap.mode='topk') is built on every frame, so set it to 1")
+  if config.swap.pool_stride != 1 and config.swap.mode != "exact":
+    # The table's rows are looked up by each window frame's index among all of its
+    # animal's frames.
+    raise ValueError(f"swap.pool_stride={config.swap.pool_stride!r} thins the exact swap's "
+                     "pool; the top-K table (swap.mode='topk') is built on every frame, so "
+                     "set it to 1")
   batch = config.optim.global_batch_size
   if batch % num_devices:
     raise ValueError(f"global batch {batch} does not divide over {num_devices} devices; "
@@ -660,10 +660,8 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: Input):
   frames = swap.make_pose_bank(
       dict(zip(pose_bank.animals, pose_bank.frames)),
       dict(zip(pose_bank.animals, pose_bank.valid)), list(pose_bank.animals),
-      distance_weights=inputs.dataset.behaviour_spec.swap_feature_weights())
-  if config.swap.mode == "exact":
-    # The top-K table looks its rows up by full-bank frame index, so it keeps every frame.
-    frames = swap.thin_pool(frames, config.swap.pool_stride)
+      distance_weights=inputs.dataset.behaviour_spec.swap_feature_weights(),
+      pool_stride=config.swap.pool_stride)
   constants["frames"] = frames
   if config.swap.mode == "topk":
     constants["table"] = swap_table.build_topk_table(

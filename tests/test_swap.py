@@ -520,32 +520,32 @@ def test_table_swap_rejects_a_table_of_another_bank(two_animal_bank, tagged_bank
 
 def test_thinned_pool_keeps_every_stride_th_frame_and_its_mask(weighted_bank):
   bank, frames, valid = weighted_bank
-  thinned = swap.thin_pool(bank, 3)
-  assert thinned.animals == bank.animals
+  thinned = swap.make_pose_bank(frames, valid, ["fly0", "fly1"],
+                                distance_weights=DISTANCE_WEIGHTS, pool_stride=3)
   np.testing.assert_array_equal(thinned.num_frames, [10, 24])  # ceil(30 / 3), ceil(70 / 3)
-  assert thinned.frames.shape[1] % swap.FRAME_BLOCK == 0
   for row, animal in enumerate(bank.animals):
     count = int(thinned.num_frames[row])
     np.testing.assert_array_equal(thinned.frames[row, :count], frames[animal][::3])
     np.testing.assert_array_equal(thinned.valid[row, :count], valid[animal][::3])
     assert not np.asarray(thinned.valid[row, count:]).any()
   np.testing.assert_array_equal(thinned.distance_scale, bank.distance_scale)
-  assert swap.thin_pool(bank, 1) is bank
   for stride in (0, 2.0, True):
     with pytest.raises(ValueError, match="the pool stride must be a positive integer"):
-      swap.thin_pool(bank, stride)
-  only_odd = swap.make_pose_bank({"fly0": frames["fly0"], "fly1": frames["fly1"]},
-                                 {"fly1": np.arange(70) % 2 == 1}, ["fly0", "fly1"])
-  with pytest.raises(ValueError, match=r"pool stride of 2 the pools of \['fly1'\] hold no"):
-    swap.thin_pool(only_odd, 2)
+      swap.make_pose_bank(frames, valid, ["fly0", "fly1"], pool_stride=stride)
+  with pytest.raises(ValueError, match=r"the pool of 'fly1' is empty: none of its 35 frames "
+                                       r"\(one in 2 kept\) is valid"):
+    swap.make_pose_bank(frames, {"fly1": np.arange(70) % 2 == 1}, ["fly0", "fly1"],
+                        pool_stride=2)
 
 
 def test_swap_from_a_thinned_pool_draws_the_nearest_kept_frame(weighted_bank):
-  bank, frames, valid = weighted_bank
+  _, frames, valid = weighted_bank
+  thinned = swap.make_pose_bank(frames, valid, ["fly0", "fly1"],
+                                distance_weights=DISTANCE_WEIGHTS, pool_stride=3)
   windows = frames["fly0"].reshape(5, 6, 3)
   swapped, info = swap.swap_pose_windows(
-      jax.random.key(22), jnp.asarray(windows), jnp.zeros(5, jnp.int32),
-      swap.thin_pool(bank, 3), swap_probability=1.0, temperature=1e-5, pool_chunk=64)
+      jax.random.key(22), jnp.asarray(windows), jnp.zeros(5, jnp.int32), thinned,
+      swap_probability=1.0, temperature=1e-5, pool_chunk=64)
   kept = np.arange(0, 70, 3)
   distances = np.where(valid["fly1"][kept], _weighted_distances(
       frames["fly0"], frames["fly1"][kept], DISTANCE_WEIGHTS), np.inf)

@@ -168,7 +168,7 @@ def test_a_neural_swap_probability_outside_zero_one_fails_before_compiling(data_
     train.train_and_evaluate(config, str(tmp_path))
   config.swap.neural_partner_quantile = 1.0
   config.swap.pool_stride = 0
-  with pytest.raises(ValueError, match="swap.pool_stride must be a positive integer"):
+  with pytest.raises(ValueError, match="the pool stride must be a positive integer, got 0"):
     train.train_and_evaluate(config, str(tmp_path))
   config.swap.pool_stride, config.swap.mode = 3, "topk"
   with pytest.raises(ValueError, match="the top-K table .* is built on every frame"):
