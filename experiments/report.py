@@ -20,6 +20,7 @@ from nar import evaluation
 ROW_LABELS = {
     "random": "Random guess",
     "behaviour_raw": "Behaviour (linear)",
+    "behaviour_swapped": "Behaviour (linear), swapped",
     "neural_raw": "Neural (linear) raw",
     "neural_standardised": "Neural (linear), standardised",
     "simclr": "SimCLR",
@@ -33,8 +34,10 @@ ROW_LABELS = {
     "regression_conv_grl": "Regression (conv) + GRL",
     "ours": "Ours",
 }
-# The behaviour row is the identity reference of Table 2 only, as in the seed.
-ACTION_ROWS = tuple(row for row in ROW_LABELS if row != "behaviour_raw")
+# The behaviour rows are identity references of Table 2 only, as in the seed: raw pose, and
+# pose after the swap of every window (how much of the animal the swap leaves in Ours' target).
+BEHAVIOUR_ROWS = ("behaviour_raw", "behaviour_swapped")
+ACTION_ROWS = tuple(row for row in ROW_LABELS if row not in BEHAVIOUR_ROWS)
 IDENTITY_ROWS = tuple(ROW_LABELS)
 
 FRACTIONS = (0.5, 1.0)

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 import ml_collections
 import numpy as np
 import tqdm
@@ -53,9 +54,13 @@ from nar import raw_features
 from nar import train
 
 # Untrained reference rows -> the raw input their linear probe reads, and whether the neural
-# windows are standardised per animal first (`nar.neural_normalisation`).
+# windows are standardised per animal first (`nar.neural_normalisation`). "pose_swapped": the
+# pose windows after Ours' cross-animal swap of every window (`nar.raw_features`).
 REFERENCE_ROWS = {"neural_raw": ("neural", False), "neural_standardised": ("neural", True),
-                  "behaviour_raw": ("pose", False)}
+                  "behaviour_raw": ("pose", False),
+                  "behaviour_swapped": ("pose_swapped", False)}
+# Reference rows whose results also depend on Ours' swap settings.
+_SWAP_REFERENCE_ROWS = ("behaviour_swapped",)
 METHOD, REFERENCE, ABLATION = "method", "reference", "ablation"
 CONFIG_FILE, RESULTS_FILE, FEATURES_FILE = "config.json", "eval.json", "features.npz"
 # Fields a finished run may differ in and still be reused: where the data lives.
@@ -83,7 +88,7 @@ class Run:
 
   Attributes:
     row: the table row: a method ("ours", "simclr", ...), a reference row ("neural_raw",
-      "behaviour_raw") or an ablation name.
+      "behaviour_raw", ...) or an ablation name.
     group: METHOD, REFERENCE or ABLATION.
     seed: the seed, which is also the held-out fold.
     workdir: where its checkpoints and results go.
@@ -189,7 +194,8 @@ def _compared_config(run: Run) -> dict[str, Any]:
   """The part of a run's config its results depend on, as JSON data."""
   config = json.loads(run.config.to_json())
   if run.group == REFERENCE:  # raw inputs: only the data and the probes matter
-    config = {key: config[key] for key in ("seed", "data", "eval")}
+    keys = ("seed", "data", "eval") + (("swap",) if run.row in _SWAP_REFERENCE_ROWS else ())
+    config = {key: config[key] for key in keys}
   for field in _RELOCATABLE_FIELDS:
     *parents, leaf = field.split(".")
     node = config
@@ -277,8 +283,10 @@ def claim_workdir(run: Run) -> None:
 
 def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
                         standardised: bool = False) -> dict[str, Any]:
-  """The probe suite on raw windows ("neural" or "pose") with the split of `config`.
+  """The probe suite on raw windows with the split of `config`.
 
+  `kind`: "neural", "pose", or "pose_swapped" (the pose windows after the swap of every
+  window, with `config.swap`'s temperature and target draw, keyed by `config.seed`).
   `standardised`: the neural windows standardised per animal first, with the statistics the
   encoders' input gets (`data.neural_normalisation="animal"`, whatever `config` says).
   """
@@ -286,11 +294,17 @@ def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.neural_normalisation = "animal" if standardised else "none"
   inputs = train.create_input(config)
-  table = raw_features.raw_feature_table(
-      inputs.dataset, inputs.spec, inputs.normalizer, kind=kind, hop=config.eval.hop,
-      drop_classes=tuple(config.eval.drop_classes),
-      num_time_blocks=config.eval.identity_time_blocks, neural_key=config.data.neural_key,
-      neural_normalizer=inputs.neural_normalizer)
+  common = dict(hop=config.eval.hop, drop_classes=tuple(config.eval.drop_classes),
+                num_time_blocks=config.eval.identity_time_blocks)
+  if kind == "pose_swapped":
+    table = raw_features.swapped_pose_feature_table(
+        inputs.dataset, inputs.spec, inputs.normalizer, key=jax.random.key(config.seed),
+        temperature=config.swap.temperature, per_frame_target=config.swap.per_frame_target,
+        **common)
+  else:
+    table = raw_features.raw_feature_table(
+        inputs.dataset, inputs.spec, inputs.normalizer, kind=kind,
+        neural_key=config.data.neural_key, neural_normalizer=inputs.neural_normalizer, **common)
   suite = evaluation.run_probe_suite(
       table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,
       protocol=evaluation.protocol_from_config(config.eval, seed=config.seed))
@@ -574,8 +588,8 @@ _OUT = flags.DEFINE_string("out", None, "Output folder (tables, CSVs, figures, r
 _DATASET = flags.DEFINE_string("dataset", "pose", "Dataset: a name of DATASETS in "
                                "experiments/configs/reproduce.py.")
 _ONLY = flags.DEFINE_list("only", None, "Only these rows (methods, neural_raw, "
-                          "neural_standardised, behaviour_raw, ablations), comma separated; "
-                          "the tables still list every row.")
+                          "neural_standardised, behaviour_raw, behaviour_swapped, ablations), "
+                          "comma separated; the tables still list every row.")
 _SKIP_ABLATIONS = flags.DEFINE_bool("skip_ablations", False, "Leave the ablations out.")
 
 

@@ -4,8 +4,10 @@ These give the reference rows of the evaluation tables: "Neural (linear) raw" (w
 read-out of ΔF/F windows achieves, the domain gap of a dataset), "Neural (linear),
 standardised" (the same after each animal's per-pixel standardisation,
 `nar.neural_normalisation`: what the encoders' input still tells of the animal) and
-"Behaviour (linear)" (how well pose alone identifies the animal). Both go through the probe suite of `nar.evaluation`
-exactly as the features of a trained encoder do.
+"Behaviour (linear)" (how well pose alone identifies the animal) and "Behaviour (linear),
+swapped" (the same after the cross-animal swap of every window: how much of the animal the
+swap leaves in the target that Ours' neural encoder is trained to match). All go through the
+probe suite of `nar.evaluation` exactly as the features of a trained encoder do.
 
 ROI traces whose ROI count differs between animals are zero-padded to the largest count, so
 that every animal's time-averaged traces stack into one feature matrix. ROI i of one animal is
@@ -18,10 +20,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import numpy as np
 
 from nar import evaluation
+from nar import input_pipeline
 from nar import shards
+from nar import swap
 from nar import windows
 
 # Which window array each kind of raw feature reads.
@@ -80,3 +85,53 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
       _ENCODERS[kind], dataset, spec, normalizer, neural_key=key, hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
       pad_rois=pad_rois, neural_normalizer=neural_normalizer if kind == "neural" else None)
+
+
+def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
+                               normalizer: windows.PoseNormalizer, *, key: jax.Array,
+                               temperature: float, per_frame_target: bool, hop: int,
+                               drop_classes: Sequence[str], num_time_blocks: int,
+                               batch_size: int = 256) -> evaluation.FeatureTable:
+  """The "Behaviour (linear)" table after the cross-animal swap of every window.
+
+  Every window of animal s is swapped (probability 1) by `nar.swap.swap_pose_windows` with a
+  pool of every animal of the dataset (held-out ones too, so that each animal's windows are
+  measured alike), with the swap distance of training; its window statistics
+  (`pose_window_features`) then go to the probes. A swap that hides the animal leaves the
+  identity probe near chance on this table.
+
+  Args:
+    dataset: an opened dataset with at least two animals.
+    spec: window geometry.
+    normalizer: pose z-scoring fitted on the training animals.
+    key: PRNG key of the swap (one draw per batch, folded in by batch number).
+    temperature: swap temperature (> 0).
+    per_frame_target: draw the other animal per frame instead of per window.
+    hop: keep every `hop`-th valid centre frame.
+    drop_classes: classes left out of the evaluation.
+    num_time_blocks: blocks each trial is cut into for the time-block splits.
+    batch_size: windows per call.
+
+  Returns:
+    The feature table of every labelled, evaluated window of every animal.
+  """
+  animals = tuple(dataset.animals)
+  pools = input_pipeline.make_pose_bank(dataset, normalizer, animals)
+  bank = swap.make_pose_bank(
+      dict(zip(pools.animals, pools.frames)), dict(zip(pools.animals, pools.valid)), animals,
+      distance_weights=dataset.behaviour_spec.swap_feature_weights())
+  bank_row_of_animal = swap.bank_rows(bank, animals)
+  batches_done = [0]
+
+  def encode(pose: np.ndarray, animal: np.ndarray) -> np.ndarray:
+    batch_key = jax.random.fold_in(key, batches_done[0])
+    batches_done[0] += 1
+    swapped, _ = swap.swap_pose_windows(
+        batch_key, pose, bank_row_of_animal[animal], bank, swap_probability=1.0,
+        temperature=temperature, per_frame_target=per_frame_target)
+    return pose_window_features(np.asarray(swapped))
+
+  return evaluation.build_feature_table(
+      encode, dataset, spec, normalizer, neural_key="pose", hop=hop,
+      drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
+      with_animal=True)

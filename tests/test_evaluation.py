@@ -1,7 +1,9 @@
 """The probe suite: synthetic feature tables with known answers, aggregation and tables."""
 
+import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 import synthetic_data
@@ -233,6 +235,31 @@ def test_raw_pose_and_neural_windows_give_feature_tables(tmp_path):
   with pytest.raises(ValueError, match="unknown raw feature kind 'rois'"):
     raw_features.raw_feature_table(dataset, spec, normalizer, kind="rois", hop=5,
                                    drop_classes=(), num_time_blocks=2)
+
+
+def test_the_swapped_pose_table_reads_every_window_from_another_animal(tmp_path):
+  rng = np.random.default_rng(0)
+  recordings = [synthetic_data.recording(a, 0, 300, rng) for a in range(2)]
+  # Animal 1 moves with three times the amplitude: its windows' spread names it.
+  recordings[1] = dataclasses.replace(recordings[1], behaviour=3 * recordings[1].behaviour)
+  dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
+  spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  options = dict(hop=5, drop_classes=(), num_time_blocks=2)
+  plain = raw_features.raw_feature_table(dataset, spec, normalizer, kind="pose", **options)
+  swapped = raw_features.swapped_pose_feature_table(
+      dataset, spec, normalizer, key=jax.random.key(0), temperature=1.0,
+      per_frame_target=False, **options)
+  np.testing.assert_array_equal(swapped.animal, plain.animal)
+  np.testing.assert_array_equal(swapped.label, plain.label)
+  spread = lambda table, animal: table.features[table.animal == animal, 90:].mean()
+  # With two animals every frame comes from the other one, so the spreads trade places.
+  assert spread(plain, 1) > 2 * spread(plain, 0)
+  assert spread(swapped, 0) > 2 * spread(swapped, 1)
+  again = raw_features.swapped_pose_feature_table(
+      dataset, spec, normalizer, key=jax.random.key(0), temperature=1.0,
+      per_frame_target=False, **options)
+  np.testing.assert_array_equal(again.features, swapped.features)  # keyed, reproducible
 
 
 def test_raw_roi_traces_of_different_widths_are_zero_padded(locomotion_data_dir):

@@ -20,7 +20,8 @@ from nar import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A few rows of every kind keep the test short; the tables must still list every row.
-ONLY = ("ours", "neural_raw", "neural_standardised", "behaviour_raw", "no_neural_augment")
+ONLY = ("ours", "neural_raw", "neural_standardised", "behaviour_raw", "behaviour_swapped",
+        "no_neural_augment")
 NUM_SEEDS = 2
 # On the locomotion dataset: the references (the neural one reads ROI traces of different
 # widths), two methods whose held-out input layers are fitted, one through a recurrent
@@ -43,7 +44,7 @@ def reproduction(tmp_path_factory):
 def test_every_output_is_written(reproduction):
   root, summary = reproduction
   out = root / "out"
-  assert len(summary["ran"]) == 4 * NUM_SEEDS + 1 and not summary["skipped"]
+  assert len(summary["ran"]) == 5 * NUM_SEEDS + 1 and not summary["skipped"]
   for name in ("table1.md", "table2.md", "ablation.md", "runs.csv", "summary.csv",
                "README.md"):
     assert (out / name).stat().st_size > 0, name
@@ -53,7 +54,7 @@ def test_every_output_is_written(reproduction):
   with (out / "runs.csv").open() as f:
     runs = list(csv.DictReader(f))
   assert sorted((r["row"], r["seed"]) for r in runs) == sorted(
-      [(row, str(seed)) for row in ONLY[:4] for seed in range(NUM_SEEDS)] +
+      [(row, str(seed)) for row in ONLY[:5] for seed in range(NUM_SEEDS)] +
       [("no_neural_augment", "0")])
   # Seed k holds out its own animals, and every run records its wall time.
   assert len({r["held_out_animals"] for r in runs if r["row"] == "ours"}) == NUM_SEEDS
@@ -65,8 +66,11 @@ def test_every_output_is_written(reproduction):
   # Standardising each animal's pixels takes from a linear read-out much of what names the
   # animal in raw ΔF/F.
   identity = {row: np.mean([float(r["identity_1.0_accuracy"]) for r in runs if r["row"] == row])
-              for row in ("neural_raw", "neural_standardised")}
+              for row in ("neural_raw", "neural_standardised", "behaviour_raw",
+                          "behaviour_swapped")}
   assert identity["neural_standardised"] < identity["neural_raw"] - 10, identity
+  # Swapping every pose window with another animal's frames hides much of the animal.
+  assert identity["behaviour_swapped"] < identity["behaviour_raw"] - 10, identity
 
 
 def test_tables_list_every_row_with_the_paper_beside_ours(reproduction):
@@ -76,7 +80,8 @@ def test_tables_list_every_row_with_the_paper_beside_ours(reproduction):
     assert f"| {report.row_label(row)} |" in table1, row
   for row in report.IDENTITY_ROWS:
     assert f"| {report.row_label(row)} |" in table2, row
-  assert "| Behaviour (linear) |" not in table1  # an identity reference only, as in the seed
+  for row in report.BEHAVIOUR_ROWS:  # identity references only, as in the seed
+    assert f"| {report.row_label(row)} |" not in table1 and row not in report.ACTION_ROWS
   ours = next(line for line in table1.splitlines() if line.startswith("| Ours |"))
   cells = [c.strip() for c in ours.strip("|").split("|")]
   assert "±" in cells[1] and cells[2] == "57.9" and cells[-1] == str(NUM_SEEDS)
@@ -103,7 +108,7 @@ def test_a_second_invocation_reuses_finished_runs(reproduction, monkeypatch):
   monkeypatch.setattr(reproduce, "evaluate_raw_inputs", must_not_run)
   monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
   summary = reproduce.reproduce("smoke", num_seeds=NUM_SEEDS, out_dir=root / "out", only=ONLY)
-  assert not summary["ran"] and len(summary["skipped"]) == 4 * NUM_SEEDS + 1
+  assert not summary["ran"] and len(summary["skipped"]) == 5 * NUM_SEEDS + 1
   assert (root / "out" / "table1.md").read_text() == table1
 
 
