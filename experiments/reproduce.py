@@ -286,7 +286,8 @@ def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
   """The probe suite on raw windows with the split of `config`.
 
   `kind`: "neural", "pose", or "pose_swapped" (the pose windows after the swap of every
-  window, with `config.swap`'s temperature and target draw, keyed by `config.seed`).
+  window, with `config.swap`'s temperature and target draw, keyed by `config.seed`; always
+  the exact draw over every frame, which a top-K table or a thinned pool approximates).
   `standardised`: the neural windows standardised per animal first, with the statistics the
   encoders' input gets (`data.neural_normalisation="animal"`, whatever `config` says).
   """
@@ -539,7 +540,8 @@ def prepare_dataset(preset: presets.Preset, dataset: str | None = None) -> None:
 
 def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathlib.Path,
               dataset: str = "pose", only: Sequence[str] | None = None,
-              skip_ablations: bool = False, command: str = "") -> dict[str, Any]:
+              skip_ablations: bool = False, train_steps: int | None = None,
+              command: str = "") -> dict[str, Any]:
   """Runs (or resumes) a reproduction and writes its tables, CSVs, figures and README.
 
   Args:
@@ -550,6 +552,8 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     only: restrict to these rows (methods, references, ablations); the tables still list
       every row, "–" where nothing ran.
     skip_ablations: leave the ablations out.
+    train_steps: train every run this many steps instead of the preset's (a tenth of them
+      warming up); None keeps the preset's.
     command: the command line, recorded in the README.
 
   Returns:
@@ -559,6 +563,11 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
   start = time.perf_counter()
   check_dataset(dataset)  # before the preset, whose training config depends on it
   preset = presets.get_config(preset_name, dataset)
+  if train_steps is not None:
+    try:
+      preset = presets.with_train_steps(preset, train_steps)
+    except ValueError as error:
+      raise SettingsError(f"--train_steps: {error}") from error
   check_arguments(preset, num_seeds=num_seeds, dataset=dataset, only=only)
   out_dir = pathlib.Path(out_dir)
   prepare_dataset(preset, dataset)
@@ -591,6 +600,9 @@ _ONLY = flags.DEFINE_list("only", None, "Only these rows (methods, neural_raw, "
                           "neural_standardised, behaviour_raw, behaviour_swapped, ablations), "
                           "comma separated; the tables still list every row.")
 _SKIP_ABLATIONS = flags.DEFINE_bool("skip_ablations", False, "Leave the ablations out.")
+_TRAIN_STEPS = flags.DEFINE_integer(
+    "train_steps", None, "Train every run this many steps (a tenth warming up) instead of "
+    "the preset's; runs of another length in --out are refused, so use a new folder.")
 
 
 def main(argv):
@@ -603,6 +615,7 @@ def main(argv):
     summary = reproduce(_PRESET.value, num_seeds=_SEEDS.value, out_dir=_OUT.value,
                         dataset=_DATASET.value, only=_ONLY.value,
                         skip_ablations=_SKIP_ABLATIONS.value,
+                        train_steps=_TRAIN_STEPS.value,
                         command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
   except SettingsError as error:
     raise SystemExit(f"experiments.reproduce: {error}") from error

@@ -139,6 +139,23 @@ def test_a_run_made_with_another_config_is_not_reused(reproduction, monkeypatch)
     reproduce.execute(ours())
 
 
+def test_train_steps_change_every_run_and_runs_of_another_length_are_refused(
+    reproduction, monkeypatch):
+  root, _ = reproduction
+  longer = presets.with_train_steps(presets.get_config("smoke"), 40)
+  for run in reproduce.plan_runs(longer, num_seeds=1, out_dir=root / "never_written"):
+    if run.group != reproduce.REFERENCE:
+      assert run.config.optim.num_train_steps == 40, run.name
+      assert run.config.optim.warmup_steps == 4, run.name
+  assert presets.get_config("smoke").training.optim.num_train_steps == 4  # a copy
+  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
+  with pytest.raises(reproduce.SettingsError, match="optim.num_train_steps: 4 .saved. vs 40"):
+    reproduce.reproduce("smoke", num_seeds=1, out_dir=root / "out", only=("ours",),
+                        train_steps=40)
+  with pytest.raises(reproduce.SettingsError, match="--train_steps: .* positive integer"):
+    reproduce.reproduce("smoke", num_seeds=1, out_dir=root / "out", train_steps=0)
+
+
 def test_fields_added_later_name_config_fields():
   config = presets.method_config(presets.get_config("cpu"), "ours")
   for field in reproduce.FIELDS_ADDED_LATER:

@@ -264,6 +264,16 @@ def get_config(preset: str = "cpu", dataset: str = "pose") -> Preset:
                 dataset_size=size, embedding=embedding)
 
 
+def with_train_steps(preset: Preset, steps: int) -> Preset:
+  """The preset with every run trained for `steps` steps, a tenth of them warming up."""
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    raise ValueError(f"training steps must be a positive integer, got {steps!r}")
+  training = ml_collections.ConfigDict(preset.training.to_dict())
+  training.optim.num_train_steps = steps
+  training.optim.warmup_steps = max(1, steps // 10)
+  return dataclasses.replace(preset, training=training)
+
+
 def method_config(preset: Preset, method: str) -> ml_collections.ConfigDict:
   """The training config of a method of the preset (a copy)."""
   config = ml_collections.ConfigDict(preset.training.to_dict())
