@@ -59,8 +59,6 @@ from nar import train
 REFERENCE_ROWS = {"neural_raw": ("neural", False), "neural_standardised": ("neural", True),
                   "behaviour_raw": ("pose", False),
                   "behaviour_swapped": ("pose_swapped", False)}
-# Reference rows whose results also depend on Ours' swap settings.
-_SWAP_REFERENCE_ROWS = ("behaviour_swapped",)
 METHOD, REFERENCE, ABLATION = "method", "reference", "ablation"
 CONFIG_FILE, RESULTS_FILE, FEATURES_FILE = "config.json", "eval.json", "features.npz"
 # Fields a finished run may differ in and still be reused: where the data lives.
@@ -194,7 +192,8 @@ def _compared_config(run: Run) -> dict[str, Any]:
   """The part of a run's config its results depend on, as JSON data."""
   config = json.loads(run.config.to_json())
   if run.group == REFERENCE:  # raw inputs: only the data and the probes matter
-    keys = ("seed", "data", "eval") + (("swap",) if run.row in _SWAP_REFERENCE_ROWS else ())
+    swapped = REFERENCE_ROWS[run.row][0] == "pose_swapped"  # depends on Ours' swap too
+    keys = ("seed", "data", "eval") + (("swap",) if swapped else ())
     config = {key: config[key] for key in keys}
   for field in _RELOCATABLE_FIELDS:
     *parents, leaf = field.split(".")

@@ -24,6 +24,7 @@ import numpy as np
 
 from nar import neural_normalisation
 from nar import shards as shards_lib
+from nar import swap as swap_lib
 from nar import windows as windows_lib
 
 
@@ -206,6 +207,21 @@ def make_pose_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.P
     frames.append(features[rows])
     valid.append(leg_mask[rows])
   return PoseBank(tuple(animals), tuple(frames), tuple(valid))
+
+
+def make_swap_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.PoseNormalizer,
+                   animals: Sequence[str], *, pool_stride: int = 1) -> swap_lib.PoseBank:
+  """The device-resident pools of `nar.swap` for `animals`, weighted as the dataset declares.
+
+  `make_pose_bank` padded and stacked by `nar.swap.make_pose_bank`, with the swap distance
+  of the dataset's behaviour format (`BehaviourSpec.swap_feature_weights`) and every
+  `pool_stride`-th frame kept.
+  """
+  pools = make_pose_bank(dataset, normalizer, animals)
+  return swap_lib.make_pose_bank(
+      dict(zip(pools.animals, pools.frames)), dict(zip(pools.animals, pools.valid)),
+      list(pools.animals), distance_weights=dataset.behaviour_spec.swap_feature_weights(),
+      pool_stride=pool_stride)
 
 
 class WindowSource:

@@ -115,12 +115,8 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
   Returns:
     The feature table of every labelled, evaluated window of every animal.
   """
-  animals = tuple(dataset.animals)
-  pools = input_pipeline.make_pose_bank(dataset, normalizer, animals)
-  bank = swap.make_pose_bank(
-      dict(zip(pools.animals, pools.frames)), dict(zip(pools.animals, pools.valid)), animals,
-      distance_weights=dataset.behaviour_spec.swap_feature_weights())
-  bank_row_of_animal = swap.bank_rows(bank, animals)
+  bank = input_pipeline.make_swap_bank(dataset, normalizer, dataset.animals)
+  bank_row_of_animal = swap.bank_rows(bank, dataset.animals)
   batches_done = [0]
 
   def encode(pose: np.ndarray, animal: np.ndarray) -> np.ndarray:

@@ -655,13 +655,9 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: Input):
     return constants, bank_row_of_animal
   if config.swap.mode not in ("exact", "topk"):
     raise ValueError(f"swap.mode must be 'exact' or 'topk', got {config.swap.mode!r}")
-  pose_bank = input_pipeline.make_pose_bank(inputs.dataset, inputs.normalizer,
-                                            inputs.training_animals)
-  frames = swap.make_pose_bank(
-      dict(zip(pose_bank.animals, pose_bank.frames)),
-      dict(zip(pose_bank.animals, pose_bank.valid)), list(pose_bank.animals),
-      distance_weights=inputs.dataset.behaviour_spec.swap_feature_weights(),
-      pool_stride=config.swap.pool_stride)
+  frames = input_pipeline.make_swap_bank(inputs.dataset, inputs.normalizer,
+                                         inputs.training_animals,
+                                         pool_stride=config.swap.pool_stride)
   constants["frames"] = frames
   if config.swap.mode == "topk":
     constants["table"] = swap_table.build_topk_table(
