@@ -73,6 +73,8 @@ FIELDS_ADDED_LATER = {
     "swap.neural_probability": 0.0,
     "swap.neural_partner_quantile": 1.0,
     "swap.pool_stride": 1,
+    "behaviour_residual_weight": 0.0,
+    "model.baseline_features": None,
 }
 
 
@@ -358,6 +360,8 @@ def _ours_settings(preset: presets.Preset) -> str:
           f"swap.mode = {swap.mode}, one ŝ per {'frame' if swap.per_frame_target else 'window'}"
           f", swap.neural_probability = {swap.neural_probability}, "
           f"data.neural_normalisation = {training.data.neural_normalisation}, "
+          f"behaviour_residual_weight = {training.behaviour_residual_weight}, "
+          f"model.features = {training.model.features}, "
           f"augmentations: {' and '.join(groups) or 'none'}")
 
 

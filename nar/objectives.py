@@ -8,6 +8,9 @@ baselines of the evaluation train the same neural encoder with other targets:
 - BehaveNet-style: the features predict a discrete behavioural state found without labels
   (k-means on pose windows of the training animals).
 - MMD / GRL penalties on the neural features against animal identity.
+
+An optional term of the contrastive objective (`unexplained_variance`) asks every neural
+feature to be a linear function of the behaviour features.
 """
 
 from __future__ import annotations
@@ -100,3 +103,25 @@ gradient_reversal.defvjp(_reversal_forward, _reversal_backward)
 def animal_classification_loss(logits: jax.Array, animal: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), animal).mean()
+
+
+def unexplained_variance(features: jax.Array, predicted: jax.Array) -> jax.Array:
+  """Mean over features of the share of each feature's batch variance `predicted` misses.
+
+  `1 - R²` of every feature column, averaged: each feature counts the same whatever its
+  scale, as it does for a probe on standardised features, so a low-variance feature that
+  the prediction cannot follow costs as much as a large one.
+
+  Args:
+    features: `[B, F]` neural features.
+    predicted: `[B, F]` their prediction (e.g. a linear map of the behaviour features).
+
+  Returns:
+    A scalar, 0 when every feature is predicted up to an offset, at most 1 for a
+    least-squares prediction (a worse one, e.g. an untrained map, can exceed 1).
+  """
+  features = features.astype(jnp.float32)
+  residual = features - predicted.astype(jnp.float32)
+  residual = residual - residual.mean(0)
+  centred = features - features.mean(0)
+  return jnp.mean(jnp.sum(residual ** 2, 0) / (jnp.sum(centred ** 2, 0) + 1e-6))

@@ -50,7 +50,9 @@ class ContrastiveModel(nnx.Module):
 
   `contrastive` (ours, and the no-swap ablation): behaviour encoder and both projection heads;
   `simclr`: the neural projection head; `regression`: a pose decoder; `behavenet`: a
-  behavioural-state classifier; a `grl` penalty adds an animal classifier.
+  behavioural-state classifier; a `grl` penalty adds an animal classifier, and
+  `behaviour_predictor=True` (contrastive only) a linear map from behaviour features to neural
+  features for the term weighted by `config.behaviour_residual_weight`.
 
   ROI traces go through one encoder shared by all animals, or, given `roi_counts`, through a
   per-animal input layer feeding a shared trunk (`models.PerAnimalTraceEncoder`); call
@@ -62,7 +64,8 @@ class ContrastiveModel(nnx.Module):
                image_size: int | None = None,
                pose_frames: int = 32, num_states: int = 0, num_animals: int = 0,
                decoder: str = "conv", domain_penalty: str = "none",
-               roi_counts: Sequence[int] | None = None):
+               roi_counts: Sequence[int] | None = None,
+               behaviour_predictor: bool = False):
     dtype = jnp.dtype(config.dtype)
     if roi_counts is not None and neural_key != "roi_traces":
       raise ValueError(f"a per-animal input layer (roi_counts) maps each animal's ROIs; the "
@@ -93,6 +96,12 @@ class ContrastiveModel(nnx.Module):
                                          dtype=dtype, rngs=rngs)
     if method == "contrastive":
       self.behaviour_head = head()
+    if behaviour_predictor:
+      if method != "contrastive":
+        raise ValueError(f"a behaviour predictor needs the behaviour encoder of the "
+                         f"contrastive method, not {method!r}")
+      self.behaviour_predictor = nnx.Linear(config.features, config.features, dtype=dtype,
+                                            rngs=rngs)
     if method in ("contrastive", "simclr"):
       self.neural_head = head()
     if method == "regression":
@@ -288,7 +297,9 @@ def _augmented_views(keys, pose, raw_neural, pose_augmentation, neural_augmentat
 
 def _make_loss_fn(graphdef, config, num_animals: int):
   """The training objective `(params, pose, target_pose, neural, neural_view, animal,
-  constants) -> (loss, metrics)` of `config.method`, with its domain penalty."""
+  constants) -> (loss, metrics)` of `config.method`, with its domain penalty and, for the
+  contrastive method, the behaviour-residual term. `metrics["objective"]` is the method's
+  objective alone."""
   method, penalty = config.method, config.domain_penalty
 
   def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants):
@@ -299,9 +310,10 @@ def _make_loss_fn(graphdef, config, num_animals: int):
     features = model.encode_neural(neural, animal)
     metrics = {}
     if method == "contrastive":
-      z_behaviour = model.behaviour_head(model.behaviour_encoder(pose))
+      behaviour_features = model.behaviour_encoder(pose)
       loss, metrics = losses.symmetric_infonce_loss(
-          model.neural_head(features), z_behaviour, config.optim.temperature)
+          model.neural_head(features), model.behaviour_head(behaviour_features),
+          config.optim.temperature)
     elif method == "simclr":
       loss, metrics = losses.symmetric_infonce_loss(
           model.neural_head(features),
@@ -315,6 +327,12 @@ def _make_loss_fn(graphdef, config, num_animals: int):
       loss = objectives.state_classification_loss(logits, states)
       metrics["state_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == states)
     metrics["objective"] = loss
+    if method == "contrastive" and config.behaviour_residual_weight:
+      # The behaviour side is only the regressor here: it must not move towards the neural
+      # features to make them look explained.
+      predicted = model.behaviour_predictor(jax.lax.stop_gradient(behaviour_features))
+      metrics["unexplained"] = objectives.unexplained_variance(features, predicted)
+      loss = loss + config.behaviour_residual_weight * metrics["unexplained"]
     if penalty == "mmd":
       metrics["mmd"] = objectives.mmd_penalty(features, animal, num_animals)
       loss = loss + config.domain_penalty_weight * metrics["mmd"]
@@ -543,6 +561,13 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if config.swap.enabled and config.method != "contrastive":
     raise ValueError(f"the swap augments the behaviour branch of the contrastive method; "
                      f"set swap.enabled=False for method {config.method!r}")
+  if config.behaviour_residual_weight < 0:
+    raise ValueError(f"behaviour_residual_weight must be >= 0, got "
+                     f"{config.behaviour_residual_weight!r}")
+  if config.behaviour_residual_weight and config.method != "contrastive":
+    raise ValueError(f"behaviour_residual_weight asks the neural features to follow the "
+                     f"behaviour encoder of the contrastive method; set it to 0 for method "
+                     f"{config.method!r}")
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
                      f"{config.swap.neural_probability!r}")
@@ -616,7 +641,8 @@ def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
       method=config.method, pose_frames=inputs.spec.pose_frames,
       num_states=config.behavenet_states, num_animals=len(inputs.dataset.animals),
       decoder=config.regression_decoder, domain_penalty=config.domain_penalty,
-      roi_counts=inputs.roi_counts)
+      roi_counts=inputs.roi_counts,
+      behaviour_predictor=bool(config.behaviour_residual_weight))
   graphdef, params = nnx.split(model)
   trainable_rows = None
   if inputs.roi_counts is not None:

@@ -40,6 +40,38 @@ def test_behaviour_states_are_the_nearest_kmeans_centroids():
     objectives.fit_behaviour_states(windows[:2], 3, seed=0)
 
 
+def test_unexplained_variance_counts_each_feature_alike_whatever_its_scale():
+  behaviour = jax.random.normal(jax.random.key(0), (256, 4))
+  noise = jax.random.normal(jax.random.key(1), (256, 4))
+  explained = behaviour @ jnp.diag(jnp.array([1.0, 2.0, 3.0, 4.0])) + 5.0
+  # An offset is not a miss: only the batch variance counts.
+  assert float(objectives.unexplained_variance(explained, behaviour @ jnp.diag(
+      jnp.array([1.0, 2.0, 3.0, 4.0])))) < 1e-6
+  # One feature of four left unexplained costs a quarter, however small it is.
+  half = explained.at[:, 3].set(1e-2 * noise[:, 3])
+  predicted = explained.at[:, 3].set(0.0)
+  np.testing.assert_allclose(objectives.unexplained_variance(half, predicted), 0.25, rtol=1e-3)
+  np.testing.assert_allclose(objectives.unexplained_variance(noise, jnp.zeros_like(noise)), 1.0,
+                             rtol=1e-5)
+
+
+def _train_on_one_batch(config, num_steps: int = 12) -> list[dict]:
+  """The step's metrics over `num_steps` steps on one batch, augmentations off: the batch is
+  then the same every step, so what the step minimises must fall."""
+  config.augment.pose_enabled = config.augment.neural_enabled = False
+  inputs = train.create_input(config)
+  graphdef, tx, state = train.create_train_state(config, inputs)
+  constants, rows = train.create_step_constants(config, inputs)
+  loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
+  batch = train.step_batch(next(iter(loader)), "neural_images", rows)
+  step = train.compile_train_step(graphdef, tx, config, "neural_images", train.make_mesh(), 4)
+  history = []
+  for _ in range(num_steps):
+    state, metrics = step(state, batch, constants)
+    history.append(metrics)
+  return history
+
+
 @pytest.mark.parametrize("method,decoder,penalty", [
     ("simclr", "conv", "none"), ("regression", "conv", "none"),
     ("regression", "recurrent", "none"), ("behavenet", "conv", "none"),
@@ -50,21 +82,29 @@ def test_each_method_learns_on_a_repeated_batch(data_dir, method, decoder, penal
   config.method, config.regression_decoder, config.domain_penalty = method, decoder, penalty
   config.swap.enabled = method == "contrastive"
   config.behavenet_states = 4
-  # Without augmentation the batch is the same every step, so the objective must fall.
-  config.augment.pose_enabled = config.augment.neural_enabled = False
-  inputs = train.create_input(config)
-  graphdef, tx, state = train.create_train_state(config, inputs)
-  constants, rows = train.create_step_constants(config, inputs)
-  loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
-  batch = train.step_batch(next(iter(loader)), "neural_images", rows)
-  step = train.compile_train_step(graphdef, tx, config, "neural_images", train.make_mesh(), 4)
-  first = None
-  for _ in range(12):
-    state, metrics = step(state, batch, constants)
-    first = float(metrics["objective"]) if first is None else first
-  assert float(metrics["objective"]) < first, (first, float(metrics["objective"]))
+  history = _train_on_one_batch(config)
+  first, last = float(history[0]["objective"]), float(history[-1]["objective"])
+  assert last < first, (first, last)
   if penalty != "none":
-    assert ("mmd" if penalty == "mmd" else "animal_loss") in metrics
+    assert ("mmd" if penalty == "mmd" else "animal_loss") in history[-1]
+
+
+def test_the_behaviour_residual_term_is_learned_and_refused_without_a_behaviour_encoder(
+    data_dir, tmp_path):
+  config = tiny_config(data_dir, learning_rate=3e-3)
+  config.behaviour_residual_weight = 1.0
+  config.swap.enabled = False
+  history = _train_on_one_batch(config)
+  unexplained = [float(metrics["unexplained"]) for metrics in history]
+  # The total loss carries the term; the objective stays the contrastive loss alone.
+  assert float(history[-1]["loss"]) > float(history[-1]["objective"])
+  assert unexplained[-1] < unexplained[0], unexplained
+  config.method = "simclr"
+  with pytest.raises(ValueError, match="set it to 0 for method 'simclr'"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config.method, config.behaviour_residual_weight = "contrastive", -1.0
+  with pytest.raises(ValueError, match="behaviour_residual_weight must be >= 0"):
+    train.train_and_evaluate(config, str(tmp_path))
 
 
 def test_the_swap_is_refused_for_methods_without_a_behaviour_branch(data_dir, tmp_path):

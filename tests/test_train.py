@@ -13,8 +13,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments import train as train_entry
+from experiments.configs import baseline_cpu
+from experiments.configs import baseline_tpu
 from experiments.configs import baselines
 from experiments.configs import common
+from experiments.configs import swap_cpu
+from experiments.configs import swap_tpu
 from nar import input_pipeline
 from nar import train
 
@@ -225,6 +229,23 @@ def test_every_baseline_has_cpu_and_tpu_configs(size):
     assert config.domain_penalty == changes.get("domain_penalty", "none")
   with pytest.raises(ValueError, match="unknown baseline 'nope'"):
     module.get_config("nope")
+
+
+def test_baselines_drop_ours_own_settings_and_the_no_swap_ablation_keeps_them():
+  ours = swap_cpu.get_config()
+  assert ours.behaviour_residual_weight > 0
+  assert ours.model.baseline_features not in (None, ours.model.features)
+  for name, changes in baselines.BASELINES.items():
+    config = baseline_cpu.get_config(name)
+    assert config.model.baseline_features is None
+    if changes["method"] == "contrastive":  # the ablation that isolates the swap
+      assert config.model.features == ours.model.features
+      assert config.behaviour_residual_weight == ours.behaviour_residual_weight
+    else:
+      assert config.model.features == ours.model.baseline_features
+      assert config.behaviour_residual_weight == 0.0
+  # Where Ours has no settings of its own, a baseline has Ours' size.
+  assert baseline_tpu.get_config("simclr").model.features == swap_tpu.get_config().model.features
 
 
 def test_config_names_resolve_to_config_files():

@@ -38,4 +38,11 @@ def apply_baseline(config: ml_collections.ConfigDict, name: str | None):
                      f"e.g. --config=baseline_cpu:simclr")
   changes = dict(BASELINES[name])
   config.swap.enabled = changes.pop("swap", False)
+  if changes.get("method", "contrastive") != "contrastive":
+    # Ours' own settings: the term needs the behaviour encoder, and the baselines have a
+    # feature size of their own where the config names one.
+    config.behaviour_residual_weight = 0.0
+    if config.model.baseline_features is not None:
+      config.model.features = config.model.baseline_features
+  config.model.baseline_features = None
   return common.apply_overrides(config, changes, what=f"baseline {name!r}")

@@ -38,6 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.width = 64
   config.model.num_blocks = 2
   config.model.features = 64
+  # Feature size of the baselines made from this config (`baselines.apply_baseline`) where it
+  # differs from Ours'; None: the same as Ours.
+  config.model.baseline_features = None
   config.model.head_hidden = 128
   config.model.embedding = 64
   config.model.projection = "mlp"  # or "linear", "none" (see nar.models.ProjectionHead)
@@ -57,6 +60,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.behavenet_states = 12
   config.domain_penalty = "none"  # or "mmd", "grl"
   config.domain_penalty_weight = 1.0
+  # Contrastive only: weight of the penalty on the share of each neural feature's variance that
+  # a linear map of the (swapped) behaviour features cannot explain
+  # (`nar.objectives.unexplained_variance`); 0 is the seed's objective.
+  config.behaviour_residual_weight = 0.0
 
   config.swap = ml_collections.ConfigDict()
   config.swap.enabled = True

@@ -41,7 +41,8 @@ from nar import simulation
 
 # Training steps of every run of the cpu preset: the knob of its wall-time budget. A run
 # costs about 25 s besides its steps (input, compilation, probes) and about 0.2 s per step
-# of Ours on 2 cores; 38 runs (10 methods x 3 seeds, 8 ablations) of 300 steps fit in an hour.
+# of Ours on 2 cores; 42 runs (10 methods x 3 seeds, 12 ablations) of 300 steps and the
+# reference rows took 49 min, within the hour.
 CPU_TRAIN_STEPS = 300
 # The same knob for `--dataset=locomotion`, whose runs also fit the held-out animals' input
 # layers for LOCOMOTION_CPU_ADAPT_STEPS steps after training. Measured on one core of the
@@ -162,7 +163,9 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
 
   Swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, the
   neural swap switched on (or off, if Ours uses it), the neural input's per-animal
-  standardisation switched off (or on), and each augmentation group switched off. All of them
+  standardisation switched off (or on), Ours' own settings where it has them (the
+  behaviour-residual term switched off, the baselines' feature size), and each augmentation
+  group switched off. All of them
   apply to a behaviour vector too: `no_pose_augment` then switches off the vector's
   augmentations (smoothing, noise, gain, time and dimension masks; it has no geometric ones,
   `augment.behaviour_augmentation_for`).
@@ -172,6 +175,12 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
     neural_swap = {"no_neural_swap": {"swap.neural_probability": 0.0}}
   else:
     neural_swap = {"neural_swap_0.5": {"swap.neural_probability": 0.5}}
+  own_settings = {}
+  if ours.behaviour_residual_weight:
+    own_settings["no_behaviour_residual"] = {"behaviour_residual_weight": 0.0}
+  if ours.model.get("baseline_features") not in (None, ours.model.features):
+    size = ours.model.baseline_features
+    own_settings[f"features_{size}"] = {"model.features": size}
   if ours.data.neural_normalisation == "none":
     standardisation = {"standardised_input": {"data.neural_normalisation": "animal"}}
   else:
@@ -185,6 +194,7 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
       "per_frame_target": {"swap.per_frame_target": True},
       **neural_swap,
       **standardisation,
+      **own_settings,
       "no_pose_augment": {"augment.pose_enabled": False},
       "no_neural_augment": {"augment.neural_enabled": False},
   }
@@ -196,7 +206,7 @@ def _smoke_training(dataset: str) -> ml_collections.ConfigDict:
   else:
     config = swap_cpu.get_config("smoke")
   config.model.update(width=8, num_blocks=1, features=8, head_hidden=16, embedding=8,
-                      image_channels=(4,))
+                      image_channels=(4,), baseline_features=None)
   config.behavenet_states = 4
   config.swap.pool_chunk = 256
   config.swap.topk = 8
