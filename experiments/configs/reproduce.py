@@ -178,7 +178,7 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   own_settings = {}
   if ours.behaviour_residual_weight:
     own_settings["no_behaviour_residual"] = {"behaviour_residual_weight": 0.0}
-  if ours.model.get("baseline_features") not in (None, ours.model.features):
+  if ours.model.baseline_features not in (None, ours.model.features):
     size = ours.model.baseline_features
     own_settings[f"features_{size}"] = {"model.features": size}
   if ours.data.neural_normalisation == "none":
