@@ -74,6 +74,7 @@ FIELDS_ADDED_LATER = {
     "swap.neural_partner_quantile": 1.0,
     "swap.pool_stride": 1,
     "behaviour_residual_weight": 0.0,
+    "neural_view_weight": 0.0,
     "model.baseline_features": None,
 }
 
@@ -361,6 +362,7 @@ def _ours_settings(preset: presets.Preset) -> str:
           f", swap.neural_probability = {swap.neural_probability}, "
           f"data.neural_normalisation = {training.data.neural_normalisation}, "
           f"behaviour_residual_weight = {training.behaviour_residual_weight}, "
+          f"neural_view_weight = {training.neural_view_weight}, "
           f"model.features = {training.model.features}, "
           f"augmentations: {' and '.join(groups) or 'none'}")
 

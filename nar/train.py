@@ -269,8 +269,13 @@ def _augmentations(config, behaviour_spec: behaviour_lib.BehaviourSpec):
   return pose, neural
 
 
+def _draws_second_neural_view(config) -> bool:
+  """Whether the objective compares two augmented views of each neural window."""
+  return config.method == "simclr" or bool(config.neural_view_weight)
+
+
 def _augmented_views(keys, pose, raw_neural, pose_augmentation, neural_augmentation,
-                     method: str):
+                     second_neural_view: bool):
   """The augmented behaviour window and neural view(s) of a batch.
 
   Args:
@@ -279,7 +284,8 @@ def _augmented_views(keys, pose, raw_neural, pose_augmentation, neural_augmentat
     raw_neural: the batch's neural windows.
     pose_augmentation: behavioural augmentation, or None.
     neural_augmentation: neural augmentation, or None.
-    method: the training method; SimCLR draws a second, independent neural view.
+    second_neural_view: draw a second, independent neural view (SimCLR, and the
+      neural-view term of the contrastive method); otherwise `neural_view` is the raw window.
 
   Returns:
     `(pose, neural, neural_view)`.
@@ -290,7 +296,7 @@ def _augmented_views(keys, pose, raw_neural, pose_augmentation, neural_augmentat
   neural = neural_view = raw_neural
   if neural_augmentation is not None:
     neural = augment.augment_neural(neural_key, raw_neural, neural_augmentation)
-    if method == "simclr":
+    if second_neural_view:
       neural_view = augment.augment_neural(view_key, raw_neural, neural_augmentation)
   return pose, neural, neural_view
 
@@ -298,8 +304,8 @@ def _augmented_views(keys, pose, raw_neural, pose_augmentation, neural_augmentat
 def _make_loss_fn(graphdef, config, num_animals: int):
   """The training objective `(params, pose, target_pose, neural, neural_view, animal,
   constants) -> (loss, metrics)` of `config.method`, with its domain penalty and, for the
-  contrastive method, the behaviour-residual term. `metrics["objective"]` is the method's
-  objective alone."""
+  contrastive method, the behaviour-residual and neural-view terms. `metrics["objective"]` is
+  the method's objective alone."""
   method, penalty = config.method, config.domain_penalty
 
   def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants):
@@ -333,6 +339,14 @@ def _make_loss_fn(graphdef, config, num_animals: int):
       predicted = model.behaviour_predictor(jax.lax.stop_gradient(behaviour_features))
       metrics["unexplained"] = objectives.unexplained_variance(features, predicted)
       loss = loss + config.behaviour_residual_weight * metrics["unexplained"]
+    if method == "contrastive" and config.neural_view_weight:
+      # SimCLR's objective on the same neural projection head: features must not change with
+      # what the neural augmentations change, as between animals.
+      metrics["neural_view"], _ = losses.symmetric_infonce_loss(
+          model.neural_head(features),
+          model.neural_head(model.encode_neural(neural_view, animal)),
+          config.optim.temperature)
+      loss = loss + config.neural_view_weight * metrics["neural_view"]
     if penalty == "mmd":
       metrics["mmd"] = objectives.mmd_penalty(features, animal, num_animals)
       loss = loss + config.domain_penalty_weight * metrics["mmd"]
@@ -397,7 +411,7 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
       metrics["neural_swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     pose, neural, neural_view = _augmented_views(
         (pose_key, neural_key_, view_key), pose, raw_neural, pose_augmentation,
-        neural_augmentation, method)
+        neural_augmentation, _draws_second_neural_view(config))
     # A window whose neural data was exchanged is encoded as its partner animal's (a
     # per-animal input layer reads the animal; domain penalties compare animals).
     (loss, loss_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -567,6 +581,12 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if config.behaviour_residual_weight and config.method != "contrastive":
     raise ValueError(f"behaviour_residual_weight asks the neural features to follow the "
                      f"behaviour encoder of the contrastive method; set it to 0 for method "
+                     f"{config.method!r}")
+  if config.neural_view_weight < 0:
+    raise ValueError(f"neural_view_weight must be >= 0, got {config.neural_view_weight!r}")
+  if config.neural_view_weight and config.method != "contrastive":
+    raise ValueError(f"neural_view_weight adds a term to the contrastive method's objective "
+                     f"(SimCLR's own objective is that term); set it to 0 for method "
                      f"{config.method!r}")
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
@@ -742,7 +762,7 @@ def make_fit_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
     _, pose_key, neural_key_, view_key = jax.random.split(key, 4)
     pose, neural, neural_view = _augmented_views(
         (pose_key, neural_key_, view_key), batch["pose"], batch[neural_key],
-        pose_augmentation, neural_augmentation, config.method)
+        pose_augmentation, neural_augmentation, _draws_second_neural_view(config))
 
     def adapted_loss(adapted):
       return loss_fn(nnx.merge_state(frozen, adapted), pose, batch["pose"], neural,

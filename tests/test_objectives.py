@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from test_train import tiny_config
 
+from nar import behaviour
 from nar import input_pipeline
 from nar import objectives
 from nar import train
@@ -89,22 +90,66 @@ def test_each_method_learns_on_a_repeated_batch(data_dir, method, decoder, penal
     assert ("mmd" if penalty == "mmd" else "animal_loss") in history[-1]
 
 
-def test_the_behaviour_residual_term_is_learned_and_refused_without_a_behaviour_encoder(
-    data_dir, tmp_path):
+def _train_ours_without_swap_on_one_batch(data_dir, **terms) -> list[dict]:
+  """`_train_on_one_batch` of the contrastive method with the given term weights."""
   config = tiny_config(data_dir, learning_rate=3e-3)
-  config.behaviour_residual_weight = 1.0
+  config.update(terms)
   config.swap.enabled = False
-  history = _train_on_one_batch(config)
+  return _train_on_one_batch(config)
+
+
+def test_the_behaviour_residual_term_is_learned(data_dir):
+  history = _train_ours_without_swap_on_one_batch(data_dir, behaviour_residual_weight=1.0)
   unexplained = [float(metrics["unexplained"]) for metrics in history]
   # The total loss carries the term; the objective stays the contrastive loss alone.
   assert float(history[-1]["loss"]) > float(history[-1]["objective"])
   assert unexplained[-1] < unexplained[0], unexplained
-  config.method = "simclr"
-  with pytest.raises(ValueError, match="set it to 0 for method 'simclr'"):
+
+
+def test_the_neural_view_term_adds_simclrs_objective(data_dir):
+  history = _train_ours_without_swap_on_one_batch(data_dir, neural_view_weight=2.0)
+  views = [float(metrics["neural_view"]) for metrics in history]
+  for metrics in history:  # no other term: the loss is the objective plus the weighted term
+    np.testing.assert_allclose(float(metrics["loss"]),
+                               float(metrics["objective"]) + 2.0 * float(metrics["neural_view"]),
+                               rtol=1e-5)
+  assert views[-1] < views[0], views
+
+
+@pytest.mark.parametrize("weight,other_method", [("behaviour_residual_weight", "simclr"),
+                                                 ("neural_view_weight", "regression")])
+def test_ours_extra_terms_are_refused_for_other_methods_and_negative_weights(
+    data_dir, tmp_path, weight, other_method):
+  config = tiny_config(data_dir)
+  config.swap.enabled = False
+  config[weight], config.method = 1.0, other_method
+  with pytest.raises(ValueError, match=f"set it to 0 for method '{other_method}'"):
     train.train_and_evaluate(config, str(tmp_path))
-  config.method, config.behaviour_residual_weight = "contrastive", -1.0
-  with pytest.raises(ValueError, match="behaviour_residual_weight must be >= 0"):
+  config[weight], config.method = -1.0, "contrastive"
+  with pytest.raises(ValueError, match=f"{weight} must be >= 0"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_second_neural_view_is_drawn_only_when_the_objective_compares_two(data_dir):
+  config = tiny_config(data_dir)
+  pose_augmentation, neural_augmentation = train._augmentations(config, behaviour.POSE_SPEC)
+  inputs = train.create_input(config)
+  batch = next(iter(input_pipeline.make_loader(inputs.train_source, batch_size=4, train=True,
+                                               shard=(0, 1))))
+  keys = jax.random.split(jax.random.key(0), 3)
+  raw = jnp.asarray(batch["neural_images"])
+  pose = jnp.asarray(batch["pose"])
+  _, neural, view = train._augmented_views(keys, pose, raw, pose_augmentation,
+                                           neural_augmentation, second_neural_view=True)
+  assert not np.allclose(neural, view) and not np.allclose(view, raw)
+  _, same_neural, raw_view = train._augmented_views(keys, pose, raw, pose_augmentation,
+                                                    neural_augmentation, second_neural_view=False)
+  np.testing.assert_array_equal(same_neural, neural)  # the first view does not depend on it
+  np.testing.assert_array_equal(raw_view, raw)
+  config.neural_view_weight = 1.0
+  assert train._draws_second_neural_view(config)
+  config.neural_view_weight, config.method = 0.0, "simclr"
+  assert train._draws_second_neural_view(config)
 
 
 def test_the_swap_is_refused_for_methods_without_a_behaviour_branch(data_dir, tmp_path):

@@ -283,7 +283,9 @@ def test_ours_own_settings_are_ablated_only_where_ours_has_them():
   pose = presets.get_config("cpu").ablations
   ours = presets.get_config("cpu").training
   assert pose["no_behaviour_residual"] == {"behaviour_residual_weight": 0.0}
+  assert pose["no_neural_view"] == {"neural_view_weight": 0.0}
   assert pose[f"features_{ours.model.baseline_features}"] == {
       "model.features": ours.model.baseline_features}
   locomotion = presets.get_config("cpu", "locomotion").ablations
-  assert not any(name.startswith(("features_", "no_behaviour_residual")) for name in locomotion)
+  assert not any(name.startswith(("features_", "no_behaviour_residual", "no_neural_view"))
+                 for name in locomotion)

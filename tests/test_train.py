@@ -233,7 +233,7 @@ def test_every_baseline_has_cpu_and_tpu_configs(size):
 
 def test_baselines_drop_ours_own_settings_and_the_no_swap_ablation_keeps_them():
   ours = swap_cpu.get_config()
-  assert ours.behaviour_residual_weight > 0
+  assert ours.behaviour_residual_weight > 0 and ours.neural_view_weight > 0
   assert ours.model.baseline_features not in (None, ours.model.features)
   for name, changes in baselines.BASELINES.items():
     config = baseline_cpu.get_config(name)
@@ -241,9 +241,10 @@ def test_baselines_drop_ours_own_settings_and_the_no_swap_ablation_keeps_them():
     if changes["method"] == "contrastive":  # the ablation that isolates the swap
       assert config.model.features == ours.model.features
       assert config.behaviour_residual_weight == ours.behaviour_residual_weight
+      assert config.neural_view_weight == ours.neural_view_weight
     else:
       assert config.model.features == ours.model.baseline_features
-      assert config.behaviour_residual_weight == 0.0
+      assert config.behaviour_residual_weight == config.neural_view_weight == 0.0
   # Where Ours has no settings of its own, a baseline has Ours' size.
   assert baseline_tpu.get_config("simclr").model.features == swap_tpu.get_config().model.features
 

@@ -39,9 +39,10 @@ def apply_baseline(config: ml_collections.ConfigDict, name: str | None):
   changes = dict(BASELINES[name])
   config.swap.enabled = changes.pop("swap", False)
   if changes.get("method", "contrastive") != "contrastive":
-    # Ours' own settings: the term needs the behaviour encoder, and the baselines have a
-    # feature size of their own where the config names one.
+    # Ours' own settings: its two extra terms belong to the contrastive objective, and the
+    # baselines have a feature size of their own where the config names one.
     config.behaviour_residual_weight = 0.0
+    config.neural_view_weight = 0.0
     if config.model.baseline_features is not None:
       config.model.features = config.model.baseline_features
   config.model.baseline_features = None

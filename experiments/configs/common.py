@@ -64,6 +64,9 @@ def base_config() -> ml_collections.ConfigDict:
   # a linear map of the (swapped) behaviour features cannot explain
   # (`nar.objectives.unexplained_variance`); 0 is the seed's objective.
   config.behaviour_residual_weight = 0.0
+  # Contrastive only: weight of SimCLR's objective between two augmented views of each neural
+  # window, added to the behaviour-neural one; 0 is the seed's objective.
+  config.neural_view_weight = 0.0
 
   config.swap = ml_collections.ConfigDict()
   config.swap.enabled = True

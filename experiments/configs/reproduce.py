@@ -40,9 +40,9 @@ from nar import paths
 from nar import simulation
 
 # Training steps of every run of the cpu preset: the knob of its wall-time budget. A run
-# costs about 25 s besides its steps (input, compilation, probes) and about 0.2 s per step
-# of Ours on 2 cores; 42 runs (10 methods x 3 seeds, 12 ablations) of 300 steps and the
-# reference rows took 49 min, within the hour.
+# costs about 25 s besides its steps (input, compilation, probes) and about 0.25 s per step
+# of Ours on 2 cores; 43 runs (10 methods x 3 seeds, 13 ablations) of 300 steps and the
+# reference rows take about 56 min, within the hour.
 CPU_TRAIN_STEPS = 300
 # The same knob for `--dataset=locomotion`, whose runs also fit the held-out animals' input
 # layers for LOCOMOTION_CPU_ADAPT_STEPS steps after training. Measured on one core of the
@@ -164,11 +164,10 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   Swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, the
   neural swap switched on (or off, if Ours uses it), the neural input's per-animal
   standardisation switched off (or on), Ours' own settings where it has them (the
-  behaviour-residual term switched off, the baselines' feature size), and each augmentation
-  group switched off. All of them
-  apply to a behaviour vector too: `no_pose_augment` then switches off the vector's
-  augmentations (smoothing, noise, gain, time and dimension masks; it has no geometric ones,
-  `augment.behaviour_augmentation_for`).
+  behaviour-residual and neural-view terms switched off, the baselines' feature size), and
+  each augmentation group switched off. All of them apply to a behaviour vector too:
+  `no_pose_augment` then switches off the vector's augmentations (smoothing, noise, gain, time
+  and dimension masks; it has no geometric ones, `augment.behaviour_augmentation_for`).
   """
   other_mode = "topk" if ours.swap.mode == "exact" else "exact"
   if ours.swap.neural_probability > 0:
@@ -178,6 +177,8 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   own_settings = {}
   if ours.behaviour_residual_weight:
     own_settings["no_behaviour_residual"] = {"behaviour_residual_weight": 0.0}
+  if ours.neural_view_weight:
+    own_settings["no_neural_view"] = {"neural_view_weight": 0.0}
   if ours.model.baseline_features not in (None, ours.model.features):
     size = ours.model.baseline_features
     own_settings[f"features_{size}"] = {"model.features": size}
