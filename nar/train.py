@@ -315,16 +315,20 @@ def _make_loss_fn(graphdef, config, num_animals: int):
     model = nnx.merge(graphdef, params, copy=True)
     features = model.encode_neural(neural, animal)
     metrics = {}
+
+    def two_neural_views_loss(projected):
+      """SimCLR's objective: the window's two augmented views embed alike."""
+      return losses.symmetric_infonce_loss(
+          projected, model.neural_head(model.encode_neural(neural_view, animal)),
+          config.optim.temperature)
+
     if method == "contrastive":
       behaviour_features = model.behaviour_encoder(pose)
+      projected = model.neural_head(features)
       loss, metrics = losses.symmetric_infonce_loss(
-          model.neural_head(features), model.behaviour_head(behaviour_features),
-          config.optim.temperature)
+          projected, model.behaviour_head(behaviour_features), config.optim.temperature)
     elif method == "simclr":
-      loss, metrics = losses.symmetric_infonce_loss(
-          model.neural_head(features),
-          model.neural_head(model.encode_neural(neural_view, animal)),
-          config.optim.temperature)
+      loss, metrics = two_neural_views_loss(model.neural_head(features))
     elif method == "regression":
       loss = objectives.pose_regression_loss(model.pose_decoder(features), target_pose)
     else:  # behavenet
@@ -340,12 +344,9 @@ def _make_loss_fn(graphdef, config, num_animals: int):
       metrics["unexplained"] = objectives.unexplained_variance(features, predicted)
       loss = loss + config.behaviour_residual_weight * metrics["unexplained"]
     if method == "contrastive" and config.neural_view_weight:
-      # SimCLR's objective on the same neural projection head: features must not change with
-      # what the neural augmentations change, as between animals.
-      metrics["neural_view"], _ = losses.symmetric_infonce_loss(
-          model.neural_head(features),
-          model.neural_head(model.encode_neural(neural_view, animal)),
-          config.optim.temperature)
+      # On the same neural projection head: features must not change with what the neural
+      # augmentations change, as between animals.
+      metrics["neural_view"], _ = two_neural_views_loss(projected)
       loss = loss + config.neural_view_weight * metrics["neural_view"]
     if penalty == "mmd":
       metrics["mmd"] = objectives.mmd_penalty(features, animal, num_animals)
@@ -566,6 +567,10 @@ def _check_step_shapes(step_fn, state, bank, inputs: Input, batch_size: int) -> 
                      f"({ {k: v.shape for k, v in batch.items()} }): {error}") from error
 
 
+# Weights of the terms `_make_loss_fn` adds to the contrastive objective only.
+_CONTRASTIVE_TERM_WEIGHTS = ("behaviour_residual_weight", "neural_view_weight")
+
+
 def _check_config(config, inputs: Input, num_devices: int) -> None:
   if config.method not in objectives.METHODS:
     raise ValueError(f"unknown method {config.method!r}; known: {objectives.METHODS}")
@@ -575,19 +580,13 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if config.swap.enabled and config.method != "contrastive":
     raise ValueError(f"the swap augments the behaviour branch of the contrastive method; "
                      f"set swap.enabled=False for method {config.method!r}")
-  if config.behaviour_residual_weight < 0:
-    raise ValueError(f"behaviour_residual_weight must be >= 0, got "
-                     f"{config.behaviour_residual_weight!r}")
-  if config.behaviour_residual_weight and config.method != "contrastive":
-    raise ValueError(f"behaviour_residual_weight asks the neural features to follow the "
-                     f"behaviour encoder of the contrastive method; set it to 0 for method "
-                     f"{config.method!r}")
-  if config.neural_view_weight < 0:
-    raise ValueError(f"neural_view_weight must be >= 0, got {config.neural_view_weight!r}")
-  if config.neural_view_weight and config.method != "contrastive":
-    raise ValueError(f"neural_view_weight adds a term to the contrastive method's objective "
-                     f"(SimCLR's own objective is that term); set it to 0 for method "
-                     f"{config.method!r}")
+  for term in _CONTRASTIVE_TERM_WEIGHTS:
+    weight = config[term]
+    if weight < 0:
+      raise ValueError(f"{term} must be >= 0, got {weight!r}")
+    if weight and config.method != "contrastive":
+      raise ValueError(f"{term} weighs a term of the contrastive method's objective; set it "
+                       f"to 0 for method {config.method!r}")
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
                      f"{config.swap.neural_probability!r}")
