@@ -76,6 +76,7 @@ FIELDS_ADDED_LATER = {
     "behaviour_residual_weight": 0.0,
     "neural_view_weight": 0.0,
     "model.baseline_features": None,
+    "augment.neural.local_gain": 0.0,
 }
 
 
@@ -421,17 +422,6 @@ def _wall_seconds(run: Run) -> float:
   return float(load_results(run).get("wall_seconds", {}).get("total", float("nan")))
 
 
-def _loss_curve(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
-  if not path.exists():
-    return None
-  lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  lines = [line for line in lines if "loss" in line]
-  if not lines:
-    return None
-  return (np.array([line["step"] for line in lines]),
-          np.array([line["loss"] for line in lines]))
-
-
 def write_figures(runs: Sequence[Run], preset: presets.Preset,
                   figures_dir: pathlib.Path) -> list[str]:
   """Embeddings, confusion matrices and loss curves of the finished runs. Returns the files."""
@@ -472,7 +462,7 @@ def write_figures(runs: Sequence[Run], preset: presets.Preset,
   for group, name in ((METHOD, "loss_curves.png"), (ABLATION, "loss_curves_ablations.png")):
     curves = {}
     for run in (r for r in finished if r.group == group):
-      curve = _loss_curve(run.workdir / "metrics.jsonl")
+      curve = logs.read_metric_curve(run.workdir / logs.METRICS_FILE)
       if curve is not None:
         curves.setdefault(report.row_label(run.row), {})[f"seed {run.seed}"] = curve
     if curves:

@@ -6,7 +6,8 @@ windows `[B, T, 90]` (6 legs x 5 joints x xyz); the geometric ones (scaling, she
 mirror) treat each joint's three z-scored coordinates as a point, which is close to geometric
 because the per-axis scales of the coordinates are similar. Neural augmentations mimic the
 properties of two-photon imaging: shot noise, point-spread blur, registration error,
-indicator expression (gain/offset), indicator kinetics (calcium smoothing, frame shift),
+indicator expression (gain/offset per clip, and per cell: a smooth gain field over the image
+or a gain per ROI), indicator kinetics (calcium smoothing, frame shift),
 missing ROIs (erasing) and mixing with another clip.
 
 Other behaviour formats (`nar.behaviour`) have their own `BehaviourLayout`, which
@@ -27,6 +28,9 @@ from nar import behaviour as behaviour_lib
 
 # Augmentations that need points in space; a plain feature vector has none.
 GEOMETRIC_AUGMENTATIONS = ("shear", "rotation_deg", "mirror_probability")
+# Control points per image side of the smooth gain field (`NeuralAugmentation.local_gain`):
+# 4 across the field of view gives patches of a few axons, not single pixels.
+LOCAL_GAIN_GRID = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +161,9 @@ class NeuralAugmentation:
   frame_shift: int = 1  # max shift of the clip in time
   erase_fraction: float = 0.25  # max side (images) or ROI fraction (traces) erased
   mix_weight: float = 0.1  # max weight of another clip of the batch mixed in
+  # Per-cell expression and gain, which differ between cells and animals: std of a log-gain
+  # field, smooth over the image (`LOCAL_GAIN_GRID` control points a side) or one per ROI.
+  local_gain: float = 0.0
 
 
 def _uniform(key, shape, magnitude):
@@ -281,6 +288,9 @@ def augment_neural(key: jax.Array, neural: jax.Array, config: NeuralAugmentation
     neural = neural * (1 + _uniform(keys[4], per_clip, config.gain))
   if config.offset > 0:
     neural = neural + _uniform(keys[5], per_clip, config.offset)
+  if config.local_gain > 0:
+    neural = neural * _local_gain(jax.random.fold_in(keys[4], 1), neural.shape,
+                                  config.local_gain)
   if config.erase_fraction > 0:
     neural = _erase(keys[6], neural, config.erase_fraction)
   if config.mix_weight > 0:
@@ -291,6 +301,20 @@ def augment_neural(key: jax.Array, neural: jax.Array, config: NeuralAugmentation
     scale = config.shot_noise_std * jnp.sqrt(jnp.abs(neural) + 1.0)
     neural = neural + scale * jax.random.normal(keys[8], neural.shape)
   return neural
+
+
+def _local_gain(key, shape: tuple[int, ...], log_std: float) -> jax.Array:
+  """A gain per clip and cell, constant in time: `[B, 1, H, W]` (images) or `[B, 1, R]`.
+
+  Images get a log-normal field drawn at `LOCAL_GAIN_GRID` x `LOCAL_GAIN_GRID` control points
+  and interpolated (bilinear) to the image; ROI traces a log-normal gain per ROI.
+  """
+  batch = shape[0]
+  if len(shape) == 3:
+    return jnp.exp(log_std * jax.random.normal(key, (batch, 1, shape[2])))
+  coarse = log_std * jax.random.normal(key, (batch, LOCAL_GAIN_GRID, LOCAL_GAIN_GRID))
+  field = jax.image.resize(coarse, (batch,) + tuple(shape[2:]), method="linear")
+  return jnp.exp(field)[:, None]
 
 
 def _rotate_and_zoom(key, images: jax.Array, rotation_deg: float, zoom: float) -> jax.Array:

@@ -1,8 +1,14 @@
-"""Logging set-up shared by the entry points."""
+"""Logging set-up shared by the entry points, and the reader of a run's metrics log."""
 
+import json
 import logging as logging_std
+import os
 
 from absl import logging
+import numpy as np
+
+# One JSON object per logged step, written by `nar.train.train_and_evaluate` into the workdir.
+METRICS_FILE = "metrics.jsonl"
 
 
 class _DropOrbaxInfo(logging_std.Filter):
@@ -15,3 +21,21 @@ class _DropOrbaxInfo(logging_std.Filter):
 def quiet_checkpoint_logs() -> None:
   """Keeps the console readable: progress bars and summaries instead of per-save logs."""
   logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
+def read_metric_curve(path: str | os.PathLike, metric: str = "loss"
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+  """`(steps, values)` of one metric from a metrics log (`METRICS_FILE` of a workdir).
+
+  Returns None when the file does not exist or no line holds the metric (e.g. a run that
+  stopped before its first log).
+  """
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    lines = [json.loads(line) for line in f if line.strip()]
+  lines = [line for line in lines if metric in line]
+  if not lines:
+    return None
+  return (np.array([line["step"] for line in lines]),
+          np.array([line[metric] for line in lines]))

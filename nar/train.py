@@ -31,6 +31,7 @@ from nar import augment
 from nar import behaviour as behaviour_lib
 from nar import evaluation
 from nar import input_pipeline
+from nar import logs
 from nar import losses
 from nar import models
 from nar import neural_normalisation
@@ -976,7 +977,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       progress.set_postfix(loss=f"{last_metrics['loss']:.3f}",
                            windows_s=f"{last_metrics.get('windows_per_second', 0):.0f}")
       if is_chief:
-        _write_metrics(workdir / "metrics.jsonl", done, last_metrics, writer)
+        _write_metrics(workdir / logs.METRICS_FILE, done, last_metrics, writer)
     manager.save(done, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
   manager.wait_until_finished()

@@ -41,7 +41,7 @@ def test_each_pose_augmentation_changes_the_windows_alone(name, value):
 @pytest.mark.parametrize("name,value", [
     ("shot_noise_std", 0.1), ("blur_sigma", 1.0), ("shift_pixels", 2), ("gain", 0.3),
     ("offset", 0.2), ("calcium_tau_frames", 2.0), ("frame_shift", 2), ("erase_fraction", 0.5),
-    ("mix_weight", 0.3)])
+    ("mix_weight", 0.3), ("local_gain", 0.3)])
 def test_each_neural_augmentation_changes_image_windows(name, value):
   config = dataclasses.replace(NEURAL_OFF, **{name: value})
   out = jax.jit(lambda k, x: augment.augment_neural(k, x, config))(KEY, IMAGES)
@@ -69,3 +69,16 @@ def test_gain_and_offset_are_drawn_per_clip():
   per_clip = ratio.reshape(6, -1)
   np.testing.assert_allclose(per_clip, per_clip[:, :1] * jnp.ones_like(per_clip), rtol=1e-5)
   assert np.unique(per_clip[:, 0].round(5)).size == 6
+
+
+def test_local_gain_is_constant_in_time_and_varies_across_the_image_and_rois():
+  config = dataclasses.replace(NEURAL_OFF, local_gain=0.5)
+  ratio = np.asarray(augment.augment_neural(KEY, IMAGES, config) / IMAGES)
+  np.testing.assert_allclose(ratio, ratio[:, :1] * np.ones_like(ratio), rtol=1e-5)
+  field = ratio[:, 0]
+  assert (field > 0).all() and field.std(axis=(1, 2)).min() > 0.05
+  # Smooth: neighbouring pixels differ far less than the field varies.
+  assert np.abs(np.diff(field, axis=2)).mean() < 0.5 * field.std()
+  traces = np.asarray(augment.augment_neural(KEY, TRACES, config) / TRACES)
+  np.testing.assert_allclose(traces, traces[:, :1] * np.ones_like(traces), rtol=1e-5)
+  assert np.unique(traces[0, 0].round(5)).size == TRACES.shape[2]

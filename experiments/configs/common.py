@@ -95,7 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment.neural = ml_collections.ConfigDict(dict(
       shot_noise_std=0.05, blur_sigma=0.7, shift_pixels=2, rotation_deg=15.0, zoom=0.1,
       gain=0.2, offset=0.1,
-      calcium_tau_frames=1.0, frame_shift=1, erase_fraction=0.25, mix_weight=0.1))
+      calcium_tau_frames=1.0, frame_shift=1, erase_fraction=0.25, mix_weight=0.1,
+      local_gain=0.0))
 
   config.optim = ml_collections.ConfigDict()
   config.optim.global_batch_size = 128
