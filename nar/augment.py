@@ -289,6 +289,8 @@ def augment_neural(key: jax.Array, neural: jax.Array, config: NeuralAugmentation
   if config.offset > 0:
     neural = neural + _uniform(keys[5], per_clip, config.offset)
   if config.local_gain > 0:
+    # A key folded from the clip gain's: the other augmentations keep their draws, so runs
+    # made before this augmentation existed are reproduced with it off.
     neural = neural * _local_gain(jax.random.fold_in(keys[4], 1), neural.shape,
                                   config.local_gain)
   if config.erase_fraction > 0:

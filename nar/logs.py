@@ -5,6 +5,7 @@ import logging as logging_std
 import os
 
 from absl import logging
+from etils import epath
 import numpy as np
 
 # One JSON object per logged step, written by `nar.train.train_and_evaluate` into the workdir.
@@ -27,13 +28,18 @@ def read_metric_curve(path: str | os.PathLike, metric: str = "loss"
                       ) -> tuple[np.ndarray, np.ndarray] | None:
   """`(steps, values)` of one metric from a metrics log (`METRICS_FILE` of a workdir).
 
-  Returns None when the file does not exist or no line holds the metric (e.g. a run that
-  stopped before its first log).
+  Args:
+    path: the log, local or remote (any path `etils.epath` reads, like the workdir).
+    metric: the metric's name in the log.
+
+  Returns:
+    None when the file does not exist or no line holds the metric (e.g. a run that stopped
+    before its first log).
   """
-  if not os.path.exists(path):
+  path = epath.Path(path)
+  if not path.exists():
     return None
-  with open(path) as f:
-    lines = [json.loads(line) for line in f if line.strip()]
+  lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
   lines = [line for line in lines if metric in line]
   if not lines:
     return None
