@@ -35,8 +35,18 @@ GROUND_TRUTH = "ground_truth.npz"
 TRIAL_FILES_FOLDER = "trials"
 
 
+# Simulator fields added after the first datasets were simulated, with the value that
+# simulates what the simulator did without them: at that value they stay out of the record,
+# so that raw folders simulated before the field existed still match.
+SIMULATOR_FIELDS_ADDED_LATER = {"identified_cells": 0}
+
+
 def _simulation_record(config, seed: int) -> dict:
-  record = {"seed": seed, "config": dataclasses.asdict(config)}
+  settings = dataclasses.asdict(config)
+  for field, value in SIMULATOR_FIELDS_ADDED_LATER.items():
+    if field in settings and settings[field] == value:
+      del settings[field]
+  record = {"seed": seed, "config": settings}
   preset = simulation.preset_of(config)
   if preset != "default":
     # Records of the default preset stay as they were, so existing raw folders still match.

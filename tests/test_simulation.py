@@ -15,6 +15,7 @@ from sklearn import exceptions as sklearn_exceptions
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from data_prep import default_dataset
 from data_prep import mc2p
 from data_prep import readers
 from nar import keypoints
@@ -213,8 +214,9 @@ def test_cli_writes_the_mc2p_layout_that_reads_back(tmp_path):
   assert "2 animals x 2 trials" in done.stdout
   assert (out_dir / "ground_truth.npz").exists() and (out_dir / "ground_truth.json").exists()
   record = json.loads((out_dir / "simulation.json").read_text())
-  assert record == json.loads(json.dumps(
-      {"seed": 2, "config": dataclasses.asdict(TINY_CONFIG)}, default=str))
+  settings = dataclasses.asdict(TINY_CONFIG)
+  del settings["identified_cells"]  # left out at its default (SIMULATOR_FIELDS_ADDED_LATER)
+  assert record == json.loads(json.dumps({"seed": 2, "config": settings}, default=str))
   simulated = simulation.simulate_dataset(TINY_CONFIG, seed=2)
   read = readers.read_recordings(out_dir, layout="mc2p")
   by_name = {(r.animal_id, r.trial_id): r for r in read}
@@ -324,3 +326,41 @@ def test_pose_transfers_to_held_out_animals(gap_accuracies):
   chance = 1.0 / NUM_EVALUATED_CLASSES
   assert gap_accuracies["pose_transfer"] > 3 * chance, gap_accuracies
   assert gap_accuracies["pose_transfer"] > gap_accuracies["held_out"] + 0.3, gap_accuracies
+
+
+def _tuning_rows(parameters) -> set:
+  return {tuple(np.round(row, 9)) for row in parameters["action_tuning"]}
+
+
+def test_identified_cells_are_shared_by_the_animals_and_each_shows_a_subset():
+  config = dataclasses.replace(TINY_CONFIG, num_animals=3, trials_per_animal=1,
+                               min_visible_cells=6, max_visible_cells=10, identified_cells=12)
+  animals = simulation.simulate_dataset(config, seed=0).ground_truth["animals"].values()
+  shared = [_tuning_rows(parameters) for parameters in animals]
+  pooled = set().union(*shared)
+  assert len(pooled) <= 12  # every animal draws from the same 12 cells
+  assert all(6 <= len(rows) <= 10 for rows in shared)
+  assert all(len(a & b) >= 6 + 6 - 12 for a in shared for b in shared)  # overlaps
+  # Gains stay the animal's own.
+  gains = [parameters["gain"] for parameters in animals]
+  assert not np.allclose(gains[0][:6], gains[1][:6])
+  # Without identified cells, animals share no cell's tuning.
+  independent = simulation.simulate_dataset(dataclasses.replace(config, identified_cells=0),
+                                            seed=0).ground_truth["animals"].values()
+  first, second, _ = [_tuning_rows(parameters) for parameters in independent]
+  assert not first & second
+
+
+def test_identified_cells_must_cover_the_visible_cells():
+  with pytest.raises(ValueError, match="identified_cells"):
+    simulation.SimulatorConfig(max_visible_cells=40, identified_cells=30)
+
+
+def test_raw_folders_simulated_before_identified_cells_existed_still_match(tmp_path):
+  raw = tmp_path / "raw"
+  default_dataset.write_simulated_dataset(TINY_CONFIG, 0, raw)
+  record = json.loads((raw / default_dataset.SIMULATION_RECORD).read_text())
+  assert "identified_cells" not in record["config"]  # as the record was before the field
+  with pytest.raises(ValueError, match="differing: identified_cells"):
+    default_dataset.ensure_dataset(dataclasses.replace(TINY_CONFIG, identified_cells=40),
+                                   data_dir=tmp_path / "tfds", raw_dir=raw)

@@ -69,6 +69,12 @@ class SimulatorConfig:
   Neural differences between animals:
     min_visible_cells, max_visible_cells: range of the number of descending-neuron axons
       visible in an animal's imaging plane (uniform; equal values fix the number).
+    identified_cells: 0 draws each animal's visible cells independently from the cell-type
+      prevalences, so animals differ in which types they carry and how many of each. N > 0
+      draws one set of N identified cells per dataset (types and tunings), shared by every
+      animal as identified descending neurons are across flies; each animal shows a random
+      subset of `min_visible_cells`..`max_visible_cells` of them (N must be at least
+      `max_visible_cells`), with its own gains, baselines and placement.
     cell_position_randomness: 0 places every cell at its type's stereotyped position in the
       left or right hemi-connective (the same in every animal); 1 places cells at random
       inside the two hemi-connective bundles. Which types an animal shows is drawn anyway.
@@ -132,6 +138,7 @@ class SimulatorConfig:
   # Neural differences between animals.
   min_visible_cells: int = 20
   max_visible_cells: int = 40
+  identified_cells: int = 0
   cell_position_randomness: float = 0.2
   layout_std: float = 1.0
   gain_std: float = 0.4
@@ -168,6 +175,9 @@ class SimulatorConfig:
       if field.name.endswith(("_std", "_jitter", "_deg", "_strength", "_fov", "_photons",
                               "_seconds")) and isinstance(value, (int, float)) and value < 0:
         problems.append(f"{field.name} must be >= 0, got {value}")
+    if self.identified_cells and not self.identified_cells >= self.max_visible_cells:
+      problems.append(f"identified_cells ({self.identified_cells}) must be 0 or at least "
+                      f"max_visible_cells ({self.max_visible_cells})")
     if not 0 <= self.keypoint_outlier_rate <= 1:
       problems.append(f"keypoint_outlier_rate must lie in [0, 1], got {self.keypoint_outlier_rate}")
     if not 0 <= self.cell_position_randomness <= 1:

@@ -90,10 +90,11 @@ def trial_id(index: int) -> str:
 
 
 def sample_animal(index: int, config: config_lib.SimulatorConfig, type_positions: np.ndarray,
-                  rng: np.random.Generator) -> Animal:
-  """Draws the `index`-th animal."""
+                  rng: np.random.Generator,
+                  identified: neurons.Cells | None = None) -> Animal:
+  """Draws the `index`-th animal (showing some of the `identified` cells, when given)."""
   body = pose_lib.sample_body(config, rng)
-  population = neurons.sample_population(config, rng)
+  population = neurons.sample_population(config, rng, identified)
   anatomy = imaging.sample_anatomy(config, population.cell_type, type_positions, rng)
   return Animal(animal_id(index, config.genotype), body, population, anatomy)
 
@@ -274,8 +275,10 @@ def simulate_dataset(config: config_lib.SimulatorConfig | None = None, seed: int
   bout_model = actions.balanced_bout_model(config.class_balance_exponent(),
                                            config.max_bout_seconds, config.max_gap_seconds)
   shared_seed, *animal_seeds = np.random.SeedSequence(seed).spawn(1 + config.num_animals)
-  type_positions = imaging.stereotyped_positions(len(neurons.CELL_TYPES),
-                                                 np.random.default_rng(shared_seed))
+  shared_rng = np.random.default_rng(shared_seed)
+  type_positions = imaging.stereotyped_positions(len(neurons.CELL_TYPES), shared_rng)
+  identified = (neurons.sample_cells(config.identified_cells, shared_rng)
+                if config.identified_cells else None)
   recordings = []
   truth = {
       "class_names": recording_lib.MC2P_CLASS_NAMES,
@@ -291,7 +294,8 @@ def simulate_dataset(config: config_lib.SimulatorConfig | None = None, seed: int
   with bar:
     for index, animal_seed in enumerate(animal_seeds):
       parameter_seed, *trial_seeds = animal_seed.spawn(1 + config.trials_per_animal)
-      animal = sample_animal(index, config, type_positions, np.random.default_rng(parameter_seed))
+      animal = sample_animal(index, config, type_positions, np.random.default_rng(parameter_seed),
+                             identified)
       truth["animals"][animal.animal_id] = animal.parameters()
       for trial, trial_seed in enumerate(trial_seeds):
         bar.set_postfix_str(f"{animal.animal_id} trial {trial_id(trial)}")

@@ -104,34 +104,42 @@ MIXED_TYPE = CELL_TYPE_NAMES.index("mixed")
 
 
 @dataclasses.dataclass(frozen=True)
-class Population:
-  """The visible descending neurons of one animal.
+class Cells:
+  """Descending neurons with their types and tunings, e.g. the identified cells every animal
+  shares (`SimulatorConfig.identified_cells`).
 
   Attributes:
     cell_type: `[R]` int index into `CELL_TYPES`.
     action_tuning: `[R, C]` drive per action class.
     kinematic_tuning: `[R, K]` drive per kinematic variable.
-    gain: `[R]` relative peak rate (log-normal).
-    baseline_hz: `[R]` baseline firing rate.
-    shared_noise_loading: `[R]` how much the cell follows the shared fluctuation.
   """
 
   cell_type: np.ndarray
   action_tuning: np.ndarray
   kinematic_tuning: np.ndarray
-  gain: np.ndarray
-  baseline_hz: np.ndarray
-  shared_noise_loading: np.ndarray
 
   @property
   def num_cells(self) -> int:
     return int(self.cell_type.shape[0])
 
 
-def sample_population(config: config_lib.SimulatorConfig,
-                      rng: np.random.Generator) -> Population:
-  """Draws an animal's visible cells, their types, tunings, gains and baselines."""
-  num_cells = int(rng.integers(config.min_visible_cells, config.max_visible_cells + 1))
+@dataclasses.dataclass(frozen=True)
+class Population(Cells):
+  """The visible descending neurons of one animal: `Cells` with the animal's own rates.
+
+  Attributes:
+    gain: `[R]` relative peak rate (log-normal).
+    baseline_hz: `[R]` baseline firing rate.
+    shared_noise_loading: `[R]` how much the cell follows the shared fluctuation.
+  """
+
+  gain: np.ndarray
+  baseline_hz: np.ndarray
+  shared_noise_loading: np.ndarray
+
+
+def sample_cells(num_cells: int, rng: np.random.Generator) -> Cells:
+  """Draws `num_cells` cells: types by prevalence, tunings around their type's."""
   prevalence = np.array([t.prevalence for t in CELL_TYPES])
   cell_type = rng.choice(len(CELL_TYPES), size=num_cells, p=prevalence / prevalence.sum())
   action = np.array([CELL_TYPES[t].action_tuning for t in cell_type])
@@ -141,10 +149,33 @@ def sample_population(config: config_lib.SimulatorConfig,
   action = action * np.exp(TUNING_LOG_STD * rng.standard_normal(action.shape))
   action = action + MIXED_SELECTIVITY_STD * rng.standard_normal(action.shape)
   kinematic = kinematic * np.exp(TUNING_LOG_STD * rng.standard_normal(kinematic.shape))
+  return Cells(cell_type.astype(np.int64), action, kinematic)
+
+
+def sample_population(config: config_lib.SimulatorConfig, rng: np.random.Generator,
+                      identified: Cells | None = None) -> Population:
+  """Draws an animal's visible cells, their types, tunings, gains and baselines.
+
+  Args:
+    config: simulator settings.
+    rng: the animal's random generator.
+    identified: the cells all animals share (`config.identified_cells` > 0): the animal
+      shows a random subset of them. None: the animal's cells are drawn for it alone.
+  """
+  num_cells = int(rng.integers(config.min_visible_cells, config.max_visible_cells + 1))
+  if identified is None:
+    cells = sample_cells(num_cells, rng)
+  else:
+    if num_cells > identified.num_cells:
+      raise ValueError(f"the animal shows {num_cells} cells, more than the "
+                       f"{identified.num_cells} identified")
+    visible = np.sort(rng.choice(identified.num_cells, size=num_cells, replace=False))
+    cells = Cells(identified.cell_type[visible], identified.action_tuning[visible],
+                  identified.kinematic_tuning[visible])
   return Population(
-      cell_type=cell_type.astype(np.int64),
-      action_tuning=action,
-      kinematic_tuning=kinematic,
+      cell_type=cells.cell_type,
+      action_tuning=cells.action_tuning,
+      kinematic_tuning=cells.kinematic_tuning,
       gain=np.exp(config.gain_std * rng.standard_normal(num_cells)),
       baseline_hz=BASELINE_RATE_HZ * np.exp(config.baseline_std * rng.standard_normal(num_cells)
                                             - config.baseline_std**2 / 2),
