@@ -30,8 +30,8 @@ assert results["probes"]["identity"]["1.0"]["accuracy"]["mean"] >= 0
 assert len(steps) == 2 and steps[-1] == 4, steps
 drawn = {held_out.animals[i] for i in set(held_out.animal.tolist())}
 assert drawn and drawn <= set(results["held_out_animals"]), drawn
-for name in ("curves", "embedding", "confusion"):
-  assert isinstance(FIGURES[name], figure_lib.Figure), name
+figures = [shown for shown in DISPLAYED.values() if isinstance(shown, figure_lib.Figure)]
+assert len(figures) == 3, DISPLAYED  # loss curve, embedding, confusion matrix
 print("NOTEBOOK OK")
 """
 
@@ -48,20 +48,23 @@ def test_every_code_cell_is_valid_python_without_outputs():
     assert not cell["outputs"] and cell["execution_count"] is None  # stored clean
 
 
+def _displaying_last_expression(source: str, index: int) -> str:
+  """The cell's code, its last expression (what Jupyter displays) kept in `DISPLAYED`."""
+  tree = ast.parse(source)
+  if tree.body and isinstance(tree.body[-1], ast.Expr):
+    target = ast.parse(f"DISPLAYED[{index}] = None").body[0]
+    target.value = tree.body[-1].value
+    tree.body[-1] = target
+  return ast.unparse(tree)
+
+
 def test_notebook_runs_top_to_bottom(tmp_path):
   script = []
-  figure_cells = iter(("curves", "embedding", "confusion"))
-  for cell in _cells():
-    source = "".join(cell["source"])
-    if source.lstrip().startswith("plots.") or "\nplots." in source:
-      # A cell's last expression is what Jupyter displays: keep it for the checks.
-      body, last = source.rstrip().rsplit("\nplots.", 1) if "\nplots." in source else (
-          "", source.strip()[len("plots."):])
-      source = f"{body}\nFIGURES[{next(figure_cells)!r}] = plots.{last}\n"
-    script.append(source)
+  for index, cell in enumerate(_cells()):
+    script.append(_displaying_last_expression("".join(cell["source"]), index))
     if "parameters" in cell.get("metadata", {}).get("tags", []):
       script.append(TINY_PARAMETERS + f"WORKDIR = {str(tmp_path / 'run')!r}\n")
-  script.insert(0, "FIGURES = {}\n")
+  script.insert(0, "DISPLAYED = {}\n")
   script.append(CHECKS)
   script_path = tmp_path / "notebook.py"
   script_path.write_text("\n".join(script))
