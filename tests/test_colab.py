@@ -72,7 +72,8 @@ def test_notebook_runs_top_to_bottom(tmp_path):
       [sys.executable, str(script_path)], cwd=tmp_path, capture_output=True, text=True,
       check=False, env={**os.environ, "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg",
                         "NAR_HOME": str(tmp_path / "nar_home"),
-                        "PYTHONPATH": str(REPO_ROOT)})
+                        "PYTHONPATH": os.pathsep.join(
+                            filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
   assert result.returncode == 0, result.stderr[-4000:]
   assert "NOTEBOOK OK" in result.stdout
   assert "identity" in result.stdout  # the printed evaluation table
