@@ -2,11 +2,13 @@ r"""Throughput of the input pipeline on the default dataset.
 
   python -m benchmarks.input_pipeline [--batch_size=64] [--num_batches=40]
 
-Prints windows/s and the time per window for: cutting windows directly from the shards with
-a cold cache (the reference), the same with every neural segment decoded in the cache (what
-training sees on a dataset that fits `data.neural_cache_mb`), and the grain loader that
-training uses, with 0 and 2 worker processes (workers start with empty caches). The
-dataset is simulated and built first if absent (see `data_prep.default_dataset`).
+Prints windows/s and the time per window for: cutting windows one by one from the shards
+with a cold cache (the reference), the same with every neural frame preloaded (what training
+sees on a dataset that fits `data.neural_cache_mb`), reading them a batch at a time
+(`WindowSource.read_batch`, what the loader does), and the grain loader that training uses,
+with 0 and 2 worker processes (workers start with empty caches; timed after each has
+delivered a batch). The dataset is simulated and built first if absent (see
+`data_prep.default_dataset`).
 """
 
 import time
@@ -25,10 +27,12 @@ _NUM_BATCHES = flags.DEFINE_integer("num_batches", 40, "Batches timed per config
 _WORKERS = flags.DEFINE_list("workers", ["0", "2"], "grain worker counts to time.")
 
 
-def _time_loader(loader, num_batches: int) -> float:
-  """Windows per second over `num_batches` batches, after one warm-up batch."""
+def _time_loader(loader, num_batches: int, warmup_batches: int = 1) -> float:
+  """Windows per second over `num_batches` batches, after `warmup_batches` (one per worker
+  process, so that every worker has started before the clock does)."""
   iterator = iter(loader)
-  next(iterator)
+  for _ in range(warmup_batches):
+    next(iterator)
   start = time.perf_counter()
   count = 0
   for _ in range(num_batches):
@@ -64,13 +68,18 @@ def main(argv):
   print(f"preloading {dataset.neural_bytes() / 2**20:.0f} MiB of neural frames: "
         f"{time.perf_counter() - start:.1f} s" + ("" if preloaded else " (did not fit)"))
   warm = direct_rate()
+  start = time.perf_counter()
+  for batch in np.split(order, 10):
+    source.read_batch(batch)
+  batched = len(order) / (time.perf_counter() - start)
   print(f"{'direct reads, cold (reference)':34s} {cold:9.0f} windows/s  {1e3 / cold:7.3f} ms/window")
-  print(f"{'direct reads, cache warm':34s} {warm:9.0f} windows/s  {1e3 / warm:7.3f} ms/window"
-        f"  ({warm / cold:.2f}x reference)")
+  for name, rate in (("direct reads, cache warm", warm), ("batch reads, cache warm", batched)):
+    print(f"{name:34s} {rate:9.0f} windows/s  {1e3 / rate:7.3f} ms/window"
+          f"  ({rate / cold:.2f}x reference)")
   for workers in map(int, _WORKERS.value):
     loader = input_pipeline.make_loader(source, batch_size=_BATCH_SIZE.value, train=True,
                                         seed=0, worker_count=workers)
-    rate = _time_loader(loader, _NUM_BATCHES.value)
+    rate = _time_loader(loader, _NUM_BATCHES.value, warmup_batches=max(workers, 1))
     cache = "cache warm" if workers == 0 else "cache per worker, cold"
     print(f"{f'grain loader, {workers} workers':34s} {rate:9.0f} windows/s  "
           f"{1e3 / rate:7.3f} ms/window  ({rate / cold:.2f}x reference; {cache})")

@@ -342,6 +342,67 @@ class WindowSource:
     window["bank_frame_index"] = (self._trial_bank_offset[trial] + frames).astype(np.int32)
     return window
 
+  def read_batch(self, items: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+    """Reads many windows at once: `self[i]` for each i, stacked along a leading axis.
+
+    The same arrays as stacking the items one by one, gathered with one indexing operation
+    per array where the layout allows: a batch costs a fraction of its windows read singly,
+    which is what keeps an accelerator's step fed (`make_loader` reads through it).
+
+    Args:
+      items: `[B]` window indices.
+
+    Returns:
+      name -> `[B, ...]` array, the keys and dtypes of `self[i]`.
+    """
+    items = np.asarray(items, np.int64)
+    if items.ndim != 1 or not len(items):
+      raise ValueError(f"items must be a non-empty 1-D sequence of indices, got shape "
+                       f"{items.shape}")
+    if items.min() < -len(self) or items.max() >= len(self):
+      raise IndexError(f"window index out of range for {len(self)} windows: "
+                       f"[{items.min()}, {items.max()}]")
+    behaviour = self._dataset.behaviour_index
+    trials = self._index.trial[items].astype(np.int64)
+    centres = self._index.centre[items].astype(np.int64)
+    frames = centres[:, None] + self._spec.pose_offsets()[None]  # [B, pose_frames]
+    trial_starts = behaviour.offsets[trials].astype(np.int64)
+    neural_starts = (behaviour.sync[trial_starts + centres].astype(np.int64)
+                     + int(self._spec.neural_offsets()[0]))
+    length = self._spec.neural_frames
+    reads = [self._dataset.read_neural(int(t), int(s), int(s) + length)
+             for t, s in zip(trials, neural_starts)]
+    neural = {key: [read[key] for read in reads] for key in self._neural_keys}
+    standardise = self._neural_normalizer
+    if standardise is not None and standardise.key in neural:
+      animal_ids = behaviour.animal_ids[trials]
+      values = neural[standardise.key]
+      if len({value.shape for value in values}) == 1:
+        neural[standardise.key] = standardise.standardise_windows(animal_ids, np.stack(values))
+      else:  # ROI counts that differ between animals cannot be stacked before padding
+        neural[standardise.key] = [standardise(str(animal), value)
+                                   for animal, value in zip(animal_ids, values)]
+    batch = {}
+    for key, values in neural.items():
+      if key == "roi_traces" and self._roi_width:
+        num_rois = np.array([value.shape[1] for value in values], np.int32)
+        padded = np.zeros((len(items), length, self._roi_width), np.float32)
+        for row, value in enumerate(values):
+          padded[row, :, :value.shape[1]] = value
+        batch["roi_traces"] = padded
+        batch["roi_mask"] = np.arange(self._roi_width)[None] < num_rois[:, None]
+        batch["num_rois"] = num_rois
+      else:
+        batch[key] = values if isinstance(values, np.ndarray) else np.stack(values)
+    batch["pose"] = self._pose[trial_starts[:, None] + frames]
+    batch["label"] = behaviour.labels[trial_starts + centres].astype(np.int32)
+    batch["animal"] = self._trial_animal[trials].astype(np.int32)
+    batch["trial"] = trials.astype(np.int32)
+    batch["centre_frame"] = centres
+    batch["bank_frame_index"] = (self._trial_bank_offset[trials][:, None] + frames).astype(
+        np.int32)
+    return batch
+
   def __repr__(self) -> str:
     return f"WindowSource({len(self)} windows of {self._dataset.path})"
 
@@ -378,7 +439,10 @@ def make_loader(source: WindowSource, *, batch_size: int, train: bool, seed: int
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   index, count = _host_shard(shard)
-  dataset = grain.MapDataset.source(source)[index::count]
+  # Shuffled and batched as indices, then read a batch at a time (`WindowSource.read_batch`):
+  # the same windows in the same order as batching the source's items, at a fraction of the
+  # per-item cost.
+  dataset = grain.MapDataset.range(len(source))[index::count]
   if train and len(dataset) < batch_size:
     raise ValueError(f"{source} holds {len(dataset)} windows for this host, fewer than one "
                      f"batch of {batch_size}")
@@ -387,7 +451,7 @@ def make_loader(source: WindowSource, *, batch_size: int, train: bool, seed: int
   epochs = num_epochs if num_epochs is not None else (None if train else 1)
   if epochs != 1:
     dataset = dataset.repeat(epochs)
-  dataset = dataset.batch(batch_size, drop_remainder=train)
+  dataset = dataset.batch(batch_size, drop_remainder=train).map(source.read_batch)
   # Reading in the calling thread: grain's thread prefetching costs more than it saves for
   # windows that are cut from memory in tens of microseconds.
   iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))

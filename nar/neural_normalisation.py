@@ -104,10 +104,35 @@ class NeuralNormalizer:
 
   def __call__(self, animal: str, neural: np.ndarray) -> np.ndarray:
     """Standardises `[T, *frame_shape]` neural frames of `animal`."""
-    if animal not in self.mean:
-      raise KeyError(f"no {self.key} statistics for animal {animal!r}; fitted for "
-                     f"{sorted(self.mean)}")
+    self._check_animals([animal])
     return ((neural - self.mean[animal]) / self.scale[animal]).astype(np.float32)
+
+  def standardise_windows(self, animals: Sequence[str], neural: np.ndarray) -> np.ndarray:
+    """Standardises a batch of windows of several animals at once.
+
+    Args:
+      animals: `[B]` the animal of each window.
+      neural: `[B, T, *frame_shape]` float32 frames.
+
+    Returns:
+      `[B, T, *frame_shape]` float32: window b equal, to the bit, to `self(animals[b],
+      neural[b])`.
+    """
+    names = [str(animal) for animal in animals]
+    self._check_animals(names)
+    if len(names) != len(neural):
+      raise ValueError(f"{len(names)} animals for {len(neural)} windows")
+    unique, inverse = np.unique(names, return_inverse=True)
+    mean = np.stack([self.mean[name] for name in unique])[inverse][:, None]
+    scale = np.stack([self.scale[name] for name in unique])[inverse][:, None]
+    standardised = np.subtract(neural, mean, dtype=np.float32)
+    return np.divide(standardised, scale, out=standardised)
+
+  def _check_animals(self, animals: Sequence[str]) -> None:
+    for animal in animals:
+      if animal not in self.mean:
+        raise KeyError(f"no {self.key} statistics for animal {animal!r}; fitted for "
+                       f"{sorted(self.mean)}")
 
 
 def calibration_fraction(requested: float | None, identity_time_blocks: int) -> float:

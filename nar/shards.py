@@ -113,6 +113,8 @@ class ShardedDataset:
   _neural_cache: collections.OrderedDict = dataclasses.field(
       default_factory=collections.OrderedDict, repr=False)
   _neural_cache_size: int = dataclasses.field(default=0, repr=False)
+  # trial -> neural key -> that trial's frames, once `preload_neural` has decoded them all.
+  _trial_neural: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @property
   def class_names(self) -> tuple[str, ...]:
@@ -192,6 +194,7 @@ class ShardedDataset:
     state = dict(self.__dict__)
     state.pop("data_source", None)
     state["_neural_cache"], state["_neural_cache_size"] = collections.OrderedDict(), 0
+    state["_trial_neural"] = {}
     return state
 
   def read_segment(self, segment: int) -> dict:
@@ -227,27 +230,46 @@ class ShardedDataset:
   def preload_neural(self, progress: bool = True) -> bool:
     """Decodes every neural segment into the cache if they all fit its budget.
 
+    Each trial's frames are kept as one read-only array per neural key, and the cache holds
+    views of them, so that `read_neural` slices a window out of its trial instead of joining
+    it from segments. Worker processes start without them (see `__getstate__`).
+
     Returns:
       Whether the dataset was preloaded (False, with nothing read, if it does not fit).
     """
     if self.neural_bytes() > self.neural_cache_bytes:
       return False
-    segments = range(len(self.segment_table))
-    for segment in tqdm.tqdm(segments, desc="preloading neural data", unit="segment",
-                             disable=not progress):
-      self._neural_segment(segment)
+    with tqdm.tqdm(total=len(self.segment_table), desc="preloading neural data",
+                   unit="segment", disable=not progress) as bar:
+      for trial, info in enumerate(self.trials):
+        first = info["first_segment"]
+        segments = [self._neural_segment(first + k) for k in range(info["num_segments"])]
+        arrays = {key: np.concatenate([segment[key] for segment in segments])
+                  for key in self.neural_keys}
+        for array in arrays.values():
+          array.flags.writeable = False
+        rows = self.segment_table[first:first + info["num_segments"]]
+        for k, (n_start, n_end) in enumerate(rows[:, 4:6]):
+          self._neural_cache[first + k] = {key: value[n_start:n_end]
+                                           for key, value in arrays.items()}
+        self._trial_neural[trial] = arrays
+        bar.update(info["num_segments"])
     return True
 
   def read_neural(self, trial: int, start: int, end: int) -> dict[str, np.ndarray]:
     """Reads neural frames `[start, end)` of one trial from the shards.
 
     Returns:
-      name -> `[end - start, ...]` float32 for each neural key of the dataset.
+      name -> `[end - start, ...]` float32 for each neural key of the dataset; read-only views
+      of the trial's frames once `preload_neural` has run.
     """
     info = self.trials[trial]
     if not 0 <= start < end <= info["num_neural_frames"]:
       raise IndexError(f"neural frames [{start}, {end}) outside trial {trial} "
                        f"with {info['num_neural_frames']} frames")
+    preloaded = self._trial_neural.get(trial)
+    if preloaded is not None:
+      return {key: value[start:end] for key, value in preloaded.items()}
     rows = self.segment_table[info["first_segment"]:info["first_segment"] + info["num_segments"]]
     overlapping = np.nonzero((rows[:, 4] < end) & (rows[:, 5] > start))[0]
     parts = {key: [] for key in self.neural_keys}

@@ -13,6 +13,7 @@ from data_prep import tfds_builder
 from nar import augment
 from nar import behaviour
 from nar import input_pipeline
+from nar import neural_normalisation
 from nar import recording as recording_lib
 from nar import shards
 from nar import swap
@@ -322,6 +323,20 @@ def test_different_roi_counts_are_padded_with_a_mask_or_refused(dataset):
 
   wide = input_pipeline.WindowSource(dataset, selection, SPEC, normalizer, pad_rois=8)
   assert wide[0]["roi_traces"].shape == (SPEC.neural_frames, 8)
+
+  # Read a batch at a time, standardised per animal, the windows are those read one by one.
+  standardised = input_pipeline.WindowSource(
+      dataset, selection, SPEC, normalizer, pad_rois=True,
+      neural_normalizer=neural_normalisation.NeuralNormalizer.fit(
+          dataset, "roi_traces", calibration_fraction=0.5, progress=False))
+  items = np.random.default_rng(0).permutation(len(selection))[:40]
+  together = standardised.read_batch(items)
+  assert len(set(together["num_rois"])) > 1
+  for row, item in enumerate(items):
+    alone = standardised[int(item)]
+    assert sorted(alone) == sorted(together)
+    for key, value in alone.items():
+      np.testing.assert_array_equal(together[key][row], value, err_msg=key)
 
 
 def test_a_pose_augmentation_or_normaliser_of_another_dimension_is_refused(dataset):

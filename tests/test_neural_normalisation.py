@@ -102,6 +102,24 @@ def test_bad_requests_are_named(dataset):
     normalizer(dataset.animals[1], np.zeros((2, 1)))
 
 
+@pytest.mark.parametrize("key", ["neural_images", "roi_traces"])
+def test_windows_standardised_together_equal_each_standardised_alone(dataset, key):
+  normalizer = neural_normalisation.NeuralNormalizer.fit(dataset, key, calibration_fraction=0.5,
+                                                         progress=False)
+  rng = np.random.default_rng(1)
+  animals = rng.choice(dataset.animals, 9)
+  frame_shape = normalizer.mean[dataset.animals[0]].shape
+  windows_ = (rng.normal(size=(9, 4) + frame_shape) * 5 + 2).astype(np.float32)
+  together = normalizer.standardise_windows(animals, windows_)
+  assert together.dtype == np.float32 and together.shape == windows_.shape
+  for animal, window, standardised in zip(animals, windows_, together):
+    np.testing.assert_array_equal(standardised, normalizer(str(animal), window))
+  with pytest.raises(ValueError, match="8 animals for 9 windows"):
+    normalizer.standardise_windows(animals[:8], windows_)
+  with pytest.raises(KeyError, match="for animal 'nobody'"):
+    normalizer.standardise_windows(["nobody"] * 9, windows_)
+
+
 def test_the_trainer_standardises_as_configured(data_dir):
   from test_train import tiny_config  # pylint: disable=g-import-not-at-top
   config = tiny_config(data_dir)

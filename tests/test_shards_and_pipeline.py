@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import grain
 import numpy as np
 import pytest
 import synthetic_data
@@ -12,6 +13,7 @@ import synthetic_data
 from data_prep import tfds_builder
 from nar import input_pipeline
 from nar import keypoints
+from nar import neural_normalisation
 from nar import recording as recording_lib
 from nar import shards
 from nar import windows
@@ -248,3 +250,76 @@ def test_the_neural_cache_stays_within_its_budget_and_returns_the_stored_frames(
   everything = shards.open_dataset(dataset.path, neural_cache_bytes=2 * dataset.neural_bytes())
   assert everything.preload_neural(progress=False)
   assert len(everything._neural_cache) == len(dataset.segment_table)  # pylint: disable=protected-access
+
+
+def _one_by_one(source, items):
+  windows_read = [source[int(item)] for item in items]
+  return {key: np.stack([window[key] for window in windows_read]) for key in windows_read[0]}
+
+
+def _assert_same_batch(got, expected):
+  assert sorted(got) == sorted(expected)
+  for key in expected:
+    assert got[key].dtype == expected[key].dtype, key
+    np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+@pytest.mark.parametrize("preloaded", [False, True])
+def test_a_batch_read_at_once_equals_its_windows_read_one_by_one(dataset, preloaded):
+  opened = shards.open_dataset(dataset.path)
+  if preloaded:
+    assert opened.preload_neural(progress=False)
+  normalizer = input_pipeline.fit_pose_normalizer(opened, opened.animals[:3])
+  neural_normalizer = neural_normalisation.NeuralNormalizer.fit(
+      opened, "neural_images", calibration_fraction=0.75, progress=False)
+  index = input_pipeline.select_windows(opened, SPEC, hop=3)
+  # Unsorted, repeated, and from every animal and segment boundary.
+  items = np.random.default_rng(0).integers(0, len(index), 200)
+  for standardise in (None, neural_normalizer):
+    source = input_pipeline.WindowSource(opened, index, SPEC, normalizer,
+                                         neural_normalizer=standardise)
+    _assert_same_batch(source.read_batch(items), _one_by_one(source, items))
+    _assert_same_batch(source.read_batch(items[:1]), _one_by_one(source, items[:1]))
+
+
+def test_the_loader_yields_the_batches_of_reading_window_by_window(dataset):
+  # make_loader shuffles and batches indices, then reads each batch at once; the windows and
+  # their order are those of grain batching the source's items (so runs before it repeat).
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  source = input_pipeline.WindowSource(
+      dataset, input_pipeline.select_windows(dataset, SPEC, hop=2), SPEC, normalizer)
+  options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+  by_item = grain.MapDataset.source(source)
+  expected = {True: by_item.seed(7).shuffle().repeat(None).batch(16, drop_remainder=True),
+              False: by_item.batch(16, drop_remainder=False)}
+  for train in (True, False):
+    reference = iter(expected[train].to_iter_dataset(options))
+    loader = iter(input_pipeline.make_loader(source, batch_size=16, train=train, seed=7,
+                                             shard=(0, 1)))
+    count = 2 * (len(source) // 16) + 1 if train else -(-len(source) // 16)
+    for _ in range(count):  # into a second epoch when training; the last partial batch too
+      _assert_same_batch(next(loader), next(reference))
+
+
+def test_preloaded_neural_frames_are_read_only_slices_of_the_stored_frames(dataset):
+  preloaded = shards.open_dataset(dataset.path)
+  assert preloaded.preload_neural(progress=False)
+  for trial, info in enumerate(dataset.trials):
+    stored = dataset.read_trial(trial)
+    for start in range(0, info["num_neural_frames"] - 6, 5):
+      got = preloaded.read_neural(trial, start, start + 6)
+      for key in dataset.neural_keys:
+        np.testing.assert_array_equal(got[key], stored[key][start:start + 6])
+        assert not got[key].flags.writeable
+  with pytest.raises(IndexError, match="outside trial"):
+    preloaded.read_neural(0, 0, dataset.trials[0]["num_neural_frames"] + 1)
+
+
+def test_a_batch_read_refuses_empty_or_out_of_range_items(dataset):
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  source = input_pipeline.WindowSource(
+      dataset, input_pipeline.select_windows(dataset, SPEC, hop=5), SPEC, normalizer)
+  with pytest.raises(ValueError, match="non-empty 1-D"):
+    source.read_batch([])
+  with pytest.raises(IndexError, match="out of range"):
+    source.read_batch([0, len(source)])
