@@ -588,6 +588,13 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
     if weight and config.method != "contrastive":
       raise ValueError(f"{term} weighs a term of the contrastive method's objective; set it "
                        f"to 0 for method {config.method!r}")
+  if _draws_second_neural_view(config) and not config.augment.neural_enabled:
+    what = ("SimCLR's objective" if config.method == "simclr"
+            else f"the neural-view term (neural_view_weight={config.neural_view_weight!r})")
+    raise ValueError(f"{what} compares two augmented views of each neural window; with "
+                     "augment.neural_enabled=False both are the window itself. Switch the "
+                     "neural augmentations on" + (
+                         "" if config.method == "simclr" else ", or set neural_view_weight=0"))
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
                      f"{config.swap.neural_probability!r}")

@@ -116,6 +116,16 @@ def test_the_neural_view_term_adds_simclrs_objective(data_dir):
   assert views[-1] < views[0], views
 
 
+@pytest.mark.parametrize("method,weight", [("simclr", 0.0), ("contrastive", 3.0)])
+def test_a_second_neural_view_without_neural_augmentations_is_refused(data_dir, tmp_path,
+                                                                       method, weight):
+  config = tiny_config(data_dir)
+  config.method, config.neural_view_weight, config.swap.enabled = method, weight, False
+  config.augment.neural_enabled = False
+  with pytest.raises(ValueError, match="two augmented views of each neural window"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
 @pytest.mark.parametrize("weight,other_method", [("behaviour_residual_weight", "simclr"),
                                                  ("neural_view_weight", "regression")])
 def test_ours_extra_terms_are_refused_for_other_methods_and_negative_weights(

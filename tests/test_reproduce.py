@@ -286,6 +286,10 @@ def test_ours_own_settings_are_ablated_only_where_ours_has_them():
   assert pose["no_neural_view"] == {"neural_view_weight": 0.0}
   assert pose[f"features_{ours.model.baseline_features}"] == {
       "model.features": ours.model.baseline_features}
+  # Without neural augmentations there is no second view for the neural-view term.
+  assert pose["no_neural_augment"] == {"augment.neural_enabled": False,
+                                       "neural_view_weight": 0.0}
   locomotion = presets.get_config("cpu", "locomotion").ablations
   assert not any(name.startswith(("features_", "no_behaviour_residual", "no_neural_view"))
                  for name in locomotion)
+  assert locomotion["no_neural_augment"] == {"augment.neural_enabled": False}

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+from absl import flags
 import grain
 import numpy as np
 import pytest
@@ -323,3 +324,17 @@ def test_a_batch_read_refuses_empty_or_out_of_range_items(dataset):
     source.read_batch([])
   with pytest.raises(IndexError, match="out of range"):
     source.read_batch([0, len(source)])
+
+
+def test_worker_processes_yield_the_batches_of_the_main_process(dataset):
+  # Workers rebuild the dataset from its pickle (no shard readers, no preloaded frames).
+  flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags, parsed by absl.app otherwise
+  preloaded = shards.open_dataset(dataset.path)
+  assert preloaded.preload_neural(progress=False)
+  source = input_pipeline.WindowSource(
+      preloaded, input_pipeline.select_windows(preloaded, SPEC, hop=4), SPEC,
+      input_pipeline.fit_pose_normalizer(preloaded, preloaded.animals))
+  make = lambda workers: iter(input_pipeline.make_loader(
+      source, batch_size=8, train=True, seed=2, worker_count=workers, shard=(0, 1)))
+  for expected, got in zip(_batches(make(0), 5), _batches(make(2), 5)):
+    _assert_same_batch(got, expected)

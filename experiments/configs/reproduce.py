@@ -197,7 +197,9 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
       **standardisation,
       **own_settings,
       "no_pose_augment": {"augment.pose_enabled": False},
-      "no_neural_augment": {"augment.neural_enabled": False},
+      # The neural-view term compares two augmented views: without augmentations, none.
+      "no_neural_augment": {"augment.neural_enabled": False,
+                            **({"neural_view_weight": 0.0} if ours.neural_view_weight else {})},
   }
 
 
