@@ -950,8 +950,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           enable_async_checkpointing=False),
       item_names=("state", "data"))
   if manager.latest_step() is not None:
-    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(state), data=grain.checkpoint.CheckpointRestore(iterator)))
+    try:
+      restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(state),
+          data=grain.checkpoint.CheckpointRestore(iterator)))
+    except ValueError as error:
+      if "do not match" not in str(error):  # orbax: the saved and the new state differ
+        raise
+      raise ValueError(
+          f"{workdir / 'checkpoints'} holds checkpoints of another model (made with another "
+          "config, or by an earlier version of NAR), so this run cannot resume from them; "
+          "pass another workdir, or delete that folder to start over") from error
     state = restored["state"]
     logging.info("Resumed from step %d", int(state.step))
   # --- Training loop ---

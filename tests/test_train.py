@@ -148,6 +148,16 @@ def test_a_killed_run_resumes_to_the_parameters_of_an_uninterrupted_run(data_dir
   assert any((reference / "tensorboard").iterdir())
 
 
+def test_a_workdir_holding_another_models_checkpoints_is_refused_clearly(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  config.optim.num_train_steps, config.checkpoint_every_steps = 2, 2
+  config.behaviour_residual_weight = 0.0
+  train.train_and_evaluate(config, str(tmp_path))
+  config.behaviour_residual_weight, config.optim.num_train_steps = 1.0, 4  # one more layer
+  with pytest.raises(ValueError, match="holds checkpoints of another model"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
 def test_configs_that_cannot_train_fail_before_compiling(data_dir):
   config = tiny_config(data_dir)
   config.data.num_held_out_animals = 3
