@@ -316,38 +316,14 @@ class WindowSource:
     return len(self._index)
 
   def __getitem__(self, item: int) -> dict[str, np.ndarray]:
-    trial = int(self._index.trial[item])
-    centre = int(self._index.centre[item])
-    behaviour = self._dataset.behaviour_index
-    frames = centre + self._spec.pose_offsets()
-    neural_centre = int(behaviour.trial_array("sync", trial)[centre])
-    neural_start = neural_centre + int(self._spec.neural_offsets()[0])
-    neural = self._dataset.read_neural(trial, neural_start, neural_start + self._spec.neural_frames)
-    window = {key: neural[key] for key in self._neural_keys}
-    standardise = self._neural_normalizer
-    if standardise is not None and standardise.key in window:
-      window[standardise.key] = standardise(str(behaviour.animal_ids[trial]),
-                                            window[standardise.key])
-    if self._roi_width and "roi_traces" in window:
-      traces = window["roi_traces"]
-      num_rois = traces.shape[1]
-      window["roi_traces"] = np.pad(traces, ((0, 0), (0, self._roi_width - num_rois)))
-      window["roi_mask"] = np.arange(self._roi_width) < num_rois
-      window["num_rois"] = np.int32(num_rois)
-    window["pose"] = self._pose[behaviour.offsets[trial] + frames]
-    window["label"] = np.int32(behaviour.trial_array("labels", trial)[centre])
-    window["animal"] = np.int32(self._trial_animal[trial])
-    window["trial"] = np.int32(trial)
-    window["centre_frame"] = np.int64(centre)
-    window["bank_frame_index"] = (self._trial_bank_offset[trial] + frames).astype(np.int32)
-    return window
+    return {key: value[0] for key, value in self.read_batch([item]).items()}
 
   def read_batch(self, items: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
     """Reads many windows at once: `self[i]` for each i, stacked along a leading axis.
 
-    The same arrays as stacking the items one by one, gathered with one indexing operation
-    per array where the layout allows: a batch costs a fraction of its windows read singly,
-    which is what keeps an accelerator's step fed (`make_loader` reads through it).
+    Gathered with one indexing operation per array where the layout allows, so a batch costs
+    a fraction of its windows read singly: what keeps an accelerator's step fed
+    (`make_loader` reads through it; `self[i]` is a batch of one).
 
     Args:
       items: `[B]` window indices.

@@ -687,7 +687,7 @@ def _behaviour_state_centroids(config, inputs: Input) -> np.ndarray:
   rng = np.random.default_rng(config.seed)
   items = rng.choice(len(inputs.train_source), min(len(inputs.train_source), 4000),
                      replace=False)
-  pose = np.stack([inputs.train_source[int(i)]["pose"] for i in items])
+  pose = inputs.train_source.read_batch(items)["pose"]
   return objectives.fit_behaviour_states(pose, config.behavenet_states, config.seed)
 
 

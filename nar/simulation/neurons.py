@@ -173,9 +173,7 @@ def sample_population(config: config_lib.SimulatorConfig, rng: np.random.Generat
     cells = Cells(identified.cell_type[visible], identified.action_tuning[visible],
                   identified.kinematic_tuning[visible])
   return Population(
-      cell_type=cells.cell_type,
-      action_tuning=cells.action_tuning,
-      kinematic_tuning=cells.kinematic_tuning,
+      **vars(cells),
       gain=np.exp(config.gain_std * rng.standard_normal(num_cells)),
       baseline_hz=BASELINE_RATE_HZ * np.exp(config.baseline_std * rng.standard_normal(num_cells)
                                             - config.baseline_std**2 / 2),
