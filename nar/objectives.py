@@ -9,6 +9,10 @@ baselines of the evaluation train the same neural encoder with other targets:
   (k-means on pose windows of the training animals).
 - MMD / GRL penalties on the neural features against animal identity.
 
+One reference is not self-supervised: `"supervised"` trains the same neural encoder to
+predict the action labels of the training animals' windows. It is the action accuracy this
+encoder reaches on new animals when told the answer, a ceiling for the methods above.
+
 An optional term of the contrastive objective (`unexplained_variance`) asks every neural
 feature to be a linear function of the behaviour features.
 """
@@ -22,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-METHODS = ("contrastive", "simclr", "regression", "behavenet")
+METHODS = ("contrastive", "simclr", "regression", "behavenet", "supervised")
 DOMAIN_PENALTIES = ("none", "mmd", "grl")
 
 
@@ -52,6 +56,18 @@ def fit_behaviour_states(pose_windows: np.ndarray, num_states: int, seed: int) -
 def state_classification_loss(logits: jax.Array, states: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), states).mean()
+
+
+def action_classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Cross-entropy of `[B, C]` logits over the windows with a label (`labels >= 0`).
+
+  Unlabelled windows (`nar.recording.UNLABELLED`, -1) contribute nothing; a batch without
+  any labelled window has loss 0.
+  """
+  labelled = labels >= 0
+  per_window = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), jnp.where(labelled, labels, 0))
+  return jnp.sum(jnp.where(labelled, per_window, 0.0)) / jnp.maximum(jnp.sum(labelled), 1)
 
 
 def mmd_penalty(features: jax.Array, animal: jax.Array, num_animals: int) -> jax.Array:

@@ -66,7 +66,7 @@ class ContrastiveModel(nnx.Module):
                pose_frames: int = 32, num_states: int = 0, num_animals: int = 0,
                decoder: str = "conv", domain_penalty: str = "none",
                roi_counts: Sequence[int] | None = None,
-               behaviour_predictor: bool = False):
+               behaviour_predictor: bool = False, num_classes: int = 0):
     dtype = jnp.dtype(config.dtype)
     if roi_counts is not None and neural_key != "roi_traces":
       raise ValueError(f"a per-animal input layer (roi_counts) maps each animal's ROIs; the "
@@ -111,6 +111,12 @@ class ContrastiveModel(nnx.Module):
                                              rngs=rngs)
     if method == "behavenet":
       self.state_classifier = nnx.Linear(config.features, num_states, dtype=dtype, rngs=rngs)
+    if method == "supervised":
+      if num_classes < 1:
+        raise ValueError(f"the supervised reference needs the number of action classes, got "
+                         f"num_classes={num_classes!r}")
+      self.action_classifier = nnx.Linear(config.features, num_classes, dtype=dtype,
+                                          rngs=rngs)
     if domain_penalty == "grl":
       self.animal_classifier = nnx.Linear(config.features, num_animals, dtype=dtype, rngs=rngs)
 
@@ -304,12 +310,13 @@ def _augmented_views(keys, pose, raw_neural, pose_augmentation, neural_augmentat
 
 def _make_loss_fn(graphdef, config, num_animals: int):
   """The training objective `(params, pose, target_pose, neural, neural_view, animal,
-  constants) -> (loss, metrics)` of `config.method`, with its domain penalty and, for the
-  contrastive method, the behaviour-residual and neural-view terms. `metrics["objective"]` is
-  the method's objective alone."""
+  constants, labels=None) -> (loss, metrics)` of `config.method`, with its domain penalty and,
+  for the contrastive method, the behaviour-residual and neural-view terms.
+  `metrics["objective"]` is the method's objective alone. `labels` (`[B]`, the windows' action
+  labels) is read by the supervised reference only."""
   method, penalty = config.method, config.domain_penalty
 
-  def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants):
+  def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants, labels=None):
     # Fresh Variables of the current trace: the fit step (`make_fit_step`) merges frozen
     # parameters from outside its gradient's trace, and an nnx transform inside the model
     # (the recurrent decoder's scan) refuses Variables of another trace.
@@ -332,6 +339,14 @@ def _make_loss_fn(graphdef, config, num_animals: int):
       loss, metrics = two_neural_views_loss(model.neural_head(features))
     elif method == "regression":
       loss = objectives.pose_regression_loss(model.pose_decoder(features), target_pose)
+    elif method == "supervised":
+      if labels is None:
+        raise ValueError("the supervised reference trains on the windows' action labels; "
+                         "build its batches with step_batch(..., labels=True)")
+      logits = model.action_classifier(features)
+      loss = objectives.action_classification_loss(logits, labels)
+      metrics["label_accuracy"] = (jnp.sum((jnp.argmax(logits, -1) == labels) & (labels >= 0))
+                                   / jnp.maximum(jnp.sum(labels >= 0), 1))
     else:  # behavenet
       states = objectives.nearest_state(target_pose, constants["state_centroids"])
       logits = model.state_classifier(features)
@@ -417,7 +432,8 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
     # A window whose neural data was exchanged is encoded as its partner animal's (a
     # per-animal input layer reads the animal; domain penalties compare animals).
     (loss, loss_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, pose, target_pose, neural, neural_view, neural_animal, constants)
+        state.params, pose, target_pose, neural, neural_view, neural_animal, constants,
+        batch.get("label"))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics.update(loss_metrics, loss=loss, grad_norm=optax.tree.norm(grads))
@@ -555,10 +571,12 @@ def _check_model_config(model_config: ml_collections.ConfigDict) -> None:
     raise ValueError("invalid model config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _check_step_shapes(step_fn, state, bank, inputs: Input, batch_size: int) -> None:
+def _check_step_shapes(step_fn, state, bank, inputs: Input, batch_size: int, *,
+                       labels: bool = False) -> None:
   """Traces the step on abstract shapes (no compilation) to fail early on mismatches."""
   sample = step_batch({k: np.asarray(v)[None] for k, v in inputs.train_source[0].items()},
-                      inputs.neural_key, np.zeros(len(inputs.dataset.animals), np.int32))
+                      inputs.neural_key, np.zeros(len(inputs.dataset.animals), np.int32),
+                      labels=labels)
   batch = {key: jax.ShapeDtypeStruct((batch_size,) + value.shape[1:], value.dtype)
            for key, value in sample.items()}
   try:
@@ -578,6 +596,11 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if config.domain_penalty not in objectives.DOMAIN_PENALTIES:
     raise ValueError(f"unknown domain_penalty {config.domain_penalty!r}; known: "
                      f"{objectives.DOMAIN_PENALTIES}")
+  if config.method == "supervised" and inputs.roi_counts is not None:
+    # Fitting a held-out animal's input layer with this objective would read its labels.
+    raise ValueError("the supervised reference trains on action labels, and per-animal input "
+                     "layers would fit held-out animals on theirs; use one shared encoder "
+                     "(model.neural_input='shared') or neural images")
   if config.swap.enabled and config.method != "contrastive":
     raise ValueError(f"the swap augments the behaviour branch of the contrastive method; "
                      f"set swap.enabled=False for method {config.method!r}")
@@ -669,7 +692,8 @@ def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
       num_states=config.behavenet_states, num_animals=len(inputs.dataset.animals),
       decoder=config.regression_decoder, domain_penalty=config.domain_penalty,
       roi_counts=inputs.roi_counts,
-      behaviour_predictor=bool(config.behaviour_residual_weight))
+      behaviour_predictor=bool(config.behaviour_residual_weight),
+      num_classes=len(inputs.dataset.class_names))
   graphdef, params = nnx.split(model)
   trainable_rows = None
   if inputs.roi_counts is not None:
@@ -721,10 +745,18 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: Input):
   return constants, bank_row_of_animal
 
 
+def _reads_labels(config) -> bool:
+  """Whether the training step reads action labels (the supervised reference only)."""
+  return config.method == "supervised"
+
+
 def step_batch(local: dict[str, np.ndarray], neural_key: str,
-               bank_row_of_animal: np.ndarray) -> dict[str, np.ndarray]:
-  """The fields of a host batch of windows that the step reads."""
-  batch = {key: local[key] for key in ("pose", neural_key, "bank_frame_index", "animal")}
+               bank_row_of_animal: np.ndarray, *, labels: bool = False
+               ) -> dict[str, np.ndarray]:
+  """The fields of a host batch of windows that the step reads; the action labels only with
+  `labels=True` (the self-supervised methods never see them)."""
+  keys = ("pose", neural_key, "bank_frame_index", "animal") + (("label",) if labels else ())
+  batch = {key: local[key] for key in keys}
   batch["bank_animal"] = bank_row_of_animal[local["animal"]]
   return batch
 
@@ -791,7 +823,8 @@ def make_objective(graphdef, config, neural_key: str, num_animals: int):
 
   def objective(params, batch, constants):
     pose, neural = batch["pose"], batch[neural_key]
-    return loss_fn(params, pose, pose, neural, neural, batch["animal"], constants)[0]
+    return loss_fn(params, pose, pose, neural, neural, batch["animal"], constants,
+                   batch.get("label"))[0]
 
   return objective
 
@@ -937,7 +970,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step_fn = compile_train_step(graphdef, tx, config, inputs.neural_key, mesh,
                                len(inputs.dataset.animals),
                                behaviour_spec=inputs.dataset.behaviour_spec)
-  _check_step_shapes(step_fn, state, bank, inputs, config.optim.global_batch_size)
+  _check_step_shapes(step_fn, state, bank, inputs, config.optim.global_batch_size,
+                     labels=_reads_labels(config))
   # --- Data iterator and checkpoints ---
   loader = input_pipeline.make_loader(
       inputs.train_source, batch_size=config.optim.global_batch_size // jax.process_count(),
@@ -975,7 +1009,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        desc="train", disable=not is_chief)
   last_metrics, timer_start, timed_steps = {}, None, 0
   for step in progress:
-    local = step_batch(next(iterator), inputs.neural_key, bank_row_of_animal)
+    local = step_batch(next(iterator), inputs.neural_key, bank_row_of_animal,
+                       labels=_reads_labels(config))
     batch = {key: jax.make_array_from_process_local_data(batch_sharding, value)
              for key, value in local.items()}
     state, metrics = step_fn(state, batch, bank)

@@ -56,6 +56,39 @@ def test_unexplained_variance_counts_each_feature_alike_whatever_its_scale():
                              rtol=1e-5)
 
 
+def test_the_action_loss_ignores_unlabelled_windows():
+  logits = jnp.array([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]])
+  labelled = objectives.action_classification_loss(logits[:2], jnp.array([0, 1]))
+  # The third window is unlabelled (-1): whatever its logits, the loss is the other two's.
+  np.testing.assert_allclose(
+      objectives.action_classification_loss(logits, jnp.array([0, 1, -1])), labelled, rtol=1e-6)
+  assert float(objectives.action_classification_loss(logits, jnp.array([2, 0, 1]))) > 3.0
+  assert float(objectives.action_classification_loss(logits, jnp.full(3, -1))) == 0.0
+
+
+def test_only_the_supervised_reference_reads_labels_in_its_step(data_dir, tmp_path):
+  local = {"pose": np.zeros((2, 3, 4)), "neural_images": np.zeros((2, 2, 4, 4)),
+           "bank_frame_index": np.zeros((2, 3), np.int32), "animal": np.array([0, 1]),
+           "label": np.array([1, -1])}
+  rows = np.array([0, 1], np.int32)
+  assert "label" not in train.step_batch(local, "neural_images", rows)
+  np.testing.assert_array_equal(
+      train.step_batch(local, "neural_images", rows, labels=True)["label"], [1, -1])
+  config = tiny_config(data_dir)
+  config.method, config.swap.enabled = "supervised", False
+  inputs = train.create_input(config)
+  graphdef, tx, state = train.create_train_state(config, inputs)
+  constants, rows = train.create_step_constants(config, inputs)
+  loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
+  unlabelled_batch = train.step_batch(next(iter(loader)), "neural_images", rows)
+  step = train.compile_train_step(graphdef, tx, config, "neural_images", train.make_mesh(), 4)
+  with pytest.raises(ValueError, match="step_batch\\(..., labels=True\\)"):
+    step(state, unlabelled_batch, constants)
+  config.data.neural_key, config.model.neural_input = "roi_traces", "per_animal"
+  with pytest.raises(ValueError, match="per-animal input layers would fit held-out animals"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
 def _train_on_one_batch(config, num_steps: int = 12) -> list[dict]:
   """The step's metrics over `num_steps` steps on one batch, augmentations off: the batch is
   then the same every step, so what the step minimises must fall."""
@@ -64,7 +97,8 @@ def _train_on_one_batch(config, num_steps: int = 12) -> list[dict]:
   graphdef, tx, state = train.create_train_state(config, inputs)
   constants, rows = train.create_step_constants(config, inputs)
   loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
-  batch = train.step_batch(next(iter(loader)), "neural_images", rows)
+  batch = train.step_batch(next(iter(loader)), "neural_images", rows,
+                           labels=config.method == "supervised")
   step = train.compile_train_step(graphdef, tx, config, "neural_images", train.make_mesh(), 4)
   history = []
   for _ in range(num_steps):
@@ -77,6 +111,7 @@ def _train_on_one_batch(config, num_steps: int = 12) -> list[dict]:
     ("simclr", "conv", "none"), ("regression", "conv", "none"),
     ("regression", "recurrent", "none"), ("behavenet", "conv", "none"),
     ("simclr", "conv", "mmd"), ("regression", "conv", "grl"), ("contrastive", "conv", "none"),
+    ("supervised", "conv", "none"),
 ])
 def test_each_method_learns_on_a_repeated_batch(data_dir, method, decoder, penalty):
   config = tiny_config(data_dir, learning_rate=3e-3)

@@ -130,6 +130,31 @@ def test_class_frequencies_follow_the_configured_distribution(class_balance):
     assert np.all(evaluated >= 0.08), evaluated
 
 
+def test_each_animal_has_a_repertoire_of_its_own_and_the_rest_is_unchanged():
+  common = actions.balanced_bout_model(0.75, 10.0, 2.0)
+  fractions = [simulation.dataset.animal_bout_model(common, 1.0, np.random.default_rng(seed))
+               .frame_fractions() for seed in range(2)]
+  # Each class's share moves by a factor of exp(N(0, 1)): far from the common model, and
+  # differently for each animal.
+  for own in fractions:
+    assert np.max(np.abs(np.log(own / common.frame_fractions()))) > 0.3
+  assert np.max(np.abs(np.log(fractions[0] / fractions[1]))) > 0.3
+  assert simulation.dataset.animal_bout_model(common, 0.0, np.random.default_rng(0)) is common
+  # Only the behaviour sequences change: the animals' bodies and cells are the same.
+  varied = simulation.simulate_dataset(dataclasses.replace(TINY_CONFIG, repertoire_std=1.0),
+                                       seed=3)
+  plain = simulation.simulate_dataset(TINY_CONFIG, seed=3)
+  assert varied.ground_truth["animals"].keys() == plain.ground_truth["animals"].keys()
+  for animal, parameters in plain.ground_truth["animals"].items():
+    for name, value in parameters.items():
+      if name != "target_frame_fractions":
+        np.testing.assert_array_equal(varied.ground_truth["animals"][animal][name], value)
+  assert not all(np.array_equal(a.labels, b.labels)
+                 for a, b in zip(varied.recordings, plain.recordings))
+  with pytest.raises(ValueError, match="repertoire_std must be >= 0"):
+    simulation.SimulatorConfig(repertoire_std=-0.1)
+
+
 def test_bout_durations_are_like_the_real_annotations():
   model = actions.balanced_bout_model(0.0, max_bout_seconds=10.0, max_gap_seconds=2.0)
   start, end, label = model.sample_bouts(4 * 3600 * 100, 100.0, np.random.default_rng(1))
@@ -215,7 +240,8 @@ def test_cli_writes_the_mc2p_layout_that_reads_back(tmp_path):
   assert (out_dir / "ground_truth.npz").exists() and (out_dir / "ground_truth.json").exists()
   record = json.loads((out_dir / "simulation.json").read_text())
   settings = dataclasses.asdict(TINY_CONFIG)
-  del settings["identified_cells"]  # left out at its default (SIMULATOR_FIELDS_ADDED_LATER)
+  for field in default_dataset.SIMULATOR_FIELDS_ADDED_LATER:
+    del settings[field]  # left out at its default
   assert record == json.loads(json.dumps({"seed": 2, "config": settings}, default=str))
   simulated = simulation.simulate_dataset(TINY_CONFIG, seed=2)
   read = readers.read_recordings(out_dir, layout="mc2p")
@@ -355,11 +381,12 @@ def test_identified_cells_must_cover_the_visible_cells():
     simulation.SimulatorConfig(max_visible_cells=40, identified_cells=30)
 
 
-def test_raw_folders_simulated_before_identified_cells_existed_still_match(tmp_path):
+@pytest.mark.parametrize("field,value", [("identified_cells", 40), ("repertoire_std", 0.5)])
+def test_raw_folders_simulated_before_a_field_existed_still_match(tmp_path, field, value):
   raw = tmp_path / "raw"
   default_dataset.write_simulated_dataset(TINY_CONFIG, 0, raw)
   record = json.loads((raw / default_dataset.SIMULATION_RECORD).read_text())
-  assert "identified_cells" not in record["config"]  # as the record was before the field
-  with pytest.raises(ValueError, match="differing: identified_cells"):
-    default_dataset.ensure_dataset(dataclasses.replace(TINY_CONFIG, identified_cells=40),
+  assert field not in record["config"]  # as the record was before the field
+  with pytest.raises(ValueError, match=f"differing: {field}"):
+    default_dataset.ensure_dataset(dataclasses.replace(TINY_CONFIG, **{field: value}),
                                    data_dir=tmp_path / "tfds", raw_dir=raw)

@@ -4,7 +4,7 @@ r"""A trained baseline at `swap_cpu` size on the default simulated dataset.
 
 The argument names the baseline: no_swap, simclr, simclr_mmd, simclr_grl,
 regression_recurrent, regression_conv, regression_conv_mmd, regression_conv_grl, behavenet
-(see `baselines.py`).
+(see `baselines.py`), or the reference `supervised` (trained on action labels: a ceiling).
 """
 
 from experiments.configs import baselines

@@ -30,13 +30,21 @@ BASELINES = {
     "behavenet": dict(method="behavenet"),
 }
 
+# References that are not self-supervised, configs like the baselines' but not rows of the
+# reproduction's tables: "supervised" trains the neural encoder on the training animals'
+# action labels, the accuracy on new animals this encoder reaches when told the answer.
+REFERENCES = {
+    "supervised": dict(method="supervised"),
+}
+
 
 def apply_baseline(config: ml_collections.ConfigDict, name: str | None):
-  """Turns a config of Ours into the named baseline (in place) and returns it."""
-  if name not in BASELINES:
-    raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}, "
+  """Turns a config of Ours into the named baseline or reference (in place) and returns it."""
+  known = {**BASELINES, **REFERENCES}
+  if name not in known:
+    raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(known)}, "
                      f"e.g. --config=baseline_cpu:simclr")
-  changes = dict(BASELINES[name])
+  changes = dict(known[name])
   config.swap.enabled = changes.pop("swap", False)
   if changes.get("method", "contrastive") != "contrastive":
     # Ours' own settings: its two extra terms belong to the contrastive objective, and the

@@ -108,6 +108,20 @@ def sync_indices(neural_times: np.ndarray, num_behaviour_frames: int,
   return np.clip(index, 0, len(neural_times) - 1).astype(np.int64)
 
 
+def animal_bout_model(bout_model: actions.BoutModel, repertoire_std: float,
+                      rng: np.random.Generator) -> actions.BoutModel:
+  """One animal's bout model: the common one with its class frequencies perturbed.
+
+  Each class's frame fraction is multiplied by `exp(repertoire_std * z)`, z ~ N(0, 1), and
+  the transitions re-weighted to the result (`actions.rebalance`); 0 returns `bout_model`.
+  """
+  if repertoire_std == 0:
+    return bout_model
+  fractions = bout_model.frame_fractions() * np.exp(
+      repertoire_std * rng.standard_normal(actions.NUM_CLASSES))
+  return actions.rebalance(bout_model, fractions / fractions.sum())
+
+
 def simulate_trial(animal: Animal, index: int, bout_model: actions.BoutModel,
                    config: config_lib.SimulatorConfig, rng: np.random.Generator,
                    source: str = "") -> tuple[recording_lib.Recording, dict[str, np.ndarray]]:
@@ -297,9 +311,15 @@ def simulate_dataset(config: config_lib.SimulatorConfig | None = None, seed: int
       animal = sample_animal(index, config, type_positions, np.random.default_rng(parameter_seed),
                              identified)
       truth["animals"][animal.animal_id] = animal.parameters()
+      # Spawned after the trials' seeds, so that the rest of the dataset does not depend on it.
+      repertoire_seed, = animal_seed.spawn(1)
+      animal_bouts = animal_bout_model(bout_model, config.repertoire_std,
+                                       np.random.default_rng(repertoire_seed))
+      truth["animals"][animal.animal_id]["target_frame_fractions"] = (
+          animal_bouts.frame_fractions())
       for trial, trial_seed in enumerate(trial_seeds):
         bar.set_postfix_str(f"{animal.animal_id} trial {trial_id(trial)}")
-        rec, trial_truth = simulate_trial(animal, trial, bout_model, config,
+        rec, trial_truth = simulate_trial(animal, trial, animal_bouts, config,
                                           np.random.default_rng(trial_seed),
                                           source=f"simulation (seed {seed})")
         recordings.append(rec)
