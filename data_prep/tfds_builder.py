@@ -12,6 +12,11 @@ swap weights (`nar.behaviour.BehaviourSpec.to_metadata`), the ROI count of every
 (`num_rois`, which may differ between animals) and every animal's (`roi_counts`), so that a
 built dataset reads back exactly what was written.
 
+Segments are written in order, shard after shard (`tfds.core.ShardBasedBuilder`), each shard
+holding about `shard_bytes` of data: a build streams through the recordings and needs no
+TensorFlow whatever the dataset's size (TFDS's shuffling writer spills what exceeds 1 GB of
+memory to temporary files through TensorFlow's file API).
+
 Beside the shards, the builder writes `behaviour_index.npz` (every trial's behaviour, keypoint
 mask, sync and labels: small, no images). It is the pose bank of the swap and the index from
 which windows are enumerated, so readers never scan the image shards to plan an epoch. It is
@@ -21,6 +26,7 @@ succeeded: an interrupted build never reads as complete.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Iterator, Sequence
 
@@ -32,6 +38,9 @@ from nar import recording as recording_lib
 from nar import shards as shards_lib
 
 _VERSION = "1.0.0"
+# Data per shard: large enough that a dataset has few files, small enough that writing one
+# (TFDS holds a shard's examples until it is written) takes little memory.
+DEFAULT_SHARD_BYTES = 256 << 20
 
 
 def _float_tensor(shape) -> tfds.features.Tensor:
@@ -51,20 +60,41 @@ def neural_partition(sync: np.ndarray, bounds: Sequence[tuple[int, int]],
   return [(starts[i], starts[i + 1]) for i in range(len(bounds))]
 
 
-class NarRecordings(tfds.core.GeneratorBasedBuilder):
+def shard_ranges(segment_bytes: Sequence[int], shard_bytes: int) -> list[tuple[int, int]]:
+  """Splits consecutive segments into shards `[start, end)` of about `shard_bytes` each.
+
+  A shard closes once it holds at least `shard_bytes`; a segment larger than that is a shard
+  of its own. Every segment lands in exactly one shard, in order.
+  """
+  if shard_bytes <= 0:
+    raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
+  ranges, start, filled = [], 0, 0
+  for index, size in enumerate(segment_bytes):
+    filled += int(size)
+    if filled >= shard_bytes:
+      ranges.append((start, index + 1))
+      start, filled = index + 1, 0
+  if start < len(segment_bytes):
+    ranges.append((start, len(segment_bytes)))
+  return ranges
+
+
+class NarRecordings(tfds.core.ShardBasedBuilder):
   """Paired behaviour and neural recordings of many animals, as trial segments."""
 
   VERSION = tfds.core.Version(_VERSION)
   RELEASE_NOTES = {_VERSION: "Trial segments with pose, sync, labels and neural data."}
 
   def __init__(self, *, recordings: Sequence[recording_lib.Recording] | None = None,
-               segment_seconds: float = 2.0, **kwargs):
+               segment_seconds: float = 2.0, shard_bytes: int = DEFAULT_SHARD_BYTES,
+               **kwargs):
     """Creates the builder.
 
     Args:
       recordings: the validated recordings to store (needed only to build).
       segment_seconds: length of a stored segment, in seconds of behaviour.
-      **kwargs: forwarded to `tfds.core.GeneratorBasedBuilder` (`data_dir`, `config`,
+      shard_bytes: about how much data each shard file holds.
+      **kwargs: forwarded to `tfds.core.ShardBasedBuilder` (`data_dir`, `config`,
         `file_format`).
     """
     self._recordings = list(recordings or [])
@@ -73,6 +103,9 @@ class NarRecordings(tfds.core.GeneratorBasedBuilder):
     if segment_seconds <= 0:
       raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
     self._segment_seconds = segment_seconds
+    if shard_bytes <= 0:
+      raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
+    self._shard_bytes = int(shard_bytes)
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
 
@@ -115,7 +148,7 @@ class NarRecordings(tfds.core.GeneratorBasedBuilder):
   def _segment_frames(self, rec: recording_lib.Recording) -> int:
     return max(1, int(round(self._segment_seconds * rec.fps_behaviour)))
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     del dl_manager
     recordings = sorted(self._recordings, key=lambda r: (r.animal_id, r.trial_id))
     segments, trials = [], []
@@ -153,11 +186,18 @@ class NarRecordings(tfds.core.GeneratorBasedBuilder):
     })
     shards_lib.write_behaviour_index(
         os.path.join(self.data_dir, shards_lib.BEHAVIOUR_INDEX_FILE), recordings)
-    return {shards_lib.SEGMENTS_SPLIT: self._generate_examples(recordings, segments)}
+    ranges = shard_ranges([_segment_bytes(recordings[row[0]], *row[2:]) for row in segments],
+                          self._shard_bytes)
+    progress = tqdm.tqdm(total=len(segments), desc="Writing segments", unit="segment")
+    return {shards_lib.SEGMENTS_SPLIT: [
+        functools.partial(self._generate_examples, recordings, segments[start:end], progress,
+                          last=end == len(segments))
+        for start, end in ranges]}
 
-  def _generate_examples(self, recordings, segments) -> Iterator[tuple[str, dict]]:
-    for trial_index, k, start, end, n_start, n_end in tqdm.tqdm(
-        segments, desc="Writing segments", unit="segment"):
+  def _generate_examples(self, recordings, segments, progress: tqdm.tqdm | None = None, *,
+                         last: bool = True) -> Iterator[tuple[str, dict]]:
+    """The examples of consecutive segments (one shard), advancing `progress`."""
+    for trial_index, k, start, end, n_start, n_end in segments:
       rec = recordings[trial_index]
       example = {
           "animal_id": rec.animal_id,
@@ -179,11 +219,25 @@ class NarRecordings(tfds.core.GeneratorBasedBuilder):
       if rec.roi_traces is not None:
         example["roi_traces"] = np.asarray(rec.roi_traces[n_start:n_end], np.float32)
       yield f"{trial_index:06d}_{k:06d}", example
+      if progress is not None:
+        progress.update()
+    if progress is not None and last:
+      progress.close()
+
+
+def _segment_bytes(rec: recording_lib.Recording, start: int, end: int, n_start: int,
+                   n_end: int) -> int:
+  """About how many bytes a segment's example holds (its arrays, as stored)."""
+  size = (end - start) * (4 * int(np.prod(rec.behaviour.shape[1:])) + 8 + 8 + 4 + 2)
+  for neural in (rec.neural_images, rec.roi_traces):
+    if neural is not None:
+      size += (n_end - n_start) * 4 * int(np.prod(neural.shape[1:]))
+  return size + 8 * (n_end - n_start)
 
 
 def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, *,
                   config_name: str = "default", segment_seconds: float = 2.0,
-                  overwrite: bool = False) -> str:
+                  overwrite: bool = False, shard_bytes: int = DEFAULT_SHARD_BYTES) -> str:
   """Writes recordings as TFDS array_record shards.
 
   Args:
@@ -192,13 +246,14 @@ def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, 
     config_name: the dataset's name inside `data_dir`.
     segment_seconds: length of a stored segment.
     overwrite: replace a complete dataset of the same name.
+    shard_bytes: about how much data each shard file holds.
 
   Returns:
     The directory of the built dataset (pass it to `nar.shards.open_dataset`).
   """
   config = tfds.core.BuilderConfig(name=config_name, description=f"NAR dataset {config_name}")
   builder = NarRecordings(recordings=recordings, segment_seconds=segment_seconds,
-                          data_dir=data_dir, config=config)
+                          shard_bytes=shard_bytes, data_dir=data_dir, config=config)
   mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
   if overwrite and os.path.isdir(builder.data_dir):
