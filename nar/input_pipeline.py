@@ -17,6 +17,9 @@ animals only as well). ROI counts that differ between animals are padded on requ
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
+import time
 from typing import Iterable, Sequence
 
 import grain
@@ -393,6 +396,29 @@ def _host_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
   return index, count
 
 
+# How often a worker process checks that the process that started it is alive.
+ORPHAN_CHECK_SECONDS = 0.5
+
+
+def exit_when_orphaned(worker_index: int, worker_count: int) -> None:
+  """Worker init (grain's `worker_init_fn`): the worker exits once its parent is gone.
+
+  A main process killed outright (by the out-of-memory killer, `kill -9`, a pre-empted job)
+  cannot stop its input workers, and they would keep their memory (each its own neural
+  cache) until found by hand. A daemon thread of the worker watches its parent process id,
+  which changes when the parent dies (the orphan is re-parented).
+  """
+  del worker_index, worker_count
+  parent = os.getppid()
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
+
+
 def make_loader(source: WindowSource, *, batch_size: int, train: bool, seed: int = 0,
                 num_epochs: int | None = None, worker_count: int = 0,
                 shard: tuple[int, int] | None = None) -> grain.IterDataset:
@@ -432,5 +458,6 @@ def make_loader(source: WindowSource, *, batch_size: int, train: bool, seed: int
   # windows that are cut from memory in tens of microseconds.
   iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
   if worker_count > 0:
-    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count),
+                                    worker_init_fn=exit_when_orphaned)
   return iterable

@@ -1,9 +1,11 @@
 """TFDS shards and the window pipeline: round trip, splits, resumption, host sharding."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 from absl import flags
 import grain
@@ -367,3 +369,49 @@ def test_worker_processes_yield_the_batches_of_the_main_process(dataset):
       source, batch_size=8, train=True, seed=2, worker_count=workers, shard=(0, 1)))
   for expected, got in zip(_batches(make(0), 5), _batches(make(2), 5)):
     _assert_same_batch(got, expected)
+
+
+def _process_gone(pid: int) -> bool:
+  """True once `pid` has exited (a zombie waiting for its new parent's reaping counts)."""
+  try:
+    with open(f"/proc/{pid}/stat") as stat:
+      return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+  except FileNotFoundError:
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_their_main_process_is_killed(dataset, tmp_path):
+  # The main process is killed outright (as by the out-of-memory killer) after one batch.
+  script = textwrap.dedent(f"""
+      import multiprocessing, os, signal
+      from absl import flags
+      from nar import input_pipeline, shards, windows
+      flags.FLAGS.mark_as_parsed()
+      ds = shards.open_dataset({str(dataset.path)!r})
+      spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
+      norm = input_pipeline.fit_pose_normalizer(ds, ds.animals)
+      src = input_pipeline.WindowSource(ds, input_pipeline.select_windows(ds, spec), spec, norm)
+      loader = iter(input_pipeline.make_loader(src, batch_size=4, train=True, worker_count=2,
+                                               shard=(0, 1)))
+      next(loader)
+      print(" ".join(str(child.pid) for child in multiprocessing.active_children()), flush=True)
+      os.kill(os.getpid(), signal.SIGKILL)
+  """)
+  # Output to files, not pipes: workers that outlived the process would hold a pipe open.
+  output, errors = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+  with open(output, "w") as stdout, open(errors, "w") as stderr:
+    result = subprocess.run([sys.executable, "-c", script], stdout=stdout, stderr=stderr,
+                            timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=False)
+  assert result.returncode == -9, errors.read_text()[-3000:]
+  workers = [int(pid) for pid in output.read_text().split()]
+  assert len(workers) >= 2, output.read_text()
+  deadline = time.monotonic() + 20 * input_pipeline.ORPHAN_CHECK_SECONDS
+  try:
+    while not all(_process_gone(pid) for pid in workers) and time.monotonic() < deadline:
+      time.sleep(0.1)  # polls the condition; the workers notice within ORPHAN_CHECK_SECONDS
+    assert all(_process_gone(pid) for pid in workers), workers
+  finally:
+    for pid in workers:
+      if not _process_gone(pid):
+        os.kill(pid, signal.SIGKILL)
