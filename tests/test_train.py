@@ -230,6 +230,14 @@ def test_every_named_config_loads_locks_and_documents_its_launch_command(name):
   assert config.optim.global_batch_size > 0 and config.swap.mode in ("exact", "topk")
 
 
+def test_swap_tpu_swaps_exactly_unless_asked_for_the_top_k_table():
+  # The table is replicated on every device; at MC2P scale it fits none (swap_tpu.py).
+  assert swap_tpu.get_config().swap.mode == swap_tpu.get_config("exact").swap.mode == "exact"
+  assert swap_tpu.get_config("topk").swap.mode == "topk"
+  with pytest.raises(ValueError, match="'exact' or 'topk'"):
+    swap_tpu.get_config("fast")
+
+
 @pytest.mark.parametrize("size", ["cpu", "tpu"])
 def test_every_baseline_has_cpu_and_tpu_configs(size):
   module = importlib.import_module(f"experiments.configs.baseline_{size}")

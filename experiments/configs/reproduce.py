@@ -10,7 +10,7 @@ dataset. Presets:
 * `cpu`: the default simulated dataset (8 animals x 4 trials x 60 s) at `swap_cpu` size;
   `CPU_TRAIN_STEPS` steps per run, chosen so that 3 seeds of every method and one seed of
   every ablation fit in about an hour on 2 CPU cores.
-* `tpu`: `swap_tpu` size (top-K swap, large model and batch) on a 128 x 128 pixel version of
+* `tpu`: `swap_tpu` size (exact swap, large model and batch) on a 128 x 128 pixel version of
   the simulated dataset; ablations over 3 seeds.
 * `smoke`: a few steps of a tiny model on a tiny simulated dataset; for tests.
 
@@ -227,7 +227,7 @@ def _locomotion_cpu_training() -> ml_collections.ConfigDict:
 
 
 def _locomotion_tpu_training() -> ml_collections.ConfigDict:
-  """`locomotion_cpu` at `swap_tpu` size: large model, batch and schedule, bfloat16, top-K
+  """`locomotion_cpu` at `swap_tpu` size: large model, batch and schedule, bfloat16, its
   swap; on the 40-animal version of the dataset (`locomotion_dataset("large")`)."""
   training = locomotion_cpu.get_config()
   tpu = swap_tpu.get_config()
@@ -238,7 +238,7 @@ def _locomotion_tpu_training() -> ml_collections.ConfigDict:
                         num_train_steps=tpu.optim.num_train_steps,
                         learning_rate=tpu.optim.learning_rate,
                         warmup_steps=tpu.optim.warmup_steps)
-  training.swap.update(mode="topk", topk=tpu.swap.topk, pool_chunk=tpu.swap.pool_chunk)
+  training.swap.update(mode=tpu.swap.mode, topk=tpu.swap.topk, pool_chunk=tpu.swap.pool_chunk)
   # adapt: locomotion_cpu's 600 steps, each now of 2048 of the held-out animals' ~48,000
   # windows (2 x 4 trials x 60 s).
   training.eval.batch_size = tpu.eval.batch_size
