@@ -228,11 +228,12 @@ class NarRecordings(tfds.core.ShardBasedBuilder):
 def _segment_bytes(rec: recording_lib.Recording, start: int, end: int, n_start: int,
                    n_end: int) -> int:
   """About how many bytes a segment's example holds (its arrays, as stored)."""
-  size = (end - start) * (4 * int(np.prod(rec.behaviour.shape[1:])) + 8 + 8 + 4 + 2)
-  for neural in (rec.neural_images, rec.roi_traces):
-    if neural is not None:
-      size += (n_end - n_start) * 4 * int(np.prod(neural.shape[1:]))
-  return size + 8 * (n_end - n_start)
+  # Per behaviour frame: pose (float32), keypoint mask (bool), sync (int64), label (int32),
+  # rest (bool), timestamp (float64); per neural frame: its arrays (float32), timestamp.
+  per_frame = (4 * rec.behaviour[0].size + rec.keypoint_mask[0].size + 8 + 4 + 1 + 8)
+  per_neural_frame = 8 + sum(4 * neural[0].size for neural in (rec.neural_images, rec.roi_traces)
+                             if neural is not None)
+  return (end - start) * per_frame + (n_end - n_start) * per_neural_frame
 
 
 def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, *,

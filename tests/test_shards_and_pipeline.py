@@ -382,7 +382,7 @@ def _process_gone(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_exit_when_their_main_process_is_killed(dataset, tmp_path):
-  # The main process is killed outright (as by the out-of-memory killer) after one batch.
+  # The main process is killed outright (as by the out-of-memory killer) after a few batches.
   script = textwrap.dedent(f"""
       import multiprocessing, os, signal
       from absl import flags
@@ -394,7 +394,8 @@ def test_workers_exit_when_their_main_process_is_killed(dataset, tmp_path):
       src = input_pipeline.WindowSource(ds, input_pipeline.select_windows(ds, spec), spec, norm)
       loader = iter(input_pipeline.make_loader(src, batch_size=4, train=True, worker_count=2,
                                                shard=(0, 1)))
-      next(loader)
+      for _ in range(4):  # batches come from the workers in turn: both have started
+        next(loader)
       print(" ".join(str(child.pid) for child in multiprocessing.active_children()), flush=True)
       os.kill(os.getpid(), signal.SIGKILL)
   """)
