@@ -103,9 +103,7 @@ class NarRecordings(tfds.core.ShardBasedBuilder):
     if segment_seconds <= 0:
       raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
     self._segment_seconds = segment_seconds
-    if shard_bytes <= 0:
-      raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
-    self._shard_bytes = int(shard_bytes)
+    self._shard_bytes = int(shard_bytes)  # checked by `shard_ranges` before any write
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
 
@@ -184,10 +182,10 @@ class NarRecordings(tfds.core.ShardBasedBuilder):
         # Columns: trial, segment index, frame start, frame end, neural start, neural end.
         "segments": segments,
     })
-    shards_lib.write_behaviour_index(
-        os.path.join(self.data_dir, shards_lib.BEHAVIOUR_INDEX_FILE), recordings)
     ranges = shard_ranges([_segment_bytes(recordings[row[0]], *row[2:]) for row in segments],
                           self._shard_bytes)
+    shards_lib.write_behaviour_index(
+        os.path.join(self.data_dir, shards_lib.BEHAVIOUR_INDEX_FILE), recordings)
     progress = tqdm.tqdm(total=len(segments), desc="Writing segments", unit="segment")
     return {shards_lib.SEGMENTS_SPLIT: [
         functools.partial(self._generate_examples, recordings, segments[start:end], progress,

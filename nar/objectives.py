@@ -70,6 +70,13 @@ def action_classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Arra
   return jnp.sum(jnp.where(labelled, per_window, 0.0)) / jnp.maximum(jnp.sum(labelled), 1)
 
 
+def labelled_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Share of the labelled windows (`labels >= 0`) whose top logit is their label."""
+  labelled = labels >= 0
+  hits = jnp.sum((jnp.argmax(logits, -1) == labels) & labelled)
+  return hits / jnp.maximum(jnp.sum(labelled), 1)
+
+
 def mmd_penalty(features: jax.Array, animal: jax.Array, num_animals: int) -> jax.Array:
   """Squared MMD between each animal's features and the other animals' in the batch.
 

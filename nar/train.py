@@ -345,8 +345,7 @@ def _make_loss_fn(graphdef, config, num_animals: int):
                          "build its batches with step_batch(..., labels=True)")
       logits = model.action_classifier(features)
       loss = objectives.action_classification_loss(logits, labels)
-      metrics["label_accuracy"] = (jnp.sum((jnp.argmax(logits, -1) == labels) & (labels >= 0))
-                                   / jnp.maximum(jnp.sum(labels >= 0), 1))
+      metrics["label_accuracy"] = objectives.labelled_accuracy(logits, labels)
     else:  # behavenet
       states = objectives.nearest_state(target_pose, constants["state_centroids"])
       logits = model.state_classifier(features)
@@ -823,8 +822,7 @@ def make_objective(graphdef, config, neural_key: str, num_animals: int):
 
   def objective(params, batch, constants):
     pose, neural = batch["pose"], batch[neural_key]
-    return loss_fn(params, pose, pose, neural, neural, batch["animal"], constants,
-                   batch.get("label"))[0]
+    return loss_fn(params, pose, pose, neural, neural, batch["animal"], constants)[0]
 
   return objective
 

@@ -64,6 +64,8 @@ def test_the_action_loss_ignores_unlabelled_windows():
       objectives.action_classification_loss(logits, jnp.array([0, 1, -1])), labelled, rtol=1e-6)
   assert float(objectives.action_classification_loss(logits, jnp.array([2, 0, 1]))) > 3.0
   assert float(objectives.action_classification_loss(logits, jnp.full(3, -1))) == 0.0
+  # Accuracy over the labelled windows only: 1 of 2 right, the unlabelled one not counted.
+  assert float(objectives.labelled_accuracy(logits, jnp.array([0, 2, -1]))) == 0.5
 
 
 def test_only_the_supervised_reference_reads_labels_in_its_step(data_dir, tmp_path):
