@@ -79,6 +79,19 @@ def shard_ranges(segment_bytes: Sequence[int], shard_bytes: int) -> list[tuple[i
   return ranges
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+  """The `DatasetInfo` of a dataset that exists only where it is built.
+
+  Before a dataset is built, TFDS looks for its metadata in the public TFDS bucket through a
+  fresh temporary directory that it never deletes, so every build would leave an empty
+  `tmp*tfds` directory behind in the system's temporary folder. These datasets are never in
+  that bucket.
+  """
+
+  def initialize_from_bucket(self) -> None:
+    """Does nothing: there is no published metadata to start from."""
+
+
 class NarRecordings(tfds.core.ShardBasedBuilder):
   """Paired behaviour and neural recordings of many animals, as trial segments."""
 
@@ -134,7 +147,7 @@ class NarRecordings(tfds.core.ShardBasedBuilder):
     if first.roi_traces is not None:
       # ROI counts may differ between animals.
       features["roi_traces"] = _float_tensor((None, None))
-    return tfds.core.DatasetInfo(
+    return _LocalDatasetInfo(
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict(features),

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -86,6 +87,14 @@ def test_a_build_in_many_shards_streams_without_the_shuffler_and_reads_back_in_o
     assert stored.keys() == expected.keys()
     for key in expected:
       np.testing.assert_array_equal(stored[key], expected[key], err_msg=key)
+
+
+def test_a_build_leaves_nothing_in_the_temporary_folder(recordings, tmp_path, monkeypatch):
+  temporary_folder = tmp_path / "tmp"
+  temporary_folder.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(temporary_folder))
+  tfds_builder.build_dataset(recordings[:2], str(tmp_path / "data"), segment_seconds=0.9)
+  assert not list(temporary_folder.iterdir())
 
 
 def test_metadata_holds_classes_animals_and_rates(recordings, dataset):
