@@ -19,8 +19,9 @@ Simulates and builds the dataset if absent, trains every method of the preset
   of the multi-animal probe, training loss curves;
 * `README.md`: the settings, the wall time of every run and in all, and the tables.
 
-Seed k trains with `seed = k` and holds out its own pair of animals (`data.split_seed = k`):
-held-out animals are excluded from training, from the swap pool and from the probe's training
+Seed k trains with `seed = k` and holds out its own pair of animals (`data.split_seed =
+REPORT_SPLIT_SEED_OFFSET + k`; the folds of split seeds 0-2, on which Ours' settings were
+chosen, are not among them): held-out animals are excluded from training, from the swap pool and from the probe's training
 windows, so the spread over seeds is a spread over leave-2-animals-out folds. Each run lives in
 `--out/runs/<row>/seed<k>`; a finished run (with `eval.json`) is skipped and an interrupted one
 resumes from its last checkpoint, so the command can be rerun after an interruption or with
@@ -52,6 +53,12 @@ from nar import logs
 from nar import plots
 from nar import raw_features
 from nar import train
+
+# Seed k holds out the animals that `data.split_seed = REPORT_SPLIT_SEED_OFFSET + k` draws.
+# Ours' settings were chosen on the folds of split seeds 0-2 (the configs' default is 0);
+# reporting on those would let that choice flatter Ours. On 8 animals, split seeds 100-102
+# hold out three disjoint pairs, none of them a pair of split seeds 0-2.
+REPORT_SPLIT_SEED_OFFSET = 100
 
 # Untrained reference rows -> the raw input their linear probe reads, and whether the neural
 # windows are standardised per animal first (`nar.neural_normalisation`). "pose_swapped": the
@@ -119,7 +126,7 @@ def fold_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.
   """The config of seed `seed`: its own initialisation, data order and held-out animals."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.seed = seed
-  config.data.split_seed = seed
+  config.data.split_seed = REPORT_SPLIT_SEED_OFFSET + seed
   return config
 
 
@@ -309,8 +316,11 @@ def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
     table = raw_features.raw_feature_table(
         inputs.dataset, inputs.spec, inputs.normalizer, kind=kind,
         neural_key=config.data.neural_key, neural_normalizer=inputs.neural_normalizer, **common)
+  # The swapped table draws on the held-out animals' poses as well, which a multi-animal
+  # probe must not see: this row has no multi-animal score.
+  held_out = () if kind == "pose_swapped" else inputs.held_out_animals
   suite = evaluation.run_probe_suite(
-      table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,
+      table, training_animals=inputs.training_animals, held_out_animals=held_out,
       protocol=evaluation.protocol_from_config(config.eval, seed=config.seed))
   seconds = time.perf_counter() - start
   return {"training_animals": list(inputs.training_animals),
@@ -326,7 +336,7 @@ def execute(run: Run) -> bool:
   if run.group == REFERENCE:
     kind, standardised = REFERENCE_ROWS[run.row]
     results = evaluate_raw_inputs(run.config, kind, standardised=standardised)
-    (run.workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    logs.write_json_atomically(run.workdir / RESULTS_FILE, results)
   else:
     train.train_and_evaluate(run.config, str(run.workdir))
   return True
@@ -493,7 +503,7 @@ def write_readme(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
           f"{training.adapt.num_steps} steps (where the ROI counts differ between animals)"
           if training.data.neural_key == "roi_traces" else ""),
       f"- seeds: {sorted({r.seed for r in runs if r.group != ABLATION})}; seed k holds out its "
-      "own 2 animals (`data.split_seed = k`)",
+      f"own 2 animals (`data.split_seed = {REPORT_SPLIT_SEED_OFFSET} + k`)",
       f"- runs finished: {len(finished)} of {len(runs)}",
       f"- wall time, sum over finished runs: {_minutes(sum(seconds.values()))} "
       f"(methods {_minutes(seconds[METHOD])}, ablations {_minutes(seconds[ABLATION])}, "

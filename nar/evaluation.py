@@ -280,6 +280,8 @@ def label_subset(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
   Uses `probes.subsample_fraction`; where a class is too rare for its exact stratification,
   keeps `round(fraction * count)` windows of every class, at least one.
   """
+  if not len(targets):
+    return np.zeros(0, np.int64)
   try:
     return probes.subsample_fraction(targets, fraction, seed)
   except ValueError:
@@ -296,7 +298,8 @@ def label_subset(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                   test_y: np.ndarray, *, fraction: float, seed: int,
-                  protocol: ProbeProtocol, test_groups: np.ndarray | None = None,
+                  protocol: ProbeProtocol, train_groups: np.ndarray | None = None,
+                  test_groups: np.ndarray | None = None,
                   confusion_classes: np.ndarray | None = None
                   ) -> tuple[dict[str, Any] | None, str | None]:
   """Fits one probe on a label fraction of its training windows and scores it.
@@ -309,6 +312,8 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     fraction: label fraction of the training windows.
     seed: subsample and CV seed.
     protocol: the suite's settings.
+    train_groups: `[N_train]` optional stretch of recording of each training window (see
+      `window_groups`); the probe's cross-validation keeps each stretch in one fold.
     test_groups: `[N_test]` optional group (e.g. animal) of each test window, to also score
       each group.
     confusion_classes: optional classes (rows and columns, in order) of a confusion matrix of
@@ -320,6 +325,8 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
   """
   chosen = label_subset(train_y, fraction, seed)
   train_x, train_y = train_x[chosen], train_y[chosen]
+  if train_groups is not None:
+    train_groups = train_groups[chosen]
   if len(train_y) < protocol.min_train_windows:
     return None, (f"{len(train_y)} training windows, fewer than "
                   f"min_train_windows={protocol.min_train_windows}")
@@ -333,7 +340,7 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     # from a test split; both only warn, and both are expected on small animals.
     warnings.simplefilter("ignore", UserWarning)
     warnings.simplefilter("ignore", RuntimeWarning)
-    probe = probes.fit_linear_probe(train_x, train_y, seed=seed,
+    probe = probes.fit_linear_probe(train_x, train_y, groups=train_groups, seed=seed,
                                     regularisation_grid=protocol.regularisation_grid,
                                     max_iter=protocol.max_iter)
     scores: dict[str, Any] = dict(probes.probe_scores(probe, test_x, test_y))
@@ -357,6 +364,18 @@ def summarise(values: Sequence[float]) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------
 # The probes of the protocol.
 # ----------------------------------------------------------------------------------------------
+def window_groups(table: FeatureTable) -> np.ndarray:
+  """`[N]` stretch of recording of each window, for the probes' cross-validation folds.
+
+  A stretch is one time block of one trial of one animal; windows that straddle two blocks
+  form a stretch per trial of their own. Neighbouring windows overlap (the hop is shorter
+  than a window), so a fold that holds one of them and not the other would validate on
+  near copies of its training windows.
+  """
+  _, trial_ids = np.unique(np.stack([table.animal, table.trial]), axis=1, return_inverse=True)
+  return trial_ids.reshape(-1) * (table.num_time_blocks + 1) + table.time_block + 1
+
+
 def _single_animal_folds(table: FeatureTable, rows: np.ndarray, split: str,
                          rotate: bool) -> list[tuple[np.ndarray, np.ndarray]]:
   """`(train_rows, test_rows)` of each fold of one animal's windows."""
@@ -388,6 +407,7 @@ def action_single_animal(table: FeatureTable, protocol: ProbeProtocol,
   """
   results: dict[str, Any] = {}
   splits = {}
+  groups = window_groups(table)
   for fraction in protocol.label_fractions:
     per_animal = {metric: {} for metric in METRICS}
     per_seed = {metric: {seed: [] for seed in protocol.seeds} for metric in METRICS}
@@ -408,7 +428,8 @@ def action_single_animal(table: FeatureTable, protocol: ProbeProtocol,
                                                 protocol.rotate_test_split):
           scores, reason = fit_and_score(
               table.features[train], table.label[train], table.features[test],
-              table.label[test], fraction=fraction, seed=seed, protocol=protocol)
+              table.label[test], fraction=fraction, seed=seed, protocol=protocol,
+              train_groups=groups[train])
           if scores is None:
             skipped.append(dict(probe=ACTION_SINGLE_ANIMAL, fraction=fraction, animal=animal,
                                 seed=seed, reason=reason))
@@ -479,7 +500,8 @@ def action_multi_animal(table: FeatureTable, training_animals: Sequence[str],
     for seed in protocol.seeds:
       scores, reason = fit_and_score(
           table.features[train], table.label[train], table.features[test], table.label[test],
-          fraction=fraction, seed=seed, protocol=protocol, test_groups=table.animal[test],
+          fraction=fraction, seed=seed, protocol=protocol,
+          train_groups=window_groups(table)[train], test_groups=table.animal[test],
           confusion_classes=classes)
       if scores is None:
         skipped.append(dict(probe=ACTION_MULTI_ANIMAL, fraction=fraction, seed=seed,
@@ -510,7 +532,7 @@ def identity(table: FeatureTable, protocol: ProbeProtocol,
       scores, reason = fit_and_score(
           table.features[train], table.animal[train], table.features[test],
           table.animal[test], fraction=fraction, seed=seed, protocol=protocol,
-          test_groups=table.animal[test])
+          train_groups=window_groups(table)[train], test_groups=table.animal[test])
       if scores is None:
         skipped.append(dict(probe=IDENTITY, fraction=fraction, seed=seed, reason=reason))
       else:
@@ -587,6 +609,8 @@ def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
   def merge(nodes: list[Any]) -> Any:
     present = [n for n in nodes if n is not None]
+    if not present:
+      return None
     if any(_is_summary(n) for n in present):
       summaries = [n for n in present if _is_summary(n)]
       means = [float(n["mean"]) for n in summaries]

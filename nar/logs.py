@@ -1,4 +1,4 @@
-"""Logging set-up shared by the entry points, and the reader of a run's metrics log."""
+"""Logging set-up shared by the entry points, and the writers and readers of a run's logs."""
 
 import json
 import logging as logging_std
@@ -34,14 +34,34 @@ def read_metric_curve(path: str | os.PathLike, metric: str = "loss"
 
   Returns:
     None when the file does not exist or no line holds the metric (e.g. a run that stopped
-    before its first log).
+    before its first log). A resumed run logs again the steps after its last checkpoint:
+    the latest entry of a step wins, and steps come out in order. A line cut short by an
+    interruption is skipped.
   """
   path = epath.Path(path)
   if not path.exists():
     return None
-  lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  lines = [line for line in lines if metric in line]
-  if not lines:
+  values_by_step = {}
+  for line in path.read_text().splitlines():
+    try:
+      entry = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if isinstance(entry, dict) and metric in entry and "step" in entry:
+      values_by_step[int(entry["step"])] = entry[metric]
+  if not values_by_step:
     return None
-  return (np.array([line["step"] for line in lines]),
-          np.array([line[metric] for line in lines]))
+  steps = np.array(sorted(values_by_step))
+  return steps, np.array([values_by_step[step] for step in steps])
+
+
+def write_json_atomically(path: str | os.PathLike, value) -> None:
+  """Writes `value` as JSON so that `path` is either absent or complete.
+
+  Readers treat a run's results file as the mark of a finished run; written in place, an
+  interruption could leave a truncated file that reads as finished.
+  """
+  path = epath.Path(path)
+  partial = path.parent / (path.name + ".partial")
+  partial.write_text(json.dumps(value, indent=2))
+  partial.rename(path)

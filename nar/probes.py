@@ -14,23 +14,50 @@ from sklearn import pipeline
 from sklearn import preprocessing
 
 
-def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *, seed: int = 0,
+def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
+                     groups: np.ndarray | None = None, seed: int = 0,
                      regularisation_grid=(0.01, 0.1, 1.0),
                      max_iter: int = 1000) -> pipeline.Pipeline:
-  """Fits standardisation + logistic regression, choosing C by 3-fold CV on the given data."""
+  """Fits standardisation + logistic regression, choosing C by 3-fold CV on the given data.
+
+  Args:
+    features: `[N, D]` training features.
+    targets: `[N]` training targets.
+    groups: `[N]` optional group of each sample (e.g. a trial's time block): a group lies
+      wholly in one CV fold. Overlapping windows of one stretch of recording are near copies
+      of each other; split apart, they would make the validation folds flatter the weakest
+      regularisation.
+    seed: CV fold seed (and the solver's).
+    regularisation_grid: the inverse regularisation strengths C searched.
+    max_iter: logistic-regression iterations.
+
+  Returns:
+    The fitted pipeline. With fewer than two groups (or samples of a class) to split into
+    folds, no C can be validated and the largest C of the grid is used.
+  """
   classes, counts = np.unique(targets, return_counts=True)
   if len(classes) < 2:
     raise ValueError(f"a probe needs at least two classes, got {classes.tolist()}")
-  folds = int(min(3, counts.min()))
+  if not regularisation_grid:
+    raise ValueError("the regularisation grid is empty")
   probe = pipeline.make_pipeline(
       preprocessing.StandardScaler(),
       linear_model.LogisticRegression(max_iter=max_iter, random_state=seed))
+  if groups is not None:
+    groups = np.asarray(groups)
+    if groups.shape != targets.shape:
+      raise ValueError(f"groups {groups.shape} and targets {targets.shape} differ in shape")
+  folds = int(min(3, counts.max() if groups is None else len(np.unique(groups))))
   if folds < 2:
+    probe.set_params(logisticregression__C=max(regularisation_grid))
     return probe.fit(features, targets)
+  if groups is None:
+    splitter = model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed)
+  else:
+    splitter = model_selection.StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
   search = model_selection.GridSearchCV(
-      probe, {"logisticregression__C": list(regularisation_grid)},
-      cv=model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed))
-  return search.fit(features, targets).best_estimator_
+      probe, {"logisticregression__C": list(regularisation_grid)}, cv=splitter)
+  return search.fit(features, targets, groups=groups).best_estimator_
 
 
 def probe_scores(probe, features: np.ndarray, targets: np.ndarray) -> dict[str, float]:

@@ -681,11 +681,23 @@ def _image_size(inputs: Input) -> int | None:
   return int(inputs.train_source[0]["neural_images"].shape[-1])
 
 
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Independent PRNG keys of a run: parameter init, training steps, input-layer fit.
+
+  From one root key they would collide: `nnx.Rngs(key)` makes its c-th draw with
+  `fold_in(key, c)`, training step t draws from `fold_in(key, t)`, and the fit's stream is
+  another `fold_in` of the root.
+  """
+  init, training, fit = jax.random.split(jax.random.key(seed), 3)
+  return init, training, fit
+
+
 def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
   """Initialises the model and optimiser. Returns `(graphdef, tx, state)` on the host."""
+  init_key, train_key, _ = run_keys(config.seed)
   model = ContrastiveModel(
       config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
-      neural_key=inputs.neural_key, num_rois=inputs.num_rois, rngs=nnx.Rngs(config.seed),
+      neural_key=inputs.neural_key, num_rois=inputs.num_rois, rngs=nnx.Rngs(init_key),
       image_size=_image_size(inputs),
       method=config.method, pose_frames=inputs.spec.pose_frames,
       num_states=config.behavenet_states, num_animals=len(inputs.dataset.animals),
@@ -701,7 +713,7 @@ def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
     trainable_rows = np.isin(inputs.dataset.animals, inputs.training_animals)
   tx = make_optimizer(config, trainable_rows)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                     rng=jax.random.key_data(jax.random.key(config.seed)))
+                     rng=jax.random.key_data(train_key))
   return graphdef, tx, state
 
 
@@ -775,8 +787,6 @@ def compile_train_step(graphdef, tx, config, neural_key: str, mesh: jax.sharding
 # ----------------------------------------------------------------------------------------------
 # Input layers of new animals.
 # ----------------------------------------------------------------------------------------------
-# The fit draws its augmentations from a PRNG stream of its own, apart from training's.
-_FIT_RNG_STREAM = 1
 # Batches of the fitted animals' windows on which the objective is reported before and after.
 FIT_LOSS_BATCHES = 4
 
@@ -893,7 +903,7 @@ def fit_input_layers(graphdef, params, inputs: Input, config: ml_collections.Con
                    optax.adam(learning_rate),
                    keep_animal_rows(np.isin(inputs.dataset.animals, animals)))
   adapted, frozen = nnx.split_state(params, models.AnimalParam, ...)
-  rng = jax.random.fold_in(jax.random.key(config.seed), _FIT_RNG_STREAM)
+  _, _, rng = run_keys(config.seed)  # the fit's augmentations, apart from training's
   state = jax.device_put(TrainState(step=jnp.zeros((), jnp.int32), params=adapted,
                                     opt_state=tx.init(adapted), rng=jax.random.key_data(rng)),
                          replicated)
@@ -1054,7 +1064,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results["train_steps"] = num_steps
   results["final_train_metrics"] = last_metrics
   if is_chief:
-    (workdir / "eval.json").write_text(json.dumps(results, indent=2))
+    logs.write_json_atomically(workdir / "eval.json", results)
   return results
 
 

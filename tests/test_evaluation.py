@@ -11,6 +11,7 @@ import synthetic_data
 from data_prep import tfds_builder
 from nar import evaluation
 from nar import input_pipeline
+from nar import probes
 from nar import raw_features
 from nar import shards
 from nar import windows
@@ -92,6 +93,58 @@ def test_a_class_too_rare_to_stratify_keeps_one_window():
   np.testing.assert_array_equal(np.bincount(targets[chosen]), [5, 5, 1])
 
 
+def test_an_empty_training_set_is_subsampled_to_nothing():
+  assert evaluation.label_subset(np.zeros(0, np.int64), 0.5, seed=0).shape == (0,)
+
+
+def test_an_animal_without_training_windows_is_skipped_at_every_label_fraction():
+  table = synthetic_table("label")
+  # fly1 keeps its last time block only: nothing to train its single-animal probe on.
+  keep = (table.animal != 1) | (table.time_block == table.num_time_blocks - 1)
+  sparse = evaluation.FeatureTable(
+      **{name: getattr(table, name)[keep] for name in
+         ("features", "label", "animal", "trial", "centre_frame", "time_block")},
+      num_time_blocks=table.num_time_blocks, animals=table.animals,
+      class_names=table.class_names)
+  results = run(sparse)
+  for fraction in ("0.5", "1.0"):
+    per_animal = results[evaluation.ACTION_SINGLE_ANIMAL][fraction]["accuracy"]["per_animal"]
+    assert "fly1" not in per_animal and len(per_animal) == 3
+
+
+def test_a_probe_validates_its_regularisation_on_stretches_it_did_not_train_on():
+  # Each stretch of recording is one class and has features of its own: a probe that
+  # memorises the stretches looks perfect on folds that split them, and fails on new ones.
+  rng = np.random.default_rng(0)
+  stretches = np.repeat(np.arange(12), 20)
+  targets = stretches % 2
+  features = 3 * rng.standard_normal((12, 30))[stretches] + 0.1 * rng.standard_normal((240, 30))
+  grid = (1e-4, 1.0, 100.0)
+  memorising = probes.fit_linear_probe(features, targets, regularisation_grid=grid)
+  grouped = probes.fit_linear_probe(features, targets, groups=stretches, regularisation_grid=grid)
+  assert memorising[-1].C > 1e-4 and grouped[-1].C == 1e-4
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_the_regularisation_always_comes_from_the_grid():
+  targets = np.array([0] * 12 + [1] * 12 + [2])  # class 2: a single window
+  features = np.random.default_rng(0).standard_normal((25, 3))
+  assert probes.fit_linear_probe(features, targets, regularisation_grid=(0.01,))[-1].C == 0.01
+  one_stretch = np.zeros(25, np.int64)  # nothing to validate on: the largest C of the grid
+  assert probes.fit_linear_probe(features, targets, groups=one_stretch,
+                                 regularisation_grid=(0.01, 0.3))[-1].C == 0.3
+
+
+def test_window_groups_are_the_time_blocks_of_each_trial():
+  table = synthetic_table("label")
+  groups = evaluation.window_groups(table)
+  for group in np.unique(groups):
+    members = groups == group
+    assert len(np.unique(table.trial[members])) == 1
+    assert len(np.unique(table.time_block[members])) == 1
+  assert len(np.unique(groups)) == len(np.unique(table.trial)) * table.num_time_blocks
+
+
 def test_a_class_missing_from_probe_training_is_scored_as_an_error():
   rng = np.random.default_rng(3)
   table = synthetic_table("label")
@@ -164,6 +217,13 @@ def test_aggregate_runs_gives_mean_and_std_over_runs():
   other_fold["held_out_animals"] = ["fly2"]
   assert evaluation.aggregate_runs([_fake_run(0, 0, 0), other_fold])["held_out_animals"] == \
       {"per_run": [["fly3"], ["fly2"]]}
+
+
+def test_aggregate_runs_keeps_a_setting_that_every_run_leaves_unset():
+  runs = [_fake_run(50, 40, 20), _fake_run(70, 60, 30)]
+  for run_results in runs:
+    run_results["protocol"] = {"probe_threads": None, "seeds": [0]}
+  assert evaluation.aggregate_runs(runs)["protocol"] == {"probe_threads": None, "seeds": [0]}
 
 
 def test_format_table_has_the_seed_columns():

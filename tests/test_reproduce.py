@@ -16,6 +16,7 @@ from experiments import report
 from experiments.configs import common
 from experiments.configs import reproduce as presets
 from nar import evaluation
+from nar import input_pipeline
 from nar import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -165,6 +166,17 @@ def test_fields_added_later_name_config_fields():
       node = node[part]
 
 
+def test_the_reported_folds_are_not_the_folds_the_settings_were_chosen_on():
+  animals = [f"animal{i}" for i in range(8)]  # the default dataset's count
+  tuning = {input_pipeline.split_animals(animals, 2, seed)[1] for seed in range(3)}
+  reported = [input_pipeline.split_animals(animals, 2, run.config.data.split_seed)[1]
+              for run in reproduce.plan_runs(presets.get_config("cpu"), num_seeds=3,
+                                             out_dir="/tmp/never_written")
+              if run.row == "ours"]
+  assert len(reported) == 3 and not tuning & set(reported)
+  assert len(set(sum(reported, ()))) == 6  # three disjoint pairs
+
+
 def test_the_plan_covers_every_method_ablation_and_fold():
   preset = presets.get_config("cpu")
   runs = reproduce.plan_runs(preset, num_seeds=3, out_dir="/tmp/never_written")
@@ -172,7 +184,8 @@ def test_the_plan_covers_every_method_ablation_and_fold():
   assert len(runs) == 3 * rows + len(preset.ablations) * preset.ablation_seeds
   assert set(preset.methods) == {"ours"} | set(presets.baselines.BASELINES)
   for run in runs:
-    assert run.config.seed == run.config.data.split_seed == run.seed
+    assert run.config.seed == run.seed
+    assert run.config.data.split_seed == reproduce.REPORT_SPLIT_SEED_OFFSET + run.seed
   topk = next(r for r in runs if r.row == "swap_topk")
   assert topk.config.swap.mode == "topk" and preset.training.swap.mode == "exact"
   assert runs[0].seed == 0 and runs[-1].group == reproduce.ABLATION

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+from flax import nnx
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -274,3 +275,14 @@ def test_config_names_resolve_to_config_files():
   assert resolved[2] == "--x=1"
   with pytest.raises(SystemExit, match="unknown config 'nope'"):
     train_entry.resolve_config_argument(["prog", "--config=nope"])
+
+
+def test_initialisation_training_and_fit_draw_from_separate_keys():
+  init, training, fit = train.run_keys(0)
+  rngs = nnx.Rngs(init)
+  draws = {tuple(jax.random.key_data(rngs.params()).tolist()) for _ in range(8)}
+  for stream in (training, fit):
+    steps = {tuple(jax.random.key_data(jax.random.fold_in(stream, t)).tolist())
+             for t in range(8)}
+    assert not draws & steps
+  assert len({tuple(jax.random.key_data(k).tolist()) for k in (init, training, fit)}) == 3
