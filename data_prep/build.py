@@ -20,7 +20,9 @@ _NAME = flags.DEFINE_string("name", "default", "Name of the dataset inside data_
 _LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "mc2p", "trial_files"],
                             "Layout of input_dir.")
 _SEGMENT_SECONDS = flags.DEFINE_float("segment_seconds", 2.0, "Seconds of a stored segment.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing dataset of that name.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace an existing dataset of that name; without it, one is "
+                               "an error.")
 
 
 def main(argv):

@@ -6,6 +6,7 @@ keeps every trial's error, and raises one `DatasetReadError` listing all of them
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable, Mapping, Sequence, TypeVar
 
@@ -36,8 +37,36 @@ def file_error(path: str | os.PathLike, problem: str) -> recording.RecordingErro
   return recording.RecordingError(str(path), [problem])
 
 
+def adopt_class_names(recordings: Sequence[recording.Recording],
+                      names_classes: Sequence[bool]) -> list[recording.Recording]:
+  """Gives the trials that name no behaviour classes the vocabulary of those that do.
+
+  A trial stored without class names and without labels is read with the default
+  `recording.MC2P_CLASS_NAMES`, but every frame of it is unlabelled, so any vocabulary fits
+  it. Without this, such a trial could not join a dataset of another vocabulary.
+
+  Args:
+    recordings: the recordings of a dataset.
+    names_classes: for each recording, whether its files name its classes (or label it).
+
+  Returns:
+    The recordings, those that name no classes with the class names of the others when
+    these agree on one vocabulary. Otherwise unchanged (`check_recording_set` reports the
+    disagreement).
+  """
+  named = {rec.class_names for rec, names in zip(recordings, names_classes) if names}
+  if len(named) != 1:
+    return list(recordings)
+  (vocabulary,) = named
+  return [rec if names or rec.class_names == vocabulary
+          else dataclasses.replace(rec, class_names=vocabulary)
+          for rec, names in zip(recordings, names_classes)]
+
+
 def read_all(items: Sequence[Item], read_one: Callable[[Item], recording.Recording], *,
-             source: str, desc: str = "Reading trials") -> list[recording.Recording]:
+             source: str, desc: str = "Reading trials",
+             names_classes: Callable[[Item], bool] | None = None
+             ) -> list[recording.Recording]:
   """Reads every item and checks that the recordings form one dataset.
 
   Args:
@@ -45,6 +74,9 @@ def read_all(items: Sequence[Item], read_one: Callable[[Item], recording.Recordi
     read_one: reads one item; raises `RecordingError` (or `OSError`) when it cannot.
     source: the dataset's name in error messages (its folder).
     desc: label of the progress bar.
+    names_classes: after all items are read, whether an item names its behaviour classes;
+      those that do not take the vocabulary of the others (`adopt_class_names`). None:
+      every item does.
 
   Returns:
     The recordings, in the order of `items`.
@@ -70,6 +102,8 @@ def read_all(items: Sequence[Item], read_one: Callable[[Item], recording.Recordi
       problems.extend(f"{where}: {problem}" for problem in error.problems)
     header = f"{len(trial_errors)} of {len(items)} trial(s) could not be read"
     raise DatasetReadError(f"{source} ({header})", problems, trial_errors)
+  if names_classes is not None:
+    recordings = adopt_class_names(recordings, [names_classes(item) for item in items])
   try:
     recording.check_recording_set(recordings, source=source)
   except recording.RecordingError as error:

@@ -212,11 +212,30 @@ def _load_npy(path: pathlib.Path, *, mmap: bool = False) -> np.ndarray:
     raise _FileProblem(path, f"is not a readable .npy array: {error}") from None
 
 
+def _read_text(path: pathlib.Path) -> str:
+  # utf-8-sig drops the byte-order mark that Excel and Windows editors write, which would
+  # otherwise become part of the first name or header.
+  return path.read_text(encoding="utf-8-sig")
+
+
 def _load_json(path: pathlib.Path) -> Any:
   try:
-    return json.loads(path.read_text())
+    return json.loads(_read_text(path))
   except (OSError, ValueError) as error:
     raise _FileProblem(path, f"is not readable JSON: {error}") from None
+
+
+def _read_metadata(path: pathlib.Path) -> dict[str, Any]:
+  """The settings of `metadata.json`: a JSON object (an empty one gives the defaults)."""
+  metadata = _load_json(path)
+  if not isinstance(metadata, dict):
+    # [], null, 0 or "" are not "no settings": the file is not what it should be.
+    kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(metadata), "null")
+    raise _FileProblem(path, f"must hold a JSON object of settings (e.g. "
+                       f'{{"fps_behaviour": 100, "fps_neural": 16}}, or {{}} for the '
+                       f"defaults), got {kind}; fix the file or remove it")
+  return metadata
 
 
 # ----------------------------------------------------------------------------------------
@@ -351,7 +370,7 @@ def _read_class_names_file(path: pathlib.Path) -> list[str]:
     names = _load_json(path)
   else:
     try:
-      names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+      names = [line.strip() for line in _read_text(path).splitlines() if line.strip()]
     except (OSError, ValueError) as error:
       raise _FileProblem(path, f"cannot be read: {error}") from None
   if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -408,29 +427,40 @@ def _read_label_bouts(path: pathlib.Path, num_frames: int, vocabulary: Sequence[
   trials; only the rows of this trial are used.
   """
   try:
-    with open(path, newline="") as f:
+    # utf-8-sig: a byte-order mark (Excel) would otherwise join the first column's name.
+    with open(path, newline="", encoding="utf-8-sig") as f:
       reader = csv.DictReader(f)
-      rows = list(reader)
+      # The file line of every row (line_num counts lines, so blank lines and multi-line
+      # fields too), kept for the messages after rows of other trials are dropped.
+      rows = [(reader.line_num, row) for row in reader]
       columns = list(reader.fieldnames or ())
   except (OSError, UnicodeDecodeError, csv.Error) as error:
     raise _FileProblem(path, f"is not a readable CSV: {error}") from None
   missing = [c for c in BOUT_COLUMNS if c not in columns]
   if missing:
     raise _FileProblem(path, f"missing column(s) {missing}; needs {list(BOUT_COLUMNS)}")
-  if "fly" in columns and "trial" in columns:
-    rows = [r for r in rows
+  filtered = "fly" in columns and "trial" in columns
+  needed = BOUT_COLUMNS + (("fly", "trial") if filtered else ())
+  # csv.DictReader fills the columns a short row lacks with None.
+  short = [f"line {line}: no value for column(s) {[c for c in needed if row[c] is None]}; "
+           f"every row needs {list(needed)}" for line, row in rows
+           if any(row[c] is None for c in needed)]
+  if short:
+    raise _FileProblem(path, "; ".join(short))
+  if filtered:
+    rows = [(line, r) for line, r in rows
             if r["fly"] == animal_id and r["trial"].strip().isdigit()
             and int(r["trial"]) == int(trial_id)]
   labels = np.full(num_frames, recording.UNLABELLED, np.int32)
   covered = np.zeros(num_frames, np.bool_)
   problems = []
-  names = [row["behaviour"] for row in rows]
+  names = [row["behaviour"] for _, row in rows]
   try:
     indices = _indices_in_vocabulary(names, vocabulary, path)
   except _FileProblem as problem:
     problems.append(problem.problem)
     indices = None
-  for line, row in enumerate(rows, start=2):
+  for row_index, (line, row) in enumerate(rows):
     try:
       start, end = int(row["start_frame"]), int(row["end_frame"])
     except (TypeError, ValueError):
@@ -446,7 +476,7 @@ def _read_label_bouts(path: pathlib.Path, num_frames: int, vocabulary: Sequence[
       continue
     covered[start:end] = True
     if indices is not None:
-      labels[start:end] = indices[line - 2]
+      labels[start:end] = indices[row_index]
   if problems:
     raise _FileProblem(path, "; ".join(problems))
   return labels
@@ -495,7 +525,17 @@ def read_trial(folder: str | os.PathLike, *,
     RecordingError: with the trial folder as source, one line per problem, each naming the
       file concerned (relative to the folder).
   """
-  folder = pathlib.Path(folder)
+  return _read_trial(pathlib.Path(folder), class_names)[0]
+
+
+def _read_trial(folder: pathlib.Path, class_names: Sequence[str] | None
+                ) -> tuple[Recording, bool]:
+  """The recording of a trial folder, and whether the folder names its behaviour classes.
+
+  A folder names its classes when its `metadata.json` has `class_names` or it holds class
+  names or labels; one that does neither fits any vocabulary (see
+  `errors.adopt_class_names`).
+  """
   if not folder.is_dir():
     raise errors.file_error(folder, "is not a folder")
   match = TRIAL_FOLDER_PATTERN.match(folder.name)
@@ -529,11 +569,9 @@ def read_trial(folder: str | os.PathLike, *,
   behaviour_times_path = find((BEHAVIOUR_TIMESTAMPS_NAME,), "behaviour timestamps")
   neural_times_path = find((NEURAL_TIMESTAMPS_NAME,), "neural timestamps")
 
-  metadata = (attempt(_load_json, metadata_path) if metadata_path else None) or {}
+  # None only when metadata.json is unreadable or not an object: its problem is recorded.
+  metadata = (attempt(_read_metadata, metadata_path) if metadata_path else None) or {}
   metadata_name = os.path.relpath(metadata_path, folder) if metadata_path else METADATA_NAME
-  if not isinstance(metadata, dict):
-    problems.append(f"{metadata_name}: must hold a JSON object, got {type(metadata).__name__}")
-    metadata = {}
   stored_names = metadata.get("class_names")
   if stored_names is not None and (
       not isinstance(stored_names, list) or not stored_names
@@ -594,8 +632,10 @@ def read_trial(folder: str | os.PathLike, *,
       "fps_behaviour": metadata_path, "fps_neural": metadata_path,
       "class_names": metadata_path,
   }
+  names_classes = bool(stored_names or class_names_path or label_array_path
+                       or label_bouts_path)
   try:
-    return Recording(
+    rec = Recording(
         animal_id=animal_id, trial_id=trial_id, behaviour=pose, sync=sync, labels=labels,
         class_names=vocabulary, fps_behaviour=fps["fps_behaviour"],
         fps_neural=fps["fps_neural"], neural_images=images, roi_traces=roi_traces,
@@ -605,6 +645,7 @@ def read_trial(folder: str | os.PathLike, *,
         source=str(folder))
   except RecordingError as error:
     raise RecordingError(str(folder), _attribute_problems(error.problems, files, folder)) from None
+  return rec, names_classes
 
 
 def find_trial_folders(root: str | os.PathLike) -> list[pathlib.Path]:
@@ -639,7 +680,9 @@ def read_directory(root: str | os.PathLike, *,
     class_names: behaviour vocabulary, as in `read_trial`.
 
   Returns:
-    One recording per trial folder, sorted by folder name.
+    One recording per trial folder, sorted by folder name. Without `class_names`, a trial
+    that names no classes (no `class_names` in its `metadata.json`, no class names file)
+    and holds no labels takes the class names of the other trials (when they agree on them).
 
   Raises:
     DatasetReadError: listing every bad trial with its problems, or the problems of the set
@@ -647,5 +690,11 @@ def read_directory(root: str | os.PathLike, *,
       list.
   """
   folders = find_trial_folders(root)
-  return errors.read_all(folders, lambda folder: read_trial(folder, class_names=class_names),
-                         source=str(root), desc="Reading MC2P trials")
+  names_classes: dict[pathlib.Path, bool] = {}
+
+  def read_one(folder: pathlib.Path) -> Recording:
+    rec, names_classes[folder] = _read_trial(folder, class_names)
+    return rec
+
+  return errors.read_all(folders, read_one, source=str(root), desc="Reading MC2P trials",
+                         names_classes=names_classes.get)

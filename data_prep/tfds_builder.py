@@ -30,6 +30,7 @@ import functools
 import os
 from typing import Iterator, Sequence
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
@@ -257,20 +258,39 @@ def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, 
     data_dir: TFDS data directory (local or remote path).
     config_name: the dataset's name inside `data_dir`.
     segment_seconds: length of a stored segment.
-    overwrite: replace a complete dataset of the same name.
+    overwrite: replace a complete dataset of the same name; without it such a dataset is
+      an error (to reuse a built dataset, open it with `nar.shards.open_dataset`).
     shard_bytes: about how much data each shard file holds.
 
   Returns:
     The directory of the built dataset (pass it to `nar.shards.open_dataset`).
+
+  Raises:
+    ValueError: if there are no recordings.
+    FileExistsError: if a complete dataset of that name exists and not `overwrite`.
   """
+  if not recordings:
+    raise ValueError(f"no recordings to build into dataset {config_name!r} of {data_dir}: "
+                     "read them first (data_prep.readers.read_recordings) and check that "
+                     "the input folder holds trials")
+  # TFDS builds in a temporary directory renamed into place at the end, so the version
+  # directory exists only for a complete build. It is looked at before the builder is made:
+  # the builder would read the existing dataset's features, which need not match these
+  # recordings.
+  dataset_dir = epath.Path(data_dir) / shards_lib.BUILDER_NAME / config_name / _VERSION
+  if dataset_dir.exists():
+    if not overwrite:
+      # Reusing it would silently ignore `recordings`.
+      raise FileExistsError(
+          f"{dataset_dir} already holds a built dataset {config_name!r}; pass overwrite=True "
+          "(--overwrite for python -m data_prep.build) to replace it with these recordings, "
+          "choose another name (config_name, --name) or data_dir, or open the existing one "
+          "with nar.shards.open_dataset")
+    dataset_dir.rmtree()
   config = tfds.core.BuilderConfig(name=config_name, description=f"NAR dataset {config_name}")
   builder = NarRecordings(recordings=recordings, segment_seconds=segment_seconds,
                           shard_bytes=shard_bytes, data_dir=data_dir, config=config)
-  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
-          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-  if overwrite and os.path.isdir(builder.data_dir):
-    import shutil  # pylint: disable=g-import-not-at-top
-    shutil.rmtree(builder.data_dir)
+  mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
   return builder.data_dir
 

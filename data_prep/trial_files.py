@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import pathlib
 from typing import Any, Callable, Sequence
+import zipfile
+import zlib
 
 import h5py
 import numpy as np
@@ -128,7 +130,13 @@ def _load(path: pathlib.Path) -> dict[str, Any]:
   """Every key of a trial file: arrays (and, for HDF5, root attributes)."""
   if path.suffix.lower() == ".npz":
     try:
-      with np.load(path, allow_pickle=False) as npz:
+      npz = np.load(path, allow_pickle=False)
+      if not isinstance(npz, np.lib.npyio.NpzFile):
+        # np.load reads by content: a lone .npy array renamed to .npz comes back as an array.
+        raise errors.file_error(
+            path, "is a single .npy array, not an .npz archive of named arrays; save the "
+            "trial with np.savez(path, behaviour=..., sync=..., ...)")
+      with npz:
         contents = {}
         for key in npz.files:
           try:
@@ -139,8 +147,11 @@ def _load(path: pathlib.Path) -> dict[str, Any]:
         return contents
     except RecordingError:
       raise
-    except (OSError, ValueError, EOFError) as error:
-      raise errors.file_error(path, f"is not a readable .npz file: {error}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+      # A truncated or damaged archive (zipfile.BadZipFile) is one bad trial, to be reported
+      # with the others, not a crash of the whole read.
+      raise errors.file_error(path, f"is not a readable .npz file ({type(error).__name__}: "
+                              f"{error}); write it again or remove it") from None
   try:
     with h5py.File(path, "r") as f:
       contents = {key: value for key, value in f.attrs.items()}
@@ -242,7 +253,8 @@ def read_trial_file(path: str | os.PathLike, *,
   Args:
     path: the trial file.
     class_names: the behaviour vocabulary to express the labels in (matched by name with
-      the file's `class_names`). None: the file's `class_names`.
+      the file's `class_names`; a file with neither `class_names` nor `labels` takes it
+      as given). None: the file's `class_names`.
 
   Returns:
     The validated recording; its `source` is the file.
@@ -250,7 +262,16 @@ def read_trial_file(path: str | os.PathLike, *,
   Raises:
     RecordingError: with the file as source, one line per problem, naming the key.
   """
-  path = pathlib.Path(path)
+  return _read_trial_file(pathlib.Path(path), class_names)[0]
+
+
+def _read_trial_file(path: pathlib.Path, class_names: Sequence[str] | None
+                     ) -> tuple[Recording, bool]:
+  """The recording of a trial file, and whether the file names its behaviour classes.
+
+  A file names its classes when it holds `class_names` or `labels`; one that holds neither
+  fits any vocabulary (see `errors.adopt_class_names`).
+  """
   contents = _load(path)
   problems: list[str] = []
 
@@ -327,8 +348,14 @@ def read_trial_file(path: str | os.PathLike, *,
   keypoint_mask = get("keypoint_mask", _as_bool)
   rest = get("rest", _as_bool)
 
+  names_classes = "class_names" in contents or "labels" in contents
   names = file_class_names
-  if class_names is not None and tuple(class_names) != tuple(file_class_names):
+  if class_names is not None and not names_classes:
+    # Nothing to match: an unannotated trial without class names takes the vocabulary as
+    # given, like a trial folder of mc2p.read_trial. Checking the default MC2P names against
+    # it would refuse every custom vocabulary.
+    names = tuple(class_names)
+  elif class_names is not None and tuple(class_names) != tuple(file_class_names):
     names = tuple(class_names)
     lookup = {name: index for index, name in enumerate(names)}
     unknown = sorted(set(file_class_names) - set(lookup))
@@ -345,7 +372,7 @@ def read_trial_file(path: str | os.PathLike, *,
   if problems:
     raise RecordingError(str(path), problems)
   try:
-    return Recording(
+    rec = Recording(
         animal_id=animal_id, trial_id=trial_id, behaviour=behaviour, sync=sync, labels=labels,
         class_names=names, fps_behaviour=fps_behaviour, fps_neural=fps_neural,
         neural_images=neural_images, roi_traces=roi_traces, keypoint_mask=keypoint_mask,
@@ -357,6 +384,7 @@ def read_trial_file(path: str | os.PathLike, *,
     problems = [f"key {behaviour_key!r}: {p}" if behaviour_key == POSE_ALIAS
                 and p.startswith("behaviour ") else p for p in error.problems]
     raise RecordingError(str(path), problems) from None
+  return rec, names_classes
 
 
 def find_trial_files(root: str | os.PathLike, *, required: bool = True) -> list[pathlib.Path]:
@@ -383,7 +411,9 @@ def read_trial_files(root: str | os.PathLike, *,
     class_names: behaviour vocabulary, as in `read_trial_file`.
 
   Returns:
-    One recording per file, sorted by path.
+    One recording per file, sorted by path. Without `class_names`, a file that holds
+    neither `class_names` nor `labels` takes the class names of the other files (when they
+    agree on them).
 
   Raises:
     DatasetReadError: listing every bad file with its problems, or the problems of the set
@@ -391,5 +421,11 @@ def read_trial_files(root: str | os.PathLike, *,
       list.
   """
   files = find_trial_files(root)
-  return errors.read_all(files, lambda f: read_trial_file(f, class_names=class_names),
-                         source=str(root), desc="Reading trial files")
+  names_classes: dict[pathlib.Path, bool] = {}
+
+  def read_one(path: pathlib.Path) -> Recording:
+    rec, names_classes[path] = _read_trial_file(path, class_names)
+    return rec
+
+  return errors.read_all(files, read_one, source=str(root), desc="Reading trial files",
+                         names_classes=names_classes.get)

@@ -151,7 +151,8 @@ class ImageSequenceEncoder(nnx.Module):
 
   def __init__(self, *, channels: Sequence[int] = (16, 32, 64), width: int = 64,
                num_blocks: int = 1, kernel_size: int = 3, features: int = 64,
-               spatial_pooling: str = "mean", image_size: int | None = None,
+               spatial_pooling: str = "mean",
+               image_shape: tuple[int, int] | None = None,
                dtype=jnp.float32, rngs: nnx.Rngs):
     if spatial_pooling not in self.POOLINGS:
       raise ValueError(f"spatial_pooling must be one of {self.POOLINGS}, got "
@@ -163,12 +164,12 @@ class ImageSequenceEncoder(nnx.Module):
     self.spatial_pooling = spatial_pooling
     frame_dim = channels[-1]
     if spatial_pooling == "flatten":
-      if image_size is None:
-        raise ValueError("spatial_pooling='flatten' needs the image_size")
-      side = image_size
+      if image_shape is None:
+        raise ValueError("spatial_pooling='flatten' needs the image_shape (height, width)")
+      height, width_px = image_shape
       for _ in channels:
-        side = -(-side // 2)  # SAME padding, stride 2
-      frame_dim = side * side * channels[-1]
+        height, width_px = -(-height // 2), -(-width_px // 2)  # SAME padding, stride 2
+      frame_dim = height * width_px * channels[-1]
     self.temporal = TemporalEncoder(frame_dim, width=width, num_blocks=num_blocks,
                                     kernel_size=kernel_size, features=features, dtype=dtype,
                                     rngs=rngs)

@@ -60,7 +60,8 @@ class Recording:
       NaN where a keypoint is missing; `[T_b, D]` float32 for the vector formats ("vector",
       "keypoints_2d"), NaN where a value is missing.
     sync: `[T_b]` int64, the neural frame index recorded at every behaviour frame
-      (non-decreasing, within the neural recording).
+      (non-decreasing, within the neural recording). Other integer dtypes are accepted and
+      stored as int64.
     labels: `[T_b]` int32 index into `class_names`, `UNLABELLED` (-1) where unannotated.
     class_names: names of the behaviour classes.
     fps_behaviour: behaviour frame rate in Hz.
@@ -119,6 +120,12 @@ class Recording:
     # A tuple, so that recordings of a dataset can be compared by value.
     object.__setattr__(self, "behaviour_swap_weights",
                        behaviour_lib.swap_weights_tuple(self.behaviour_swap_weights))
+    sync = self.sync
+    if (isinstance(sync, np.ndarray) and sync.dtype.kind in "iu" and sync.dtype != np.int64
+        and not _beyond_int64(sync)):
+      # Unsigned indices wrap on subtraction (a decrease would pass unseen, and window
+      # offsets would overflow), so every later stage gets int64.
+      object.__setattr__(self, "sync", sync.astype(np.int64))
     if self.keypoint_mask is None and isinstance(self.behaviour, np.ndarray):
       if self.behaviour.ndim >= 2:
         finite = np.isfinite(self.behaviour.reshape(self.behaviour.shape[:2] + (-1,)))
@@ -166,6 +173,12 @@ class Recording:
     if self.neural_timestamps is not None:
       return np.asarray(self.neural_timestamps, np.float64)
     return np.arange(self.num_neural_frames) / self.fps_neural
+
+
+def _beyond_int64(array: np.ndarray) -> bool:
+  """Whether an integer array holds values that int64 cannot (only unsigned ones can)."""
+  return (array.dtype.kind == "u" and array.size > 0
+          and array.max() > np.uint64(np.iinfo(np.int64).max))
 
 
 def _check_timestamps(name, stamps, length, problems):
@@ -281,9 +294,15 @@ def recording_problems(rec: Recording) -> list[str]:
         f"sync must have shape ({num_frames},) like behaviour, got {getattr(sync, 'shape', None)}")
   elif not np.issubdtype(sync.dtype, np.integer):
     problems.append(f"sync must hold integer frame indices, got {sync.dtype}")
+  elif _beyond_int64(sync):
+    problems.append(f"sync indices must lie in [0, {num_neural}) (the neural frames), "
+                    f"got {sync.max()}, beyond the int64 range")
   elif num_frames:
-    if np.any(np.diff(sync) < 0):
-      first = int(np.argmax(np.diff(sync) < 0))
+    # Checked as int64: differences of unsigned indices wrap around and hide a decrease.
+    sync = sync.astype(np.int64, copy=False)
+    steps = np.diff(sync)
+    if np.any(steps < 0):
+      first = int(np.argmax(steps < 0))
       problems.append(f"sync decreases at behaviour frame {first + 1}")
     if sync.min() < 0 or (num_neural is not None and sync.max() >= num_neural):
       problems.append(

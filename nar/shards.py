@@ -12,8 +12,8 @@ import collections
 import dataclasses
 import functools
 import os
-import tempfile
 from typing import Sequence
+import uuid
 
 from etils import epath
 import numpy as np
@@ -46,9 +46,19 @@ def write_behaviour_index(path: str, recordings: Sequence[recording_lib.Recordin
       "labels": np.concatenate([r.labels for r in recordings]).astype(np.int32),
   }
   directory = os.path.dirname(path) or "."
-  with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as f:
-    np.savez(f, **arrays)
-  os.replace(f.name, path)
+  temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+  # os.open applies the umask to 0o666 like any new file; a NamedTemporaryFile would be
+  # 0o600 and keep the other users of a shared data directory from reading the index.
+  descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+  try:
+    with os.fdopen(descriptor, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(temporary, path)
+  except BaseException:
+    # Also on KeyboardInterrupt: no half-written file may be left beside the dataset.
+    if os.path.exists(temporary):
+      os.remove(temporary)
+    raise
 
 
 @dataclasses.dataclass(frozen=True)

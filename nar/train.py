@@ -9,6 +9,7 @@ together, resumed automatically), metrics, and a final linear-probe evaluation w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import time
@@ -62,7 +63,7 @@ class ContrastiveModel(nnx.Module):
 
   def __init__(self, config: ml_collections.ConfigDict, *, pose_dim: int, neural_key: str,
                num_rois: int | None, rngs: nnx.Rngs, method: str = "contrastive",
-               image_size: int | None = None,
+               image_shape: tuple[int, int] | None = None,
                pose_frames: int = 32, num_states: int = 0, num_animals: int = 0,
                decoder: str = "conv", domain_penalty: str = "none",
                roi_counts: Sequence[int] | None = None,
@@ -82,7 +83,7 @@ class ContrastiveModel(nnx.Module):
       self.neural_encoder = models.ImageSequenceEncoder(
           channels=tuple(config.image_channels), width=config.width,
           num_blocks=config.num_blocks, features=config.features,
-          spatial_pooling=config.spatial_pooling, image_size=image_size, dtype=dtype,
+          spatial_pooling=config.spatial_pooling, image_shape=image_shape, dtype=dtype,
           rngs=rngs)
     elif self.per_animal_input:
       self.neural_encoder = models.PerAnimalTraceEncoder(
@@ -517,7 +518,9 @@ def evaluate(graphdef, params, inputs: Input, config, mesh,
     (`action_held_out_animals`, at label fraction 1.0, when animals are held out) and the
     identity scores on held-out time (`identity_held_out_time`), with their chance levels.
   """
-  @jax.jit
+  # Replicated features: every process of a multi-host run reads all of them (a batch-sharded
+  # output would span devices other processes own).
+  @functools.partial(jax.jit, out_shardings=jax.sharding.NamedSharding(mesh, jax.P()))
   def encode_on_mesh(params, neural, animal):
     return nnx.merge(graphdef, params).encode_neural(neural, animal)
 
@@ -617,6 +620,16 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
                      "augment.neural_enabled=False both are the window itself. Switch the "
                      "neural augmentations on" + (
                          "" if config.method == "simclr" else ", or set neural_view_weight=0"))
+  if config.optim.temperature <= 0:
+    # Zero divides the similarities into NaN; a negative value reverses the objective.
+    raise ValueError(f"optim.temperature must be > 0, got {config.optim.temperature!r}")
+  if not 0.0 <= config.swap.probability <= 1.0:
+    raise ValueError(f"swap.probability must lie in [0, 1], got {config.swap.probability!r}")
+  if config.swap.temperature <= 0:
+    raise ValueError(f"swap.temperature must be > 0, got {config.swap.temperature!r}")
+  if config.swap.pool_chunk <= 0 or config.swap.pool_chunk % swap.FRAME_BLOCK:
+    raise ValueError(f"swap.pool_chunk must be a positive multiple of {swap.FRAME_BLOCK} (the "
+                     f"swap draws blocks of that many frames), got {config.swap.pool_chunk!r}")
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
                      f"{config.swap.neural_probability!r}")
@@ -675,10 +688,11 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
                            axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def _image_size(inputs: Input) -> int | None:
+def _image_shape(inputs: Input) -> tuple[int, int] | None:
   if inputs.neural_key != "neural_images":
     return None
-  return int(inputs.train_source[0]["neural_images"].shape[-1])
+  height, width = inputs.train_source[0]["neural_images"].shape[-2:]
+  return int(height), int(width)
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -698,7 +712,7 @@ def create_train_state(config: ml_collections.ConfigDict, inputs: Input):
   model = ContrastiveModel(
       config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
       neural_key=inputs.neural_key, num_rois=inputs.num_rois, rngs=nnx.Rngs(init_key),
-      image_size=_image_size(inputs),
+      image_shape=_image_shape(inputs),
       method=config.method, pose_frames=inputs.spec.pose_frames,
       num_states=config.behavenet_states, num_animals=len(inputs.dataset.animals),
       decoder=config.regression_decoder, domain_penalty=config.domain_penalty,

@@ -371,6 +371,69 @@ def test_unreadable_metadata(trial_folder):
   assert "metadata.json: is not readable JSON" in _read_error(mc2p.read_trial, trial_folder)
 
 
+@pytest.mark.parametrize("content", ["[]", "null", "0", '""'])
+def test_metadata_that_is_not_a_json_object(trial_folder, content):
+  (trial_folder / "metadata.json").write_text(content)
+  # Falsy JSON must not pass for "no settings".
+  assert "metadata.json: must hold a JSON object of settings" in _read_error(
+      mc2p.read_trial, trial_folder)
+
+
+def test_a_bout_row_with_missing_fields_is_reported_with_its_line(trial_folder):
+  # A short row has no behaviour (None); with an unknown label beside it, sorting the names
+  # used to crash the whole read with a TypeError naming no file.
+  (trial_folder / "behaviour_labels.csv").write_text(
+      "start_frame,end_frame,behaviour\n0,5,walkin\n5,9\n")
+  with pytest.raises(errors.DatasetReadError) as error:
+    readers.read_recordings(trial_folder.parent)
+  message = str(error.value)
+  assert "1 of 1 trial(s) could not be read" in message
+  assert (f"{trial_folder}: behaviour_labels.csv: line 3: no value for column(s) "
+          "['behaviour']") in message
+
+
+def test_errors_of_a_multi_trial_bout_table_give_file_lines(trial_folder):
+  (trial_folder / "behaviour_labels.csv").write_text(
+      "fly,trial,start_frame,end_frame,behaviour\n"
+      f"{ANIMAL},2,0,50,resting\n"
+      "\n"
+      f"200901_G23xU1_Fly2,1,30,50,resting\n"
+      f"{ANIMAL},1,0,20,walking\n"
+      f"{ANIMAL},1,10,30,resting\n")
+  message = _read_error(mc2p.read_trial, trial_folder)
+  # Lines of the file (blank line included), not positions among this trial's rows.
+  assert "behaviour_labels.csv: line 6: bout [10, 30) overlaps an earlier bout" in message
+
+
+def test_files_with_a_byte_order_mark_are_read(trial_folder):
+  rec = _recording()
+  csv_path = trial_folder / "behaviour_labels.csv"
+  # Excel writes UTF-8 with a byte-order mark, which must not join the first header.
+  csv_path.write_text(csv_path.read_text(), encoding="utf-8-sig")
+  np.testing.assert_array_equal(mc2p.read_trial(trial_folder).labels, rec.labels)
+  csv_path.unlink()
+  file_names = list(reversed(recording_lib.MC2P_CLASS_NAMES))
+  (trial_folder / "class_names.txt").write_text("\n".join(file_names) + "\n",
+                                                encoding="utf-8-sig")
+  file_labels = np.where(rec.labels >= 0, len(file_names) - 1 - rec.labels, -1)
+  np.save(trial_folder / "labels.npy", file_labels.astype(np.int16))
+  np.testing.assert_array_equal(mc2p.read_trial(trial_folder).labels, rec.labels)
+
+
+def test_an_unannotated_trial_without_class_names_takes_the_others_vocabulary(tmp_path):
+  names = ("still", "run", "groom_a", "groom_b", "groom_c")
+  mc2p.write_trial(_recording(trial_id="001", class_names=names), tmp_path)
+  folder = mc2p.write_trial(_recording(trial_id="002", class_names=names), tmp_path)
+  (folder / "behaviour_labels.csv").unlink()
+  metadata = json.loads((folder / "metadata.json").read_text())
+  del metadata["class_names"]
+  (folder / "metadata.json").write_text(json.dumps(metadata))
+  for class_names in (None, names):
+    read = mc2p.read_directory(tmp_path, class_names=class_names)
+    assert [r.class_names for r in read] == [names, names]
+    assert (read[1].labels == -1).all()
+
+
 def test_many_trials_with_two_bad_ones_are_all_reported_in_one_error(tmp_path):
   folders = [mc2p.write_trial(_recording(trial_id=f"00{i}", seed=i), tmp_path) for i in range(4)]
   np.save(folders[1] / "sync_indices.npy", np.zeros(3, np.int64))
@@ -465,3 +528,34 @@ def test_unreadable_trial_files(tmp_path):
   assert f"{tmp_path / 'a.npz'}: is not a readable .npz file" in message
   assert f"{tmp_path / 'b.h5'}: is not a readable HDF5 file" in message
   assert f"{tmp_path / 'c.npz'}: key 'behaviour' cannot be read" in message
+
+
+def test_a_trial_file_without_class_names_or_labels_takes_the_others_vocabulary(tmp_path):
+  names = ("stand", "forward")
+  labelled = _npz(tmp_path / "a.npz", class_names=np.array(names),
+                  labels=np.arange(20, dtype=np.int32) % 3 - 1)
+  unannotated = _npz(tmp_path / "b.npz", trial_id="2")
+  for class_names in (None, names):
+    read = trial_files.read_trial_files(tmp_path, class_names=class_names)
+    assert [r.class_names for r in read] == [names, names]
+    assert (read[1].labels == -1).all()
+  np.testing.assert_array_equal(trial_files.read_trial_file(labelled).labels,
+                                np.arange(20) % 3 - 1)
+  # Alone, it has no other vocabulary to take than the one imposed, or the default.
+  assert trial_files.read_trial_file(unannotated, class_names=names).class_names == names
+  assert trial_files.read_trial_file(unannotated).class_names == (
+      recording_lib.MC2P_CLASS_NAMES)
+
+
+def test_damaged_npz_files_are_reported_with_the_other_bad_trials(tmp_path):
+  _npz(tmp_path / "good.npz")
+  whole = _npz(tmp_path / "truncated.npz", trial_id="2").read_bytes()
+  (tmp_path / "truncated.npz").write_bytes(whole[:len(whole) // 2])
+  with open(tmp_path / "renamed.npz", "wb") as f:
+    np.save(f, np.zeros((20, 38, 3)))  # A lone .npy array under an .npz name.
+  with pytest.raises(errors.DatasetReadError) as error:
+    readers.read_recordings(tmp_path)
+  message = str(error.value)
+  assert "2 of 3 trial(s) could not be read" in message
+  assert f"{tmp_path / 'truncated.npz'}: is not a readable .npz file (BadZipFile" in message
+  assert f"{tmp_path / 'renamed.npz'}: is a single .npy array, not an .npz archive" in message

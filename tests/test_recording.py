@@ -54,6 +54,23 @@ def test_sync_out_of_range_or_decreasing():
   assert "sync decreases at behaviour frame 100" in _problems(sync=sync)
 
 
+def test_unsigned_sync_is_checked_and_stored_as_int64():
+  sync = _fields()["sync"].astype(np.uint32)
+  sync[100] = 0  # Unsigned differences wrap around: the decrease must still be seen.
+  assert "sync decreases at behaviour frame 100" in _problems(sync=sync)
+  huge = _fields()["sync"].astype(np.uint64)
+  huge[-1] = np.uint64(2**63)
+  assert "beyond the int64 range" in _problems(sync=huge)
+  rec = recording_lib.Recording(**_fields(sync=_fields()["sync"].astype(np.uint64)))
+  assert rec.sync.dtype == np.int64
+  spec = windows.WindowSpec(pose_frames=8, pose_stride=3, neural_frames=4)
+  centres = windows.valid_centres(rec.sync, rec.num_neural_frames, spec)
+  cut = windows.cut_recording_windows(rec, centres[:2], spec)
+  neural_start = rec.sync[centres[0]] - 2
+  np.testing.assert_array_equal(cut["neural_images"][0],
+                                rec.neural_images[neural_start:neural_start + 4])
+
+
 def test_non_finite_values_where_they_are_not_allowed():
   images = _fields()["neural_images"]
   images[2, 3, 3] = np.inf

@@ -97,6 +97,48 @@ def test_a_build_leaves_nothing_in_the_temporary_folder(recordings, tmp_path, mo
   assert not list(temporary_folder.iterdir())
 
 
+def test_the_behaviour_index_is_readable_by_others_and_leaves_no_temporary_file(
+    recordings, tmp_path, monkeypatch):
+  path = tmp_path / shards.BEHAVIOUR_INDEX_FILE
+  for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
+    previous = os.umask(umask)
+    try:
+      shards.write_behaviour_index(str(path), recordings[:2])
+    finally:
+      os.umask(previous)
+    # Users sharing the data directory read it, as they would any file made with this umask.
+    assert path.stat().st_mode & 0o777 == mode
+  written = path.read_bytes()
+
+  def full_disk(*args, **kwargs):
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(np, "savez", full_disk)
+  with pytest.raises(OSError, match="No space left"):
+    shards.write_behaviour_index(str(path), recordings[:2])
+  assert [p.name for p in tmp_path.iterdir()] == [path.name]
+  assert path.read_bytes() == written
+
+
+def test_a_second_build_of_the_same_name_is_refused_unless_overwritten(recordings, tmp_path):
+  first = tfds_builder.build_dataset(recordings[:2], str(tmp_path), segment_seconds=0.9)
+  with pytest.raises(FileExistsError) as error:
+    tfds_builder.build_dataset(recordings[2:4], str(tmp_path), segment_seconds=0.9)
+  assert str(first) in str(error.value) and "overwrite" in str(error.value)
+  assert shards.open_dataset(first).animals == tuple(sorted({r.animal_id for r in recordings[:2]}))
+  rebuilt = tfds_builder.build_dataset(recordings[2:4], str(tmp_path), segment_seconds=0.9,
+                                       overwrite=True)
+  assert rebuilt == first
+  assert shards.open_dataset(rebuilt).animals == tuple(
+      sorted({r.animal_id for r in recordings[2:4]}))
+
+
+def test_a_build_without_recordings_says_there_is_nothing_to_build(tmp_path):
+  with pytest.raises(ValueError, match="no recordings to build"):
+    tfds_builder.build_dataset([], str(tmp_path))
+  assert not list(tmp_path.iterdir())
+
+
 def test_metadata_holds_classes_animals_and_rates(recordings, dataset):
   assert dataset.class_names == recording_lib.MC2P_CLASS_NAMES
   assert dataset.animals == tuple(sorted({r.animal_id for r in recordings}))

@@ -9,6 +9,7 @@ import textwrap
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -21,6 +22,7 @@ from experiments.configs import common
 from experiments.configs import swap_cpu
 from experiments.configs import swap_tpu
 from nar import input_pipeline
+from nar import models
 from nar import train
 from numerics import assert_same_training_result
 
@@ -173,6 +175,22 @@ def test_configs_that_cannot_train_fail_before_compiling(data_dir):
     train.create_input(config)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("optim.temperature", 0.0, "optim.temperature must be > 0"),
+    ("swap.probability", 1.5, r"swap.probability must lie in \[0, 1\]"),
+    ("swap.temperature", -1.0, "swap.temperature must be > 0"),
+    ("swap.pool_chunk", 100, "swap.pool_chunk must be a positive multiple of 64"),
+])
+def test_objective_and_swap_settings_out_of_range_fail_before_compiling(
+    data_dir, tmp_path, field, value, message):
+  config = tiny_config(data_dir)
+  group, name = field.split(".")
+  config[group][name] = value
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()
+
+
 def test_a_neural_swap_probability_outside_zero_one_fails_before_compiling(data_dir, tmp_path):
   config = tiny_config(data_dir)
   config.swap.neural_probability = 1.5
@@ -286,3 +304,30 @@ def test_initialisation_training_and_fit_draw_from_separate_keys():
              for t in range(8)}
     assert not draws & steps
   assert len({tuple(jax.random.key_data(k).tolist()) for k in (init, training, fit)}) == 3
+
+
+def test_flattened_feature_maps_of_non_square_images_fit_the_temporal_encoder():
+  encoder = models.ImageSequenceEncoder(channels=(4, 8), width=8, num_blocks=1, features=5,
+                                        spatial_pooling="flatten", image_shape=(16, 6),
+                                        rngs=nnx.Rngs(0))
+  assert encoder(jnp.zeros((2, 3, 16, 6))).shape == (2, 5)
+
+
+def test_fields_that_default_to_none_can_be_set_from_the_command_line():
+  # absl parses `--config.*` overrides into the process-wide flags: a process of its own.
+  # ml_collections reads the overrides from the process's own arguments.
+  script = textwrap.dedent("""
+      import sys
+      from absl import flags
+      from experiments import train
+      flags.FLAGS(train.resolve_config_argument(sys.argv))
+      config = flags.FLAGS.config
+      print(config.data.neural_calibration_fraction, config.model.baseline_features)
+  """)
+  done = subprocess.run(
+      [sys.executable, "-c", script, "--config=swap_tpu", "--workdir=unused",
+       "--config.data.neural_calibration_fraction=0.5", "--config.model.baseline_features=16"],
+      cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split() == ["0.5", "16"]

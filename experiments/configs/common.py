@@ -25,7 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
   # nar/neural_normalisation.py). The calibration must end before the identity probe's test
   # block (the last of eval.identity_time_blocks); None: every block before it.
   config.data.neural_normalisation = "animal"
-  config.data.neural_calibration_fraction = None
+  # A placeholder, so that a float can be set from the command line.
+  config.data.neural_calibration_fraction = ml_collections.config_dict.placeholder(float)
   # Self-supervised training needs no labels; MC2P's loader drops resting windows.
   config.data.drop_classes = ("resting",)
   config.data.drop_unlabelled = False
@@ -40,7 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.features = 64
   # Feature size of the baselines made from this config (`baselines.apply_baseline`) where it
   # differs from Ours'; None: the same as Ours.
-  config.model.baseline_features = None
+  config.model.baseline_features = ml_collections.config_dict.placeholder(int)
   config.model.head_hidden = 128
   config.model.embedding = 64
   config.model.projection = "mlp"  # or "linear", "none" (see nar.models.ProjectionHead)
