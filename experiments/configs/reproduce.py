@@ -42,7 +42,7 @@ from nar import simulation
 # Training steps of every run of the cpu preset: the knob of its wall-time budget. A run
 # costs about 25 s besides its steps (input, compilation, probes) and about 0.25 s per step
 # of Ours on 2 cores; 43 runs (10 methods x 3 seeds, 13 ablations) of 300 steps and the
-# reference rows took 57 min from a fresh data root, within the hour.
+# reference rows took 59 min from a fresh data root, within the hour.
 CPU_TRAIN_STEPS = 300
 # The same knob for `--dataset=locomotion`, whose runs also fit the held-out animals' input
 # layers for LOCOMOTION_CPU_ADAPT_STEPS steps after training. Measured on one core of the
