@@ -64,4 +64,4 @@ def write_json_atomically(path: str | os.PathLike, value) -> None:
   path = epath.Path(path)
   partial = path.parent / (path.name + ".partial")
   partial.write_text(json.dumps(value, indent=2))
-  partial.rename(path)
+  partial.replace(path)  # over an earlier result (a rerun's), unlike `rename`

@@ -32,9 +32,11 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
     max_iter: logistic-regression iterations.
 
   Returns:
-    The fitted pipeline. With fewer than two groups (or samples of a class) to split into
-    folds, no C can be validated and the largest C of the grid is used.
+    The fitted pipeline. Where no C can be validated (fewer than two groups, or samples of
+    every class, to split into folds; or a fold whose training part holds a single class),
+    the largest C of the grid is used.
   """
+  targets = np.asarray(targets)
   classes, counts = np.unique(targets, return_counts=True)
   if len(classes) < 2:
     raise ValueError(f"a probe needs at least two classes, got {classes.tolist()}")
@@ -48,16 +50,20 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
     if groups.shape != targets.shape:
       raise ValueError(f"groups {groups.shape} and targets {targets.shape} differ in shape")
   folds = int(min(3, counts.max() if groups is None else len(np.unique(groups))))
-  if folds < 2:
+  splits = []
+  if folds >= 2:
+    if groups is None:
+      splitter = model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed)
+    else:
+      splitter = model_selection.StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    splits = list(splitter.split(features, targets, groups))
+  # A fold whose training part holds a single class cannot be fitted: then no C is validated.
+  if not splits or any(len(np.unique(targets[train])) < 2 for train, _ in splits):
     probe.set_params(logisticregression__C=max(regularisation_grid))
     return probe.fit(features, targets)
-  if groups is None:
-    splitter = model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed)
-  else:
-    splitter = model_selection.StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
   search = model_selection.GridSearchCV(
-      probe, {"logisticregression__C": list(regularisation_grid)}, cv=splitter)
-  return search.fit(features, targets, groups=groups).best_estimator_
+      probe, {"logisticregression__C": list(regularisation_grid)}, cv=splits)
+  return search.fit(features, targets).best_estimator_
 
 
 def probe_scores(probe, features: np.ndarray, targets: np.ndarray) -> dict[str, float]:

@@ -340,7 +340,7 @@ def open_dataset(data_dir: str | os.PathLike, name: str = "default", *,
   if metadata.get("format_version") != FORMAT_VERSION:
     raise DatasetNotFoundError(
         f"{path} has format version {metadata.get('format_version')}, this library reads "
-        f"{FORMAT_VERSION}; rebuild it with python -m data_prep.build")
+        f"{FORMAT_VERSION}; rebuild it with python -m data_prep.build --overwrite")
   return ShardedDataset(path=path, metadata=metadata,
                         behaviour_index=BehaviourIndex.load(index_path),
                         neural_cache_bytes=neural_cache_bytes)

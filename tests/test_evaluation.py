@@ -135,6 +135,26 @@ def test_the_regularisation_always_comes_from_the_grid():
                                  regularisation_grid=(0.01, 0.3))[-1].C == 0.3
 
 
+@pytest.mark.parametrize("grid", [(0.01, 0.3), (0.3, 0.01)])
+@pytest.mark.parametrize("stretch_classes", [[0, 1], [0, 1, 1], [0, 1, 1, 1]])
+def test_folds_that_cannot_train_on_two_classes_leave_the_regularisation_unvalidated(
+    grid, stretch_classes):
+  # Class 0 lives in one stretch: some fold trains on class 1 alone.
+  rng = np.random.default_rng(0)
+  stretches = np.repeat(np.arange(len(stretch_classes)), 10)
+  targets = np.array(stretch_classes)[stretches]
+  features = rng.standard_normal((len(targets), 3))
+  probe = probes.fit_linear_probe(features, targets, groups=stretches, regularisation_grid=grid)
+  assert probe[-1].C == 0.3
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_a_class_of_one_window_leaves_the_regularisation_unvalidated():
+  targets = np.array([0] + [1] * 10)
+  features = np.random.default_rng(0).standard_normal((11, 3))
+  assert probes.fit_linear_probe(features, targets, regularisation_grid=(0.01, 0.3))[-1].C == 0.3
+
+
 def test_window_groups_are_the_time_blocks_of_each_trial():
   table = synthetic_table("label")
   groups = evaluation.window_groups(table)

@@ -36,11 +36,13 @@ def test_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
   path = tmp_path / "eval.json"
   logs.write_json_atomically(path, {"a": 1})
   assert json.loads(path.read_text()) == {"a": 1}
+  logs.write_json_atomically(path, {"a": 2})  # a rerun replaces the earlier result
+  assert json.loads(path.read_text()) == {"a": 2}
   assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
 
   def interrupted(self, *args, **kwargs):
     raise KeyboardInterrupt
-  monkeypatch.setattr(type(epath.Path(path)), "rename", interrupted)
+  monkeypatch.setattr(type(epath.Path(path)), "replace", interrupted)
   with pytest.raises(KeyboardInterrupt):
     logs.write_json_atomically(tmp_path / "other.json", {"b": 2})
   assert not (tmp_path / "other.json").exists()
