@@ -63,20 +63,18 @@ def adopt_class_names(recordings: Sequence[recording.Recording],
           for rec, names in zip(recordings, names_classes)]
 
 
-def read_all(items: Sequence[Item], read_one: Callable[[Item], recording.Recording], *,
-             source: str, desc: str = "Reading trials",
-             names_classes: Callable[[Item], bool] | None = None
-             ) -> list[recording.Recording]:
+def read_all(items: Sequence[Item],
+             read_one: Callable[[Item], tuple[recording.Recording, bool]], *,
+             source: str, desc: str = "Reading trials") -> list[recording.Recording]:
   """Reads every item and checks that the recordings form one dataset.
 
   Args:
     items: the trials to read (folders or files).
-    read_one: reads one item; raises `RecordingError` (or `OSError`) when it cannot.
+    read_one: reads one item into its recording and whether the item names its behaviour
+      classes (those that do not take the vocabulary of the others, `adopt_class_names`);
+      raises `RecordingError` (or `OSError`) when it cannot.
     source: the dataset's name in error messages (its folder).
     desc: label of the progress bar.
-    names_classes: after all items are read, whether an item names its behaviour classes;
-      those that do not take the vocabulary of the others (`adopt_class_names`). None:
-      every item does.
 
   Returns:
     The recordings, in the order of `items`.
@@ -86,11 +84,13 @@ def read_all(items: Sequence[Item], read_one: Callable[[Item], recording.Recordi
       (duplicate (animal, trial) pairs, differing class names or image sizes). No partial
       list is ever returned.
   """
-  recordings = []
+  recordings, names_classes = [], []
   trial_errors: dict[str, recording.RecordingError] = {}
   for item in tqdm.tqdm(items, desc=desc, unit="trial"):
     try:
-      recordings.append(read_one(item))
+      rec, names = read_one(item)
+      recordings.append(rec)
+      names_classes.append(names)
     except recording.RecordingError as error:
       trial_errors[str(item)] = error
     except OSError as error:
@@ -102,8 +102,7 @@ def read_all(items: Sequence[Item], read_one: Callable[[Item], recording.Recordi
       problems.extend(f"{where}: {problem}" for problem in error.problems)
     header = f"{len(trial_errors)} of {len(items)} trial(s) could not be read"
     raise DatasetReadError(f"{source} ({header})", problems, trial_errors)
-  if names_classes is not None:
-    recordings = adopt_class_names(recordings, [names_classes(item) for item in items])
+  recordings = adopt_class_names(recordings, names_classes)
   try:
     recording.check_recording_set(recordings, source=source)
   except recording.RecordingError as error:

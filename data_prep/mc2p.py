@@ -689,12 +689,5 @@ def read_directory(root: str | os.PathLike, *,
       (duplicate (animal, trial), differing class names or image sizes). Never a partial
       list.
   """
-  folders = find_trial_folders(root)
-  names_classes: dict[pathlib.Path, bool] = {}
-
-  def read_one(folder: pathlib.Path) -> Recording:
-    rec, names_classes[folder] = _read_trial(folder, class_names)
-    return rec
-
-  return errors.read_all(folders, read_one, source=str(root), desc="Reading MC2P trials",
-                         names_classes=names_classes.get)
+  return errors.read_all(find_trial_folders(root), lambda f: _read_trial(f, class_names),
+                         source=str(root), desc="Reading MC2P trials")

@@ -290,8 +290,7 @@ def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, 
   config = tfds.core.BuilderConfig(name=config_name, description=f"NAR dataset {config_name}")
   builder = NarRecordings(recordings=recordings, segment_seconds=segment_seconds,
                           shard_bytes=shard_bytes, data_dir=data_dir, config=config)
-  mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
+  builder.download_and_prepare()
   return builder.data_dir
 
 

@@ -420,12 +420,5 @@ def read_trial_files(root: str | os.PathLike, *,
       (duplicate (animal, trial), differing class names or image sizes). Never a partial
       list.
   """
-  files = find_trial_files(root)
-  names_classes: dict[pathlib.Path, bool] = {}
-
-  def read_one(path: pathlib.Path) -> Recording:
-    rec, names_classes[path] = _read_trial_file(path, class_names)
-    return rec
-
-  return errors.read_all(files, read_one, source=str(root), desc="Reading trial files",
-                         names_classes=names_classes.get)
+  return errors.read_all(find_trial_files(root), lambda f: _read_trial_file(f, class_names),
+                         source=str(root), desc="Reading trial files")

@@ -495,14 +495,14 @@ def action_multi_animal(table: FeatureTable, training_animals: Sequence[str],
   classes = np.unique(table.label)
   results["confusion_classes"] = [
       table.class_names[c] if c < len(table.class_names) else str(c) for c in classes]
+  groups = window_groups(table)[train]
   for fraction in protocol.label_fractions:
     runs = []
     for seed in protocol.seeds:
       scores, reason = fit_and_score(
           table.features[train], table.label[train], table.features[test], table.label[test],
-          fraction=fraction, seed=seed, protocol=protocol,
-          train_groups=window_groups(table)[train], test_groups=table.animal[test],
-          confusion_classes=classes)
+          fraction=fraction, seed=seed, protocol=protocol, train_groups=groups,
+          test_groups=table.animal[test], confusion_classes=classes)
       if scores is None:
         skipped.append(dict(probe=ACTION_MULTI_ANIMAL, fraction=fraction, seed=seed,
                             reason=reason))
@@ -526,13 +526,14 @@ def identity(table: FeatureTable, protocol: ProbeProtocol,
   last = table.num_time_blocks - 1
   train = (table.time_block >= 0) & (table.time_block < last)
   test = table.time_block == last
+  groups = window_groups(table)[train]
   for fraction in protocol.label_fractions:
     runs = []
     for seed in protocol.seeds:
       scores, reason = fit_and_score(
           table.features[train], table.animal[train], table.features[test],
           table.animal[test], fraction=fraction, seed=seed, protocol=protocol,
-          train_groups=window_groups(table)[train], test_groups=table.animal[test])
+          train_groups=groups, test_groups=table.animal[test])
       if scores is None:
         skipped.append(dict(probe=IDENTITY, fraction=fraction, seed=seed, reason=reason))
       else:

@@ -298,9 +298,7 @@ def recording_problems(rec: Recording) -> list[str]:
     problems.append(f"sync indices must lie in [0, {num_neural}) (the neural frames), "
                     f"got {sync.max()}, beyond the int64 range")
   elif num_frames:
-    # Checked as int64: differences of unsigned indices wrap around and hide a decrease.
-    sync = sync.astype(np.int64, copy=False)
-    steps = np.diff(sync)
+    steps = np.diff(sync)  # int64 (`Recording` stores integer sync so): no wrap-around
     if np.any(steps < 0):
       first = int(np.argmax(steps < 0))
       problems.append(f"sync decreases at behaviour frame {first + 1}")

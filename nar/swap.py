@@ -468,16 +468,24 @@ def _is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
-def _check_temperature(temperature) -> None:
-  if _is_concrete(temperature) and not float(temperature) > 0:
+def check_settings(*, swap_probability=None, temperature=None, query_chunk=None,
+                   pool_chunk=None) -> None:
+  """Checks the swap's settings that are given (and concrete, not traced).
+
+  The kernels call it; a trainer can call it on its config before building anything.
+
+  Raises:
+    ValueError: naming the setting that is out of range.
+  """
+  if (swap_probability is not None and _is_concrete(swap_probability)
+      and not 0.0 <= float(swap_probability) <= 1.0):
+    raise ValueError(f"swap_probability must lie in [0, 1], got {swap_probability}")
+  if temperature is not None and _is_concrete(temperature) and not float(temperature) > 0:
     raise ValueError(f"temperature must be > 0, got {temperature}")
-
-
-def _check_chunks(query_chunk: int, pool_chunk: int) -> None:
   for name, value in (("query_chunk", query_chunk), ("pool_chunk", pool_chunk)):
-    if not isinstance(value, (int, np.integer)) or value < 1:
+    if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
       raise ValueError(f"{name} must be a positive int, got {value!r}")
-  if pool_chunk % FRAME_BLOCK:
+  if pool_chunk is not None and pool_chunk % FRAME_BLOCK:
     raise ValueError(f"pool_chunk must be a multiple of FRAME_BLOCK={FRAME_BLOCK} (the draw's "
                      f"fixed block of frames), got {pool_chunk}")
 
@@ -534,8 +542,7 @@ def draw_pool_frames(key: jax.Array, queries: jax.Array, pool: jax.Array,
   pool_valid = jnp.asarray(pool_valid, bool)
   if pool_valid.shape != pool.shape[:1]:
     raise ValueError(f"pool_valid must be [{pool.shape[0]}], got {pool_valid.shape}")
-  _check_temperature(temperature)
-  _check_chunks(query_chunk, pool_chunk)
+  check_settings(temperature=temperature, query_chunk=query_chunk, pool_chunk=pool_chunk)
   return _draw_pool_frames_jit(key, queries, pool, pool_valid, jnp.asarray(query_offset),
                                temperature, query_chunk=query_chunk, pool_chunk=pool_chunk)
 
@@ -647,10 +654,8 @@ def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: ja
       non-positive temperature or bad chunk sizes.
   """
   check_windows(pose_windows, source_animal, bank)
-  _check_temperature(temperature)
-  _check_chunks(query_chunk, pool_chunk)
-  if _is_concrete(swap_probability) and not 0.0 <= float(swap_probability) <= 1.0:
-    raise ValueError(f"swap_probability must lie in [0, 1], got {swap_probability}")
+  check_settings(swap_probability=swap_probability, temperature=temperature,
+                 query_chunk=query_chunk, pool_chunk=pool_chunk)
   return _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probability,
                                 temperature, per_frame_target=per_frame_target,
                                 query_chunk=query_chunk, pool_chunk=pool_chunk)
@@ -682,7 +687,7 @@ def numpy_draw_pool_frames(key: jax.Array, queries: np.ndarray, pool: np.ndarray
   Returns:
     `[Q]` int32 index into `pool`.
   """
-  _check_chunks(query_chunk, pool_chunk)
+  check_settings(query_chunk=query_chunk, pool_chunk=pool_chunk)
   seed = np.asarray(_seed_words(key))
   float32 = np.float32
   pad = -len(pool) % FRAME_BLOCK

@@ -170,7 +170,7 @@ def build_topk_table(bank: swap_lib.PoseBank, k: int, *, temperature: float = 1.
   max_frames = int(bank.frames.shape[1])
   if not isinstance(k, (int, np.integer)) or not 1 <= k <= max_frames:
     raise ValueError(f"k must be an int in [1, {max_frames}] (the largest pool), got {k!r}")
-  swap_lib._check_temperature(temperature)
+  swap_lib.check_settings(temperature=temperature)
   for name, value in (("query_chunk", query_chunk), ("pool_chunk", pool_chunk)):
     if not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -265,8 +265,6 @@ def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.
     raise ValueError(f"the table was built for animals {list(table.animals)} with "
                      f"{table.indices.shape[1]} frames, the bank holds {list(bank.animals)} "
                      f"with {bank.frames.shape[1]}")
-  if (swap_lib._is_concrete(swap_probability)
-      and not 0.0 <= float(swap_probability) <= 1.0):
-    raise ValueError(f"swap_probability must lie in [0, 1], got {swap_probability}")
+  swap_lib.check_settings(swap_probability=swap_probability)
   return _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, table,
                               bank, swap_probability, per_frame_target=per_frame_target)

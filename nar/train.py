@@ -623,13 +623,11 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if config.optim.temperature <= 0:
     # Zero divides the similarities into NaN; a negative value reverses the objective.
     raise ValueError(f"optim.temperature must be > 0, got {config.optim.temperature!r}")
-  if not 0.0 <= config.swap.probability <= 1.0:
-    raise ValueError(f"swap.probability must lie in [0, 1], got {config.swap.probability!r}")
-  if config.swap.temperature <= 0:
-    raise ValueError(f"swap.temperature must be > 0, got {config.swap.temperature!r}")
-  if config.swap.pool_chunk <= 0 or config.swap.pool_chunk % swap.FRAME_BLOCK:
-    raise ValueError(f"swap.pool_chunk must be a positive multiple of {swap.FRAME_BLOCK} (the "
-                     f"swap draws blocks of that many frames), got {config.swap.pool_chunk!r}")
+  try:  # before the pose bank is built and the step traced
+    swap.check_settings(swap_probability=config.swap.probability,
+                        temperature=config.swap.temperature, pool_chunk=config.swap.pool_chunk)
+  except ValueError as error:
+    raise ValueError(f"config.swap: {error}") from None
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
                      f"{config.swap.neural_probability!r}")

@@ -521,13 +521,20 @@ def test_unreadable_trial_files(tmp_path):
   (tmp_path / "b.h5").write_bytes(b"garbage")
   np.savez(tmp_path / "c.npz", animal_id="x", trial_id="1",
            behaviour=np.array([{"x": 1}], dtype=object))
+  whole = _npz(tmp_path / "d.npz", trial_id="2").read_bytes()
+  (tmp_path / "d.npz").write_bytes(whole[:len(whole) // 2])  # truncated
+  with open(tmp_path / "e.npz", "wb") as f:
+    np.save(f, np.zeros((20, 38, 3)))  # a lone .npy array under an .npz name
+  _npz(tmp_path / "good.npz", trial_id="3")
   with pytest.raises(errors.DatasetReadError) as error:
     trial_files.read_trial_files(tmp_path)
   message = str(error.value)
-  assert "3 of 3 trial(s) could not be read" in message
+  assert "5 of 6 trial(s) could not be read" in message
   assert f"{tmp_path / 'a.npz'}: is not a readable .npz file" in message
   assert f"{tmp_path / 'b.h5'}: is not a readable HDF5 file" in message
   assert f"{tmp_path / 'c.npz'}: key 'behaviour' cannot be read" in message
+  assert f"{tmp_path / 'd.npz'}: is not a readable .npz file (BadZipFile" in message
+  assert f"{tmp_path / 'e.npz'}: is a single .npy array, not an .npz archive" in message
 
 
 def test_a_trial_file_without_class_names_or_labels_takes_the_others_vocabulary(tmp_path):
@@ -547,15 +554,3 @@ def test_a_trial_file_without_class_names_or_labels_takes_the_others_vocabulary(
       recording_lib.MC2P_CLASS_NAMES)
 
 
-def test_damaged_npz_files_are_reported_with_the_other_bad_trials(tmp_path):
-  _npz(tmp_path / "good.npz")
-  whole = _npz(tmp_path / "truncated.npz", trial_id="2").read_bytes()
-  (tmp_path / "truncated.npz").write_bytes(whole[:len(whole) // 2])
-  with open(tmp_path / "renamed.npz", "wb") as f:
-    np.save(f, np.zeros((20, 38, 3)))  # A lone .npy array under an .npz name.
-  with pytest.raises(errors.DatasetReadError) as error:
-    readers.read_recordings(tmp_path)
-  message = str(error.value)
-  assert "2 of 3 trial(s) could not be read" in message
-  assert f"{tmp_path / 'truncated.npz'}: is not a readable .npz file (BadZipFile" in message
-  assert f"{tmp_path / 'renamed.npz'}: is a single .npy array, not an .npz archive" in message

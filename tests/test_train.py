@@ -178,9 +178,9 @@ def test_configs_that_cannot_train_fail_before_compiling(data_dir):
 
 @pytest.mark.parametrize("field, value, message", [
     ("optim.temperature", 0.0, "optim.temperature must be > 0"),
-    ("swap.probability", 1.5, r"swap.probability must lie in \[0, 1\]"),
-    ("swap.temperature", -1.0, "swap.temperature must be > 0"),
-    ("swap.pool_chunk", 100, "swap.pool_chunk must be a positive multiple of 64"),
+    ("swap.probability", 1.5, r"config.swap: swap_probability must lie in \[0, 1\]"),
+    ("swap.temperature", -1.0, "config.swap: temperature must be > 0"),
+    ("swap.pool_chunk", 100, "config.swap: pool_chunk must be a multiple of FRAME_BLOCK=64"),
 ])
 def test_objective_and_swap_settings_out_of_range_fail_before_compiling(
     data_dir, tmp_path, field, value, message):
