@@ -170,10 +170,10 @@ def build_topk_table(bank: swap_lib.PoseBank, k: int, *, temperature: float = 1.
   max_frames = int(bank.frames.shape[1])
   if not isinstance(k, (int, np.integer)) or not 1 <= k <= max_frames:
     raise ValueError(f"k must be an int in [1, {max_frames}] (the largest pool), got {k!r}")
-  swap_lib.check_settings(temperature=temperature)
-  for name, value in (("query_chunk", query_chunk), ("pool_chunk", pool_chunk)):
-    if not isinstance(value, (int, np.integer)) or value < 1:
-      raise ValueError(f"{name} must be a positive int, got {value!r}")
+  swap_lib.check_settings(temperature=temperature, query_chunk=query_chunk)
+  # Unlike the draw's, the table's pool chunk need not be a multiple of FRAME_BLOCK.
+  if not isinstance(pool_chunk, (int, np.integer)) or pool_chunk < 1:
+    raise ValueError(f"pool_chunk must be a positive int, got {pool_chunk!r}")
   num_animals = bank.num_animals
   num_frames = np.asarray(bank.num_frames)
   inv_temperature = jnp.float32(1.0 / temperature)

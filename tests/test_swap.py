@@ -300,6 +300,17 @@ def test_full_top_k_table_draws_the_exact_softmax(two_animal_bank):
   assert _chi_square_p_value(drawn, exact) > 1e-3
 
 
+@pytest.mark.parametrize("settings, message", [
+    (dict(temperature=0.0), "temperature must be > 0"),
+    (dict(query_chunk=0), "query_chunk must be a positive int"),
+    (dict(pool_chunk=2.5), "pool_chunk must be a positive int"),
+])
+def test_top_k_table_refuses_bad_settings(two_animal_bank, settings, message):
+  bank, _, _ = two_animal_bank
+  with pytest.raises(ValueError, match=message):
+    swap_table.build_topk_table(bank, k=2, progress=False, **settings)
+
+
 def test_small_top_k_table_reports_the_truncated_mass(two_animal_bank):
   bank, frames, valid = two_animal_bank
   k = 3
