@@ -31,6 +31,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.swap
 	$(BIN)/python -m benchmarks.train_step
 	$(BIN)/python -m benchmarks.domain_gap
+	$(BIN)/python -m benchmarks.probes
 	$(BIN)/python -m benchmarks.neural_swap_partners
 
 clean:

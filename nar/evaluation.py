@@ -243,6 +243,8 @@ class ProbeProtocol:
     max_iter: logistic-regression iterations.
     probe_threads: BLAS threads during the fits (None leaves them as they are); small probes
       fit faster on one thread than on many that contend.
+    probe_jobs: processes that make a probe's cross-validation fits in parallel (joblib's
+      `n_jobs`: -1 every core, 1 none); the scores do not depend on it.
   """
 
   label_fractions: tuple[float, ...] = (0.5, 1.0)
@@ -254,6 +256,7 @@ class ProbeProtocol:
   regularisation_grid: tuple[float, ...] = (0.01, 0.1, 1.0)
   max_iter: int = 1000
   probe_threads: int | None = 1
+  probe_jobs: int = -1
 
   def __post_init__(self):
     if self.single_animal_split not in ("time_blocks", "trials"):
@@ -264,6 +267,9 @@ class ProbeProtocol:
     for fraction in self.label_fractions:
       if not 0 < fraction <= 1:
         raise ValueError(f"label fractions must lie in (0, 1], got {fraction}")
+    if not isinstance(self.probe_jobs, int) or self.probe_jobs == 0:
+      raise ValueError("probe_jobs must be a nonzero integer (-1: every core), got "
+                       f"{self.probe_jobs!r}")
 
 
 def fraction_key(fraction: float) -> str:
@@ -342,7 +348,8 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     warnings.simplefilter("ignore", RuntimeWarning)
     probe = probes.fit_linear_probe(train_x, train_y, groups=train_groups, seed=seed,
                                     regularisation_grid=protocol.regularisation_grid,
-                                    max_iter=protocol.max_iter)
+                                    max_iter=protocol.max_iter,
+                                    n_jobs=protocol.probe_jobs)
     scores: dict[str, Any] = dict(probes.probe_scores(probe, test_x, test_y))
     if test_groups is not None:
       scores["per_group"] = {
@@ -716,4 +723,5 @@ def protocol_from_config(eval_config, seed: int = 0) -> ProbeProtocol:
       regularisation_grid=tuple(
           float(c) for c in get("regularisation_grid", defaults.regularisation_grid)),
       max_iter=int(get("max_iter", defaults.max_iter)),
-      probe_threads=get("probe_threads", defaults.probe_threads))
+      probe_threads=get("probe_threads", defaults.probe_threads),
+      probe_jobs=int(get("probe_jobs", defaults.probe_jobs)))

@@ -6,6 +6,7 @@ chosen by cross-validation on the probe's own training data only.
 
 from __future__ import annotations
 
+import joblib
 import numpy as np
 from sklearn import linear_model
 from sklearn import metrics
@@ -17,7 +18,7 @@ from sklearn import preprocessing
 def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
                      groups: np.ndarray | None = None, seed: int = 0,
                      regularisation_grid=(0.01, 0.1, 1.0),
-                     max_iter: int = 1000) -> pipeline.Pipeline:
+                     max_iter: int = 1000, n_jobs: int | None = None) -> pipeline.Pipeline:
   """Fits standardisation + logistic regression, choosing C by 3-fold CV on the given data.
 
   Args:
@@ -30,6 +31,9 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
     seed: CV fold seed (and the solver's).
     regularisation_grid: the inverse regularisation strengths C searched.
     max_iter: logistic-regression iterations.
+    n_jobs: processes that make the cross-validation's fits (one per C and fold) in parallel,
+      as joblib counts them (None: 1, -1: every core), at most one per fit. The fitted probe
+      does not depend on it.
 
   Returns:
     The fitted pipeline. Where no C can be validated (fewer than two groups, or samples of
@@ -61,8 +65,11 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
   if not splits or any(len(np.unique(targets[train])) < 2 for train, _ in splits):
     probe.set_params(logisticregression__C=max(regularisation_grid))
     return probe.fit(features, targets)
+  # More processes than fits would only cost their start-up.
+  n_jobs = min(joblib.effective_n_jobs(n_jobs), len(regularisation_grid) * len(splits))
   search = model_selection.GridSearchCV(
-      probe, {"logisticregression__C": list(regularisation_grid)}, cv=splits)
+      probe, {"logisticregression__C": list(regularisation_grid)}, cv=splits,
+      n_jobs=None if n_jobs == 1 else n_jobs)
   return search.fit(features, targets).best_estimator_
 
 

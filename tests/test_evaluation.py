@@ -125,6 +125,24 @@ def test_a_probe_validates_its_regularisation_on_stretches_it_did_not_train_on()
   assert memorising[-1].C > 1e-4 and grouped[-1].C == 1e-4
 
 
+def test_a_probe_fitted_in_parallel_is_the_probe_fitted_in_one_process():
+  rng = np.random.default_rng(0)
+  stretches = np.repeat(np.arange(9), 15)
+  targets = rng.integers(0, 3, len(stretches))
+  features = rng.standard_normal((len(targets), 6)) + targets[:, None]
+  grid = (0.001, 0.01, 0.1, 1.0)
+  serial = probes.fit_linear_probe(features, targets, groups=stretches, regularisation_grid=grid)
+  parallel = probes.fit_linear_probe(features, targets, groups=stretches, regularisation_grid=grid,
+                                     n_jobs=2)
+  assert parallel[-1].C == serial[-1].C
+  np.testing.assert_array_equal(parallel[-1].coef_, serial[-1].coef_)
+
+
+def test_the_protocol_refuses_zero_probe_jobs():
+  with pytest.raises(ValueError, match="probe_jobs"):
+    evaluation.ProbeProtocol(probe_jobs=0)
+
+
 @pytest.mark.filterwarnings("ignore:The least populated class")
 def test_the_regularisation_always_comes_from_the_grid():
   targets = np.array([0] * 12 + [1] * 12 + [2])  # class 2: a single window
