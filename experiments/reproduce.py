@@ -291,9 +291,10 @@ def claim_workdir(run: Run) -> None:
   path.write_text(json.dumps(wanted, indent=2))
 
 
-def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
-                        standardised: bool = False) -> dict[str, Any]:
-  """The probe suite on raw windows with the split of `config`.
+def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
+                    standardised: bool = False
+                    ) -> tuple[evaluation.FeatureTable, train.Input]:
+  """The feature table of raw windows that a reference row probes, and the run's input.
 
   `kind`: "neural", "pose", or "pose_swapped" (the pose windows after the swap of every
   window, with `config.swap`'s temperature and target draw, keyed by `config.seed`; always
@@ -301,7 +302,6 @@ def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
   `standardised`: the neural windows standardised per animal first, with the statistics the
   encoders' input gets (`data.neural_normalisation="animal"`, whatever `config` says).
   """
-  start = time.perf_counter()
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.neural_normalisation = "animal" if standardised else "none"
   inputs = train.create_input(config)
@@ -316,6 +316,14 @@ def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
     table = raw_features.raw_feature_table(
         inputs.dataset, inputs.spec, inputs.normalizer, kind=kind,
         neural_key=config.data.neural_key, neural_normalizer=inputs.neural_normalizer, **common)
+  return table, inputs
+
+
+def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
+                        standardised: bool = False) -> dict[str, Any]:
+  """The probe suite on raw windows (`raw_input_table`) with the split of `config`."""
+  start = time.perf_counter()
+  table, inputs = raw_input_table(config, kind, standardised=standardised)
   # The swapped table draws on the held-out animals' poses as well, which a multi-animal
   # probe must not see: this row has no multi-animal score.
   held_out = () if kind == "pose_swapped" else inputs.held_out_animals
