@@ -1,4 +1,9 @@
-"""Tables and CSVs of a reproduction: aggregated probe-suite results -> markdown and CSV text.
+r"""Tables and CSVs of a reproduction: aggregated probe-suite results -> markdown and CSV text.
+
+  python -m experiments.report --runs_csv=results/pose_cpu/runs.csv
+
+prints, from a reproduction's `runs.csv`, how far Ours leads every other row on new animals,
+fold by fold (`lead_table`; the same section closes `table1.md`).
 
 Rows are keyed by name ("ours", "simclr", "neural_raw", ...). A row's summary is
 `nar.evaluation.aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
@@ -11,7 +16,12 @@ from __future__ import annotations
 
 import csv
 import io
+import pathlib
 from typing import Any, Mapping, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
 
 from experiments import paper_results
 from nar import evaluation
@@ -252,3 +262,139 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
         record[f"{name}_paper"] = paper_results.paper_accuracy(row, probe, fraction)
     records.append(record)
   return _csv_text(columns, records)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ours against every other method on new animals, fold by fold.
+# ----------------------------------------------------------------------------------------------
+REFERENCE_ROW = "ours"
+
+
+def _fold_scores(records: Sequence[Mapping[str, Any]], row: str, column: str
+                 ) -> dict[int, float]:
+  """Seed -> one row's score in `column`, over its runs that have it."""
+  scores = {}
+  for record in records:
+    value = record.get(column)
+    if record["row"] == row and value not in (None, ""):
+      scores[int(record["seed"])] = float(value)
+  return scores
+
+
+def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str = REFERENCE_ROW,
+                       metric: str = "accuracy") -> dict[str, dict[float, dict[str, Any]]]:
+  """How far `reference` leads every other method on new animals, per label fraction.
+
+  A lead compares the two rows on the folds (seeds) both finished. It is *clear* when the
+  difference of their means exceeds the seed-to-seed std of both rows, the larger of the two:
+  a lead smaller than how much either row moves from fold to fold could be the folds' doing.
+
+  Args:
+    records: `run_record`s (runs.csv lines); ablations and rows without a multi-animal score
+      are left out, as is the random guess (a constant, not a run).
+    reference: the row whose lead is measured.
+    metric: "accuracy" or "balanced_accuracy".
+
+  Returns:
+    row -> label fraction -> {"lead": mean difference, "lead_std": its std over folds,
+    "ahead": folds on which `reference` scores higher, "folds", "reference_mean",
+    "reference_std", "mean", "std" (of the row), "clear": bool}, for every row of
+    `ACTION_ROWS` with a fold in common with `reference`.
+  """
+  leads: dict[str, dict[float, dict[str, Any]]] = {}
+  for row in ACTION_ROWS:
+    if row in (reference, "random"):
+      continue
+    for fraction in FRACTIONS:
+      column = score_column(evaluation.ACTION_MULTI_ANIMAL, fraction, metric)
+      ours, theirs = (_fold_scores(records, name, column) for name in (reference, row))
+      folds = sorted(set(ours) & set(theirs))
+      if not folds:
+        continue
+      ours_scores = np.array([ours[s] for s in folds])
+      their_scores = np.array([theirs[s] for s in folds])
+      differences = ours_scores - their_scores
+      lead = float(differences.mean())
+      leads.setdefault(row, {})[fraction] = {
+          "lead": lead, "lead_std": float(differences.std()),
+          "ahead": int((differences > 0).sum()), "folds": len(folds),
+          "reference_mean": float(ours_scores.mean()),
+          "reference_std": float(ours_scores.std()),
+          "mean": float(their_scores.mean()), "std": float(their_scores.std()),
+          "clear": lead > max(float(ours_scores.std()), float(their_scores.std()))}
+  return leads
+
+
+def lead_table(records: Sequence[Mapping[str, Any]], *, reference: str = REFERENCE_ROW,
+               metric: str = "accuracy") -> str:
+  """Markdown: `multi_animal_leads` as a table, then the verdict against the best other row.
+
+  Each lead cell is the mean ± std over folds of (reference − row), in points; "ahead" counts
+  the folds on which the reference scores higher; "clear" is `multi_animal_leads`' test.
+  Returns an explanation that there is nothing to compare when the reference has no run.
+  """
+  leads = multi_animal_leads(records, reference=reference, metric=metric)
+  if not leads:
+    return f"No finished run of {row_label(reference)} shares a fold with another method.\n"
+  header = ["Method"]
+  for fraction in FRACTIONS:
+    header += [f"lead {fraction:.1f}", f"ahead {fraction:.1f}", f"clear {fraction:.1f}"]
+  lines = []
+  for row, by_fraction in leads.items():
+    cells = [row_label(row)]
+    for fraction in FRACTIONS:
+      entry = by_fraction.get(fraction)
+      cells += ([MISSING] * 3 if entry is None else
+                [f"{entry['lead']:+.1f} ± {entry['lead_std']:.1f}",
+                 f"{entry['ahead']}/{entry['folds']}", "yes" if entry["clear"] else "no"])
+    lines.append(cells)
+  verdicts = []
+  for fraction in FRACTIONS:
+    entries = {row: f[fraction] for row, f in leads.items() if fraction in f}
+    if not entries:
+      continue
+    best = min(entries, key=lambda row: entries[row]["lead"])
+    entry = entries[best]
+    spread = max(entry["reference_std"], entry["std"])
+    verdicts.append(
+        f"- Label fraction {fraction:.1f}: the best other row is {row_label(best)} "
+        f"({entry['mean']:.1f} ± {entry['std']:.1f} %), {row_label(reference)} "
+        f"{entry['reference_mean']:.1f} ± {entry['reference_std']:.1f} %: a lead of "
+        f"{entry['lead']:+.1f} points against a seed-to-seed std of {spread:.1f}, "
+        f"{'more' if entry['clear'] else 'not more'} than the std "
+        f"(ahead on {entry['ahead']} of {entry['folds']} folds).")
+  return markdown_table(header, lines) + "\n" + "\n".join(verdicts) + "\n"
+
+
+def lead_section(records: Sequence[Mapping[str, Any]], *, reference: str = REFERENCE_ROW,
+                 metric: str = "accuracy") -> str:
+  """`lead_table` under a heading that says how to read it (the end of `table1.md`)."""
+  name = row_label(reference)
+  return (f"## {name} against every other row on new animals ({metric.replace('_', ' ')})"
+          f"\n\nMulti-animal {metric.replace('_', ' ')}, fold by fold: lead = {name} minus "
+          "the row, in points, mean ± std over the folds both finished; ahead = folds on which "
+          f"{name} scores higher; clear = the lead exceeds the seed-to-seed std of both rows."
+          "\n\n" + lead_table(records, reference=reference, metric=metric))
+
+
+def read_runs_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
+  """The records of a `runs.csv` (`runs_csv`), scores as text ("" where absent)."""
+  with pathlib.Path(path).open(newline="") as f:
+    records = list(csv.DictReader(f))
+  if records and not {"row", "seed"} <= set(records[0]):
+    raise ValueError(f"{path} is not a reproduction's runs.csv: it has no row and seed columns")
+  return records
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  records = read_runs_csv(_RUNS_CSV.value)
+  print("\n".join(lead_section(records, metric=metric) for metric in evaluation.METRICS))
+
+
+if __name__ == "__main__":
+  # Defined here, not on import: `experiments.reproduce` imports this module with flags of its own.
+  _RUNS_CSV = flags.DEFINE_string("runs_csv", None, "A reproduction's runs.csv.",
+                                  required=True)
+  app.run(main)

@@ -89,6 +89,15 @@ def test_tables_list_every_row_with_the_paper_beside_ours(reproduction):
   simclr = next(line for line in table1.splitlines() if line.startswith("| SimCLR |"))
   assert simclr.count(report.MISSING) == 4 and simclr.endswith("| 0 |")  # not run
   assert "Balanced accuracy" in table1 and "Balanced accuracy" in table2
+  # Ours' lead over the rows that ran, fold by fold, and the verdict against the best of them.
+  leads = table1.split("## Ours against every other row on new animals (accuracy)")[1]
+  lead, ahead, clear = _cells(leads, "Neural (linear) raw")[:3]
+  assert "±" in lead and ahead.endswith(f"/{NUM_SEEDS}") and clear in ("yes", "no")
+  assert "| SimCLR |" not in leads and "the best other row is" in leads
+  # The same section, from runs.csv alone (`python -m experiments.report --runs_csv=...`).
+  assert report.lead_table(report.read_runs_csv(out / "runs.csv")) in leads
+  with pytest.raises(ValueError, match="not a reproduction's runs.csv"):
+    report.read_runs_csv(out / "summary.csv")
   ablation = (out / "ablation.md").read_text()
   for name, overrides in presets.get_config("smoke").ablations.items():
     assert f"| {name} |" in ablation and next(iter(overrides)) in ablation
@@ -306,3 +315,44 @@ def test_ours_own_settings_are_ablated_only_where_ours_has_them():
   assert not any(name.startswith(("features_", "no_behaviour_residual", "no_neural_view"))
                  for name in locomotion)
   assert locomotion["no_neural_augment"] == {"augment.neural_enabled": False}
+
+
+def _multi_animal_records(scores: dict[str, list[float]], fraction: float = 1.0) -> list[dict]:
+  column = report.score_column(evaluation.ACTION_MULTI_ANIMAL, fraction, "accuracy")
+  return [{"row": row, "group": "method", "seed": seed, column: value}
+          for row, values in scores.items() for seed, value in enumerate(values)
+          if value is not None]
+
+
+def test_leads_are_paired_by_fold_and_clear_only_beyond_both_stds():
+  records = _multi_animal_records({
+      "ours": [40.0, 44.0, 42.0],
+      "simclr": [35.0, 39.0, 37.0],        # 5 points behind on every fold
+      "no_swap": [41.0, 43.0, 40.0],       # within a std of Ours
+      "behavenet": [30.0, 50.0, None],     # one fold unfinished, a large spread
+  })
+  leads = report.multi_animal_leads(records)
+  assert set(leads) == {"simclr", "no_swap", "behavenet"}
+  simclr = leads["simclr"][1.0]
+  assert simclr["lead"] == pytest.approx(5.0) and simclr["lead_std"] == pytest.approx(0.0)
+  assert simclr["ahead"] == 3 and simclr["folds"] == 3 and simclr["clear"]
+  no_swap = leads["no_swap"][1.0]
+  assert no_swap["lead"] == pytest.approx(2 / 3) and no_swap["ahead"] == 2
+  assert not no_swap["clear"]
+  # Compared on the two folds both finished: Ours 42 ± 2 there, BehaveNet-style 40 ± 10.
+  behavenet = leads["behavenet"][1.0]
+  assert behavenet["folds"] == 2 and behavenet["lead"] == pytest.approx(2.0)
+  assert behavenet["reference_mean"] == pytest.approx(42.0)
+  assert behavenet["std"] == pytest.approx(10.0) and not behavenet["clear"]
+  assert 0.5 not in leads["simclr"]  # the records have no score at 0.5
+  table = report.lead_table(records)
+  assert "| SimCLR | – | – | – | +5.0 ± 0.0 | 3/3 | yes |" in table
+  assert ("the best other row is Multimodal contrastive, no swap (41.3 ± 1.2 %), Ours "
+          "42.0 ± 1.6 %: a lead of +0.7 points" in table), table
+  assert "not more than the std (ahead on 2 of 3 folds)" in table
+
+
+def test_a_lead_table_without_ours_says_so():
+  records = _multi_animal_records({"simclr": [35.0, 39.0]})
+  assert report.multi_animal_leads(records) == {}
+  assert report.lead_table(records).startswith("No finished run of Ours")
