@@ -24,6 +24,7 @@ from absl import flags
 import numpy as np
 
 from experiments import paper_results
+from experiments.configs import reproduce as presets
 from nar import evaluation
 
 # Table rows in the seed's order (Ours last), with their labels.
@@ -267,9 +268,6 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
 # ----------------------------------------------------------------------------------------------
 # Ours against every other method on new animals, fold by fold.
 # ----------------------------------------------------------------------------------------------
-REFERENCE_ROW = "ours"
-
-
 def _fold_scores(records: Sequence[Mapping[str, Any]], row: str, column: str
                  ) -> dict[int, float]:
   """Seed -> one row's score in `column`, over its runs that have it."""
@@ -281,7 +279,7 @@ def _fold_scores(records: Sequence[Mapping[str, Any]], row: str, column: str
   return scores
 
 
-def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str = REFERENCE_ROW,
+def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str = presets.OURS,
                        metric: str = "accuracy") -> dict[str, dict[float, dict[str, Any]]]:
   """How far `reference` leads every other method on new animals, per label fraction.
 
@@ -302,12 +300,12 @@ def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str =
     `ACTION_ROWS` with a fold in common with `reference`.
   """
   leads: dict[str, dict[float, dict[str, Any]]] = {}
-  for row in ACTION_ROWS:
-    if row in (reference, "random"):
-      continue
-    for fraction in FRACTIONS:
-      column = score_column(evaluation.ACTION_MULTI_ANIMAL, fraction, metric)
-      ours, theirs = (_fold_scores(records, name, column) for name in (reference, row))
+  others = [row for row in ACTION_ROWS if row not in (reference, "random")]
+  for fraction in FRACTIONS:
+    column = score_column(evaluation.ACTION_MULTI_ANIMAL, fraction, metric)
+    ours = _fold_scores(records, reference, column)
+    for row in others:
+      theirs = _fold_scores(records, row, column)
       folds = sorted(set(ours) & set(theirs))
       if not folds:
         continue
@@ -325,7 +323,7 @@ def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str =
   return leads
 
 
-def lead_table(records: Sequence[Mapping[str, Any]], *, reference: str = REFERENCE_ROW,
+def lead_table(records: Sequence[Mapping[str, Any]], *, reference: str = presets.OURS,
                metric: str = "accuracy") -> str:
   """Markdown: `multi_animal_leads` as a table, then the verdict against the best other row.
 
@@ -366,7 +364,7 @@ def lead_table(records: Sequence[Mapping[str, Any]], *, reference: str = REFEREN
   return markdown_table(header, lines) + "\n" + "\n".join(verdicts) + "\n"
 
 
-def lead_section(records: Sequence[Mapping[str, Any]], *, reference: str = REFERENCE_ROW,
+def lead_section(records: Sequence[Mapping[str, Any]], *, reference: str = presets.OURS,
                  metric: str = "accuracy") -> str:
   """`lead_table` under a heading that says how to read it (the end of `table1.md`)."""
   name = row_label(reference)

@@ -407,7 +407,7 @@ def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
       "## Accuracy\n\n" + report.action_table(summaries, paper=paper) +
       "\n## Balanced accuracy\n\n" +
       report.action_table(summaries, metric="balanced_accuracy", paper=paper) + "\n" +
-      report.lead_section(records, reference=presets.OURS))
+      report.lead_section(records))
   tables["table2.md"] = (
       f"# Table 2: identity recognition (%, lower is better), {title}\n\n" + note +
       "## Accuracy\n\n" + report.identity_table(summaries, paper=paper) +
