@@ -2,6 +2,8 @@
 
 import setuptools
 
+NWB_REQUIREMENTS = ["pynwb>=3,<5", "ndx-pose>=0.2,<0.5"]
+
 setuptools.setup(
     name="nar",
     version="0.1.0",
@@ -35,7 +37,9 @@ setuptools.setup(
         "tensorboardX>=2.6,<3",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"],
+        # Reading and writing NWB files (data_prep.nwb).
+        "nwb": NWB_REQUIREMENTS,
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"] + NWB_REQUIREMENTS,
         # Accelerator builds of jaxlib; the CPU build comes with the base install.
         "cuda": ["jax[cuda12]>=0.10,<0.13"],
         "tpu": ["jax[tpu]>=0.10,<0.13"],

@@ -2,23 +2,35 @@ r"""Converts recordings into NAR's TFDS shards.
 
   python -m data_prep.build --input_dir=/tmp/sim --data_dir=/tmp/tfds
 
-Reads every trial under `--input_dir` (MC2P folder layout or per-trial NPZ/HDF5 files, see
-`data_prep/README.md`), validates all of them (every bad trial is reported, nothing is written
-if one is bad), and writes array_record shards readable with `nar.shards.open_dataset`.
+Reads every trial under `--input_dir` (MC2P folder layout, per-trial NPZ/HDF5 files or NWB
+files, see `data_prep/README.md`), validates all of them (every bad trial is reported, nothing
+is written if one is bad), and writes array_record shards readable with
+`nar.shards.open_dataset`.
 """
+
+import dataclasses
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from data_prep import nwb
 from data_prep import readers
 from data_prep import tfds_builder
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of recordings.", required=True)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory to write.", required=True)
 _NAME = flags.DEFINE_string("name", "default", "Name of the dataset inside data_dir.")
-_LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "mc2p", "trial_files"],
+_LAYOUT = flags.DEFINE_enum("layout", "auto", list(readers.LAYOUTS),
                             "Layout of input_dir.")
+_CLASS_NAMES = flags.DEFINE_list(
+    "class_names", None, "Behaviour vocabulary to express every trial's labels in "
+    "(comma-separated, matched by name); default: the one stored with the data.")
+_NWB_OBJECTS = {
+    field.name: flags.DEFINE_string(
+        f"nwb_{field.name}", None, f"NWB files: name of the {field.name.replace('_', ' ')} to "
+        "read where a file holds several.")
+    for field in dataclasses.fields(nwb.NwbObjects)}
 _SEGMENT_SECONDS = flags.DEFINE_float("segment_seconds", 2.0, "Seconds of a stored segment.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Replace an existing dataset of that name; without it, one is "
@@ -27,7 +39,9 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 
 def main(argv):
   del argv
-  recordings = readers.read_recordings(_INPUT_DIR.value, layout=_LAYOUT.value)
+  nwb_objects = nwb.NwbObjects(**{name: flag.value for name, flag in _NWB_OBJECTS.items()})
+  recordings = readers.read_recordings(_INPUT_DIR.value, layout=_LAYOUT.value,
+                                       class_names=_CLASS_NAMES.value, nwb_objects=nwb_objects)
   logging.info("Read %d recordings from %s", len(recordings), _INPUT_DIR.value)
   dataset_dir = tfds_builder.build_dataset(
       recordings, _DATA_DIR.value, config_name=_NAME.value,

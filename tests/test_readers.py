@@ -232,7 +232,7 @@ def test_read_recordings_says_what_it_looked_for(tmp_path):
   message = _read_error(readers.read_recordings, tmp_path, layout="mc2p")
   assert "holds no MC2P trial folder" in message
   with pytest.raises(ValueError, match="layout must be one of"):
-    readers.read_recordings(tmp_path, layout="nwb")
+    readers.read_recordings(tmp_path, layout="nix")
 
 
 def test_write_trial_rejects_ids_that_do_not_fit_the_folder_pattern(tmp_path):
