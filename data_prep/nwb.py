@@ -330,13 +330,16 @@ def _read_nwb_file(path: pathlib.Path, class_names: Sequence[str] | None,
   pynwb, ndx_pose = _nwb_modules()
   if not path.is_file():
     raise errors.file_error(path, "is not a file")
+  # h5py and hdmf raise many kinds of errors for a file that is not valid NWB.
   try:
     io = pynwb.NWBHDF5IO(str(path), "r", load_namespaces=True)
-    nwbfile = io.read()
   except Exception as error:  # pylint: disable=broad-except
-    # h5py and hdmf raise many kinds of errors for a file that is not valid NWB.
     raise errors.file_error(path, f"is not a readable NWB file: {error}") from None
   with io:
+    try:
+      nwbfile = io.read()
+    except Exception as error:  # pylint: disable=broad-except
+      raise errors.file_error(path, f"is not a readable NWB file: {error}") from None
     problems: list[str] = []
 
     def attempt(function, *args):
