@@ -214,8 +214,11 @@ def _read_neural(objects: Sequence[Any], pynwb: Any, choice: NwbObjects) -> dict
     rois = _pick(in_dff, (ophys.RoiResponseSeries,), None, "RoiResponseSeries in DfOverF",
                  "roi_series")
   if imaging is None and rois is None:
+    others = sorted(_location(o) for o in objects if isinstance(o, ophys.RoiResponseSeries))
+    hint = (f"; its other ROI series {others} are read only when named with "
+            "NwbObjects.roi_series (they may not be ΔF/F)" if others else "")
     raise _Problem("holds no neural data: neither a TwoPhotonSeries / OnePhotonSeries nor a "
-                   "RoiResponseSeries in a DfOverF")
+                   f"RoiResponseSeries in a DfOverF{hint}")
   fields: dict[str, Any] = {}
   timed = []
   if imaging is not None:

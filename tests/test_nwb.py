@@ -111,7 +111,7 @@ def test_real_deepfly3d_pose_and_two_photon_frames_survive_nwb(tmp_path, fixture
 def _third_party_file(path, *, pose_names=("RF_coxa_femur", "LH_tarsus_tip"), num_frames=40,
                       pose_estimations=1, label_rows=(("walking", 0.05, 0.15),),
                       label_table="behavior", label_column="behavior", subject_id="fly7",
-                      conversion=1.0, with_imaging=True, with_rois=False):
+                      conversion=1.0, with_imaging=True, roi_containers=()):
   """An NWB file written with pynwb and ndx-pose directly, the way other tools write them."""
   nwbfile = pynwb.NWBFile(session_description="s", identifier=path.stem, session_start_time=START,
                           subject=pynwb.file.Subject(subject_id=subject_id) if subject_id else None)
@@ -132,7 +132,7 @@ def _third_party_file(path, *, pose_names=("RF_coxa_femur", "LH_tarsus_tip"), nu
     nwbfile.add_acquisition(pynwb.ophys.TwoPhotonSeries(
         name="dff", data=np.ones((7, 4, 4), np.int16) * 3, imaging_plane=plane, unit="dF/F",
         conversion=conversion, starting_time=0.0, rate=16.0))
-  if with_rois:
+  if roi_containers:
     ophys = nwbfile.create_processing_module(name="ophys", description="o")
     segmentation = pynwb.ophys.ImageSegmentation()
     ophys.add(segmentation)
@@ -141,7 +141,8 @@ def _third_party_file(path, *, pose_names=("RF_coxa_femur", "LH_tarsus_tip"), nu
     for _ in range(2):
       rois.add_roi(image_mask=np.ones((4, 4), np.float32))
     region = rois.create_roi_table_region(region=[0, 1], description="all")
-    for container in (pynwb.ophys.DfOverF(), pynwb.ophys.Fluorescence()):
+    for name in roi_containers:
+      container = getattr(pynwb.ophys, name)()
       ophys.add(container)
       container.create_roi_response_series(
           name=f"{type(container).__name__}_traces", data=np.ones((7, 2)), rois=region,
@@ -158,7 +159,8 @@ def _third_party_file(path, *, pose_names=("RF_coxa_femur", "LH_tarsus_tip"), nu
 
 
 def test_files_of_other_tools_are_read_by_the_documented_conventions(tmp_path):
-  path = _third_party_file(tmp_path / "session_a.nwb", conversion=0.5, with_rois=True)
+  path = _third_party_file(tmp_path / "session_a.nwb", conversion=0.5,
+                           roi_containers=("DfOverF", "Fluorescence"))
   rec = nwb.read_nwb_file(path)
   assert (rec.animal_id, rec.trial_id) == ("fly7", "session_a")  # No session_id: file name.
   assert rec.behaviour_format == "deepfly3d_pose" and rec.fps_behaviour == 100.0
@@ -209,7 +211,13 @@ def test_bad_files_fail_with_errors_that_name_the_problem(tmp_path):
   assert "intervals/behavior has no label column" in message
   message = _read_error(nwb.read_nwb_file, _third_party_file(tmp_path / "f.nwb",
                                                              with_imaging=False))
-  assert "holds no neural data" in message
+  assert "holds no neural data" in message and "other ROI series" not in message
+  raw = _third_party_file(tmp_path / "f2.nwb", with_imaging=False,
+                          roi_containers=("Fluorescence",))
+  message = _read_error(nwb.read_nwb_file, raw)
+  assert "other ROI series ['Fluorescence/Fluorescence_traces'] are read only when named" in message
+  rec = nwb.read_nwb_file(raw, objects=nwb.NwbObjects(roi_series="Fluorescence_traces"))
+  assert rec.roi_traces.shape == (7, 2) and rec.neural_images is None
   (tmp_path / "g.nwb").write_bytes(b"not hdf5")
   assert "is not a readable NWB file" in _read_error(nwb.read_nwb_file, tmp_path / "g.nwb")
 
