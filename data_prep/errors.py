@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 from typing import Callable, Mapping, Sequence, TypeVar
 
 import tqdm
@@ -35,6 +36,28 @@ class DatasetReadError(recording.RecordingError):
 def file_error(path: str | os.PathLike, problem: str) -> recording.RecordingError:
   """A one-problem error about one file; the file is the error's source."""
   return recording.RecordingError(str(path), [problem])
+
+
+def find_files(root: str | os.PathLike, suffixes: Sequence[str], what: str, *,
+               required: bool = True) -> list[pathlib.Path]:
+  """Every file under `root` (recursively) whose suffix is one of `suffixes`, sorted by path.
+
+  Args:
+    root: the folder to search.
+    suffixes: lower-case suffixes with their dot (a file's suffix is compared in lower case).
+    what: what such a file is, for the error message (e.g. "trial file").
+    required: whether finding none is an error.
+
+  Raises:
+    RecordingError: if `root` is not a folder, or holds no such file and `required`.
+  """
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise file_error(root, "is not a folder")
+  files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+  if not files and required:
+    raise file_error(root, f"holds no {what} ({', '.join('*' + s for s in suffixes)})")
+  return files
 
 
 def adopt_class_names(recordings: Sequence[recording.Recording],

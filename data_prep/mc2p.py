@@ -91,18 +91,6 @@ def trial_folder_name(animal_id: str, trial_id: str) -> str:
   return f"{animal_id}_{trial_id}"
 
 
-def _label_bouts(labels: np.ndarray) -> list[tuple[int, int, int]]:
-  """Runs of equal non-negative labels as `(start, end_exclusive, label)`."""
-  bouts = []
-  change = np.flatnonzero(np.diff(labels)) + 1
-  starts = np.concatenate([[0], change])
-  ends = np.concatenate([change, [len(labels)]])
-  for start, end in zip(starts, ends):
-    if labels[start] >= 0:
-      bouts.append((int(start), int(end), int(labels[start])))
-  return bouts
-
-
 def write_trial(rec: Recording, root_dir: str | os.PathLike, *,
                 neural_image_format: str = "npy") -> pathlib.Path:
   """Writes one trial in the MC2P layout, as `read_trial` reads it back.
@@ -174,7 +162,7 @@ def write_trial(rec: Recording, root_dir: str | os.PathLike, *,
   with open(folder / LABEL_BOUT_NAMES[0], "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(BOUT_COLUMNS)
-    for start, end, label in _label_bouts(np.asarray(rec.labels)):
+    for start, end, label in recording.label_bouts(rec.labels):
       writer.writerow((start, end, rec.class_names[label]))
   (folder / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
   return folder

@@ -385,18 +385,8 @@ def _read_nwb_file(path: pathlib.Path, class_names: Sequence[str] | None,
 
 
 def find_nwb_files(root: str | os.PathLike, *, required: bool = True) -> list[pathlib.Path]:
-  """Every `.nwb` file under `root` (recursively), sorted.
-
-  Raises:
-    RecordingError: if `root` is not a folder, or holds no NWB file and `required`.
-  """
-  root = pathlib.Path(root)
-  if not root.is_dir():
-    raise errors.file_error(root, "is not a folder")
-  files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() == SUFFIX)
-  if not files and required:
-    raise errors.file_error(root, f"holds no NWB file (*{SUFFIX})")
-  return files
+  """Every `.nwb` file under `root` (recursively), sorted (`errors.find_files`)."""
+  return errors.find_files(root, (SUFFIX,), "NWB file", required=required)
 
 
 def read_nwb_files(root: str | os.PathLike, *, class_names: Sequence[str] | None = None,
@@ -426,15 +416,13 @@ def read_nwb_files(root: str | os.PathLike, *, class_names: Sequence[str] | None
 # ----------------------------------------------------------------------------------------
 
 
-def _bouts(values: np.ndarray, times: np.ndarray, frame_interval: float
-           ) -> list[tuple[float, float, int]]:
-  """`(start time, stop time, value)` of every run of equal values other than -1."""
-  change = np.flatnonzero(np.diff(values)) + 1
-  starts = np.concatenate([[0], change])
-  ends = np.concatenate([change, [len(values)]])
+def _bout_times(values: np.ndarray, times: np.ndarray, frame_interval: float
+                ) -> list[tuple[float, float, int]]:
+  """`(start time, stop time, value)` of every run of equal non-negative values; a run stops
+  when the next frame starts (the last frame lasts one frame interval)."""
   stop_times = np.append(times[1:], times[-1] + frame_interval)
-  return [(float(times[a]), float(stop_times[b - 1]), int(values[a]))
-          for a, b in zip(starts, ends) if values[a] != recording.UNLABELLED]
+  return [(float(times[start]), float(stop_times[end - 1]), value)
+          for start, end, value in recording.label_bouts(values)]
 
 
 def _timing(timestamps: np.ndarray | None, rate: float) -> dict[str, Any]:
@@ -515,9 +503,9 @@ def write_nwb_file(rec: Recording, path: str | os.PathLike, *,
                                edges=np.zeros((0, 2), np.uint8))
   series = []
   for index, name in enumerate(names):
-    timing = (_timing(rec.behaviour_timestamps, rec.fps_behaviour) if index == 0
-              else {"timestamps": series[0]} if rec.behaviour_timestamps is not None
-              else _timing(None, rec.fps_behaviour))
+    # Series after the first link to its timestamps instead of storing copies.
+    timing = ({"timestamps": series[0]} if index and rec.behaviour_timestamps is not None
+              else _timing(rec.behaviour_timestamps, rec.fps_behaviour))
     series.append(ndx_pose.PoseEstimationSeries(
         name=name, data=values[:, index].astype(np.float32), reference_frame="as recorded",
         unit="a.u.", **timing))
@@ -563,7 +551,7 @@ def write_nwb_file(rec: Recording, path: str | os.PathLike, *,
                         else {"timestamps": imaging}))
 
   frame_interval = 1.0 / float(rec.fps_behaviour)
-  bouts = _bouts(rec.labels, behaviour_times, frame_interval)
+  bouts = _bout_times(rec.labels, behaviour_times, frame_interval)
   if bouts:  # A trial without labels has no table: it reads back unannotated.
     labels = pynwb.epoch.TimeIntervals(name=LABEL_TABLE_NAMES[0], description="behaviour bouts")
     labels.add_column(name=LABEL_COLUMN_NAMES[0], description="behaviour class")
@@ -573,7 +561,7 @@ def write_nwb_file(rec: Recording, path: str | os.PathLike, *,
   if rec.rest is not None:
     rest = pynwb.epoch.TimeIntervals(name=REST_TABLE_NAME, description="rest bouts")
     flags = np.where(rec.rest, 1, recording.UNLABELLED)
-    for start, stop, _ in _bouts(flags, behaviour_times, frame_interval):
+    for start, stop, _ in _bout_times(flags, behaviour_times, frame_interval):
       rest.add_interval(start_time=start, stop_time=stop)
     nwbfile.add_time_intervals(rest)
 

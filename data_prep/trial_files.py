@@ -388,18 +388,9 @@ def _read_trial_file(path: pathlib.Path, class_names: Sequence[str] | None
 
 
 def find_trial_files(root: str | os.PathLike, *, required: bool = True) -> list[pathlib.Path]:
-  """Every `.npz`, `.h5` and `.hdf5` file under `root` (recursively), sorted.
-
-  Raises:
-    RecordingError: if `root` is not a folder, or holds no trial file and `required`.
-  """
-  root = pathlib.Path(root)
-  if not root.is_dir():
-    raise errors.file_error(root, "is not a folder")
-  files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
-  if not files and required:
-    raise errors.file_error(root, f"holds no trial file ({', '.join('*' + s for s in SUFFIXES)})")
-  return files
+  """Every `.npz`, `.h5` and `.hdf5` file under `root` (recursively), sorted
+  (`errors.find_files`)."""
+  return errors.find_files(root, SUFFIXES, "trial file", required=required)
 
 
 def read_trial_files(root: str | os.PathLike, *,

@@ -175,6 +175,16 @@ class Recording:
     return np.arange(self.num_neural_frames) / self.fps_neural
 
 
+def label_bouts(labels: np.ndarray) -> list[tuple[int, int, int]]:
+  """Runs of equal non-negative labels as `(start, end_exclusive, label)`, in frames."""
+  labels = np.asarray(labels)
+  change = np.flatnonzero(np.diff(labels)) + 1
+  starts = np.concatenate([[0], change])
+  ends = np.concatenate([change, [len(labels)]])
+  return [(int(start), int(end), int(labels[start]))
+          for start, end in zip(starts, ends) if labels[start] >= 0]
+
+
 def _beyond_int64(array: np.ndarray) -> bool:
   """Whether an integer array holds values that int64 cannot (only unsigned ones can)."""
   return (array.dtype.kind == "u" and array.size > 0

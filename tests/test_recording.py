@@ -140,3 +140,9 @@ def test_windows_pair_pose_and_neural_frames_of_the_same_instant():
   np.testing.assert_array_equal(
       cut["pose"][0], keypoints.leg_relative_pose(rec.pose[centres[0] + spec.pose_offsets()]))
   assert cut["label"][0] == rec.labels[centres[0]]
+
+
+def test_label_bouts_are_the_runs_of_labelled_frames():
+  labels = np.array([-1, 2, 2, 0, -1, -1, 0, 0], np.int32)
+  assert recording_lib.label_bouts(labels) == [(1, 3, 2), (3, 4, 0), (6, 8, 0)]
+  assert recording_lib.label_bouts(np.full(4, -1)) == []
