@@ -178,6 +178,8 @@ class Recording:
 def label_bouts(labels: np.ndarray) -> list[tuple[int, int, int]]:
   """Runs of equal non-negative labels as `(start, end_exclusive, label)`, in frames."""
   labels = np.asarray(labels)
+  if labels.size == 0:
+    return []
   change = np.flatnonzero(np.diff(labels)) + 1
   starts = np.concatenate([[0], change])
   ends = np.concatenate([change, [len(labels)]])

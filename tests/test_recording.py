@@ -146,3 +146,4 @@ def test_label_bouts_are_the_runs_of_labelled_frames():
   labels = np.array([-1, 2, 2, 0, -1, -1, 0, 0], np.int32)
   assert recording_lib.label_bouts(labels) == [(1, 3, 2), (3, 4, 0), (6, 8, 0)]
   assert recording_lib.label_bouts(np.full(4, -1)) == []
+  assert recording_lib.label_bouts(np.zeros(0, np.int32)) == []
