@@ -1,0 +1,48 @@
+"""Prints this folder's table, 1500 steps against the same runs at 300 steps.
+
+  python results/trials_240s_1500_steps_tuning_folds/table.py
+
+A file `<row>_fold<f>_seed<k>.eval.json` is one run of 1500 steps; the run of the same row,
+fold and seed at 300 steps is read from `../trials_240s_tuning_folds/`. Accuracy in %.
+"""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+
+FOLDER = pathlib.Path(__file__).parent
+SHORT_RUNS = FOLDER.parent / "trials_240s_tuning_folds"
+
+
+def _load_sibling_table():
+  """The 300-step folder's reader (`read_runs`, `pm`, `lead`, `ROWS`), reused as is."""
+  spec = importlib.util.spec_from_file_location("table_300_steps", SHORT_RUNS / "table.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def main() -> None:
+  table = _load_sibling_table()
+  runs = table.read_runs(FOLDER)
+  short = table.read_runs(SHORT_RUNS)
+  print("| Method | runs (fold, seed) | Multi 0.5 | Multi 1.0 | Single 1.0 | Identity 1.0 ↓ | "
+        "Multi 1.0 / identity at 300 steps, same runs | Ours' lead, 0.5 / 1.0 |")
+  print("|---|---|---|---|---|---|---|---|")
+  for row in ("ours", "no_swap", "simclr", "regression_recurrent"):
+    if row not in runs:
+      continue
+    keys = sorted(runs[row])
+    scores = np.array([runs[row][key] for key in keys])
+    before = np.array([short[row][key] for key in keys if key in short[row]])
+    was = (f"{np.mean(before[:, 1]):.1f} / {np.mean(before[:, 3]):.1f}"
+           if len(before) == len(keys) else "–")
+    ahead = table.lead(runs, "ours", row) if row != "ours" else "–"
+    print(f"| {table.ROWS[row]} | {', '.join(f'({f}, {k})' for f, k in keys)} | "
+          f"{table.pm(scores[:, 0])} | {table.pm(scores[:, 1])} | {np.mean(scores[:, 2]):.1f} | "
+          f"{table.pm(scores[:, 3])} | {was} | {ahead} |")
+
+
+if __name__ == "__main__":
+  main()
