@@ -42,6 +42,15 @@ def main() -> None:
     print(f"| {table.ROWS[row]} | {', '.join(f'({f}, {k})' for f, k in keys)} | "
           f"{table.pm(scores[:, 0])} | {table.pm(scores[:, 1])} | {np.mean(scores[:, 2]):.1f} | "
           f"{table.pm(scores[:, 3])} | {was} | {ahead} |")
+  print()
+  print("Per run: multi-animal 0.5 / 1.0 (identity 1.0), at 1500 steps <- at 300 steps:")
+  for row, by_key in sorted(runs.items()):
+    for key, scores in sorted(by_key.items()):
+      line = f"  {row} fold {key[0]} seed {key[1]}: {scores[0]:.1f} / {scores[1]:.1f} ({scores[3]:.1f})"
+      if key in short.get(row, {}):
+        was = short[row][key]
+        line += f" <- {was[0]:.1f} / {was[1]:.1f} ({was[3]:.1f})"
+      print(line)
 
 
 if __name__ == "__main__":

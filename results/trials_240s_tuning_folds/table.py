@@ -36,6 +36,9 @@ def read_runs(folder: pathlib.Path) -> dict[str, dict[tuple[int, int], np.ndarra
 
 
 def pm(values: np.ndarray) -> str:
+  """Mean ± population std; a single run's value alone (it has no spread)."""
+  if len(values) == 1:
+    return f"{values[0]:.1f}"
   return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
 
 
@@ -45,6 +48,8 @@ def lead(runs, row: str, reference: str, fold: int | None = None) -> str:
                 if fold is None or key[0] == fold)
   diffs = np.array([runs[row][key][:2] - runs[reference][key][:2] for key in keys])
   ahead = (diffs > 0).sum(0)
+  if len(keys) == 1:
+    return f"{diffs[0, 0]:+.1f} / {diffs[0, 1]:+.1f} (one pair of runs)"
   return (f"{np.mean(diffs[:, 0]):+.1f} ± {np.std(diffs[:, 0]):.1f} / "
           f"{np.mean(diffs[:, 1]):+.1f} ± {np.std(diffs[:, 1]):.1f} "
           f"(ahead in {ahead[0]} / {ahead[1]} of {len(keys)})")
