@@ -1049,7 +1049,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                            windows_s=f"{last_metrics.get('windows_per_second', 0):.0f}")
       if is_chief:
         _write_metrics(workdir / logs.METRICS_FILE, done, last_metrics, writer)
-    manager.save(done, args=ocp.args.Composite(
+    # The last step is saved whatever the interval, so a finished run's checkpoint holds the
+    # parameters it was evaluated with.
+    manager.save(done, force=done == num_steps, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
   manager.wait_until_finished()
   if writer is not None:

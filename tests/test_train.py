@@ -39,7 +39,7 @@ def tiny_config(data_dir: str, **optim):
   config.model.update(width=8, num_blocks=1, features=8, head_hidden=16, embedding=8,
                       image_channels=(4,))
   config.swap.pool_chunk = 256
-  config.optim.update(global_batch_size=16, num_train_steps=8, warmup_steps=2, **optim)
+  config.optim.update({"global_batch_size": 16, "num_train_steps": 8, "warmup_steps": 2, **optim})
   config.checkpoint_every_steps = 2
   config.log_every_steps = 2
   config.eval.hop = 20
@@ -120,6 +120,7 @@ def _final_state(workdir: pathlib.Path, step: int):
 
 
 def test_a_killed_run_resumes_to_the_parameters_of_an_uninterrupted_run(data_dir, tmp_path):
+  # 7 steps with a checkpoint every 2: the last one is saved off the interval.
   reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
   killed = _run(_PRELUDE + f"""
     import os, signal
@@ -133,18 +134,18 @@ def test_a_killed_run_resumes_to_the_parameters_of_an_uninterrupted_run(data_dir
       return saved
 
     ocp.CheckpointManager.save = save_then_die
-    train.train_and_evaluate(tiny_config({data_dir!r}), {str(interrupted)!r})
+    train.train_and_evaluate(tiny_config({data_dir!r}, num_train_steps=7), {str(interrupted)!r})
   """)
   assert killed.returncode == -9, killed.stderr[-3000:]
   assert not (interrupted / "eval.json").exists()
   assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()
                 if p.name.isdigit()) == ["2", "4"]
 
-  config = tiny_config(data_dir)
+  config = tiny_config(data_dir, num_train_steps=7)
   train.train_and_evaluate(config, str(interrupted))
   results = train.train_and_evaluate(config, str(reference))
-  resumed_state, reference_state = _final_state(interrupted, 8), _final_state(reference, 8)
-  assert int(resumed_state["step"]) == 8
+  resumed_state, reference_state = _final_state(interrupted, 7), _final_state(reference, 7)
+  assert int(resumed_state["step"]) == 7
   assert_same_training_result(resumed_state["params"], reference_state["params"])
   for name in ("action_held_out_animals", "identity_held_out_time"):
     assert 0 <= results[name]["accuracy"] <= 100
