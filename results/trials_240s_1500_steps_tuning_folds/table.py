@@ -30,7 +30,7 @@ def main() -> None:
   print("| Method | runs (fold, seed) | Multi 0.5 | Multi 1.0 | Single 1.0 | Identity 1.0 ↓ | "
         "Multi 1.0 / identity at 300 steps, same runs | Ours' lead, 0.5 / 1.0 |")
   print("|---|---|---|---|---|---|---|---|")
-  for row in ("ours", "no_swap", "simclr", "regression_recurrent"):
+  for row in ("ours", "ours_p1", "no_swap", "simclr", "regression_recurrent"):
     if row not in runs:
       continue
     keys = sorted(runs[row])
