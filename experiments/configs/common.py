@@ -130,6 +130,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.adapt.learning_rate = 1e-2
 
   config.log_every_steps = 20
+  # Every this many steps, and at the last step whatever the interval.
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
   return config
