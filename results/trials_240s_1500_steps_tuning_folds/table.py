@@ -3,10 +3,12 @@
   python results/trials_240s_1500_steps_tuning_folds/table.py
 
 A file `<row>_fold<f>_seed<k>.eval.json` is one run of 1500 steps; the run of the same row,
-fold and seed at 300 steps is read from `../trials_240s_tuning_folds/`. Accuracy in %.
+fold and seed at 300 steps is read from `../trials_240s_tuning_folds/`. Runs of rows that
+folder's table does not know (other settings of Ours) are printed one by one. Accuracy in %.
 """
 
 import importlib.util
+import json
 import pathlib
 
 import numpy as np
@@ -51,6 +53,16 @@ def main() -> None:
         was = short[row][key]
         line += f" <- {was[0]:.1f} / {was[1]:.1f} ({was[3]:.1f})"
       print(line)
+  other = sorted(path for path in FOLDER.glob("*.eval.json")
+                 if path.name.split("_fold")[0] not in table.ROWS)
+  if other:
+    print()
+    print("Other settings (the README says which): multi-animal 0.5 / 1.0 (identity 1.0):")
+  for path in other:
+    probes = json.loads(path.read_text())["probes"]
+    multi, identity = probes["action_multi_animal"], probes["identity"]["1.0"]
+    print(f"  {path.name.removesuffix('.eval.json')}: {multi['0.5']['accuracy']['mean']:.1f} / "
+          f"{multi['1.0']['accuracy']['mean']:.1f} ({identity['accuracy']['mean']:.1f})")
 
 
 if __name__ == "__main__":
