@@ -22,7 +22,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q tests
 
-# The seed's Tables 1-2 and the ablations, 3 seeds (59 min on 2 CPU cores; resumable).
+# The seed's Tables 1-2 and the ablations, 3 seeds (59 min on 2 CPU cores with the former
+# 60-s trials; resumable).
 reproduce: $(STAMP)
 	$(BIN)/python -m experiments.reproduce --preset=cpu --seeds=3 --out=runs/reproduce
 

@@ -1,7 +1,7 @@
 r"""Simulates multi-animal recordings and writes them in the MC2P folder layout.
 
   python -m data_prep.simulate --out_dir=/tmp/sim --num_animals=8 --trials_per_animal=4 \
-      --trial_seconds=60 --seed=0
+      --trial_seconds=240 --seed=0
 
 Writes one `<date>_<genotype>_Fly<N>_<trial>` folder per trial (`data_prep.mc2p.write_trial`),
 and beside them `ground_truth.npz` (actions, latent rates, kinematics, every animal's

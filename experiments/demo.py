@@ -2,7 +2,7 @@ r"""The main job on the embedded default data: `make demo`.
 
   python -m experiments.demo [--workdir=~/.cache/nar/runs/demo]
 
-Simulates the default dataset (8 animals x 4 trials x 60 s) if absent, writes it in the MC2P
+Simulates the default dataset (8 animals x 4 trials x 240 s) if absent, writes it in the MC2P
 folder layout, reads it back, builds its TFDS shards and prints a summary; then trains the
 `swap_cpu` config on it (resuming if the workdir holds checkpoints) and prints the evaluation.
 """

@@ -7,7 +7,7 @@ A preset names the training config of Ours, the trained methods (Ours and the ba
 `{"swap.probability": 0.25}`), how many seeds the ablations use and the size of the simulated
 dataset. Presets:
 
-* `cpu`: the default simulated dataset (8 animals x 4 trials x 60 s) at `swap_cpu` size;
+* `cpu`: the default simulated dataset (8 animals x 4 trials x 240 s) at `swap_cpu` size;
   `CPU_TRAIN_STEPS` steps per run, chosen so that 3 seeds of every method and one seed of
   every ablation fit in about an hour on 2 CPU cores.
 * `tpu`: `swap_tpu` size (exact swap, large model and batch) on a 128 x 128 pixel version of
@@ -42,7 +42,9 @@ from nar import simulation
 # Training steps of every run of the cpu preset: the knob of its wall-time budget. A run
 # costs about 25 s besides its steps (input, compilation, probes) and about 0.25 s per step
 # of Ours on 2 cores; 43 runs (10 methods x 3 seeds, 13 ablations) of 300 steps and the
-# reference rows took 59 min from a fresh data root, within the hour.
+# reference rows took 59 min from a fresh data root, within the hour, on the former 60-s
+# trials; `swap_cpu` thins the swap pool and the probes' windows of the 240-s default to
+# their counts there, so a step and the probes cost about the same.
 CPU_TRAIN_STEPS = 300
 # The same knob for `--dataset=locomotion`, whose runs also fit the held-out animals' input
 # layers for LOCOMOTION_CPU_ADAPT_STEPS steps after training. Measured on one core of the

@@ -2,7 +2,7 @@ r"""Contrastive training with the swap on the default simulated dataset, on a la
 
   python -m experiments.train --config=swap_cpu --workdir=/tmp/nar/swap_cpu
 
-Simulates and builds the default dataset (8 animals x 4 trials x 60 s) into
+Simulates and builds the default dataset (8 animals x 4 trials x 240 s) into
 `~/.cache/nar` when absent. Minutes on 2 cores. `swap_cpu:smoke` is a few steps.
 """
 
@@ -27,7 +27,12 @@ def get_config(arg: str | None = None):
   config.behaviour_residual_weight = 10.0
   config.neural_view_weight = 3.0
   config.optim.num_train_steps = 500
-  config.eval.hop = 20
+  # The exact swap draws from every 4th pose frame of the other animal (25 Hz over 240-s
+  # trials: neighbouring 100-Hz frames are nearly the same pose), and the probes take a
+  # window every 80 frames (each ~1-s window still overlaps the next): the pool and the
+  # probes' window counts of 60-s trials at every frame and a hop of 20, at their cost.
+  config.swap.pool_stride = 4
+  config.eval.hop = 80
   if arg == "smoke":
     config.optim.num_train_steps = 4
     config.optim.global_batch_size = 16

@@ -21,7 +21,8 @@ class SimulatorConfig:
   Dataset size and rates:
     num_animals: number of animals.
     trials_per_animal: trials (recordings) per animal.
-    trial_seconds: duration of a trial.
+    trial_seconds: duration of a trial. The default 240 s is near MC2P's: its 20.7 h of
+      recording in 364 trials average 205 s, and the annotated trials last 250 s.
     fps_behaviour: pose frame rate (exact), Hz.
     fps_neural: nominal two-photon frame rate, Hz; each trial's true rate deviates from it
       (`neural_fps_std`) and its frame intervals jitter (`frame_interval_jitter`).
@@ -38,9 +39,9 @@ class SimulatorConfig:
       The default 0.75 is a choice for statistical power, not realism: over many trials
       each of the 5 grooming classes holds 9-12 % of the labelled frames, walking 21 % and
       resting 25 %, so each of the 6 non-resting classes evaluated downstream holds at
-      least 8 %. Single 60 s trials vary around this, since the real chain clusters bouts
+      least 8 %. Single trials vary around this, since the real chain clusters bouts
       (head grooming classes follow each other, as do abdominal and hindleg grooming): a
-      grooming class fills less than 2 s of roughly 10-35 % of the trials.
+      grooming class fills less than 2 s of roughly 10-35 % of 60-s trials.
     max_bout_seconds: bouts are truncated to this duration. Real resting and walking bouts
       reach 2 min and 40 s, which short trials cannot hold; 90 % of the real bouts of
       every class are shorter than 10 s.
@@ -118,7 +119,7 @@ class SimulatorConfig:
   # Dataset size and rates.
   num_animals: int = 8
   trials_per_animal: int = 4
-  trial_seconds: float = 60.0
+  trial_seconds: float = 240.0
   fps_behaviour: float = 100.0
   fps_neural: float = 16.0
   image_size: int = 32
