@@ -166,6 +166,49 @@ def test_train_steps_change_every_run_and_runs_of_another_length_are_refused(
     reproduce.reproduce("smoke", num_seeds=1, out_dir=root / "out", train_steps=0)
 
 
+def test_overrides_change_ours_and_its_ablations_and_leave_the_baselines_alone():
+  preset = presets.get_config("cpu")
+  changed = presets.with_overrides(preset, {"swap.neural_probability": 0.5})
+  runs = {(r.row, r.seed): r for r in reproduce.plan_runs(changed, num_seeds=1,
+                                                          out_dir="/tmp/never_written")}
+  before = {(r.row, r.seed): r for r in reproduce.plan_runs(preset, num_seeds=1,
+                                                            out_dir="/tmp/never_written")}
+  assert runs["ours", 0].config.swap.neural_probability == 0.5
+  assert preset.training.swap.neural_probability == 0.0  # a copy
+  # The neural swap's ablation is now switching it off.
+  assert "no_neural_swap" in changed.ablations and "neural_swap_0.5" not in changed.ablations
+  assert runs["no_neural_swap", 0].config.swap.neural_probability == 0.0
+  for name in presets.baselines.BASELINES:
+    assert runs[name, 0].config.to_dict() == before[name, 0].config.to_dict(), name
+  with pytest.raises(ValueError, match="'swap.neural_prob', which is not a config field"):
+    presets.with_overrides(preset, {"swap.neural_prob": 0.5})
+
+
+@pytest.mark.parametrize("pairs, expected", [
+    (["swap.neural_probability=0.5"], {"swap.neural_probability": 0.5}),
+    (["swap.probability=1", "swap.mode=topk", "swap.per_frame_target=true",
+      "optim.num_train_steps=7"],
+     {"swap.probability": 1.0, "swap.mode": "topk", "swap.per_frame_target": True,
+      "optim.num_train_steps": 7}),
+])
+def test_set_pairs_parse_as_the_fields_types(pairs, expected):
+  parsed = reproduce.parse_overrides(pairs, presets.get_config("smoke").training)
+  assert parsed == expected
+  assert [type(value) for value in parsed.values()] == [type(v) for v in expected.values()]
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("swap.neural_probability", "--set takes field=value"),
+    ("swap.nope=1", "'swap.nope' is not a field of the training config"),
+    ("optim.num_train_steps=1.5", "'optim.num_train_steps' takes a int, got '1.5'"),
+    ("swap.per_frame_target=maybe", "'swap.per_frame_target' takes a bool, got 'maybe'"),
+    ("swap=1", "'swap' holds a ConfigDict"),
+])
+def test_bad_set_pairs_say_what_is_wrong(pair, message):
+  with pytest.raises(reproduce.SettingsError, match=message):
+    reproduce.parse_overrides([pair], presets.get_config("smoke").training)
+
+
 def test_fields_added_later_name_config_fields():
   config = presets.method_config(presets.get_config("cpu"), "ours")
   for field in reproduce.FIELDS_ADDED_LATER:

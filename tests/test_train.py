@@ -273,6 +273,13 @@ def test_every_baseline_has_cpu_and_tpu_configs(size):
 
 def test_baselines_drop_ours_own_settings_and_the_no_swap_ablation_keeps_them():
   ours = swap_cpu.get_config()
+  for name in baselines.BASELINES:
+    ours_with_neural_swap = swap_cpu.get_config()
+    ours_with_neural_swap.swap.neural_probability = 0.5
+    config = baselines.apply_baseline(swap_cpu.get_config(), name)
+    # No baseline swaps, and Ours' neural swap leaves its config (and runs) as they are.
+    assert config.swap.neural_probability == 0.0
+    assert baselines.apply_baseline(ours_with_neural_swap, name).to_dict() == config.to_dict()
   assert ours.behaviour_residual_weight > 0 and ours.neural_view_weight > 0
   assert ours.model.baseline_features not in (None, ours.model.features)
   for name, changes in baselines.BASELINES.items():

@@ -46,6 +46,10 @@ def apply_baseline(config: ml_collections.ConfigDict, name: str | None):
                      f"e.g. --config=baseline_cpu:simclr")
   changes = dict(known[name])
   config.swap.enabled = changes.pop("swap", False)
+  if not config.swap.enabled:
+    # No swap of either kind: the neural swap is off too (the step skips it without the
+    # swap anyway; zero keeps a baseline's config the same whatever Ours' setting).
+    config.swap.neural_probability = 0.0
   if changes.get("method", "contrastive") != "contrastive":
     # Ours' own settings: its two extra terms belong to the contrastive objective, and the
     # baselines have a feature size of their own where the config names one.

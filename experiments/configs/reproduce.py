@@ -289,6 +289,22 @@ def with_train_steps(preset: Preset, steps: int) -> Preset:
   return dataclasses.replace(preset, training=training)
 
 
+def with_overrides(preset: Preset, overrides: Mapping[str, Any]) -> Preset:
+  """The preset with Ours' training config changed by `{"dotted.field": value}` overrides.
+
+  Every run derives from Ours' config, so a shared field (e.g. `optim.learning_rate`)
+  changes every row; a setting of Ours alone (e.g. `swap.neural_probability`, which no
+  baseline keeps) changes Ours and its ablations, which are derived again from the new
+  config (so the neural swap's ablation becomes switching it off).
+
+  Raises:
+    ValueError: an override names a field the config does not have.
+  """
+  training = ml_collections.ConfigDict(preset.training.to_dict())
+  common.apply_overrides(training, overrides, what="--set")
+  return dataclasses.replace(preset, training=training, ablations=ablations_of(training))
+
+
 def method_config(preset: Preset, method: str) -> ml_collections.ConfigDict:
   """The training config of a method of the preset (a copy)."""
   config = ml_collections.ConfigDict(preset.training.to_dict())

@@ -27,12 +27,14 @@ def _load_sibling_table():
 
 def main() -> None:
   table = _load_sibling_table()
+  table.ROWS["ours_neural_swap"] = "Ours, neural swap 0.5"  # a row of this folder only
   runs = table.read_runs(FOLDER)
   short = table.read_runs(SHORT_RUNS)
   print("| Method | runs (fold, seed) | Multi 0.5 | Multi 1.0 | Single 1.0 | Identity 1.0 ↓ | "
         "Multi 1.0 / identity at 300 steps, same runs | Ours' lead, 0.5 / 1.0 |")
   print("|---|---|---|---|---|---|---|---|")
-  for row in ("ours", "ours_p1", "no_swap", "simclr", "regression_recurrent"):
+  for row in ("ours", "ours_neural_swap", "ours_p1", "no_swap", "simclr",
+              "regression_recurrent"):
     if row not in runs:
       continue
     keys = sorted(runs[row])
@@ -44,6 +46,10 @@ def main() -> None:
     print(f"| {table.ROWS[row]} | {', '.join(f'({f}, {k})' for f, k in keys)} | "
           f"{table.pm(scores[:, 0])} | {table.pm(scores[:, 1])} | {np.mean(scores[:, 2]):.1f} | "
           f"{table.pm(scores[:, 3])} | {was} | {ahead} |")
+  print()
+  print("Ours with the neural swap against the other rows (its lead, 0.5 / 1.0):")
+  for row in ("ours", "no_swap", "simclr", "regression_recurrent"):
+    print(f"  {table.ROWS[row]}: {table.lead(runs, 'ours_neural_swap', row)}")
   print()
   print("Per run: multi-animal 0.5 / 1.0 (identity 1.0), at 1500 steps <- at 300 steps:")
   for row, by_key in sorted(runs.items()):
