@@ -22,7 +22,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default datase
 _NAME = flags.DEFINE_string("name", "default", "Dataset name inside data_dir.")
 _NUM_HELD_OUT = flags.DEFINE_integer("num_held_out", 2, "Held-out animals.")
 _SPLIT_SEED = flags.DEFINE_integer("split_seed", 0, "Seed of the held-out animals' draw.")
-_HOP = flags.DEFINE_integer("hop", 80, "Keep every hop-th window (80: the probes' hop of swap_cpu).")
+_HOP = flags.DEFINE_integer("hop", 80,
+                            "Keep every hop-th window (80: the probes' hop of swap_cpu).")
 
 
 def main(argv):
