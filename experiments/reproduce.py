@@ -561,10 +561,44 @@ def prepare_dataset(preset: presets.Preset, dataset: str | None = None) -> None:
                                  data_dir=preset.training.data.data_dir, name=choice.name)
 
 
+def parse_overrides(pairs: Sequence[str],
+                    config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`["a.b=1", ...]` -> `{"a.b": 1, ...}`, each value parsed as the field's current type.
+
+  Raises:
+    SettingsError: a pair without "=", an unknown field, a value that does not parse, or a
+      field that is not a bool, int, float or string.
+  """
+  overrides = {}
+  for pair in pairs:
+    field, equals, text = pair.partition("=")
+    if not equals or not field:
+      raise SettingsError(f"--set takes field=value, got {pair!r}")
+    node = config
+    for part in field.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        raise SettingsError(f"--set: {field!r} is not a field of the training config")
+      node = node[part]
+    if not isinstance(node, (bool, int, float, str)):
+      raise SettingsError(f"--set: {field!r} holds a {type(node).__name__}; only bool, int, "
+                          "float and string fields can be set here")
+    bad_value = SettingsError(f"--set: {field!r} takes a {type(node).__name__}, got {text!r}")
+    if isinstance(node, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise bad_value
+      overrides[field] = text.lower() in ("true", "1")
+      continue
+    try:
+      overrides[field] = type(node)(text)
+    except ValueError as error:
+      raise bad_value from error
+  return overrides
+
+
 def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathlib.Path,
               dataset: str = "pose", only: Sequence[str] | None = None,
               skip_ablations: bool = False, train_steps: int | None = None,
-              overrides: Mapping[str, Any] | None = None,
+              overrides: Sequence[str] = (),
               command: str = "") -> dict[str, Any]:
   """Runs (or resumes) a reproduction and writes its tables, CSVs, figures and README.
 
@@ -578,8 +612,8 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     skip_ablations: leave the ablations out.
     train_steps: train every run this many steps instead of the preset's (a tenth of them
       warming up); None keeps the preset's.
-    overrides: `{"dotted.field": value}` changes of Ours' training config, from which every
-      run derives (`presets.with_overrides`).
+    overrides: "dotted.field=value" changes of Ours' training config, from which every run
+      derives (`parse_overrides`, `presets.with_overrides`).
     command: the command line, recorded in the README.
 
   Returns:
@@ -595,10 +629,7 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     except ValueError as error:
       raise SettingsError(f"--train_steps: {error}") from error
   if overrides:
-    try:
-      preset = presets.with_overrides(preset, overrides)
-    except ValueError as error:
-      raise SettingsError(str(error)) from error
+    preset = presets.with_overrides(preset, parse_overrides(overrides, preset.training))
   check_arguments(preset, num_seeds=num_seeds, dataset=dataset, only=only)
   out_dir = pathlib.Path(out_dir)
   prepare_dataset(preset, dataset)
@@ -642,40 +673,6 @@ _SET = flags.DEFINE_multi_string(
     "values in --out are refused, so use a new folder.")
 
 
-def parse_overrides(pairs: Sequence[str],
-                    config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`["a.b=1", ...]` -> `{"a.b": 1, ...}`, each value parsed as the field's current type.
-
-  Raises:
-    SettingsError: a pair without "=", an unknown field, a value that does not parse, or a
-      field that is not a bool, int, float or string.
-  """
-  overrides = {}
-  for pair in pairs:
-    field, equals, text = pair.partition("=")
-    if not equals or not field:
-      raise SettingsError(f"--set takes field=value, got {pair!r}")
-    node = config
-    for part in field.split("."):
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        raise SettingsError(f"--set: {field!r} is not a field of the training config")
-      node = node[part]
-    if not isinstance(node, (bool, int, float, str)):
-      raise SettingsError(f"--set: {field!r} holds a {type(node).__name__}; only bool, int, "
-                          "float and string fields can be set here")
-    bad_value = SettingsError(f"--set: {field!r} takes a {type(node).__name__}, got {text!r}")
-    if isinstance(node, bool):
-      if text.lower() not in ("true", "false", "1", "0"):
-        raise bad_value
-      overrides[field] = text.lower() in ("true", "1")
-      continue
-    try:
-      overrides[field] = type(node)(text)
-    except ValueError as error:
-      raise bad_value from error
-  return overrides
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
@@ -683,15 +680,10 @@ def main(argv):
     raise app.UsageError("--out is required: the folder for tables, figures and runs")
   logs.quiet_checkpoint_logs()
   try:
-    overrides = {}
-    if _SET.value:
-      check_dataset(_DATASET.value)
-      overrides = parse_overrides(
-          _SET.value, presets.get_config(_PRESET.value, _DATASET.value).training)
     summary = reproduce(_PRESET.value, num_seeds=_SEEDS.value, out_dir=_OUT.value,
                         dataset=_DATASET.value, only=_ONLY.value,
                         skip_ablations=_SKIP_ABLATIONS.value,
-                        train_steps=_TRAIN_STEPS.value, overrides=overrides,
+                        train_steps=_TRAIN_STEPS.value, overrides=_SET.value,
                         command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
   except SettingsError as error:
     raise SystemExit(f"experiments.reproduce: {error}") from error

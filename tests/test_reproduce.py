@@ -209,6 +209,14 @@ def test_bad_set_pairs_say_what_is_wrong(pair, message):
     reproduce.parse_overrides([pair], presets.get_config("smoke").training)
 
 
+def test_a_reproduction_with_a_bad_set_pair_stops_before_any_work(tmp_path, monkeypatch):
+  monkeypatch.setenv("NAR_HOME", str(tmp_path / "home"))
+  with pytest.raises(reproduce.SettingsError, match="'swap.nope' is not a field"):
+    reproduce.reproduce("smoke", num_seeds=1, out_dir=tmp_path / "out",
+                        overrides=["swap.nope=1"])
+  assert not (tmp_path / "out").exists() and not (tmp_path / "home").exists()
+
+
 def test_fields_added_later_name_config_fields():
   config = presets.method_config(presets.get_config("cpu"), "ours")
   for field in reproduce.FIELDS_ADDED_LATER:
