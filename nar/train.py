@@ -408,7 +408,7 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
       pose, info = swap_table.swap_with_table(
           swap_key, pose, batch["bank_animal"], batch["bank_frame_index"], constants["table"],
           constants["frames"], swap_probability=swap_config.probability,
-          per_frame_target=swap_config.per_frame_target)
+          per_frame_target=swap_config.per_frame_target, pool_stride=swap_config.pool_stride)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     elif swap_config.enabled:
       pose, info = swap.swap_pose_windows(
@@ -634,12 +634,6 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
   if not 0.0 < config.swap.neural_partner_quantile <= 1.0:
     raise ValueError(f"swap.neural_partner_quantile must lie in (0, 1], got "
                      f"{config.swap.neural_partner_quantile!r}")
-  if config.swap.pool_stride != 1 and config.swap.mode != "exact":
-    # The table's rows are looked up by each window frame's index among all of its
-    # animal's frames.
-    raise ValueError(f"swap.pool_stride={config.swap.pool_stride!r} thins the exact swap's "
-                     "pool; the top-K table (swap.mode='topk') is built on every frame, so "
-                     "set it to 1")
   batch = config.optim.global_batch_size
   if batch % num_devices:
     raise ValueError(f"global batch {batch} does not divide over {num_devices} devices; "

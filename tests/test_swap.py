@@ -464,6 +464,30 @@ def test_top_k_table_uses_the_weighted_distance(weighted_bank):
   np.testing.assert_array_equal(np.asarray(swapped)[0], frames["fly1"][drawn])
 
 
+def test_top_k_table_of_a_thinned_bank_swaps_every_frame_from_its_pool_frame():
+  rng = np.random.default_rng(31)
+  frames = {"fly0": rng.normal(size=(40, 4)).astype(np.float32),
+            "fly1": rng.normal(size=(36, 4)).astype(np.float32)}
+  stride = 4
+  bank = swap.make_pose_bank(frames, None, ["fly0", "fly1"], pool_stride=stride)
+  table = swap_table.build_topk_table(bank, k=2, temperature=1e-4, progress=False)
+  thinned_fly1 = frames["fly1"][::stride]
+  # Frames past the thinned count (here 10) exist: without the stride they left the bank.
+  frame_index = jnp.arange(8, 40).reshape(4, 8)
+  windows = jnp.asarray(frames["fly0"][8:40].reshape(4, 8, 4))
+  swapped, info = swap_table.swap_with_table(
+      jax.random.key(32), windows, jnp.zeros(4, jnp.int32), frame_index, table, bank,
+      swap_probability=1.0, pool_stride=stride)
+  drawn = np.asarray(info["frame_index"]).reshape(-1)
+  pool_frames = frames["fly0"][stride * (np.arange(8, 40) // stride)]
+  distances = np.linalg.norm(pool_frames[:, None] - thinned_fly1[None], axis=-1)
+  np.testing.assert_array_equal(drawn, np.argmin(distances, axis=-1))
+  np.testing.assert_array_equal(np.asarray(swapped).reshape(-1, 4), thinned_fly1[drawn])
+  with pytest.raises(ValueError, match="the pool stride must be a positive integer"):
+    swap_table.swap_with_table(jax.random.key(32), windows, jnp.zeros(4, jnp.int32),
+                               frame_index, table, bank, pool_stride=0)
+
+
 # ------------------------------------------------------------------------------------------
 # Errors, raised before anything is compiled
 # ------------------------------------------------------------------------------------------

@@ -206,10 +206,25 @@ def test_a_neural_swap_probability_outside_zero_one_fails_before_compiling(data_
   config.swap.pool_stride = 0
   with pytest.raises(ValueError, match="the pool stride must be a positive integer, got 0"):
     train.train_and_evaluate(config, str(tmp_path))
-  config.swap.pool_stride, config.swap.mode = 3, "topk"
-  with pytest.raises(ValueError, match="the top-K table .* is built on every frame"):
-    train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_top_k_swap_trains_from_a_thinned_pool(data_dir):
+  config = tiny_config(data_dir)
+  config.swap.update(mode="topk", topk=4, pool_stride=3, probability=1.0)
+  inputs = train.create_input(config)
+  graphdef, tx, state = train.create_train_state(config, inputs)
+  constants, rows = train.create_step_constants(config, inputs)
+  # The table holds neighbours of every 3rd frame, as many rows as the thinned bank.
+  assert constants["table"].indices.shape[:2] == constants["frames"].frames.shape[:2]
+  loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
+  batch = train.step_batch(next(iter(loader)), "neural_images", rows)
+  step = train.compile_train_step(graphdef, tx, config, "neural_images", train.make_mesh(), 4)
+  _, metrics = step(state, batch, constants)
+  # The step traces and runs with the table of the thinned bank (which frames each window
+  # frame takes: tests/test_swap.py).
+  assert float(metrics["swapped_fraction"]) == 1.0
+  assert np.isfinite(float(metrics["loss"]))
 
 
 def test_an_invalid_model_config_fails_before_compiling(data_dir, tmp_path):

@@ -83,8 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
   # distances) are exchanged; 1.0: any window.
   config.swap.neural_partner_quantile = 1.0
   config.swap.pool_chunk = 2048
-  # The exact swap draws from every pool_stride-th frame of the target animal (1: all of
-  # them); see benchmarks/README.md for what thinning saves per step.
+  # The swap draws from every pool_stride-th frame of the target animal (1: all of them);
+  # the top-K table then holds neighbours of those frames only. See benchmarks/README.md for
+  # what thinning saves per step.
   config.swap.pool_stride = 1
 
   config.augment = ml_collections.ConfigDict()
