@@ -89,7 +89,7 @@ _BLOCK_STREAM = 0x2545F491
 
 @functools.partial(jax.tree_util.register_dataclass,
                    data_fields=("frames", "valid", "num_frames", "distance_scale"),
-                   meta_fields=("animals",))
+                   meta_fields=("animals", "pool_stride"))
 @dataclasses.dataclass(frozen=True)
 class PoseBank:
   """Device-resident pose frames of the training animals: the pools of the swap.
@@ -107,6 +107,8 @@ class PoseBank:
     distance_scale: `[D]` float32 sqrt of each feature's weight in the swap distance: the
       distance is Euclidean between frames multiplied by it. None: the plain Euclidean
       distance (every weight 1).
+    pool_stride: the bank holds every `pool_stride`-th frame of each animal (frames 0, s,
+      2s...; `make_pose_bank`); row j of an animal is its frame `pool_stride * j`.
   """
 
   frames: jax.Array
@@ -114,6 +116,7 @@ class PoseBank:
   num_frames: jax.Array
   animals: tuple[str, ...]
   distance_scale: jax.Array | None = None
+  pool_stride: int = 1
 
   @property
   def num_animals(self) -> int:
@@ -206,7 +209,8 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
     padded_valid[row, :len(v)] = v
   return PoseBank(frames=jnp.asarray(padded_frames), valid=jnp.asarray(padded_valid),
                   num_frames=jnp.asarray([len(f) for f in frames], jnp.int32), animals=animals,
-                  distance_scale=_distance_scale(distance_weights, dim))
+                  distance_scale=_distance_scale(distance_weights, dim),
+                  pool_stride=int(pool_stride))
 
 
 def _distance_scale(distance_weights: np.ndarray | None, dim: int) -> jax.Array | None:

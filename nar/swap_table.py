@@ -205,9 +205,9 @@ def build_topk_table(bank: swap_lib.PoseBank, k: int, *, temperature: float = 1.
                    temperature=float(temperature))
 
 
-@functools.partial(jax.jit, static_argnames=("per_frame_target", "pool_stride"))
+@functools.partial(jax.jit, static_argnames=("per_frame_target",))
 def _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, table, bank,
-                         swap_probability, *, per_frame_target, pool_stride):
+                         swap_probability, *, per_frame_target):
   batch, window_length, _ = pose_windows.shape
   target_key, draw_key = jax.random.split(key)
   target_shape = (batch, window_length) if per_frame_target else (batch,)
@@ -217,7 +217,7 @@ def _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, t
   source = jnp.broadcast_to(source_animal.astype(jnp.int32)[:, None], (batch, window_length))
   # A thinned bank holds frames 0, s, 2s...: a frame takes the row of the pool frame at or
   # before it (floor division keeps negative indices, frames outside the bank, negative).
-  frame = source_frame_index.astype(jnp.int32) // pool_stride
+  frame = source_frame_index.astype(jnp.int32) // bank.pool_stride
   in_bank = (frame >= 0) & (frame < bank.num_frames[jnp.maximum(source, 0)])
   row = (jnp.maximum(source, 0), jnp.clip(frame, 0, table.indices.shape[1] - 1),
          jnp.maximum(frame_target, 0))
@@ -235,8 +235,7 @@ def _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, t
 def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.Array,
                     source_frame_index: jax.Array, table: TopKTable,
                     bank: swap_lib.PoseBank, *, swap_probability: float = 0.5,
-                    per_frame_target: bool = False,
-                    pool_stride: int = 1) -> tuple[jax.Array, dict]:
+                    per_frame_target: bool = False) -> tuple[jax.Array, dict]:
   """Cross-animal pose swap drawn from a top-K table (a gather and a categorical over K).
 
   Same semantics as `nar.swap.swap_pose_windows`, with the draw restricted to the K nearest
@@ -250,13 +249,11 @@ def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.
     source_frame_index: `[B, T]` int frame index of each pose frame within its animal's frames
       (the window's `bank_frame_index`); frames outside the animal's frames are unchanged.
     table: built from `bank` by `build_topk_table`.
-    bank: the training animals' frames.
+    bank: the training animals' frames. A bank thinned to every s-th frame
+      (`bank.pool_stride`) has a table of neighbours of those frames only: frame i of a window
+      is then swapped by the neighbours of frame `s * (i // s)`, the pool frame at or before it.
     swap_probability: probability that a window is swapped.
     per_frame_target: draw ŝ per frame instead of per window.
-    pool_stride: the stride `bank` was thinned with (`nar.swap.make_pose_bank`): the table
-      then holds neighbours of every `pool_stride`-th frame, and frame i of a window is
-      swapped by the neighbours of frame `pool_stride * (i // pool_stride)`, the pool frame at
-      or before it.
 
   Returns:
     `(swapped_windows [B, T, D], info)`, info as in `nar.swap.swap_pose_windows`.
@@ -273,9 +270,5 @@ def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.
                      f"{table.indices.shape[1]} frames, the bank holds {list(bank.animals)} "
                      f"with {bank.frames.shape[1]}")
   swap_lib.check_settings(swap_probability=swap_probability)
-  if not isinstance(pool_stride, (int, np.integer)) or isinstance(pool_stride, bool) or (
-      pool_stride < 1):
-    raise ValueError(f"the pool stride must be a positive integer, got {pool_stride!r}")
   return _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, table,
-                              bank, swap_probability, per_frame_target=per_frame_target,
-                              pool_stride=int(pool_stride))
+                              bank, swap_probability, per_frame_target=per_frame_target)

@@ -408,7 +408,7 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
       pose, info = swap_table.swap_with_table(
           swap_key, pose, batch["bank_animal"], batch["bank_frame_index"], constants["table"],
           constants["frames"], swap_probability=swap_config.probability,
-          per_frame_target=swap_config.per_frame_target, pool_stride=swap_config.pool_stride)
+          per_frame_target=swap_config.per_frame_target)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     elif swap_config.enabled:
       pose, info = swap.swap_pose_windows(

@@ -477,15 +477,12 @@ def test_top_k_table_of_a_thinned_bank_swaps_every_frame_from_its_pool_frame():
   windows = jnp.asarray(frames["fly0"][8:40].reshape(4, 8, 4))
   swapped, info = swap_table.swap_with_table(
       jax.random.key(32), windows, jnp.zeros(4, jnp.int32), frame_index, table, bank,
-      swap_probability=1.0, pool_stride=stride)
+      swap_probability=1.0)
   drawn = np.asarray(info["frame_index"]).reshape(-1)
   pool_frames = frames["fly0"][stride * (np.arange(8, 40) // stride)]
   distances = np.linalg.norm(pool_frames[:, None] - thinned_fly1[None], axis=-1)
   np.testing.assert_array_equal(drawn, np.argmin(distances, axis=-1))
   np.testing.assert_array_equal(np.asarray(swapped).reshape(-1, 4), thinned_fly1[drawn])
-  with pytest.raises(ValueError, match="the pool stride must be a positive integer"):
-    swap_table.swap_with_table(jax.random.key(32), windows, jnp.zeros(4, jnp.int32),
-                               frame_index, table, bank, pool_stride=0)
 
 
 # ------------------------------------------------------------------------------------------
