@@ -77,6 +77,8 @@ REFERENCE_ROWS = {"neural_raw": ("neural", False), "neural_standardised": ("neur
                   "behaviour_swapped": ("pose_swapped", False)}
 METHOD, REFERENCE, ABLATION = "method", "reference", "ablation"
 CONFIG_FILE, RESULTS_FILE, FEATURES_FILE = "config.json", "eval.json", "features.npz"
+# The pool the "Behaviour (linear), swapped" row draws from, recorded with its runs.
+SWAPPED_POSE_POOL = "every swap.pool_stride-th frame"
 # Fields a finished run may differ in and still be reused: where the data lives.
 _RELOCATABLE_FIELDS = ("data.data_dir",)
 # Config fields added after runs of this command existed -> the value that does what the code
@@ -215,6 +217,11 @@ def _compared_config(run: Run) -> dict[str, Any]:
     swapped = REFERENCE_ROWS[run.row][0] == "pose_swapped"  # depends on Ours' swap too
     keys = ("seed", "data", "eval") + (("swap",) if swapped else ())
     config = {key: config[key] for key in keys}
+    if swapped:
+      # Runs made before the swapped row read `swap.pool_stride` drew from every frame
+      # whatever it said; lacking this entry, they are refused rather than mistaken for
+      # runs of the thinned pool.
+      config["swapped_pose_pool"] = SWAPPED_POSE_POOL
   for field in _RELOCATABLE_FIELDS:
     *parents, leaf = field.split(".")
     node = config
@@ -306,8 +313,9 @@ def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
   """The feature table of raw windows that a reference row probes, and the run's input.
 
   `kind`: "neural", "pose", or "pose_swapped" (the pose windows after the swap of every
-  window, with `config.swap`'s temperature and target draw, keyed by `config.seed`; always
-  the exact draw over every frame, which a top-K table or a thinned pool approximates).
+  window, with `config.swap`'s temperature, target draw and pool (`swap.pool_stride`: the
+  pool Ours draws its targets from), keyed by `config.seed`; always the exact draw, which a
+  top-K table approximates).
   `standardised`: the neural windows standardised per animal first, with the statistics the
   encoders' input gets (`data.neural_normalisation="animal"`, whatever `config` says).
   """
@@ -320,7 +328,7 @@ def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
     table = raw_features.swapped_pose_feature_table(
         inputs.dataset, inputs.spec, inputs.normalizer, key=jax.random.key(config.seed),
         temperature=config.swap.temperature, per_frame_target=config.swap.per_frame_target,
-        **common)
+        pool_stride=config.swap.pool_stride, **common)
   else:
     table = raw_features.raw_feature_table(
         inputs.dataset, inputs.spec, inputs.normalizer, kind=kind,

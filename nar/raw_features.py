@@ -91,12 +91,14 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
                                normalizer: windows.PoseNormalizer, *, key: jax.Array,
                                temperature: float, per_frame_target: bool, hop: int,
                                drop_classes: Sequence[str], num_time_blocks: int,
+                               pool_stride: int = 1,
                                batch_size: int = 256) -> evaluation.FeatureTable:
   """The "Behaviour (linear)" table after the cross-animal swap of every window.
 
   Every window of animal s is swapped (probability 1) by `nar.swap.swap_pose_windows` with a
   pool of every animal of the dataset (held-out ones too, so that each animal's windows are
-  measured alike), with the swap distance of training; its window statistics
+  measured alike), with the swap distance and the pool thinning of training; its window
+  statistics
   (`pose_window_features`) then go to the probes. A swap that hides the animal leaves the
   identity probe near chance on this table.
 
@@ -110,12 +112,15 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
     hop: keep every `hop`-th valid centre frame.
     drop_classes: classes left out of the evaluation.
     num_time_blocks: blocks each trial is cut into for the time-block splits.
+    pool_stride: keep every `pool_stride`-th frame of each animal in the pool, as training's
+      `swap.pool_stride` does (the targets Ours is trained with come from that pool).
     batch_size: windows per call.
 
   Returns:
     The feature table of every labelled, evaluated window of every animal.
   """
-  bank = input_pipeline.make_swap_bank(dataset, normalizer, dataset.animals)
+  bank = input_pipeline.make_swap_bank(dataset, normalizer, dataset.animals,
+                                       pool_stride=pool_stride)
   bank_row_of_animal = swap.bank_rows(bank, dataset.animals)
   batches_done = [0]
 

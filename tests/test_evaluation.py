@@ -360,6 +360,30 @@ def test_the_swapped_pose_table_reads_every_window_from_another_animal(tmp_path)
   np.testing.assert_array_equal(again.features, swapped.features)  # keyed, reproducible
 
 
+def test_the_swapped_pose_table_draws_from_the_thinned_pool_of_training(tmp_path):
+  rng = np.random.default_rng(0)
+  recordings = [synthetic_data.recording(a, 0, 300, rng) for a in range(2)]
+  for i, recording in enumerate(recordings):  # a complete first frame
+    pose = recording.behaviour.copy()
+    complete = np.isfinite(pose.reshape(len(pose), -1)).all(axis=1)
+    pose[0] = pose[np.flatnonzero(complete)[0]]
+    recordings[i] = dataclasses.replace(recording, behaviour=pose,
+                                        keypoint_mask=np.isfinite(pose).all(axis=-1))
+  dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
+  spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
+  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  options = dict(key=jax.random.key(0), temperature=1.0, per_frame_target=True, hop=5,
+                 drop_classes=(), num_time_blocks=2)
+  every_frame = raw_features.swapped_pose_feature_table(dataset, spec, normalizer, **options)
+  # A stride longer than a trial leaves each animal's first frame as its whole pool: every
+  # swapped window is that one frame repeated, without any spread.
+  one_frame = raw_features.swapped_pose_feature_table(dataset, spec, normalizer,
+                                                      pool_stride=1000, **options)
+  assert every_frame.features[:, 90:].mean(axis=1).min() > 0.1
+  np.testing.assert_allclose(one_frame.features[:, 90:], 0.0, atol=1e-5)
+  assert len(np.unique(one_frame.features[:, :90].round(4), axis=0)) == 2  # one per animal
+
+
 def test_raw_roi_traces_of_different_widths_are_zero_padded(locomotion_data_dir):
   dataset = shards.open_dataset(locomotion_data_dir, synthetic_data.LOCOMOTION_DATASET_NAME)
   spec = windows.WindowSpec()

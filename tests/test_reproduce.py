@@ -2,8 +2,11 @@
 and on the locomotion dataset (ROI traces of different widths, no paper numbers)."""
 
 import csv
+import dataclasses
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -147,6 +150,25 @@ def test_a_run_made_with_another_config_is_not_reused(reproduction, monkeypatch)
   with pytest.raises(reproduce.SettingsError,
                      match="a_later_field: absent .saved., which behaved as 1, vs 2 .now."):
     reproduce.execute(ours())
+
+
+def test_a_swapped_pose_run_made_before_it_read_the_pool_stride_is_refused(
+    reproduction, monkeypatch, tmp_path):
+  root, _ = reproduction
+  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
+  preset = presets.get_config("smoke")
+  reproduce.prepare_dataset(preset, "pose")
+  run = next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
+             if r.row == "behaviour_swapped")
+  assert not reproduce.execute(run)  # made by this code: reused
+  # The same run as it was recorded before the row drew from `swap.pool_stride`'s pool.
+  old = tmp_path / "behaviour_swapped"
+  shutil.copytree(run.workdir, old)
+  recorded = json.loads((old / reproduce.CONFIG_FILE).read_text())
+  del recorded["config"]["swapped_pose_pool"]
+  (old / reproduce.CONFIG_FILE).write_text(json.dumps(recorded))
+  with pytest.raises(reproduce.SettingsError, match="swapped_pose_pool: absent .saved."):
+    reproduce.execute(dataclasses.replace(run, workdir=old))
 
 
 def test_train_steps_change_every_run_and_runs_of_another_length_are_refused(
