@@ -39,8 +39,12 @@ without it).
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
+import multiprocessing
+import os
 import pathlib
 import sys
 import time
@@ -50,6 +54,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
+from joblib.externals import loky
 import ml_collections
 import numpy as np
 import tqdm
@@ -77,6 +82,8 @@ REFERENCE_ROWS = {"neural_raw": ("neural", False), "neural_standardised": ("neur
                   "behaviour_swapped": ("pose_swapped", False)}
 METHOD, REFERENCE, ABLATION = "method", "reference", "ablation"
 CONFIG_FILE, RESULTS_FILE, FEATURES_FILE = "config.json", "eval.json", "features.npz"
+# A run's output when it runs in a worker process (`execute_all` with several workers).
+LOG_FILE = "log.txt"
 # The pool the "Behaviour (linear), swapped" row draws from, recorded with its runs.
 SWAPPED_POSE_POOL = "every swap.pool_stride-th frame"
 # Fields a finished run may differ in and still be reused: where the data lives.
@@ -367,6 +374,116 @@ def execute(run: Run) -> bool:
   return True
 
 
+@contextlib.contextmanager
+def _output_to(path: pathlib.Path):
+  """Sends this process's stdout and stderr (file descriptors 1 and 2, so that absl logs,
+  progress bars and XLA's messages follow) to `path`, appending, until the block ends."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  saved = os.dup(1), os.dup(2)
+  try:
+    with open(path, "a", encoding="utf-8") as log:
+      os.dup2(log.fileno(), 1)
+      os.dup2(log.fileno(), 2)
+      try:
+        yield
+      finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+  finally:
+    os.dup2(saved[0], 1)
+    os.dup2(saved[1], 2)
+    os.close(saved[0])
+    os.close(saved[1])
+
+
+def _execute_logged(run: Run) -> bool:
+  """`execute` in a worker process, its output in the run's `LOG_FILE` (several runs at once
+  would interleave their progress bars on one terminal)."""
+  run.workdir.mkdir(parents=True, exist_ok=True)
+  with _output_to(run.workdir / LOG_FILE):
+    try:
+      return execute(run)
+    except BaseException:
+      logging.exception("%s failed", run.name)
+      raise
+    finally:
+      # The probes' joblib processes idle for minutes before they exit, and a worker process
+      # waits for its children when it ends; stopping them here lets the pool end at once.
+      loky.get_reusable_executor().shutdown(wait=True)
+
+
+def _start_worker() -> None:
+  logs.quiet_checkpoint_logs()
+
+
+def default_workers(preset: presets.Preset) -> int:
+  """Runs at once: the preset's `cpu_workers` on a CPU backend, one on an accelerator (whose
+  memory one run takes), never more than the machine's cores."""
+  if jax.default_backend() != "cpu":
+    return 1
+  return max(1, min(preset.cpu_workers, os.cpu_count() or 1))
+
+
+def execute_all(runs: Sequence[Run], *, workers: int = 1, progress: Any = None
+                ) -> tuple[list[str], list[str]]:
+  """Runs every unfinished run, `workers` at a time, and returns the names (ran, skipped).
+
+  Every run's workdir is claimed first, so that a run made with another config stops the
+  command before any work. With one worker the runs execute in this process in order; with
+  more, in that many spawned processes (each keeps its compiled programs and opened data
+  across the runs it takes), each run's output going to its `LOG_FILE`. A run that fails
+  stops the others not yet started and raises, naming it.
+
+  Args:
+    runs: the runs, in the order they start.
+    workers: runs at once (processes); 1 runs them here.
+    progress: a tqdm bar over `runs`, advanced as runs end (and by the skipped ones).
+  """
+  if workers < 1:
+    raise SettingsError(f"--workers must be at least 1, got {workers}")
+  for run in runs:
+    claim_workdir(run)
+  ran, skipped = [], []
+  pending = []
+  for run in runs:
+    if run.finished:
+      skipped.append(run.name)
+      if progress is not None:
+        progress.update()
+    else:
+      pending.append(run)
+  if workers == 1:
+    for run in pending:
+      if progress is not None:
+        progress.set_description(f"reproduce [{run.name}]")
+      execute(run)
+      ran.append(run.name)
+      if progress is not None:
+        progress.update()
+    return ran, skipped
+  # Spawned, not forked: a forked child of a process that has started XLA's threads can hang.
+  context = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(
+      max_workers=workers, mp_context=context, initializer=_start_worker) as pool:
+    futures = {pool.submit(_execute_logged, run): run for run in pending}
+    if progress is not None:
+      progress.set_description(f"reproduce [{workers} at once]")
+    for future in concurrent.futures.as_completed(futures):
+      run = futures[future]
+      try:
+        future.result()
+      except BaseException as error:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise RuntimeError(f"{run.name} failed (its output: {run.workdir / LOG_FILE})"
+                           ) from error
+      ran.append(run.name)
+      if progress is not None:
+        progress.set_postfix_str(f"last: {run.name}")
+        progress.update()
+  return ran, skipped
+
+
 def load_results(run: Run) -> dict[str, Any]:
   return json.loads((run.workdir / RESULTS_FILE).read_text())
 
@@ -606,7 +723,7 @@ def parse_overrides(pairs: Sequence[str],
 def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathlib.Path,
               dataset: str = "pose", only: Sequence[str] | None = None,
               skip_ablations: bool = False, train_steps: int | None = None,
-              overrides: Sequence[str] = (),
+              overrides: Sequence[str] = (), workers: int | None = 1,
               command: str = "") -> dict[str, Any]:
   """Runs (or resumes) a reproduction and writes its tables, CSVs, figures and README.
 
@@ -622,6 +739,7 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
       warming up); None keeps the preset's.
     overrides: "dotted.field=value" changes of Ours' training config, from which every run
       derives (`parse_overrides`, `presets.with_overrides`).
+    workers: runs at once (`execute_all`); None: `default_workers(preset)`.
     command: the command line, recorded in the README.
 
   Returns:
@@ -643,11 +761,10 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
   prepare_dataset(preset, dataset)
   runs = plan_runs(preset, num_seeds=num_seeds, out_dir=out_dir, only=only,
                    skip_ablations=skip_ablations)
-  ran, skipped = [], []
-  progress = tqdm.tqdm(runs, desc="reproduce", unit="run", position=0)
-  for run in progress:
-    progress.set_description(f"reproduce [{run.name}]")
-    (ran if execute(run) else skipped).append(run.name)
+  if workers is None:
+    workers = default_workers(preset)
+  progress = tqdm.tqdm(total=len(runs), desc="reproduce", unit="run", position=0)
+  ran, skipped = execute_all(runs, workers=workers, progress=progress)
   progress.close()
   ablation_seeds = min(preset.ablation_seeds, num_seeds)
   tables = write_tables(runs, preset, out_dir, ablation_seeds)
@@ -681,6 +798,12 @@ _SET = flags.DEFINE_multi_string(
     "values in --out are refused, so use a new folder.")
 
 
+_WORKERS = flags.DEFINE_integer(
+    "workers", None, "Runs at once, each in its own process with its output in the run's "
+    f"{LOG_FILE}; default: the preset's cpu_workers on a CPU (2 for cpu: one run's steps "
+    "keep 2 cores busy but its input, compilation and probes do not), 1 on an accelerator.")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
@@ -692,7 +815,7 @@ def main(argv):
                         dataset=_DATASET.value, only=_ONLY.value,
                         skip_ablations=_SKIP_ABLATIONS.value,
                         train_steps=_TRAIN_STEPS.value, overrides=_SET.value,
-                        command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
+                        workers=_WORKERS.value, command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
   except SettingsError as error:
     raise SystemExit(f"experiments.reproduce: {error}") from error
   print(pathlib.Path(_OUT.value, "table1.md").read_text())

@@ -152,6 +152,61 @@ def test_a_run_made_with_another_config_is_not_reused(reproduction, monkeypatch)
     reproduce.execute(ours())
 
 
+def _scores(results: dict) -> dict:
+  """A run's results without its timings, which differ between any two executions."""
+  scores = {key: value for key, value in results.items() if key != "wall_seconds"}
+  if "final_train_metrics" in scores:
+    scores["final_train_metrics"] = {key: value for key, value
+                                     in scores["final_train_metrics"].items()
+                                     if key != "windows_per_second"}
+  return scores
+
+
+def test_runs_in_worker_processes_give_the_results_of_runs_in_this_one(
+    reproduction, monkeypatch, tmp_path):
+  root, _ = reproduction
+  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
+  preset = presets.get_config("smoke")
+  reproduce.prepare_dataset(preset, "pose")
+  wanted = ("ours", "behaviour_raw")
+  here = [r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
+          if r.row in wanted]
+  runs = reproduce.plan_runs(preset, num_seeds=1, out_dir=tmp_path, only=wanted)
+  ran, skipped = reproduce.execute_all(runs, workers=2)
+  assert sorted(ran) == sorted(run.name for run in runs) and not skipped
+  for run, reference in zip(runs, here):
+    assert run.name == reference.name
+    assert _scores(reproduce.load_results(run)) == _scores(reproduce.load_results(reference))
+    # Each worker's run writes its progress and logs to its own file, not the terminal.
+    assert (run.workdir / reproduce.LOG_FILE).stat().st_size > 0
+  assert "train" in (runs[-1].workdir / reproduce.LOG_FILE).read_text()
+  # Finished runs are skipped without starting a worker.
+  assert reproduce.execute_all(runs, workers=2) == ([], [run.name for run in runs])
+
+
+def test_a_run_failing_in_a_worker_stops_the_reproduction_and_is_named(tmp_path):
+  preset = presets.get_config("smoke")
+  config = reproduce.fold_config(preset.training, 0)
+  config.data.data_dir = str(tmp_path / "no_dataset_here")
+  run = reproduce.Run("ours", reproduce.METHOD, 0, tmp_path / "ours" / "seed0", config)
+  with pytest.raises(RuntimeError, match="ours seed 0 failed .its output: .*log.txt"):
+    reproduce.execute_all([run], workers=2)
+  assert not run.finished
+  with pytest.raises(reproduce.SettingsError, match="--workers must be at least 1"):
+    reproduce.execute_all([run], workers=0)
+
+
+def test_the_cpu_preset_runs_two_at_once_on_a_cpu_and_one_on_an_accelerator(monkeypatch):
+  cpu, smoke = presets.get_config("cpu"), presets.get_config("smoke")
+  monkeypatch.setattr(os, "cpu_count", lambda: 2)
+  assert reproduce.default_workers(cpu) == 2 and reproduce.default_workers(smoke) == 1
+  monkeypatch.setattr(os, "cpu_count", lambda: 1)
+  assert reproduce.default_workers(cpu) == 1
+  monkeypatch.setattr(os, "cpu_count", lambda: 2)
+  monkeypatch.setattr(reproduce.jax, "default_backend", lambda: "gpu")
+  assert reproduce.default_workers(cpu) == 1
+
+
 def test_a_swapped_pose_run_made_before_it_read_the_pool_stride_is_refused(
     reproduction, monkeypatch, tmp_path):
   root, _ = reproduction

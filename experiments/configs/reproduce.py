@@ -148,6 +148,8 @@ class Preset:
     ablation_seeds: seeds (= held-out folds) of each ablation, at most the run's `--seeds`.
     dataset_size: size of the dataset, as `DATASETS[name](dataset_size)`.
     embedding: "tsne" or "pca", the 2-D embedding of the feature plots.
+    cpu_workers: runs at once on a CPU backend, each in its own process
+      (`experiments.reproduce.default_workers`).
   """
 
   name: str
@@ -158,6 +160,7 @@ class Preset:
   ablation_seeds: int
   dataset_size: str
   embedding: str = "tsne"
+  cpu_workers: int = 1
 
 
 def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
@@ -263,20 +266,25 @@ def get_config(preset: str = "cpu", dataset: str = "pose") -> Preset:
       # A tenth of the run warms up, as 50 of swap_cpu's 500 steps do.
       training.optim.warmup_steps = max(1, CPU_TRAIN_STEPS // 10)
     ablation_seeds, size, embedding = 1, "default", "tsne"
+    # Two at once: a run's steps keep both cores busy, but its input, compilation and
+    # probes mostly use one, which the other run's steps then take.
+    cpu_workers = 2
   elif preset == "tpu":
     training = _locomotion_tpu_training() if locomotion else swap_tpu.get_config()
     training.data.data_dir = paths.default_data_dir()
     training.data.preload_neural = True  # the simulated dataset fits in host memory
     ablation_seeds, size, embedding = 3, "large", "tsne"
+    cpu_workers = 1
   elif preset == "smoke":
     training = _smoke_training(dataset)
     ablation_seeds, size, embedding = 1, "tiny", "pca"
+    cpu_workers = 1
   else:
     raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
   return Preset(name=preset, dataset=dataset, training=training,
                 methods=(OURS,) + tuple(baselines.BASELINES),
                 ablations=ablations_of(training), ablation_seeds=ablation_seeds,
-                dataset_size=size, embedding=embedding)
+                dataset_size=size, embedding=embedding, cpu_workers=cpu_workers)
 
 
 def with_train_steps(preset: Preset, steps: int) -> Preset:
