@@ -34,6 +34,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.domain_gap
 	$(BIN)/python -m benchmarks.probes
 	$(BIN)/python -m benchmarks.neural_swap_partners
+	$(BIN)/python -m benchmarks.reproduce_workers
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,13 +1,14 @@
 r"""Wall time of a slice of the cpu reproduction, run by run in one process and two at once.
 
-  python -m benchmarks.reproduce_workers [--rows=ours,regression_conv,neural_raw] [--seeds=2]
-      [--train_steps=100]
+  python -m benchmarks.reproduce_workers [--rows=ours,regression_conv,neural_raw] [--run_seeds=1]
+      [--run_steps=300] [--run_preset=cpu]
 
 Runs the same runs of `experiments.reproduce`'s cpu preset (the rows `--rows`, seeds 0 to
-`--seeds` - 1, `--train_steps` steps each) twice into fresh folders: with `workers=1` (every
-run in this process, in order, as on an accelerator) and with `workers=2` (two spawned
-processes, the cpu preset's default on a CPU). Prints the wall time of each, their ratio, and
-whether every run scored the same both ways (bar: identical probe scores; the runs are
+`--run_seeds` - 1, `--run_steps` steps each; `--run_preset=smoke --run_steps=4` checks it in a minute; the flags are
+not `experiments.reproduce`'s, which this module imports) twice into fresh folders: with
+`workers=1` (every run in this process, in order, as on an accelerator) and with `workers=2`
+(two spawned processes, the cpu preset's default on a CPU). Prints the wall time of each, their
+ratio, and whether every run scored the same both ways (bar: identical probe scores; the runs are
 deterministic). The persistent compilation cache is switched off so that neither contender
 reuses the other's programs; the preset's dataset is simulated and built first if absent (not
 timed).
@@ -26,10 +27,13 @@ from experiments import reproduce
 from experiments.configs import reproduce as presets
 from nar import logs
 
+_PRESET = flags.DEFINE_enum("run_preset", "cpu", ["cpu", "smoke"],
+                            "Preset of experiments/configs/reproduce.py (smoke: seconds).")
 _ROWS = flags.DEFINE_list("rows", ["ours", "regression_conv", "neural_raw"],
                           "Rows of the cpu preset to run (methods, references, ablations).")
-_SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds (held-out folds) of every row.")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 100, "Training steps of every run.")
+_SEEDS = flags.DEFINE_integer("run_seeds", 1, "Seeds (held-out folds) of every row.")
+_TRAIN_STEPS = flags.DEFINE_integer(
+    "run_steps", 300, "Training steps of every run (the cpu preset's: CPU_TRAIN_STEPS).")
 
 
 def _probe_scores(results: dict) -> dict:
@@ -58,13 +62,13 @@ def main(argv):
   # here, and in the spawned workers, which inherit this environment.
   jax.config.update("jax_enable_compilation_cache", False)
   os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
-  preset = presets.with_train_steps(presets.get_config("cpu"), _TRAIN_STEPS.value)
+  preset = presets.with_train_steps(presets.get_config(_PRESET.value), _TRAIN_STEPS.value)
   reproduce.check_arguments(preset, num_seeds=_SEEDS.value, dataset="pose", only=_ROWS.value)
   reproduce.prepare_dataset(preset)
   num_runs = len(reproduce.plan_runs(preset, num_seeds=_SEEDS.value, out_dir="unused",
                                      only=_ROWS.value))
-  print(f"{num_runs} runs of the cpu preset ({', '.join(_ROWS.value)}; {_SEEDS.value} seeds; "
-        f"{_TRAIN_STEPS.value} steps each) on {os.cpu_count()} cores")
+  print(f"{num_runs} runs of the {preset.name} preset ({', '.join(_ROWS.value)}; "
+        f"{_SEEDS.value} seeds; {_TRAIN_STEPS.value} steps each) on {os.cpu_count()} cores")
   with tempfile.TemporaryDirectory() as root:
     root = pathlib.Path(root)
     serial_seconds, serial_scores = _time_runs(preset, root / "one_at_once", workers=1)

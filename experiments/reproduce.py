@@ -629,7 +629,7 @@ def _minutes(seconds: float) -> str:
 
 def write_readme(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.Path, *,
                  command: str, dataset: str, invocation_seconds: float,
-                 tables: Mapping[str, str], figures: Sequence[str]) -> None:
+                 tables: Mapping[str, str], figures: Sequence[str], workers: int = 1) -> None:
   """`README.md` of the output folder: settings, wall times, tables and figures."""
   finished = [r for r in runs if r.finished]
   seconds = {group: sum(_wall_seconds(r) for r in finished if r.group == group)
@@ -652,6 +652,9 @@ def write_readme(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
       f"(methods {_minutes(seconds[METHOD])}, ablations {_minutes(seconds[ABLATION])}, "
       f"references {_minutes(seconds[REFERENCE])}); this invocation: "
       f"{_minutes(invocation_seconds)}",
+      f"- runs at once in this invocation: {workers}" + (
+          " (each run's wall time includes the other runs' share of the machine, so their "
+          "sum exceeds the invocation's)" if workers > 1 else ""),
       "", "Wall time of each run (its last invocation; a resumed run counts from the resume):",
       "", report.markdown_table(
           ["run", "held-out animals", "wall time"],
@@ -771,7 +774,7 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
   figures = write_figures(runs, preset, out_dir / "figures")
   seconds = time.perf_counter() - start
   write_readme(runs, preset, out_dir, command=command, dataset=dataset,
-               invocation_seconds=seconds, tables=tables, figures=figures)
+               invocation_seconds=seconds, tables=tables, figures=figures, workers=workers)
   logging.info("Reproduction written to %s (%d runs now, %d reused, %s)", out_dir, len(ran),
                len(skipped), _minutes(seconds))
   return {"ran": ran, "skipped": skipped, "seconds": seconds}

@@ -3,6 +3,7 @@ and on the locomotion dataset (ROI traces of different widths, no paper numbers)
 
 import csv
 import dataclasses
+import importlib
 import json
 import os
 import pathlib
@@ -63,7 +64,9 @@ def test_every_output_is_written(reproduction):
   # Seed k holds out its own animals, and every run records its wall time.
   assert len({r["held_out_animals"] for r in runs if r["row"] == "ours"}) == NUM_SEEDS
   assert all(float(r["wall_seconds"]) > 0 for r in runs)
-  assert "wall time, sum over finished runs" in (out / "README.md").read_text()
+  readme = (out / "README.md").read_text()
+  assert "wall time, sum over finished runs" in readme
+  assert "runs at once in this invocation: 1\n" in readme
   features = evaluation.load_feature_table(out / "runs" / "ours" / "seed0" / "features.npz")
   held_out = next(r["held_out_animals"] for r in runs if r["row"] == "ours" and r["seed"] == "0")
   assert {features.animals[a] for a in set(features.animal)} == set(held_out.split())
@@ -194,6 +197,12 @@ def test_a_run_failing_in_a_worker_stops_the_reproduction_and_is_named(tmp_path)
   assert not run.finished
   with pytest.raises(reproduce.SettingsError, match="--workers must be at least 1"):
     reproduce.execute_all([run], workers=0)
+
+
+def test_the_workers_benchmark_imports_beside_the_reproduction():
+  # Both define absl flags in one process; a flag defined twice would stop the benchmark.
+  benchmark = importlib.import_module("benchmarks.reproduce_workers")
+  assert callable(benchmark.main)
 
 
 def test_the_cpu_preset_runs_two_at_once_on_a_cpu_and_one_on_an_accelerator(monkeypatch):
