@@ -4,14 +4,14 @@ r"""Wall time of a slice of the cpu reproduction, run by run in one process and 
       [--run_steps=300] [--run_preset=cpu]
 
 Runs the same runs of `experiments.reproduce`'s cpu preset (the rows `--rows`, seeds 0 to
-`--run_seeds` - 1, `--run_steps` steps each; `--run_preset=smoke --run_steps=4` checks it in a minute; the flags are
-not `experiments.reproduce`'s, which this module imports) twice into fresh folders: with
-`workers=1` (every run in this process, in order, as on an accelerator) and with `workers=2`
-(two spawned processes, the cpu preset's default on a CPU). Prints the wall time of each, their
-ratio, and whether every run scored the same both ways (bar: identical probe scores; the runs are
-deterministic). The persistent compilation cache is switched off so that neither contender
-reuses the other's programs; the preset's dataset is simulated and built first if absent (not
-timed).
+`--run_seeds` - 1, `--run_steps` steps each; `--run_preset=smoke --run_steps=4` checks it in a
+minute; the flags are not `experiments.reproduce`'s, which this module imports) twice into
+fresh folders: with `workers=1` (every run in this process, in order, as on an accelerator) and
+with `workers=2` (two spawned processes, the cpu preset's default on a CPU). Prints the wall
+time of each, their ratio, and whether every run scored the same both ways (bar: identical
+probe scores; the runs are deterministic). The persistent compilation cache is switched off
+so that neither contender reuses the other's programs; the preset's dataset is simulated and
+built first if absent (not timed).
 """
 
 import os
@@ -27,8 +27,9 @@ from experiments import reproduce
 from experiments.configs import reproduce as presets
 from nar import logs
 
-_PRESET = flags.DEFINE_enum("run_preset", "cpu", ["cpu", "smoke"],
-                            "Preset of experiments/configs/reproduce.py (smoke: seconds).")
+_PRESET = flags.DEFINE_enum(
+    "run_preset", "cpu", ["cpu", "smoke"],
+    "Preset of experiments/configs/reproduce.py (smoke: a check of the script).")
 _ROWS = flags.DEFINE_list("rows", ["ours", "regression_conv", "neural_raw"],
                           "Rows of the cpu preset to run (methods, references, ablations).")
 _SEEDS = flags.DEFINE_integer("run_seeds", 1, "Seeds (held-out folds) of every row.")

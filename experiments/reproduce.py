@@ -799,8 +799,6 @@ _SET = flags.DEFINE_multi_string(
     "set", [], "field=value: change a field of Ours' training config, from which every run "
     "derives (e.g. --set=swap.neural_probability=0.5); repeatable. Runs made with other "
     "values in --out are refused, so use a new folder.")
-
-
 _WORKERS = flags.DEFINE_integer(
     "workers", None, "Runs at once, each in its own process with its output in the run's "
     f"{LOG_FILE}; default: the preset's cpu_workers on a CPU (2 for cpu: one run's steps "
@@ -818,7 +816,8 @@ def main(argv):
                         dataset=_DATASET.value, only=_ONLY.value,
                         skip_ablations=_SKIP_ABLATIONS.value,
                         train_steps=_TRAIN_STEPS.value, overrides=_SET.value,
-                        workers=_WORKERS.value, command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
+                        workers=_WORKERS.value,
+                        command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
   except SettingsError as error:
     raise SystemExit(f"experiments.reproduce: {error}") from error
   print(pathlib.Path(_OUT.value, "table1.md").read_text())

@@ -155,6 +155,14 @@ def test_a_run_made_with_another_config_is_not_reused(reproduction, monkeypatch)
     reproduce.execute(ours())
 
 
+def _fixture_smoke_preset(root: pathlib.Path, monkeypatch) -> presets.Preset:
+  """The smoke preset pointed at the dataset the `reproduction` fixture built under `root`."""
+  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
+  preset = presets.get_config("smoke")
+  reproduce.prepare_dataset(preset, "pose")
+  return preset
+
+
 def _scores(results: dict) -> dict:
   """A run's results without its timings, which differ between any two executions."""
   scores = {key: value for key, value in results.items() if key != "wall_seconds"}
@@ -168,9 +176,7 @@ def _scores(results: dict) -> dict:
 def test_runs_in_worker_processes_give_the_results_of_runs_in_this_one(
     reproduction, monkeypatch, tmp_path):
   root, _ = reproduction
-  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
-  preset = presets.get_config("smoke")
-  reproduce.prepare_dataset(preset, "pose")
+  preset = _fixture_smoke_preset(root, monkeypatch)
   wanted = ("ours", "behaviour_raw")
   here = [r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
           if r.row in wanted]
@@ -219,9 +225,7 @@ def test_the_cpu_preset_runs_two_at_once_on_a_cpu_and_one_on_an_accelerator(monk
 def test_a_swapped_pose_run_made_before_it_read_the_pool_stride_is_refused(
     reproduction, monkeypatch, tmp_path):
   root, _ = reproduction
-  monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
-  preset = presets.get_config("smoke")
-  reproduce.prepare_dataset(preset, "pose")
+  preset = _fixture_smoke_preset(root, monkeypatch)
   run = next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
              if r.row == "behaviour_swapped")
   assert not reproduce.execute(run)  # made by this code: reused
