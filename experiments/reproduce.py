@@ -66,6 +66,7 @@ from nar import evaluation
 from nar import logs
 from nar import plots
 from nar import raw_features
+from nar import shards
 from nar import train
 
 # Seed k holds out the animals that `data.split_seed = REPORT_SPLIT_SEED_OFFSET + k` draws.
@@ -315,7 +316,7 @@ def claim_workdir(run: Run) -> None:
 
 
 def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
-                    standardised: bool = False
+                    standardised: bool = False, datasets: shards.DatasetCache | None = None
                     ) -> tuple[evaluation.FeatureTable, train.Input]:
   """The feature table of raw windows that a reference row probes, and the run's input.
 
@@ -325,10 +326,11 @@ def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
   top-K table approximates).
   `standardised`: the neural windows standardised per animal first, with the statistics the
   encoders' input gets (`data.neural_normalisation="animal"`, whatever `config` says).
+  `datasets`: where to open the dataset (`train.create_input`).
   """
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.neural_normalisation = "animal" if standardised else "none"
-  inputs = train.create_input(config)
+  inputs = train.create_input(config, datasets)
   common = dict(hop=config.eval.hop, drop_classes=tuple(config.eval.drop_classes),
                 num_time_blocks=config.eval.identity_time_blocks)
   if kind == "pose_swapped":
@@ -344,10 +346,11 @@ def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
 
 
 def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
-                        standardised: bool = False) -> dict[str, Any]:
+                        standardised: bool = False,
+                        datasets: shards.DatasetCache | None = None) -> dict[str, Any]:
   """The probe suite on raw windows (`raw_input_table`) with the split of `config`."""
   start = time.perf_counter()
-  table, inputs = raw_input_table(config, kind, standardised=standardised)
+  table, inputs = raw_input_table(config, kind, standardised=standardised, datasets=datasets)
   # The swapped table draws on the held-out animals' poses as well, which a multi-animal
   # probe must not see: this row has no multi-animal score.
   held_out = () if kind == "pose_swapped" else inputs.held_out_animals
@@ -360,17 +363,22 @@ def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
           "train_steps": 0, "wall_seconds": {"total": seconds, "evaluation": seconds}}
 
 
-def execute(run: Run) -> bool:
-  """Trains and evaluates one run unless it has finished. Returns whether it ran."""
+def execute(run: Run, datasets: shards.DatasetCache | None = None) -> bool:
+  """Trains and evaluates one run unless it has finished. Returns whether it ran.
+
+  `datasets`: where to open the dataset, a cache shared by the runs of this process; None
+  opens it for this run.
+  """
   claim_workdir(run)
   if run.finished:
     return False
   if run.group == REFERENCE:
     kind, standardised = REFERENCE_ROWS[run.row]
-    results = evaluate_raw_inputs(run.config, kind, standardised=standardised)
+    results = evaluate_raw_inputs(run.config, kind, standardised=standardised,
+                                  datasets=datasets)
     logs.write_json_atomically(run.workdir / RESULTS_FILE, results)
   else:
-    train.train_and_evaluate(run.config, str(run.workdir))
+    train.train_and_evaluate(run.config, str(run.workdir), datasets=datasets)
   return True
 
 
@@ -403,7 +411,7 @@ def _execute_logged(run: Run) -> bool:
   run.workdir.mkdir(parents=True, exist_ok=True)
   with _output_to(run.workdir / LOG_FILE):
     try:
-      return execute(run)
+      return execute(run, _worker_datasets)
     except BaseException:
       logging.exception("%s failed", run.name)
       raise
@@ -413,8 +421,14 @@ def _execute_logged(run: Run) -> bool:
       loky.get_reusable_executor().shutdown(wait=True)
 
 
+# The datasets a worker process has opened, shared by the runs it takes (`_start_worker`).
+_worker_datasets: shards.DatasetCache | None = None
+
+
 def _start_worker() -> None:
+  global _worker_datasets
   logs.quiet_checkpoint_logs()
+  _worker_datasets = shards.DatasetCache()
 
 
 def default_workers(preset: presets.Preset) -> int:
@@ -431,8 +445,9 @@ def execute_all(runs: Sequence[Run], *, workers: int = 1, progress: Any = None
 
   Every run's workdir is claimed first, so that a run made with another config stops the
   command before any work. With one worker the runs execute in this process in order; with
-  more, in that many spawned processes (each keeps its compiled programs and opened data
-  across the runs it takes), each run's output going to its `LOG_FILE`. A run that fails
+  more, in that many spawned processes, each run's output going to its `LOG_FILE`. Either
+  way the runs of one process share its opened dataset (`shards.DatasetCache`: its preloaded
+  neural data and behaviour features) and its compiled programs. A run that fails
   stops the others not yet started and raises, naming it.
 
   Args:
@@ -454,10 +469,11 @@ def execute_all(runs: Sequence[Run], *, workers: int = 1, progress: Any = None
     else:
       pending.append(run)
   if workers == 1:
+    datasets = shards.DatasetCache()
     for run in pending:
       if progress is not None:
         progress.set_description(f"reproduce [{run.name}]")
-      execute(run)
+      execute(run, datasets)
       ran.append(run.name)
       if progress is not None:
         progress.update()

@@ -144,12 +144,13 @@ def select_windows(
 
 
 def pose_features(dataset: shards_lib.ShardedDataset) -> np.ndarray:
-  """`[F, D]` behaviour features of every frame before z-scoring (NaN where missing).
+  """`[F, D]` behaviour features of every frame before z-scoring (NaN where missing; read
+  only, computed once per opened dataset).
 
   D = 90 leg-relative pose coordinates for DeepFly3D pose; for a vector format, its
   dimensions with each angle as (cos, sin) (`dataset.behaviour_spec.feature_dim`).
   """
-  return dataset.behaviour_spec.features(dataset.behaviour_index.behaviour)
+  return dataset.behaviour_features
 
 
 def fit_pose_normalizer(dataset: shards_lib.ShardedDataset,

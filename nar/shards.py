@@ -143,6 +143,16 @@ class ShardedDataset:
     """The behaviour's format, dimension names, normalisations and swap weights."""
     return behaviour_lib.BehaviourSpec.from_metadata(self.metadata)
 
+  @functools.cached_property
+  def behaviour_features(self) -> np.ndarray:
+    """`[F, D]` read-only behaviour features of every frame before z-scoring (NaN where
+    missing; `BehaviourSpec.features`), computed once per opened dataset: every run on it
+    normalises them with its own training animals' statistics."""
+    # A read-only view: a vector format's features can be the behaviour index's own array.
+    features = self.behaviour_spec.features(self.behaviour_index.behaviour).view()
+    features.flags.writeable = False
+    return features
+
   @property
   def has_roi_traces(self) -> bool:
     return bool(self.metadata["has_roi_traces"])
@@ -203,6 +213,7 @@ class ShardedDataset:
     # The array_record readers are reopened in each worker process.
     state = dict(self.__dict__)
     state.pop("data_source", None)
+    state.pop("behaviour_features", None)
     state["_neural_cache"], state["_neural_cache_size"] = collections.OrderedDict(), 0
     state["_trial_neural"] = {}
     return state
@@ -249,6 +260,8 @@ class ShardedDataset:
     """
     if self.neural_bytes() > self.neural_cache_bytes:
       return False
+    if len(self._trial_neural) == len(self.trials):
+      return True  # already preloaded (a dataset shared by several runs, `DatasetCache`)
     with tqdm.tqdm(total=len(self.segment_table), desc="preloading neural data",
                    unit="segment", disable=not progress) as bar:
       for trial, info in enumerate(self.trials):
@@ -344,3 +357,26 @@ def open_dataset(data_dir: str | os.PathLike, name: str = "default", *,
   return ShardedDataset(path=path, metadata=metadata,
                         behaviour_index=BehaviourIndex.load(index_path),
                         neural_cache_bytes=neural_cache_bytes)
+
+
+class DatasetCache:
+  """Opened datasets, kept for the next run of the same process that reads the same one.
+
+  Opening a dataset, preloading its neural data and computing its behaviour features take
+  seconds to tens of seconds; a command that trains and evaluates many runs on one dataset
+  (`experiments.reproduce`) does that once per process through one cache.
+  """
+
+  def __init__(self):
+    self._opened: dict[tuple[str, int], ShardedDataset] = {}
+
+  def open(self, data_dir: str | os.PathLike, name: str = "default", *,
+           neural_cache_bytes: int = 1 << 30) -> ShardedDataset:
+    """`open_dataset`, or the dataset this cache opened before with the same arguments."""
+    key = (str(resolve_dataset_dir(data_dir, name)), neural_cache_bytes)
+    if key not in self._opened:
+      self._opened[key] = open_dataset(key[0], neural_cache_bytes=neural_cache_bytes)
+    return self._opened[key]
+
+  def __len__(self) -> int:
+    return len(self._opened)

@@ -210,8 +210,12 @@ def resolve_neural_input(choice: str, dataset: shards.ShardedDataset, neural_key
   return choice
 
 
-def create_input(config: ml_collections.ConfigDict) -> Input:
+def create_input(config: ml_collections.ConfigDict,
+                 datasets: shards.DatasetCache | None = None) -> Input:
   """Opens the dataset, chooses the animal split and builds the training windows.
+
+  Given `datasets`, the dataset (with its preloaded neural data and behaviour features) comes
+  from that cache, opened there once for every run of the process that passes it.
 
   With a per-animal input layer (`config.model.neural_input`, `resolve_neural_input`) ROI
   traces are padded to the dataset's largest ROI count, so that windows of all animals (the
@@ -220,8 +224,9 @@ def create_input(config: ml_collections.ConfigDict) -> Input:
   fitted without labels on the first `data.neural_calibration_fraction` of each trial
   (`nar.neural_normalisation`).
   """
-  dataset = shards.open_dataset(config.data.data_dir, config.data.name,
-                                neural_cache_bytes=config.data.neural_cache_mb << 20)
+  open_dataset = shards.open_dataset if datasets is None else datasets.open
+  dataset = open_dataset(config.data.data_dir, config.data.name,
+                         neural_cache_bytes=config.data.neural_cache_mb << 20)
   if config.data.preload_neural and not dataset.preload_neural():
     logging.warning("Neural data (%.0f MiB) exceeds data.neural_cache_mb; reading on demand",
                     dataset.neural_bytes() / 2**20)
@@ -948,7 +953,8 @@ def fit_input_layers(graphdef, params, inputs: Input, config: ml_collections.Con
   return nnx.merge_state(frozen, state.params), report
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       datasets: shards.DatasetCache | None = None) -> dict[str, Any]:
   """Trains, checkpoints, resumes if `workdir` holds checkpoints, and evaluates.
 
   With a per-animal input layer, the held-out animals' input rows are fitted after training
@@ -960,6 +966,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config: the experiment (see `experiments/configs/`).
     workdir: where checkpoints, metrics, `eval.json` (with the run's `wall_seconds`) and
       `features.npz` (held-out animals' features) go (local or remote path).
+    datasets: where to open the dataset (`create_input`): a cache shared with the process's
+      other runs; None opens it for this run.
 
   Returns:
     The evaluation results, also written to `workdir/eval.json`.
@@ -968,7 +976,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   # --- Input pipeline ---
-  inputs = create_input(config)
+  inputs = create_input(config, datasets)
   # --- Mesh ---
   mesh = make_mesh()
   _check_config(config, inputs, mesh.size)

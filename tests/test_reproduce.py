@@ -21,6 +21,7 @@ from experiments.configs import common
 from experiments.configs import reproduce as presets
 from nar import evaluation
 from nar import input_pipeline
+from nar import shards
 from nar import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -191,6 +192,25 @@ def test_runs_in_worker_processes_give_the_results_of_runs_in_this_one(
   assert "train" in (runs[-1].workdir / reproduce.LOG_FILE).read_text()
   # Finished runs are skipped without starting a worker.
   assert reproduce.execute_all(runs, workers=2) == ([], [run.name for run in runs])
+
+
+def test_the_runs_of_one_process_open_their_dataset_once_and_score_as_alone(
+    reproduction, monkeypatch, tmp_path):
+  root, _ = reproduction
+  preset = _fixture_smoke_preset(root, monkeypatch)
+  opened, open_dataset = [], shards.open_dataset
+  monkeypatch.setattr(shards, "open_dataset",
+                      lambda *args, **kwargs: opened.append(args) or open_dataset(*args, **kwargs))
+  wanted = ("neural_standardised", "behaviour_swapped")
+  shared = reproduce.plan_runs(preset, num_seeds=1, out_dir=tmp_path / "shared", only=wanted)
+  assert len(reproduce.execute_all(shared, workers=1)[0]) == 2
+  assert len(opened) == 1
+  alone = reproduce.plan_runs(preset, num_seeds=1, out_dir=tmp_path / "alone", only=wanted)
+  for run in alone:
+    assert reproduce.execute(run)
+  assert len(opened) == 3
+  for run, reference in zip(shared, alone):
+    assert _scores(reproduce.load_results(run)) == _scores(reproduce.load_results(reference))
 
 
 def test_a_run_failing_in_a_worker_stops_the_reproduction_and_is_named(tmp_path):

@@ -335,6 +335,35 @@ def test_the_neural_cache_stays_within_its_budget_and_returns_the_stored_frames(
   assert len(everything._neural_cache) == len(dataset.segment_table)  # pylint: disable=protected-access
 
 
+def test_a_dataset_cache_opens_each_dataset_once_and_shares_its_preload(dataset,
+                                                                         monkeypatch):
+  cache = shards.DatasetCache()
+  data_dir, name = dataset.path.parent.parent.parent, dataset.path.parent.name
+  first = cache.open(dataset.path)
+  assert first.preload_neural(progress=False)
+  # The same dataset by its data dir and name, or its version directory: the opened one.
+  assert cache.open(data_dir, name) is first and cache.open(dataset.path) is first
+  assert len(cache) == 1
+  reads = []
+  monkeypatch.setattr(first, "read_segment", lambda segment: reads.append(segment))
+  assert first.preload_neural(progress=False) and not reads  # preloaded once only
+  # Another neural cache budget is another opened dataset.
+  assert cache.open(dataset.path, neural_cache_bytes=0) is not first and len(cache) == 2
+  with pytest.raises(shards.DatasetNotFoundError):
+    cache.open(data_dir, "no_such_dataset")
+
+
+def test_behaviour_features_are_computed_once_read_only_and_not_sent_to_workers(dataset):
+  opened = shards.open_dataset(dataset.path)
+  features = opened.behaviour_features
+  np.testing.assert_array_equal(
+      features, opened.behaviour_spec.features(opened.behaviour_index.behaviour))
+  assert input_pipeline.pose_features(opened) is features
+  assert not features.flags.writeable
+  assert opened.behaviour_index.behaviour.flags.writeable  # a read-only view, not the index
+  assert "behaviour_features" not in opened.__getstate__()
+
+
 def _one_by_one(source, items):
   windows_read = [source[int(item)] for item in items]
   return {key: np.stack([window[key] for window in windows_read]) for key in windows_read[0]}
