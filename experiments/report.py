@@ -1,9 +1,12 @@
 r"""Tables and CSVs of a reproduction: aggregated probe-suite results -> markdown and CSV text.
 
   python -m experiments.report --runs_csv=results/pose_cpu/runs.csv
+  python -m experiments.report --runs_csv=A/runs.csv,B/runs.csv --out=DIR
 
-prints, from a reproduction's `runs.csv`, how far Ours leads every other row on new animals,
-fold by fold (`lead_table`; the same section closes `table1.md`).
+prints, from reproductions' `runs.csv` files, how far Ours leads every other row on new
+animals, fold by fold (`lead_table`; the same section closes `table1.md`). With `--out`, also
+writes the tables of all their runs together (`write_tables_from_runs`): runs of one
+benchmark made by several invocations (e.g. with different `--only`) into different folders.
 
 Rows are keyed by name ("ours", "simclr", "neural_raw", ...). A row's summary is
 `nar.evaluation.aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
@@ -209,8 +212,11 @@ def _csv_value(value: Any) -> Any:
   return value
 
 
-RUN_COLUMNS = ("row", "group", "seed", "held_out_animals", "train_steps", "wall_seconds",
-               "evaluation_seconds") + tuple(score_column(*s) for s in SCORES)
+# Uniform chance (%) of the run's action and identity probes: the random guess row.
+CHANCE_COLUMNS = {"action": "action_chance", "identity": "identity_chance"}
+RUN_COLUMNS = (("row", "group", "seed", "held_out_animals", "train_steps", "wall_seconds",
+                "evaluation_seconds") + tuple(score_column(*s) for s in SCORES) +
+               tuple(CHANCE_COLUMNS.values()))
 
 
 def run_record(row: str, group: str, seed: int, results: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,6 +230,8 @@ def run_record(row: str, group: str, seed: int, results: Mapping[str, Any]) -> d
   for probe, fraction, metric in SCORES:
     entry = score(suite, probe, fraction, metric)
     record[score_column(probe, fraction, metric)] = entry["mean"] if entry else None
+  for name, column in CHANCE_COLUMNS.items():
+    record[column] = suite.get("chance", {}).get(name)
   return record
 
 
@@ -263,6 +271,122 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
         record[f"{name}_paper"] = paper_results.paper_accuracy(row, probe, fraction)
     records.append(record)
   return _csv_text(columns, records)
+
+
+def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
+                   records: Sequence[Mapping[str, Any]], *, dataset: str) -> dict[str, str]:
+  """`table1.md` (action, with Ours' lead fold by fold) and `table2.md` (identity).
+
+  Args:
+    summaries: row -> aggregated results or None (`summaries_from_records`, or
+      `nar.evaluation.aggregate_runs` over each row's runs).
+    records: the runs' `run_record`s, for the lead section.
+    dataset: the dataset's name (`presets.DATASETS`): the tables' title, and whether the
+      paper's numbers sit beside ours (`paper_results.has_benchmark`).
+  """
+  paper = paper_results.has_benchmark(dataset)
+  note = "Mean ± std over runs (seed k holds out its own 2 animals; population std); "
+  if paper:
+    note += ("'paper': the seed's MC2P numbers (accuracy only), " + paper_results.SOURCE +
+             "; '–': not reported / not run.\n\n")
+  else:
+    note += ("'–': not run.\n\nThe paper has no benchmark of this dataset, so there are no "
+             "paper numbers to compare with.\n\n")
+  title = presets.DATASET_TITLES.get(dataset, dataset)
+  return {
+      "table1.md": (
+          f"# Table 1: action recognition (%), {title}\n\n" + note +
+          "## Accuracy\n\n" + action_table(summaries, paper=paper) +
+          "\n## Balanced accuracy\n\n" +
+          action_table(summaries, metric="balanced_accuracy", paper=paper) + "\n" +
+          lead_section(records)),
+      "table2.md": (
+          f"# Table 2: identity recognition (%, lower is better), {title}\n\n" + note +
+          "## Accuracy\n\n" + identity_table(summaries, paper=paper) +
+          "\n## Balanced accuracy\n\n" +
+          identity_table(summaries, metric="balanced_accuracy", paper=paper)),
+  }
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables from runs.csv files alone: runs made by several invocations, in several folders.
+# ----------------------------------------------------------------------------------------------
+def summaries_from_records(records: Sequence[Mapping[str, Any]], rows: Sequence[str]
+                           ) -> dict[str, dict[str, Any] | None]:
+  """Row -> the summary of its runs, as `nar.evaluation.aggregate_runs` makes it (every score's
+  mean, population std and count over runs; the chance levels), from `runs.csv` records.
+
+  The scores are those `runs.csv` keeps (4 decimals), so a cell may differ from the table of
+  the runs' own results in the last of those decimals. A row without a record maps to None.
+  """
+  summaries: dict[str, dict[str, Any] | None] = {}
+  for row in rows:
+    mine = [r for r in records if r["row"] == row]
+    if not mine:
+      summaries[row] = None
+      continue
+    summary: dict[str, Any] = {}
+    for probe, fraction, metric in SCORES:
+      column = score_column(probe, fraction, metric)
+      values = [float(r[column]) for r in mine if r.get(column) not in (None, "")]
+      if values:
+        summary.setdefault(probe, {}).setdefault(evaluation.fraction_key(fraction), {})[
+            metric] = {**evaluation.summarise(values), "runs": values}
+    chance = {name: [float(r[c]) for r in mine if r.get(c) not in (None, "")]
+              for name, c in CHANCE_COLUMNS.items()}
+    if all(chance.values()):
+      summary["chance"] = {name: float(np.mean(values)) for name, values in chance.items()}
+    summaries[row] = summary
+  return summaries
+
+
+def merge_runs_csv(paths: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
+  """The records of several `runs.csv` files, in order.
+
+  Raises:
+    ValueError: a run (row and seed) is in two of them: which one to keep is not for this
+      function to guess.
+  """
+  records, origin = [], {}
+  for path in paths:
+    for record in read_runs_csv(path):
+      run = (record["row"], int(record["seed"]))
+      if run in origin:
+        raise ValueError(f"run {run[0]} seed {run[1]} is in both {origin[run]} and {path}; "
+                         "leave it out of one of them")
+      origin[run] = path
+      records.append(record)
+  return records
+
+
+def write_tables_from_runs(paths: Sequence[str | pathlib.Path], out_dir: str | pathlib.Path,
+                           *, dataset: str = "pose") -> dict[str, str]:
+  """Writes `table1.md`, `table2.md`, `runs.csv` and `summary.csv` of the runs of several
+  `runs.csv` files (e.g. of runs made by invocations with different `--only` into different
+  folders) into `out_dir`. Returns the tables.
+
+  Rows keep the tables' order, then any ablation in the order first met. A row's chance level
+  comes from the records that carry it (`runs.csv` files written before it was recorded show
+  the random guess as '–' unless another record carries it).
+  """
+  records = merge_runs_csv(paths)
+  groups = {r["row"]: r["group"] for r in records}
+  rows = [row for row in ROW_LABELS if row in groups or row == "random"]
+  rows += [row for row in groups if row not in ROW_LABELS]
+  summaries = summaries_from_records(records, rows)
+  tables = dataset_tables(summaries, records, dataset=dataset)
+  wall = {row: float(np.mean([float(r["wall_seconds"]) for r in records
+                              if r["row"] == row and r.get("wall_seconds") not in (None, "")]
+                             or [np.nan]))
+          for row in groups}
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  for name, text in tables.items():
+    (out_dir / name).write_text(text)
+  (out_dir / "runs.csv").write_text(runs_csv(records))
+  (out_dir / "summary.csv").write_text(summary_csv(
+      summaries, groups, wall, paper=paper_results.has_benchmark(dataset)))
+  return tables
 
 
 # ----------------------------------------------------------------------------------------------
@@ -387,12 +511,22 @@ def read_runs_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  records = read_runs_csv(_RUNS_CSV.value)
+  if _OUT.value:
+    write_tables_from_runs(_RUNS_CSV.value, _OUT.value, dataset=_DATASET.value)
+    print(f"wrote table1.md, table2.md, runs.csv and summary.csv to {_OUT.value}")
+  records = merge_runs_csv(_RUNS_CSV.value)
   print("\n".join(lead_section(records, metric=metric) for metric in evaluation.METRICS))
 
 
 if __name__ == "__main__":
   # Defined here, not on import: `experiments.reproduce` imports this module with flags of its own.
-  _RUNS_CSV = flags.DEFINE_string("runs_csv", None, "A reproduction's runs.csv.",
-                                  required=True)
+  _RUNS_CSV = flags.DEFINE_list(
+      "runs_csv", None, "Reproductions' runs.csv files (comma-separated); a run (row, seed) "
+      "may be in one of them only.", required=True)
+  _OUT = flags.DEFINE_string(
+      "out", None, "Also write table1.md, table2.md, runs.csv and summary.csv of all their "
+      "runs here.")
+  _DATASET = flags.DEFINE_string(
+      "dataset", "pose", "The runs' dataset (a name of DATASETS in "
+      "experiments/configs/reproduce.py): the tables' title and paper column.")
   app.run(main)

@@ -540,29 +540,10 @@ def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
                  ablation_seeds: int) -> dict[str, str]:
   """Writes table1.md, table2.md, ablation.md, runs.csv and summary.csv. Returns the tables."""
   summaries = _summaries(runs, tuple(report.ROW_LABELS) + tuple(preset.ablations))
-  paper = paper_results.has_benchmark(preset.dataset)
-  note = "Mean ± std over runs (seed k holds out its own 2 animals; population std); "
-  if paper:
-    note += ("'paper': the seed's MC2P numbers (accuracy only), " + paper_results.SOURCE +
-             "; '–': not reported / not run.\n\n")
-  else:
-    note += ("'–': not run.\n\nThe paper has no benchmark of this dataset, so there are no "
-             "paper numbers to compare with.\n\n")
-  title = presets.DATASET_TITLES.get(preset.dataset, preset.dataset)
   finished = [r for r in runs if r.finished]
   records = [report.run_record(r.row, r.group, r.seed, load_results(r)) for r in finished]
-  tables = {}
-  tables["table1.md"] = (
-      f"# Table 1: action recognition (%), {title}\n\n" + note +
-      "## Accuracy\n\n" + report.action_table(summaries, paper=paper) +
-      "\n## Balanced accuracy\n\n" +
-      report.action_table(summaries, metric="balanced_accuracy", paper=paper) + "\n" +
-      report.lead_section(records))
-  tables["table2.md"] = (
-      f"# Table 2: identity recognition (%, lower is better), {title}\n\n" + note +
-      "## Accuracy\n\n" + report.identity_table(summaries, paper=paper) +
-      "\n## Balanced accuracy\n\n" +
-      report.identity_table(summaries, metric="balanced_accuracy", paper=paper))
+  tables = report.dataset_tables(summaries, records, dataset=preset.dataset)
+  title = presets.DATASET_TITLES.get(preset.dataset, preset.dataset)
   # Ours over the ablations' seeds only, so that every line compares like with like.
   ours_runs = [r for r in runs if r.row == presets.OURS and r.seed < ablation_seeds]
   ablation_summaries = {presets.OURS: _summaries(ours_runs, [presets.OURS])[presets.OURS]}
@@ -583,7 +564,7 @@ def write_tables(runs: Sequence[Run], preset: presets.Preset, out_dir: pathlib.P
           for row in groups if any(r.row == row for r in finished)}
   (out_dir / "summary.csv").write_text(report.summary_csv(
       {row: summaries[row] for row in summaries if row in groups or row == "random"},
-      groups, wall, paper=paper))
+      groups, wall, paper=paper_results.has_benchmark(preset.dataset)))
   return tables
 
 

@@ -114,6 +114,40 @@ def test_tables_list_every_row_with_the_paper_beside_ours(reproduction):
   assert float(summary["ours"]["multi_animal_1.0_accuracy_paper"]) == 61.9
 
 
+def test_tables_rebuilt_from_runs_csv_files_of_several_folders_equal_the_reproductions(
+    reproduction, tmp_path):
+  out = reproduction[0] / "out"
+  records = report.read_runs_csv(out / "runs.csv")
+  assert all(float(r["action_chance"]) > 0 and float(r["identity_chance"]) > 0
+             for r in records)
+  # The runs split over two folders, as by two invocations with different `--only`.
+  parts = {"a": [r for r in records if r["row"] in ("ours", "neural_raw")],
+           "b": [r for r in records if r["row"] not in ("ours", "neural_raw")]}
+  paths = []
+  for name, part in parts.items():
+    (tmp_path / name).mkdir()
+    paths.append(tmp_path / name / "runs.csv")
+    paths[-1].write_text(report.runs_csv(part))
+  subprocess.run([sys.executable, "-m", "experiments.report",
+                  f"--runs_csv={paths[0]},{paths[1]}", f"--out={tmp_path / 'merged'}"],
+                 cwd=REPO_ROOT, check=True, capture_output=True)
+  for name in ("table1.md", "table2.md"):
+    assert (tmp_path / "merged" / name).read_text() == (out / name).read_text(), name
+  merged = report.read_runs_csv(tmp_path / "merged" / "runs.csv")
+  assert sorted((r["row"], r["seed"]) for r in merged) == sorted(
+      (r["row"], r["seed"]) for r in records)
+  with (tmp_path / "merged" / "summary.csv").open() as f, (out / "summary.csv").open() as g:
+    rebuilt, made = list(csv.DictReader(f)), list(csv.DictReader(g))
+  assert [r["row"] for r in rebuilt] == [r["row"] for r in made]
+  for again, first in zip(rebuilt, made):  # runs.csv keeps 4 decimals
+    for column, value in first.items():
+      if column.endswith(("_mean", "_std")) and value:
+        assert float(again[column]) == pytest.approx(float(value), abs=2e-4), column
+  # A run in two of the files is refused, not silently counted twice.
+  with pytest.raises(ValueError, match="neural_raw seed 0 is in both"):
+    report.merge_runs_csv([paths[0], paths[0]])
+
+
 def test_a_second_invocation_reuses_finished_runs(reproduction, monkeypatch):
   root, _ = reproduction
   table1 = (root / "out" / "table1.md").read_text()
