@@ -375,10 +375,12 @@ def write_tables_from_runs(paths: Sequence[str | pathlib.Path], out_dir: str | p
   rows += [row for row in groups if row not in ROW_LABELS]
   summaries = summaries_from_records(records, rows)
   tables = dataset_tables(summaries, records, dataset=dataset)
-  wall = {row: float(np.mean([float(r["wall_seconds"]) for r in records
-                              if r["row"] == row and r.get("wall_seconds") not in (None, "")]
-                             or [np.nan]))
-          for row in groups}
+  wall = {}
+  for row in groups:
+    seconds = [float(r["wall_seconds"]) for r in records
+               if r["row"] == row and r.get("wall_seconds") not in (None, "")]
+    if seconds:
+      wall[row] = float(np.mean(seconds))
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   for name, text in tables.items():
@@ -511,10 +513,11 @@ def read_runs_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Read before anything is written: `--out` may be the folder of one of the files.
+  records = merge_runs_csv(_RUNS_CSV.value)
   if _OUT.value:
     write_tables_from_runs(_RUNS_CSV.value, _OUT.value, dataset=_DATASET.value)
     print(f"wrote table1.md, table2.md, runs.csv and summary.csv to {_OUT.value}")
-  records = merge_runs_csv(_RUNS_CSV.value)
   print("\n".join(lead_section(records, metric=metric) for metric in evaluation.METRICS))
 
 

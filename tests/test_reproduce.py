@@ -128,15 +128,16 @@ def test_tables_rebuilt_from_runs_csv_files_of_several_folders_equal_the_reprodu
     (tmp_path / name).mkdir()
     paths.append(tmp_path / name / "runs.csv")
     paths[-1].write_text(report.runs_csv(part))
+  # Written into the folder of one of them, whose runs.csv it replaces.
   subprocess.run([sys.executable, "-m", "experiments.report",
-                  f"--runs_csv={paths[0]},{paths[1]}", f"--out={tmp_path / 'merged'}"],
+                  f"--runs_csv={paths[0]},{paths[1]}", f"--out={tmp_path / 'a'}"],
                  cwd=REPO_ROOT, check=True, capture_output=True)
   for name in ("table1.md", "table2.md"):
-    assert (tmp_path / "merged" / name).read_text() == (out / name).read_text(), name
-  merged = report.read_runs_csv(tmp_path / "merged" / "runs.csv")
+    assert (tmp_path / "a" / name).read_text() == (out / name).read_text(), name
+  merged = report.read_runs_csv(tmp_path / "a" / "runs.csv")
   assert sorted((r["row"], r["seed"]) for r in merged) == sorted(
       (r["row"], r["seed"]) for r in records)
-  with (tmp_path / "merged" / "summary.csv").open() as f, (out / "summary.csv").open() as g:
+  with (tmp_path / "a" / "summary.csv").open() as f, (out / "summary.csv").open() as g:
     rebuilt, made = list(csv.DictReader(f)), list(csv.DictReader(g))
   assert [r["row"] for r in rebuilt] == [r["row"] for r in made]
   for again, first in zip(rebuilt, made):  # runs.csv keeps 4 decimals
