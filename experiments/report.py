@@ -359,17 +359,21 @@ def merge_runs_csv(paths: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
   return records
 
 
-def write_tables_from_runs(paths: Sequence[str | pathlib.Path], out_dir: str | pathlib.Path,
+def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | pathlib.Path,
                            *, dataset: str = "pose") -> dict[str, str]:
-  """Writes `table1.md`, `table2.md`, `runs.csv` and `summary.csv` of the runs of several
-  `runs.csv` files (e.g. of runs made by invocations with different `--only` into different
-  folders) into `out_dir`. Returns the tables.
+  """Writes `table1.md`, `table2.md`, `runs.csv` and `summary.csv` of some runs into `out_dir`.
+  Returns the tables.
+
+  Args:
+    records: `runs.csv` records, e.g. `merge_runs_csv` of the files of invocations with
+      different `--only` into different folders.
+    out_dir: the output folder (it may hold one of those files: the records are already read).
+    dataset: as `dataset_tables`.
 
   Rows keep the tables' order, then any ablation in the order first met. A row's chance level
   comes from the records that carry it (`runs.csv` files written before it was recorded show
   the random guess as '–' unless another record carries it).
   """
-  records = merge_runs_csv(paths)
   groups = {r["row"]: r["group"] for r in records}
   rows = [row for row in ROW_LABELS if row in groups or row == "random"]
   rows += [row for row in groups if row not in ROW_LABELS]
@@ -516,7 +520,7 @@ def main(argv: Sequence[str]) -> None:
   # Read before anything is written: `--out` may be the folder of one of the files.
   records = merge_runs_csv(_RUNS_CSV.value)
   if _OUT.value:
-    write_tables_from_runs(_RUNS_CSV.value, _OUT.value, dataset=_DATASET.value)
+    write_tables_from_runs(records, _OUT.value, dataset=_DATASET.value)
     print(f"wrote table1.md, table2.md, runs.csv and summary.csv to {_OUT.value}")
   print("\n".join(lead_section(records, metric=metric) for metric in evaluation.METRICS))
 
