@@ -22,9 +22,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q tests
 
-# The seed's Tables 1-2 and the ablations, 3 seeds (59 min on 2 CPU cores with the former
-# 60-s trials; 1 h 55 min two at once on 240-s trials on a day the machine ran ~2.4x slow;
-# resumable).
+# The seed's Tables 1-2 and the ablations, 3 seeds: 48 min on 2 CPU cores from an empty data
+# root and compilation cache, two runs at once (resumable).
 reproduce: $(STAMP)
 	$(BIN)/python -m experiments.reproduce --preset=cpu --seeds=3 --out=runs/reproduce
 
