@@ -2,7 +2,7 @@ r"""The domain gap of a dataset: linear probes on raw neural windows ("Neural (l
 
   python -m benchmarks.domain_gap [--data_dir=...] [--num_held_out=2]
 
-Runs the probe suite of `nar.evaluation` on the raw ΔF/F windows (each window averaged over
+Runs the probe suite of `nar.eval.protocol` on the raw ΔF/F windows (each window averaged over
 time and flattened) with the same splits as training configs use, and prints the seed's
 tables. On a dataset with the paper's domain gap, identity is near 100 % and multi-animal
 action is near chance while single-animal action is clearly above it. The default dataset is
@@ -13,10 +13,10 @@ from absl import app
 from absl import flags
 
 from data_prep import default_dataset
-from nar import evaluation
-from nar import input_pipeline
-from nar import raw_features
-from nar import windows
+from nar.eval import protocol as protocol_lib
+from nar.data import pipeline
+from nar.eval import raw_features
+from nar.data import windows
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default dataset if unset).")
 _NAME = flags.DEFINE_string("name", "default", "Dataset name inside data_dir.")
@@ -31,17 +31,17 @@ def main(argv):
   dataset = default_dataset.open_dataset(_DATA_DIR.value, _NAME.value)
   dataset.preload_neural()
   spec = windows.WindowSpec()
-  training, held_out = input_pipeline.split_animals(dataset.animals, _NUM_HELD_OUT.value,
+  training, held_out = pipeline.split_animals(dataset.animals, _NUM_HELD_OUT.value,
                                                     _SPLIT_SEED.value)
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
+  normalizer = pipeline.fit_pose_normalizer(dataset, training)
   table = raw_features.raw_feature_table(
       dataset, spec, normalizer, kind="neural", hop=_HOP.value, drop_classes=("resting",),
       num_time_blocks=4)
-  results = evaluation.run_probe_suite(table, training_animals=training,
+  results = protocol_lib.run_probe_suite(table, training_animals=training,
                                        held_out_animals=held_out)
   print(f"dataset: {dataset.path}; {len(table.label)} labelled windows; "
         f"held-out animals: {', '.join(held_out)}")
-  print(evaluation.format_table({"Neural (linear) raw": results}))
+  print(protocol_lib.format_table({"Neural (linear) raw": results}))
 
 
 if __name__ == "__main__":

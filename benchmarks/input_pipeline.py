@@ -26,10 +26,10 @@ import numpy as np
 from data_prep import default_dataset
 from experiments import reproduce
 from experiments.configs import reproduce as presets
-from nar import input_pipeline
-from nar import shards
+from nar.data import pipeline
+from nar.data import shards
 from nar import train
-from nar import windows
+from nar.data import windows
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Windows per batch.")
 _NUM_BATCHES = flags.DEFINE_integer("num_batches", 40, "Batches timed per configuration.")
@@ -55,11 +55,11 @@ def main(argv):
   del argv
   dataset = shards.open_dataset(default_dataset.ensure_dataset())
   spec = windows.WindowSpec()
-  training, _ = input_pipeline.split_animals(dataset.animals, 2, seed=0)
-  index = input_pipeline.select_windows(dataset, spec, animals=training,
+  training, _ = pipeline.split_animals(dataset.animals, 2, seed=0)
+  index = pipeline.select_windows(dataset, spec, animals=training,
                                         drop_unlabelled=True, drop_classes=("resting",))
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
-  source = input_pipeline.WindowSource(dataset, index, spec, normalizer)
+  normalizer = pipeline.fit_pose_normalizer(dataset, training)
+  source = pipeline.WindowSource(dataset, index, spec, normalizer)
   sample = source[0]
   print(f"dataset: {dataset.path}")
   print(f"training windows: {len(source)}; one window: " + ", ".join(
@@ -88,7 +88,7 @@ def main(argv):
     print(f"{name:34s} {rate:9.0f} windows/s  {1e3 / rate:7.3f} ms/window"
           f"  ({rate / cold:.2f}x reference)")
   for workers in map(int, _LOADER_WORKERS.value):
-    loader = input_pipeline.make_loader(source, batch_size=_BATCH_SIZE.value, train=True,
+    loader = pipeline.make_loader(source, batch_size=_BATCH_SIZE.value, train=True,
                                         seed=0, worker_count=workers)
     rate = _time_loader(loader, _NUM_BATCHES.value, warmup_batches=max(workers, 1))
     cache = "cache warm" if workers == 0 else "cache per worker, cold"

@@ -2,7 +2,7 @@ r"""How often the neural swap's partner does the same action, by batch size and 
 
   python -m benchmarks.neural_swap_partners [--data_dir=...] [--batches=20]
 
-The neural swap (`nar.neural_swap`) exchanges a window's neural data for that of the batch's
+The neural swap (`nar.method.neural_swap`) exchanges a window's neural data for that of the batch's
 behaviour-nearest window of another animal. This draws random batches of windows chosen
 as training chooses them (resting dropped, unlabelled windows kept) and prints, per batch
 size, over the pairs whose two windows are labelled, the fraction whose partner has the same
@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_prep import default_dataset
-from nar import input_pipeline
-from nar import neural_swap
-from nar import windows
+from nar.data import pipeline
+from nar.method import neural_swap
+from nar.data import windows
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default dataset if unset).")
 _NAME = flags.DEFINE_string("name", "default", "Dataset name inside data_dir.")
@@ -40,10 +40,10 @@ def main(argv):
   del argv
   dataset = default_dataset.open_dataset(_DATA_DIR.value, _NAME.value)
   spec = windows.WindowSpec()
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  index = input_pipeline.select_windows(dataset, spec, drop_classes=("resting",))
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  index = pipeline.select_windows(dataset, spec, drop_classes=("resting",))
   # Only behaviour is read: no neural keys.
-  source = input_pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=())
+  source = pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=())
   rng = np.random.default_rng(0)
   print(f"dataset: {dataset.path}; {len(source)} windows of {len(dataset.animals)} "
         f"animals; {_BATCHES.value} random batches per size")

@@ -2,7 +2,7 @@ r"""The probe suite in one process against its fits spread over every core.
 
   python -m benchmarks.probes [--rounds=2]
 
-Times `nar.evaluation.run_probe_suite` on the largest feature table the cpu preset probes:
+Times `nar.eval.protocol.run_probe_suite` on the largest feature table the cpu preset probes:
 the table of its "Neural (linear) raw" row on its first fold (`experiments.reproduce`'s
 `raw_input_table`: every raw ΔF/F window averaged over time and flattened, 1,024 features).
 It runs the suite with `probe_jobs=1` (one process) and `probe_jobs=-1` (a probe's
@@ -21,17 +21,17 @@ import numpy as np
 
 from experiments import reproduce
 from experiments.configs import reproduce as presets
-from nar import evaluation
+from nar.eval import protocol as protocol_lib
 
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Timed rounds of each contender.")
 
 
-def _scores(results: dict, protocol: evaluation.ProbeProtocol) -> list[float]:
+def _scores(results: dict, protocol: protocol_lib.ProbeProtocol) -> list[float]:
   """Every score of a probe-suite result, in a fixed order."""
-  return [results[probe][evaluation.fraction_key(fraction)][metric]["mean"]
-          for probe in (evaluation.ACTION_SINGLE_ANIMAL, evaluation.ACTION_MULTI_ANIMAL,
-                        evaluation.IDENTITY)
-          for fraction in protocol.label_fractions for metric in evaluation.METRICS]
+  return [results[probe][protocol_lib.fraction_key(fraction)][metric]["mean"]
+          for probe in (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL,
+                        protocol_lib.IDENTITY)
+          for fraction in protocol.label_fractions for metric in protocol_lib.METRICS]
 
 
 def main(argv):
@@ -42,13 +42,13 @@ def main(argv):
   table, inputs = reproduce.raw_input_table(config, "neural")
   print(f"{table.features.shape[0]} windows x {table.features.shape[1]} features; "
         f"{joblib.cpu_count()} cores")
-  protocol = evaluation.protocol_from_config(config.eval, seed=config.seed)
+  protocol = protocol_lib.protocol_from_config(config.eval, seed=config.seed)
   seconds = {1: [], -1: []}
   scores = {}
   for _ in range(_ROUNDS.value):
     for jobs in seconds:
       start = time.perf_counter()
-      results = evaluation.run_probe_suite(
+      results = protocol_lib.run_probe_suite(
           table, training_animals=inputs.training_animals,
           held_out_animals=inputs.held_out_animals,
           protocol=dataclasses.replace(protocol, probe_jobs=jobs))

@@ -1,4 +1,4 @@
-r"""Speed and memory of the exact pose-swap kernel (`nar.swap`) and of the top-K table build.
+r"""Speed and memory of the exact pose-swap kernel (`nar.method.swap`) and of the top-K table build.
 
   python -m benchmarks.swap [--num_queries=4096] [--pool_size=50000] [--dim=90]
                             [--query_chunk=512] [--pool_chunk=2048] [--repeats=5]
@@ -6,8 +6,8 @@ r"""Speed and memory of the exact pose-swap kernel (`nar.swap`) and of the top-K
 For `num_queries` query frames against a pool of `pool_size` frames, prints the median time per
 call (jitted, after warm-up, `block_until_ready`; the rounds of all contenders interleaved so
 that load from other processes hits them alike) of:
-  * ours: `nar.swap.draw_pool_frames`, the streamed two-level exponential race;
-  * the NumPy reference with the same semantics (`nar.swap.numpy_draw_pool_frames`: chunked
+  * ours: `nar.method.swap.draw_pool_frames`, the streamed two-level exponential race;
+  * the NumPy reference with the same semantics (`nar.method.swap.numpy_draw_pool_frames`: chunked
     the same way, same hash noise and race, float32), and how often both draw the same frame;
   * distance floors: the same chunked scan (query chunks × pool chunks) over the bare
     `||a||² + ||b||² - 2 a·b`, without noise, square root or masks, followed by a running
@@ -20,9 +20,9 @@ program is compiled ahead, so compilation does not count), XLA's temp-buffer siz
 device's peak bytes in use (where the backend reports it).
 Bars (2-core CPU): >= 2x faster than NumPy, <= 1.5x the floor, peak memory < 1 GB.
 
-Then it times `nar.swap.swap_pose_windows` at training-step scale (a batch of windows against
+Then it times `nar.method.swap.swap_pose_windows` at training-step scale (a batch of windows against
 a bank of several animals, one target animal per window and per frame), and the top-K table
-build (`nar.swap_table`) for `table_queries` frames against one pool of `table_pool_size`
+build (`nar.method.swap_table`) for `table_queries` frames against one pool of `table_pool_size`
 frames, projected to the full build at MC2P scale: per (query frame, pool frame) time ×
 `table_animals` × `table_frames_per_animal` queries × (`table_animals` - 1) pools ×
 `table_frames_per_animal` frames.
@@ -40,8 +40,8 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from nar import swap
-from nar import swap_table
+from nar.method import swap
+from nar.method import swap_table
 
 _NUM_QUERIES = flags.DEFINE_integer("num_queries", 4096, "Query frames per call.")
 _POOL_SIZE = flags.DEFINE_integer("pool_size", 50_000, "Frames in the pool.")

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from data_prep import default_dataset
-from nar import input_pipeline
+from nar.data import pipeline
 from nar import train
 
 _CONFIG = flags.DEFINE_string("config", "swap_cpu", "Config name in experiments/configs.")
@@ -85,7 +85,7 @@ def _thinning_distance_ratio(config, inputs, stride: int, num_queries: int = 512
 
 
 def _pipeline_rate(inputs, batch_size: int, workers: int, num_batches: int) -> float:
-  loader = input_pipeline.make_loader(inputs.train_source, batch_size=batch_size, train=True,
+  loader = pipeline.make_loader(inputs.train_source, batch_size=batch_size, train=True,
                                       seed=1, worker_count=workers)
   iterator = iter(loader)
   for _ in range(max(workers, 1)):  # every worker has started before the clock does
@@ -103,7 +103,7 @@ def main(argv):
     default_dataset.ensure_dataset(data_dir=config.data.data_dir, name=config.data.name)
   inputs = train.create_input(config)
   batch_size = config.optim.global_batch_size
-  loader = input_pipeline.make_loader(inputs.train_source, batch_size=batch_size, train=True,
+  loader = pipeline.make_loader(inputs.train_source, batch_size=batch_size, train=True,
                                       seed=0)
   iterator = iter(loader)
   batches = [next(iterator) for _ in range(_STEPS.value + 1)]

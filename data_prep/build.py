@@ -5,7 +5,7 @@ r"""Converts recordings into NAR's TFDS shards.
 Reads every trial under `--input_dir` (MC2P folder layout, per-trial NPZ/HDF5 files or NWB
 files, see `data_prep/README.md`), validates all of them (every bad trial is reported, nothing
 is written if one is bad), and writes array_record shards readable with
-`nar.shards.open_dataset`.
+`nar.data.shards.open_dataset`.
 """
 
 import dataclasses

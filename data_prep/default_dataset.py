@@ -25,7 +25,7 @@ from data_prep import readers
 from data_prep import tfds_builder
 from data_prep import trial_files
 from nar import paths
-from nar import shards
+from nar.data import shards
 from nar import simulation
 
 SIMULATION_RECORD = "simulation.json"
@@ -148,7 +148,7 @@ def ensure_dataset(config=None, seed: int = 0, *,
       gives the locomotion dataset), else "default".
 
   Returns:
-    The dataset directory, for `nar.shards.open_dataset`.
+    The dataset directory, for `nar.data.shards.open_dataset`.
   """
   if preset is None:
     if config is not None:

@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence, TypeVar
 
 import tqdm
 
-from nar import recording
+from nar.data import recording
 
 Item = TypeVar("Item")
 

@@ -5,7 +5,7 @@ Its files may sit in sub-folders (real MC2P trials keep the pose in `behData/ima
 so every file is looked up recursively inside the trial folder, by name. The naming rules,
 keys, shapes and defaults are listed in `data_prep/README.md`.
 
-A trial is read into a validated `nar.recording.Recording`; every problem of a trial is
+A trial is read into a validated `nar.data.recording.Recording`; every problem of a trial is
 reported in one `RecordingError` whose source is the trial folder and whose lines name the
 file concerned. `read_directory` reads all trials and raises one `DatasetReadError` for all
 bad trials.
@@ -26,8 +26,8 @@ import numpy as np
 import tifffile
 
 from data_prep import errors
-from nar import keypoints
-from nar import recording
+from nar.data import keypoints
+from nar.data import recording
 
 Recording = recording.Recording
 RecordingError = recording.RecordingError
@@ -503,7 +503,7 @@ def read_trial(folder: str | os.PathLike, *,
   Args:
     folder: the trial folder `<date>_<genotype>_Fly<N>_<trial>`.
     class_names: the behaviour vocabulary the labels are expressed in. None: the
-      `class_names` of the trial's `metadata.json`, else `nar.recording.MC2P_CLASS_NAMES`.
+      `class_names` of the trial's `metadata.json`, else `nar.data.recording.MC2P_CLASS_NAMES`.
       Label names in the trial's files are looked up in it by name.
 
   Returns:

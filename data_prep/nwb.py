@@ -10,7 +10,7 @@ table):
   trial: `session_id`, else the file name without `.nwb`.
   behaviour: the file's ndx-pose `PoseEstimation` (in any processing module), one
     `PoseEstimationSeries` per keypoint sharing one time base. 3-D series named by the 38
-    DeepFly3D keypoints (`nar.keypoints.keypoint_names()`; absent ones are missing) are read
+    DeepFly3D keypoints (`nar.data.keypoints.keypoint_names()`; absent ones are missing) are read
     as DeepFly3D pose; 2-D series as `keypoints_2d` (`<node>_x`, `<node>_y`); 3-D series of
     other names as a z-scored `vector` (`<node>_x`, `<node>_y`, `<node>_z`). Nodes come in the
     order of the skeleton, else of the series. NaN marks a missing keypoint.
@@ -42,9 +42,9 @@ import numpy as np
 
 from data_prep import errors
 from data_prep import trial_files
-from nar import behaviour as behaviour_lib
-from nar import keypoints
-from nar import recording
+from nar.data import behaviour as behaviour_lib
+from nar.data import keypoints
+from nar.data import recording
 
 Recording = recording.Recording
 RecordingError = recording.RecordingError

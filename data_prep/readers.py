@@ -17,7 +17,7 @@ from data_prep import errors
 from data_prep import mc2p
 from data_prep import nwb
 from data_prep import trial_files
-from nar import recording
+from nar.data import recording
 
 LAYOUTS = ("auto", "mc2p", "trial_files", "nwb")
 
@@ -66,8 +66,8 @@ def read_recordings(input_dir: str | os.PathLike, *, layout: str = "auto",
       "mc2p", "trial_files" or "nwb".
     class_names: the behaviour vocabulary every recording's labels are expressed in (labels
       are matched by name). None: as stored (MC2P: the trial's `metadata.json`, else
-      `nar.recording.MC2P_CLASS_NAMES`; trial files: the file's `class_names`; NWB files:
-      `nar.recording.MC2P_CLASS_NAMES`).
+      `nar.data.recording.MC2P_CLASS_NAMES`; trial files: the file's `class_names`; NWB files:
+      `nar.data.recording.MC2P_CLASS_NAMES`).
     nwb_objects: NWB only: which objects to read where a file holds several.
 
   Returns:

@@ -5,10 +5,10 @@ frames that belong to it. Neural frames are partitioned between the segments of 
 (segment k holds neural frames `[sync[start_k], sync[start_{k+1}])`, the first one also the
 frames before the first behaviour frame, the last one those after the last), so every frame is
 stored exactly once and storage stays about 1x the raw data. Windows are cut at read time by
-`nar.shards` / `nar.input_pipeline`.
+`nar.data.shards` / `nar.data.pipeline`.
 
 The dataset's metadata carries the behaviour format, its dimension names, normalisations and
-swap weights (`nar.behaviour.BehaviourSpec.to_metadata`), the ROI count of every trial
+swap weights (`nar.data.behaviour.BehaviourSpec.to_metadata`), the ROI count of every trial
 (`num_rois`, which may differ between animals) and every animal's (`roi_counts`), so that a
 built dataset reads back exactly what was written.
 
@@ -35,8 +35,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from nar import recording as recording_lib
-from nar import shards as shards_lib
+from nar.data import recording as recording_lib
+from nar.data import shards as shards_lib
 
 _VERSION = "1.0.0"
 # Data per shard: large enough that a dataset has few files, small enough that writing one
@@ -123,7 +123,7 @@ class NarRecordings(tfds.core.ShardBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     if not self._recordings:
-      raise ValueError("NarRecordings needs recordings to build; read built data with nar.shards")
+      raise ValueError("NarRecordings needs recordings to build; read built data with nar.data.shards")
     first = self._recordings[0]
     frame_shape = tuple(first.behaviour.shape[1:])
     features = {
@@ -259,11 +259,11 @@ def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, 
     config_name: the dataset's name inside `data_dir`.
     segment_seconds: length of a stored segment.
     overwrite: replace a complete dataset of the same name; without it such a dataset is
-      an error (to reuse a built dataset, open it with `nar.shards.open_dataset`).
+      an error (to reuse a built dataset, open it with `nar.data.shards.open_dataset`).
     shard_bytes: about how much data each shard file holds.
 
   Returns:
-    The directory of the built dataset (pass it to `nar.shards.open_dataset`).
+    The directory of the built dataset (pass it to `nar.data.shards.open_dataset`).
 
   Raises:
     ValueError: if there are no recordings.
@@ -285,7 +285,7 @@ def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, 
           f"{dataset_dir} already holds a built dataset {config_name!r}; pass overwrite=True "
           "(--overwrite for python -m data_prep.build) to replace it with these recordings, "
           "choose another name (config_name, --name) or data_dir, or open the existing one "
-          "with nar.shards.open_dataset")
+          "with nar.data.shards.open_dataset")
     dataset_dir.rmtree()
   config = tfds.core.BuilderConfig(name=config_name, description=f"NAR dataset {config_name}")
   builder = NarRecordings(recordings=recordings, segment_seconds=segment_seconds,

@@ -1,6 +1,6 @@
 """The per-trial file layout: one `.npz` or HDF5 file holds one trial.
 
-For data without the MC2P folder structure, of any behaviour format (`nar.behaviour`: DeepFly3D
+For data without the MC2P folder structure, of any behaviour format (`nar.data.behaviour`: DeepFly3D
 pose, a named per-frame feature vector, 2D keypoints) and either neural modality (images, ROI
 traces). Every array of a `Recording` is stored under its field name; the keys, shapes, dtypes
 and defaults are listed in `data_prep/README.md`. Float arrays of any precision are converted
@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from data_prep import errors
-from nar import recording
+from nar.data import recording
 
 Recording = recording.Recording
 RecordingError = recording.RecordingError

@@ -15,7 +15,7 @@ from absl import flags
 from data_prep import default_dataset
 from data_prep import tfds_builder
 from experiments.configs import swap_cpu
-from nar import evaluation
+from nar.eval import protocol as protocol_lib
 from nar import logs
 from nar import paths
 from nar import train
@@ -33,7 +33,7 @@ def main(argv):
   print(tfds_builder.describe(str(dataset_dir)))
   results = train.train_and_evaluate(config, _WORKDIR.value)
   print(f"run: {_WORKDIR.value}")
-  print(evaluation.format_table({"Ours (swap_cpu)": results["probes"]}))
+  print(protocol_lib.format_table({"Ours (swap_cpu)": results["probes"]}))
   print(train.summary_line(results))
 
 

@@ -8,7 +8,7 @@ not report is absent. The paper reports accuracy only, no balanced accuracy and 
 
 from __future__ import annotations
 
-from nar import evaluation
+from nar.eval import protocol as protocol_lib
 
 SOURCE = "Günel et al. 2022 (arXiv 2112.01176), Tables 1-2, MC2P"
 # The reproduction's datasets (`--dataset`) whose tables print these numbers: the simulated
@@ -59,18 +59,18 @@ def paper_accuracy(row: str, probe: str, fraction: float) -> float | None:
 
   Args:
     row: a row key, e.g. "ours", "simclr", "neural_raw".
-    probe: `nar.evaluation.ACTION_SINGLE_ANIMAL`, `ACTION_MULTI_ANIMAL` or `IDENTITY`.
+    probe: `nar.eval.protocol.ACTION_SINGLE_ANIMAL`, `ACTION_MULTI_ANIMAL` or `IDENTITY`.
     fraction: label fraction, 0.5 or 1.0.
   """
   if float(fraction) not in _FRACTIONS:
     return None
   column = _FRACTIONS.index(float(fraction))
-  if probe == evaluation.IDENTITY:
+  if probe == protocol_lib.IDENTITY:
     values = IDENTITY_ACCURACY.get(row)
-  elif probe in (evaluation.ACTION_SINGLE_ANIMAL, evaluation.ACTION_MULTI_ANIMAL):
+  elif probe in (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL):
     values = ACTION_ACCURACY.get(row)
-    column += 2 if probe == evaluation.ACTION_MULTI_ANIMAL else 0
+    column += 2 if probe == protocol_lib.ACTION_MULTI_ANIMAL else 0
   else:
-    known = (evaluation.ACTION_SINGLE_ANIMAL, evaluation.ACTION_MULTI_ANIMAL, evaluation.IDENTITY)
+    known = (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL, protocol_lib.IDENTITY)
     raise ValueError(f"unknown probe {probe!r}; choose one of {list(known)}")
   return None if values is None else values[column]

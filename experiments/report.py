@@ -9,7 +9,7 @@ writes the tables of all their runs together (`write_tables_from_runs`): runs of
 benchmark made by several invocations (e.g. with different `--only`) into different folders.
 
 Rows are keyed by name ("ours", "simclr", "neural_raw", ...). A row's summary is
-`nar.evaluation.aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
+`nar.eval.protocol.aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
 mean ± population std over runs; a row without a finished run shows "–". The paper's numbers
 (`experiments.paper_results`) sit in a "paper" column beside ours in the accuracy tables of
 a dataset the paper has a benchmark for (`paper=False` leaves the column out).
@@ -28,7 +28,7 @@ import numpy as np
 
 from experiments import paper_results
 from experiments.configs import reproduce as presets
-from nar import evaluation
+from nar.eval import protocol as protocol_lib
 
 # Table rows in the seed's order (Ours last), with their labels.
 ROW_LABELS = {
@@ -55,15 +55,15 @@ ACTION_ROWS = tuple(row for row in ROW_LABELS if row not in BEHAVIOUR_ROWS)
 IDENTITY_ROWS = tuple(ROW_LABELS)
 
 FRACTIONS = (0.5, 1.0)
-PROBE_NAMES = {evaluation.ACTION_SINGLE_ANIMAL: "Single-Animal",
-               evaluation.ACTION_MULTI_ANIMAL: "Multi-Animal",
-               evaluation.IDENTITY: "Identity"}
-_PROBE_COLUMNS = {evaluation.ACTION_SINGLE_ANIMAL: "single_animal",
-                  evaluation.ACTION_MULTI_ANIMAL: "multi_animal",
-                  evaluation.IDENTITY: "identity"}
+PROBE_NAMES = {protocol_lib.ACTION_SINGLE_ANIMAL: "Single-Animal",
+               protocol_lib.ACTION_MULTI_ANIMAL: "Multi-Animal",
+               protocol_lib.IDENTITY: "Identity"}
+_PROBE_COLUMNS = {protocol_lib.ACTION_SINGLE_ANIMAL: "single_animal",
+                  protocol_lib.ACTION_MULTI_ANIMAL: "multi_animal",
+                  protocol_lib.IDENTITY: "identity"}
 # Every score of a run: (probe, label fraction, metric).
 SCORES = tuple((probe, fraction, metric) for probe in PROBE_NAMES for fraction in FRACTIONS
-               for metric in evaluation.METRICS)
+               for metric in protocol_lib.METRICS)
 MISSING = "–"
 
 
@@ -74,7 +74,7 @@ def row_label(row: str) -> str:
 
 def score_column(probe: str, fraction: float, metric: str) -> str:
   """CSV column of a score, e.g. `multi_animal_1.0_accuracy`."""
-  return f"{_PROBE_COLUMNS[probe]}_{evaluation.fraction_key(fraction)}_{metric}"
+  return f"{_PROBE_COLUMNS[probe]}_{protocol_lib.fraction_key(fraction)}_{metric}"
 
 
 def score(summary: Mapping[str, Any] | None, probe: str, fraction: float,
@@ -82,7 +82,7 @@ def score(summary: Mapping[str, Any] | None, probe: str, fraction: float,
   """`{"mean", "std", "count", ...}` of one score of a summary, or None if absent."""
   if summary is None:
     return None
-  entry = summary.get(probe, {}).get(evaluation.fraction_key(fraction), {}).get(metric)
+  entry = summary.get(probe, {}).get(protocol_lib.fraction_key(fraction), {}).get(metric)
   return entry if isinstance(entry, Mapping) and "mean" in entry else None
 
 
@@ -136,7 +136,7 @@ def _results_table(summaries: Mapping[str, Mapping[str, Any] | None], rows: Sequ
     for probe in probes:
       for fraction in FRACTIONS:
         if row == "random":
-          level = chance and chance["identity" if probe == evaluation.IDENTITY else "action"]
+          level = chance and chance["identity" if probe == protocol_lib.IDENTITY else "action"]
           cells.append(MISSING if level is None else f"{level:.1f}")
         else:
           cells.append(format_score(score(summaries.get(row), probe, fraction, metric)))
@@ -160,7 +160,7 @@ def action_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
       of, `paper_results.has_benchmark`).
   """
   return _results_table(summaries, rows,
-                        (evaluation.ACTION_SINGLE_ANIMAL, evaluation.ACTION_MULTI_ANIMAL),
+                        (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL),
                         metric, with_paper=paper and metric == "accuracy")
 
 
@@ -171,7 +171,7 @@ def identity_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
 
   Args as `action_table`.
   """
-  return _results_table(summaries, rows, (evaluation.IDENTITY,), metric,
+  return _results_table(summaries, rows, (protocol_lib.IDENTITY,), metric,
                         with_paper=paper and metric == "accuracy")
 
 
@@ -191,7 +191,7 @@ def ablation_table(summaries: Mapping[str, Mapping[str, Any] | None],
     lines.append([row_label(row), changes.get(row, "")] +
                  [format_score(score(summary, p, f, metric))
                   for p in PROBE_NAMES for f in FRACTIONS] +
-                 [_runs_cell(summary, evaluation.ACTION_MULTI_ANIMAL)])
+                 [_runs_cell(summary, protocol_lib.ACTION_MULTI_ANIMAL)])
   return markdown_table(header, lines)
 
 
@@ -260,7 +260,7 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
   records = []
   for row, summary in summaries.items():
     record = {"row": row, "label": row_label(row), "group": groups.get(row, ""),
-              "runs": _runs_cell(summary, evaluation.IDENTITY),
+              "runs": _runs_cell(summary, protocol_lib.IDENTITY),
               "wall_seconds_mean": wall_seconds.get(row)}
     for probe, fraction, metric in SCORES:
       name = score_column(probe, fraction, metric)
@@ -279,7 +279,7 @@ def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
 
   Args:
     summaries: row -> aggregated results or None (`summaries_from_records`, or
-      `nar.evaluation.aggregate_runs` over each row's runs).
+      `nar.eval.protocol.aggregate_runs` over each row's runs).
     records: the runs' `run_record`s, for the lead section.
     dataset: the dataset's name (`presets.DATASETS`): the tables' title, and whether the
       paper's numbers sit beside ours (`paper_results.has_benchmark`).
@@ -313,7 +313,7 @@ def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
 # ----------------------------------------------------------------------------------------------
 def summaries_from_records(records: Sequence[Mapping[str, Any]], rows: Sequence[str]
                            ) -> dict[str, dict[str, Any] | None]:
-  """Row -> the summary of its runs, as `nar.evaluation.aggregate_runs` makes it (every score's
+  """Row -> the summary of its runs, as `nar.eval.protocol.aggregate_runs` makes it (every score's
   mean, population std and count over runs; the chance levels), from `runs.csv` records.
 
   The scores are those `runs.csv` keeps (4 decimals), so a cell may differ from the table of
@@ -330,8 +330,8 @@ def summaries_from_records(records: Sequence[Mapping[str, Any]], rows: Sequence[
       column = score_column(probe, fraction, metric)
       values = [float(r[column]) for r in mine if r.get(column) not in (None, "")]
       if values:
-        summary.setdefault(probe, {}).setdefault(evaluation.fraction_key(fraction), {})[
-            metric] = {**evaluation.summarise(values), "runs": values}
+        summary.setdefault(probe, {}).setdefault(protocol_lib.fraction_key(fraction), {})[
+            metric] = {**protocol_lib.summarise(values), "runs": values}
     chance = {name: [float(r[c]) for r in mine if r.get(c) not in (None, "")]
               for name, c in CHANCE_COLUMNS.items()}
     if all(chance.values()):
@@ -432,7 +432,7 @@ def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str =
   leads: dict[str, dict[float, dict[str, Any]]] = {}
   others = [row for row in ACTION_ROWS if row not in (reference, "random")]
   for fraction in FRACTIONS:
-    column = score_column(evaluation.ACTION_MULTI_ANIMAL, fraction, metric)
+    column = score_column(protocol_lib.ACTION_MULTI_ANIMAL, fraction, metric)
     ours = _fold_scores(records, reference, column)
     for row in others:
       theirs = _fold_scores(records, row, column)
@@ -522,7 +522,7 @@ def main(argv: Sequence[str]) -> None:
   if _OUT.value:
     write_tables_from_runs(records, _OUT.value, dataset=_DATASET.value)
     print(f"wrote table1.md, table2.md, runs.csv and summary.csv to {_OUT.value}")
-  print("\n".join(lead_section(records, metric=metric) for metric in evaluation.METRICS))
+  print("\n".join(lead_section(records, metric=metric) for metric in protocol_lib.METRICS))
 
 
 if __name__ == "__main__":

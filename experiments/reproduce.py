@@ -62,11 +62,11 @@ import tqdm
 from experiments import paper_results
 from experiments import report
 from experiments.configs import reproduce as presets
-from nar import evaluation
+from nar.eval import protocol as protocol_lib
 from nar import logs
-from nar import plots
-from nar import raw_features
-from nar import shards
+from nar.eval import plots
+from nar.eval import raw_features
+from nar.data import shards
 from nar import train
 
 # Seed k holds out the animals that `data.split_seed = REPORT_SPLIT_SEED_OFFSET + k` draws.
@@ -76,8 +76,8 @@ from nar import train
 REPORT_SPLIT_SEED_OFFSET = 100
 
 # Untrained reference rows -> the raw input their linear probe reads, and whether the neural
-# windows are standardised per animal first (`nar.neural_normalisation`). "pose_swapped": the
-# pose windows after Ours' cross-animal swap of every window (`nar.raw_features`).
+# windows are standardised per animal first (`nar.data.normalise`). "pose_swapped": the
+# pose windows after Ours' cross-animal swap of every window (`nar.eval.raw_features`).
 REFERENCE_ROWS = {"neural_raw": ("neural", False), "neural_standardised": ("neural", True),
                   "behaviour_raw": ("pose", False),
                   "behaviour_swapped": ("pose_swapped", False)}
@@ -317,7 +317,7 @@ def claim_workdir(run: Run) -> None:
 
 def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
                     standardised: bool = False, datasets: shards.DatasetCache | None = None
-                    ) -> tuple[evaluation.FeatureTable, train.Input]:
+                    ) -> tuple[protocol_lib.FeatureTable, train.Input]:
   """The feature table of raw windows that a reference row probes, and the run's input.
 
   `kind`: "neural", "pose", or "pose_swapped" (the pose windows after the swap of every
@@ -354,9 +354,9 @@ def evaluate_raw_inputs(config: ml_collections.ConfigDict, kind: str, *,
   # The swapped table draws on the held-out animals' poses as well, which a multi-animal
   # probe must not see: this row has no multi-animal score.
   held_out = () if kind == "pose_swapped" else inputs.held_out_animals
-  suite = evaluation.run_probe_suite(
+  suite = protocol_lib.run_probe_suite(
       table, training_animals=inputs.training_animals, held_out_animals=held_out,
-      protocol=evaluation.protocol_from_config(config.eval, seed=config.seed))
+      protocol=protocol_lib.protocol_from_config(config.eval, seed=config.seed))
   seconds = time.perf_counter() - start
   return {"training_animals": list(inputs.training_animals),
           "held_out_animals": list(inputs.held_out_animals), "probes": suite,
@@ -512,7 +512,7 @@ def _summaries(runs: Sequence[Run], rows: Sequence[str]) -> dict[str, dict[str, 
   summaries = {}
   for row in rows:
     suites = [load_results(r)["probes"] for r in runs if r.row == row and r.finished]
-    summaries[row] = evaluation.aggregate_runs(suites) if suites else None
+    summaries[row] = protocol_lib.aggregate_runs(suites) if suites else None
   return summaries
 
 
@@ -589,7 +589,7 @@ def write_figures(runs: Sequence[Run], preset: presets.Preset,
     found = [r for r in finished if r.row == method and (r.workdir / FEATURES_FILE).exists()]
     if found:
       title = f"{report.row_label(method)}, seed {found[0].seed}"
-      tables[title] = evaluation.load_feature_table(found[0].workdir / FEATURES_FILE)
+      tables[title] = protocol_lib.load_feature_table(found[0].workdir / FEATURES_FILE)
   if tables:
     save(plots.embedding_figure(tables, method=preset.embedding,
                                 title="the held-out animals' features"),
@@ -599,8 +599,8 @@ def write_figures(runs: Sequence[Run], preset: presets.Preset,
   for row in tuple(report.ROW_LABELS) + tuple(preset.ablations):
     total = None
     for run in (r for r in finished if r.row == row):
-      probe = load_results(run)["probes"].get(evaluation.ACTION_MULTI_ANIMAL, {})
-      counts = probe.get(evaluation.fraction_key(1.0), {}).get("confusion")
+      probe = load_results(run)["probes"].get(protocol_lib.ACTION_MULTI_ANIMAL, {})
+      counts = probe.get(protocol_lib.fraction_key(1.0), {}).get("confusion")
       if counts is None:
         continue
       class_names = probe["confusion_classes"]

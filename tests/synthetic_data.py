@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 
 # The name of the locomotion dataset the `locomotion_data_dir` fixture builds.
 LOCOMOTION_DATASET_NAME = "locomotion"

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from data_prep import tfds_builder
-from nar import augment
-from nar import behaviour
-from nar import input_pipeline
-from nar import neural_normalisation
-from nar import recording as recording_lib
-from nar import shards
-from nar import swap
+from nar.method import augment
+from nar.data import behaviour
+from nar.data import pipeline
+from nar.data import normalise
+from nar.data import recording as recording_lib
+from nar.data import shards
+from nar.method import swap
 from nar import train
-from nar import windows
+from nar.data import windows
 
 NAMES = ("forward_velocity", "lateral_velocity", "heading", "joint_angle", "raw_count")
 NORMALISATION = ("zscore", "zscore", "angle", "angle", "none")
@@ -273,7 +273,7 @@ def test_roi_counts_of_every_animal_are_exposed(dataset):
 
 def test_vector_windows_from_shards_equal_windows_cut_in_memory(recordings, dataset):
   training = dataset.animals[:3]
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
+  normalizer = pipeline.fit_pose_normalizer(dataset, training)
   index = dataset.behaviour_index
   rows = np.isin(np.repeat(index.animal_ids, np.diff(index.offsets)), training)
   expected_mean = np.nanmean(index.behaviour[rows][:, :2], axis=0)
@@ -281,8 +281,8 @@ def test_vector_windows_from_shards_equal_windows_cut_in_memory(recordings, data
   np.testing.assert_array_equal(normalizer.mean[2:], 0)
   np.testing.assert_array_equal(normalizer.std[2:], 1)
 
-  selection = input_pipeline.select_windows(dataset, SPEC, animals=dataset.animals[:1], hop=5)
-  source = input_pipeline.WindowSource(dataset, selection, SPEC, normalizer)
+  selection = pipeline.select_windows(dataset, SPEC, animals=dataset.animals[:1], hop=5)
+  source = pipeline.WindowSource(dataset, selection, SPEC, normalizer)
   by_name = {(r.animal_id, r.trial_id): r for r in recordings}
   for item in range(0, len(source), 4):
     window = source[item]
@@ -295,18 +295,18 @@ def test_vector_windows_from_shards_equal_windows_cut_in_memory(recordings, data
 
 
 def test_different_roi_counts_are_padded_with_a_mask_or_refused(dataset):
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  selection = input_pipeline.select_windows(dataset, SPEC, hop=9)
-  unpadded = input_pipeline.WindowSource(dataset, selection, SPEC, normalizer)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  selection = pipeline.select_windows(dataset, SPEC, hop=9)
+  unpadded = pipeline.WindowSource(dataset, selection, SPEC, normalizer)
   assert "roi_traces" not in unpadded[0] and unpadded.roi_width is None
   with pytest.raises(ValueError, match="pass pad_rois=True"):
-    input_pipeline.WindowSource(dataset, selection, SPEC, normalizer, neural_keys=("roi_traces",))
+    pipeline.WindowSource(dataset, selection, SPEC, normalizer, neural_keys=("roi_traces",))
   with pytest.raises(ValueError, match="a width >= the largest ROI count of the selected"):
-    input_pipeline.WindowSource(dataset, selection, SPEC, normalizer, pad_rois=5)
+    pipeline.WindowSource(dataset, selection, SPEC, normalizer, pad_rois=5)
 
-  padded = input_pipeline.WindowSource(dataset, selection, SPEC, normalizer, pad_rois=True)
+  padded = pipeline.WindowSource(dataset, selection, SPEC, normalizer, pad_rois=True)
   assert padded.roi_width == dataset.max_rois
-  batch = next(iter(input_pipeline.make_loader(padded, batch_size=len(padded), train=False,
+  batch = next(iter(pipeline.make_loader(padded, batch_size=len(padded), train=False,
                                                shard=(0, 1))))
   assert batch["roi_traces"].shape == (len(padded), SPEC.neural_frames, dataset.max_rois)
   counts = np.array(list(dataset.roi_counts.values()))[batch["animal"]]
@@ -321,13 +321,13 @@ def test_different_roi_counts_are_padded_with_a_mask_or_refused(dataset):
   stored = dataset.read_neural(trial, start, start + SPEC.neural_frames)["roi_traces"]
   np.testing.assert_array_equal(one["roi_traces"][:, :one["num_rois"]], stored)
 
-  wide = input_pipeline.WindowSource(dataset, selection, SPEC, normalizer, pad_rois=8)
+  wide = pipeline.WindowSource(dataset, selection, SPEC, normalizer, pad_rois=8)
   assert wide[0]["roi_traces"].shape == (SPEC.neural_frames, 8)
 
   # Read a batch at a time, standardised per animal, the windows are those read one by one.
-  standardised = input_pipeline.WindowSource(
+  standardised = pipeline.WindowSource(
       dataset, selection, SPEC, normalizer, pad_rois=True,
-      neural_normalizer=neural_normalisation.NeuralNormalizer.fit(
+      neural_normalizer=normalise.NeuralNormalizer.fit(
           dataset, "roi_traces", calibration_fraction=0.5, progress=False))
   items = np.random.default_rng(0).permutation(len(selection))[:40]
   together = standardised.read_batch(items)
@@ -340,10 +340,10 @@ def test_different_roi_counts_are_padded_with_a_mask_or_refused(dataset):
 
 
 def test_a_pose_augmentation_or_normaliser_of_another_dimension_is_refused(dataset):
-  selection = input_pipeline.select_windows(dataset, SPEC, hop=9)
+  selection = pipeline.select_windows(dataset, SPEC, hop=9)
   pose_normalizer = windows.PoseNormalizer(np.zeros(90, np.float32), np.ones(90, np.float32))
   with pytest.raises(ValueError, match="normaliser is for 90 behaviour features"):
-    input_pipeline.WindowSource(dataset, selection, SPEC, pose_normalizer)
+    pipeline.WindowSource(dataset, selection, SPEC, pose_normalizer)
   windows_of_vectors = np.zeros((2, 8, dataset.behaviour_spec.feature_dim), np.float32)
   with pytest.raises(ValueError, match="laid out for 90 deepfly3d_pose features, got windows "
                                        "of 7"):
@@ -352,8 +352,8 @@ def test_a_pose_augmentation_or_normaliser_of_another_dimension_is_refused(datas
 
 def test_swap_on_a_generic_behaviour_vector_draws_frames_of_other_training_animals(dataset):
   training = dataset.animals[:3]
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
-  bank_frames = input_pipeline.make_pose_bank(dataset, normalizer, training)
+  normalizer = pipeline.fit_pose_normalizer(dataset, training)
+  bank_frames = pipeline.collect_pose_frames(dataset, normalizer, training)
   index = dataset.behaviour_index
   for animal, valid in zip(bank_frames.animals, bank_frames.valid):
     rows = np.repeat(index.animal_ids, np.diff(index.offsets)) == animal
@@ -362,9 +362,9 @@ def test_swap_on_a_generic_behaviour_vector_draws_frames_of_other_training_anima
                              dict(zip(bank_frames.animals, bank_frames.valid)), training)
   assert bank.pose_dim == dataset.behaviour_spec.feature_dim
 
-  selection = input_pipeline.select_windows(dataset, SPEC, animals=training, hop=13)
-  source = input_pipeline.WindowSource(dataset, selection, SPEC, normalizer)
-  batch = next(iter(input_pipeline.make_loader(source, batch_size=16, train=True, seed=0,
+  selection = pipeline.select_windows(dataset, SPEC, animals=training, hop=13)
+  source = pipeline.WindowSource(dataset, selection, SPEC, normalizer)
+  batch = next(iter(pipeline.make_loader(source, batch_size=16, train=True, seed=0,
                                                shard=(0, 1))))
   source_rows = swap.bank_rows(bank, dataset.animals)[batch["animal"]]
   swapped, info = swap.swap_pose_windows(jax.random.key(3), batch["pose"], source_rows, bank,
@@ -382,7 +382,7 @@ def test_the_trainers_swap_bank_weighs_the_dimensions_declared_in_the_dataset(da
   training = dataset.animals[:3]
   inputs = types.SimpleNamespace(
       dataset=dataset, training_animals=training,
-      normalizer=input_pipeline.fit_pose_normalizer(dataset, training))
+      normalizer=pipeline.fit_pose_normalizer(dataset, training))
   config = ml_collections.ConfigDict({"method": "ours",
                                       "swap": {"enabled": True, "mode": "exact",
                                                "pool_stride": 1}})
@@ -412,7 +412,7 @@ def test_a_plain_vector_gets_no_geometric_augmentation():
   with pytest.raises(ValueError, match="are geometric augmentations and vector behaviour"):
     augment.augment_pose(jax.random.key(0), np.zeros((2, 8, 7), np.float32),
                          dataclasses.replace(config, rotation_deg=5.0))
-  with pytest.raises(TypeError, match="must be a nar.behaviour.BehaviourSpec"):
+  with pytest.raises(TypeError, match="must be a nar.data.behaviour.BehaviourSpec"):
     augment.behaviour_augmentation_for("vector", augment.PoseAugmentation())
 
 

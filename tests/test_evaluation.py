@@ -9,21 +9,21 @@ import pytest
 import synthetic_data
 
 from data_prep import tfds_builder
-from nar import evaluation
-from nar import input_pipeline
-from nar import probes
-from nar import raw_features
-from nar import shards
-from nar import windows
+from nar.eval import protocol as protocol_lib
+from nar.data import pipeline
+from nar.eval import probes
+from nar.eval import raw_features
+from nar.data import shards
+from nar.data import windows
 
 ANIMALS = ("fly0", "fly1", "fly2", "fly3")
 TRAINING, HELD_OUT = ANIMALS[:3], ANIMALS[3:]
-PROTOCOL = evaluation.ProbeProtocol(min_train_windows=8, min_test_windows=4)
+PROTOCOL = protocol_lib.ProbeProtocol(min_train_windows=8, min_test_windows=4)
 
 
 def synthetic_table(encoding: str, *, num_classes: int = 4, windows_per_trial: int = 48,
                     trials_per_animal: int = 2, num_time_blocks: int = 2, seed: int = 0,
-                    labels=None) -> evaluation.FeatureTable:
+                    labels=None) -> protocol_lib.FeatureTable:
   """A feature table whose features encode the `label`, the `animal`, or nothing (`noise`)."""
   rng = np.random.default_rng(seed)
   animal = np.repeat(np.arange(len(ANIMALS)), trials_per_animal * windows_per_trial)
@@ -36,14 +36,14 @@ def synthetic_table(encoding: str, *, num_classes: int = 4, windows_per_trial: i
   encoded = {"label": one_hot(labels, num_classes), "animal": one_hot(animal, len(ANIMALS)),
              "noise": np.zeros((len(animal), 4))}[encoding]
   features = 3.0 * encoded + 0.3 * rng.standard_normal(encoded.shape)
-  return evaluation.FeatureTable(
+  return protocol_lib.FeatureTable(
       features=features.astype(np.float32), label=labels, animal=animal, trial=trial,
       centre_frame=centre, time_block=time_block, num_time_blocks=num_time_blocks,
       animals=ANIMALS, class_names=tuple(f"class{c}" for c in range(num_classes)))
 
 
 def run(table, protocol=PROTOCOL):
-  return evaluation.run_probe_suite(table, training_animals=TRAINING,
+  return protocol_lib.run_probe_suite(table, training_animals=TRAINING,
                                     held_out_animals=HELD_OUT, protocol=protocol)
 
 
@@ -53,13 +53,13 @@ def label_results():
 
 
 def test_features_that_encode_the_action_are_recognised_in_every_setting(label_results):
-  for probe in (evaluation.ACTION_SINGLE_ANIMAL, evaluation.ACTION_MULTI_ANIMAL):
+  for probe in (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL):
     for fraction in ("0.5", "1.0"):
-      for metric in evaluation.METRICS:
+      for metric in protocol_lib.METRICS:
         assert label_results[probe][fraction][metric]["mean"] > 95, (probe, fraction, metric)
-  single = label_results[evaluation.ACTION_SINGLE_ANIMAL]["1.0"]["accuracy"]
+  single = label_results[protocol_lib.ACTION_SINGLE_ANIMAL]["1.0"]["accuracy"]
   assert sorted(single["per_animal"]) == list(ANIMALS) and single["count"] == len(ANIMALS)
-  multi = label_results[evaluation.ACTION_MULTI_ANIMAL]["1.0"]["accuracy"]
+  multi = label_results[protocol_lib.ACTION_MULTI_ANIMAL]["1.0"]["accuracy"]
   assert list(multi["per_animal"]) == list(HELD_OUT)  # tested on held-out animals only
   assert label_results["chance"] == {"action": 25.0, "identity": 25.0}
   assert not label_results["skipped"]
@@ -68,47 +68,47 @@ def test_features_that_encode_the_action_are_recognised_in_every_setting(label_r
 def test_features_that_encode_only_the_animal_give_identity_but_chance_action():
   results = run(synthetic_table("animal", windows_per_trial=96))
   for fraction in ("0.5", "1.0"):
-    assert results[evaluation.IDENTITY][fraction]["accuracy"]["mean"] > 95
-    multi = results[evaluation.ACTION_MULTI_ANIMAL][fraction]["balanced_accuracy"]["mean"]
+    assert results[protocol_lib.IDENTITY][fraction]["accuracy"]["mean"] > 95
+    multi = results[protocol_lib.ACTION_MULTI_ANIMAL][fraction]["balanced_accuracy"]["mean"]
     assert abs(multi - 25) < 10, multi
-    single = results[evaluation.ACTION_SINGLE_ANIMAL][fraction]["balanced_accuracy"]["mean"]
+    single = results[protocol_lib.ACTION_SINGLE_ANIMAL][fraction]["balanced_accuracy"]["mean"]
     assert abs(single - 25) < 15, single
 
 
 def test_half_label_fraction_trains_on_a_stratified_half(label_results):
-  multi = label_results[evaluation.ACTION_MULTI_ANIMAL]
+  multi = label_results[protocol_lib.ACTION_MULTI_ANIMAL]
   assert multi["0.5"]["num_train"] == multi["1.0"]["num_train"] // 2
   assert multi["0.5"]["num_test"] == multi["1.0"]["num_test"]
   targets = np.repeat(np.arange(3), [40, 20, 10])
-  chosen = evaluation.label_subset(targets, 0.5, seed=0)
+  chosen = protocol_lib.label_subset(targets, 0.5, seed=0)
   np.testing.assert_array_equal(np.bincount(targets[chosen]), [20, 10, 5])
-  np.testing.assert_array_equal(chosen, evaluation.label_subset(targets, 0.5, seed=0))
-  assert not np.array_equal(chosen, evaluation.label_subset(targets, 0.5, seed=1))
-  np.testing.assert_array_equal(evaluation.label_subset(targets, 1.0, seed=0), np.arange(70))
+  np.testing.assert_array_equal(chosen, protocol_lib.label_subset(targets, 0.5, seed=0))
+  assert not np.array_equal(chosen, protocol_lib.label_subset(targets, 0.5, seed=1))
+  np.testing.assert_array_equal(protocol_lib.label_subset(targets, 1.0, seed=0), np.arange(70))
 
 
 def test_a_class_too_rare_to_stratify_keeps_one_window():
   targets = np.array([0] * 10 + [1] * 10 + [2])
-  chosen = evaluation.label_subset(targets, 0.5, seed=0)
+  chosen = protocol_lib.label_subset(targets, 0.5, seed=0)
   np.testing.assert_array_equal(np.bincount(targets[chosen]), [5, 5, 1])
 
 
 def test_an_empty_training_set_is_subsampled_to_nothing():
-  assert evaluation.label_subset(np.zeros(0, np.int64), 0.5, seed=0).shape == (0,)
+  assert protocol_lib.label_subset(np.zeros(0, np.int64), 0.5, seed=0).shape == (0,)
 
 
 def test_an_animal_without_training_windows_is_skipped_at_every_label_fraction():
   table = synthetic_table("label")
   # fly1 keeps its last time block only: nothing to train its single-animal probe on.
   keep = (table.animal != 1) | (table.time_block == table.num_time_blocks - 1)
-  sparse = evaluation.FeatureTable(
+  sparse = protocol_lib.FeatureTable(
       **{name: getattr(table, name)[keep] for name in
          ("features", "label", "animal", "trial", "centre_frame", "time_block")},
       num_time_blocks=table.num_time_blocks, animals=table.animals,
       class_names=table.class_names)
   results = run(sparse)
   for fraction in ("0.5", "1.0"):
-    per_animal = results[evaluation.ACTION_SINGLE_ANIMAL][fraction]["accuracy"]["per_animal"]
+    per_animal = results[protocol_lib.ACTION_SINGLE_ANIMAL][fraction]["accuracy"]["per_animal"]
     assert "fly1" not in per_animal and len(per_animal) == 3
 
 
@@ -140,7 +140,7 @@ def test_a_probe_fitted_in_parallel_is_the_probe_fitted_in_one_process():
 
 def test_the_protocol_refuses_zero_probe_jobs():
   with pytest.raises(ValueError, match="probe_jobs"):
-    evaluation.ProbeProtocol(probe_jobs=0)
+    protocol_lib.ProbeProtocol(probe_jobs=0)
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class")
@@ -175,7 +175,7 @@ def test_a_class_of_one_window_leaves_the_regularisation_unvalidated():
 
 def test_window_groups_are_the_time_blocks_of_each_trial():
   table = synthetic_table("label")
-  groups = evaluation.window_groups(table)
+  groups = protocol_lib.window_groups(table)
   for group in np.unique(groups):
     members = groups == group
     assert len(np.unique(table.trial[members])) == 1
@@ -190,7 +190,7 @@ def test_a_class_missing_from_probe_training_is_scored_as_an_error():
   held_out = np.isin(table.animal, table.animal_index(HELD_OUT))
   labels[held_out & (rng.random(len(table)) < 0.25)] = 3  # class 3: held-out animals only
   results = run(synthetic_table("label", labels=labels))
-  scores = results[evaluation.ACTION_MULTI_ANIMAL]["1.0"]
+  scores = results[protocol_lib.ACTION_MULTI_ANIMAL]["1.0"]
   missing = np.mean(labels[held_out] == 3)
   assert scores["accuracy"]["mean"] == pytest.approx(100 * (1 - missing), abs=2)
   assert scores["balanced_accuracy"]["mean"] == pytest.approx(100 * 3 / 4, abs=2)
@@ -199,13 +199,13 @@ def test_a_class_missing_from_probe_training_is_scored_as_an_error():
 def test_animals_with_too_few_windows_are_skipped_with_a_reason():
   table = synthetic_table("label")
   keep = (table.animal != 1) | (table.centre_frame % 8 == 0)  # fly1 keeps 12 windows
-  sparse = evaluation.FeatureTable(
+  sparse = protocol_lib.FeatureTable(
       **{name: getattr(table, name)[keep] for name in
          ("features", "label", "animal", "trial", "centre_frame", "time_block")},
       num_time_blocks=table.num_time_blocks, animals=table.animals,
       class_names=table.class_names)
   results = run(sparse)
-  single = results[evaluation.ACTION_SINGLE_ANIMAL]
+  single = results[protocol_lib.ACTION_SINGLE_ANIMAL]
   assert "fly1" not in single["1.0"]["accuracy"]["per_animal"]
   assert single["1.0"]["accuracy"]["count"] == 3
   reasons = [s for s in results["skipped"] if s.get("animal") == "fly1"]
@@ -215,16 +215,16 @@ def test_animals_with_too_few_windows_are_skipped_with_a_reason():
 def test_trial_split_tests_each_animal_on_a_trial_it_was_not_trained_on():
   table = synthetic_table("label", trials_per_animal=1)
   two_trials = synthetic_table("label")
-  protocol = evaluation.ProbeProtocol(single_animal_split="trials", rotate_test_split=True,
+  protocol = protocol_lib.ProbeProtocol(single_animal_split="trials", rotate_test_split=True,
                                       min_train_windows=8, min_test_windows=4)
-  folds = evaluation._single_animal_folds(two_trials, np.flatnonzero(two_trials.animal == 0),
+  folds = protocol_lib._single_animal_folds(two_trials, np.flatnonzero(two_trials.animal == 0),
                                           "trials", rotate=True)
   assert len(folds) == 2
   for train, test in folds:
     assert not set(two_trials.trial[train]) & set(two_trials.trial[test])
-  splits = run(table, protocol)[evaluation.ACTION_SINGLE_ANIMAL]["split_per_animal"]
+  splits = run(table, protocol)[protocol_lib.ACTION_SINGLE_ANIMAL]["split_per_animal"]
   assert set(splits.values()) == {"time_blocks"}  # one trial each: time blocks instead
-  splits = run(two_trials, protocol)[evaluation.ACTION_SINGLE_ANIMAL]["split_per_animal"]
+  splits = run(two_trials, protocol)[protocol_lib.ACTION_SINGLE_ANIMAL]["split_per_animal"]
   assert set(splits.values()) == {"trials"}
 
 
@@ -235,25 +235,25 @@ def test_results_are_json_serialisable(label_results):
 def _fake_run(single, multi, identity):
   score = lambda value: {"accuracy": {"mean": value, "std": 1.0, "count": 4},
                          "balanced_accuracy": {"mean": value - 1, "std": 1.0, "count": 4}}
-  return {evaluation.ACTION_SINGLE_ANIMAL: {"0.5": score(single), "1.0": score(single + 5)},
-          evaluation.ACTION_MULTI_ANIMAL: {"0.5": score(multi), "1.0": score(multi + 5)},
-          evaluation.IDENTITY: {"0.5": score(identity), "1.0": score(identity + 5)},
+  return {protocol_lib.ACTION_SINGLE_ANIMAL: {"0.5": score(single), "1.0": score(single + 5)},
+          protocol_lib.ACTION_MULTI_ANIMAL: {"0.5": score(multi), "1.0": score(multi + 5)},
+          protocol_lib.IDENTITY: {"0.5": score(identity), "1.0": score(identity + 5)},
           "chance": {"action": 100 / 6, "identity": 100 / 8},
           "held_out_animals": ["fly3"]}
 
 
 def test_aggregate_runs_gives_mean_and_std_over_runs():
-  aggregated = evaluation.aggregate_runs([_fake_run(50, 40, 20), _fake_run(70, 60, 30)])
-  single = aggregated[evaluation.ACTION_SINGLE_ANIMAL]["0.5"]["accuracy"]
+  aggregated = protocol_lib.aggregate_runs([_fake_run(50, 40, 20), _fake_run(70, 60, 30)])
+  single = aggregated[protocol_lib.ACTION_SINGLE_ANIMAL]["0.5"]["accuracy"]
   assert single["mean"] == pytest.approx(60) and single["std"] == pytest.approx(10)
   assert single["runs"] == [50, 70] and single["count"] == 2
-  assert aggregated[evaluation.IDENTITY]["1.0"]["balanced_accuracy"]["mean"] == \
+  assert aggregated[protocol_lib.IDENTITY]["1.0"]["balanced_accuracy"]["mean"] == \
       pytest.approx(29)
   assert aggregated["chance"]["action"] == pytest.approx(100 / 6)
   assert aggregated["held_out_animals"] == ["fly3"]
   other_fold = _fake_run(0, 0, 0)
   other_fold["held_out_animals"] = ["fly2"]
-  assert evaluation.aggregate_runs([_fake_run(0, 0, 0), other_fold])["held_out_animals"] == \
+  assert protocol_lib.aggregate_runs([_fake_run(0, 0, 0), other_fold])["held_out_animals"] == \
       {"per_run": [["fly3"], ["fly2"]]}
 
 
@@ -261,12 +261,12 @@ def test_aggregate_runs_keeps_a_setting_that_every_run_leaves_unset():
   runs = [_fake_run(50, 40, 20), _fake_run(70, 60, 30)]
   for run_results in runs:
     run_results["protocol"] = {"probe_threads": None, "seeds": [0]}
-  assert evaluation.aggregate_runs(runs)["protocol"] == {"probe_threads": None, "seeds": [0]}
+  assert protocol_lib.aggregate_runs(runs)["protocol"] == {"probe_threads": None, "seeds": [0]}
 
 
 def test_format_table_has_the_seed_columns():
-  aggregated = evaluation.aggregate_runs([_fake_run(50, 40, 20), _fake_run(70, 60, 30)])
-  text = evaluation.format_table({"Ours": aggregated, "Raw": _fake_run(30, 18, 100)})
+  aggregated = protocol_lib.aggregate_runs([_fake_run(50, 40, 20), _fake_run(70, 60, 30)])
+  text = protocol_lib.format_table({"Ours": aggregated, "Raw": _fake_run(30, 18, 100)})
   lines = text.splitlines()
   assert ("| Method | Single-Animal 0.5 | Single-Animal 1.0 | Multi-Animal 0.5 | "
           "Multi-Animal 1.0 |") in lines
@@ -276,7 +276,7 @@ def test_format_table_has_the_seed_columns():
   assert "| Raw | 30.0 ± 1.0 | 35.0 ± 1.0 | 18.0 ± 1.0 | 23.0 ± 1.0 |" in lines
   assert "| Ours | 25.0 ± 5.0 | 30.0 ± 5.0 |" in lines
   assert "| Random | 12.5 | 12.5 |" in lines
-  assert evaluation.format_table(_fake_run(30, 18, 100)).count("| Ours |") == 2
+  assert protocol_lib.format_table(_fake_run(30, 18, 100)).count("| Ours |") == 2
 
 
 def test_feature_table_time_blocks_match_the_pipeline_time_blocks(tmp_path):
@@ -284,14 +284,14 @@ def test_feature_table_time_blocks_match_the_pipeline_time_blocks(tmp_path):
   recordings = [synthetic_data.recording(a, 0, 300, rng) for a in range(2)]
   dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
   spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  table = evaluation.build_feature_table(
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  table = protocol_lib.build_feature_table(
       lambda neural: neural.reshape(len(neural), -1)[:, :3], dataset, spec, normalizer,
       neural_key="neural_images", hop=1, drop_classes=(), num_time_blocks=3, batch_size=64)
   assert table.features.shape[1] == 3 and np.all(table.label >= 0)
   for block in range(3):
-    index = input_pipeline.select_windows(
-        dataset, spec, time_block=input_pipeline.TimeBlock(block, 3), drop_unlabelled=True)
+    index = pipeline.select_windows(
+        dataset, spec, time_block=pipeline.TimeBlock(block, 3), drop_unlabelled=True)
     selected = set(zip(index.trial.tolist(), index.centre.tolist()))
     in_block = table.time_block == block
     assert set(zip(table.trial[in_block].tolist(),
@@ -299,7 +299,7 @@ def test_feature_table_time_blocks_match_the_pipeline_time_blocks(tmp_path):
 
 
 def test_the_multi_animal_probe_returns_its_confusion_matrix(label_results):
-  probe = label_results[evaluation.ACTION_MULTI_ANIMAL]
+  probe = label_results[protocol_lib.ACTION_MULTI_ANIMAL]
   counts = np.array(probe["1.0"]["confusion"])
   assert probe["confusion_classes"] == [f"class{c}" for c in range(4)]
   assert counts.shape == (4, 4) and counts.sum() == probe["1.0"]["num_test"]
@@ -309,8 +309,8 @@ def test_the_multi_animal_probe_returns_its_confusion_matrix(label_results):
 
 def test_a_saved_feature_table_reads_back_with_the_chosen_animals(tmp_path):
   table = synthetic_table("label")
-  evaluation.save_feature_table(table, tmp_path / "features.npz", animals=HELD_OUT)
-  loaded = evaluation.load_feature_table(tmp_path / "features.npz")
+  protocol_lib.save_feature_table(table, tmp_path / "features.npz", animals=HELD_OUT)
+  loaded = protocol_lib.load_feature_table(tmp_path / "features.npz")
   rows = table.animal == ANIMALS.index(HELD_OUT[0])
   np.testing.assert_array_equal(loaded.features, table.features[rows])
   np.testing.assert_array_equal(loaded.animal, table.animal[rows])
@@ -323,7 +323,7 @@ def test_raw_pose_and_neural_windows_give_feature_tables(tmp_path):
   recordings = [synthetic_data.recording(a, 0, 300, rng) for a in range(2)]
   dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
   spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
   tables = {kind: raw_features.raw_feature_table(
       dataset, spec, normalizer, kind=kind, hop=5, drop_classes=(), num_time_blocks=2)
             for kind in ("neural", "pose")}
@@ -342,7 +342,7 @@ def test_the_swapped_pose_table_reads_every_window_from_another_animal(tmp_path)
   recordings[1] = dataclasses.replace(recordings[1], behaviour=3 * recordings[1].behaviour)
   dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
   spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
   options = dict(hop=5, drop_classes=(), num_time_blocks=2)
   plain = raw_features.raw_feature_table(dataset, spec, normalizer, kind="pose", **options)
   swapped = raw_features.swapped_pose_feature_table(
@@ -371,7 +371,7 @@ def test_the_swapped_pose_table_draws_from_the_thinned_pool_of_training(tmp_path
                                         keypoint_mask=np.isfinite(pose).all(axis=-1))
   dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
   spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
   options = dict(key=jax.random.key(0), temperature=1.0, per_frame_target=True, hop=5,
                  drop_classes=(), num_time_blocks=2)
   every_frame = raw_features.swapped_pose_feature_table(dataset, spec, normalizer, **options)
@@ -387,7 +387,7 @@ def test_the_swapped_pose_table_draws_from_the_thinned_pool_of_training(tmp_path
 def test_raw_roi_traces_of_different_widths_are_zero_padded(locomotion_data_dir):
   dataset = shards.open_dataset(locomotion_data_dir, synthetic_data.LOCOMOTION_DATASET_NAME)
   spec = windows.WindowSpec()
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
   table = raw_features.raw_feature_table(
       dataset, spec, normalizer, kind="neural", hop=20, drop_classes=(), num_time_blocks=2,
       neural_key="roi_traces")

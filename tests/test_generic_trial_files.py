@@ -9,7 +9,7 @@ import pytest
 from data_prep import errors
 from data_prep import readers
 from data_prep import trial_files
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 
 NUM_FRAMES = 50
 NUM_NEURAL = 9

@@ -17,10 +17,10 @@ from sklearn.preprocessing import StandardScaler
 
 from data_prep import default_dataset
 from data_prep import readers
-from nar import recording as recording_lib
-from nar import shards
+from nar.data import recording as recording_lib
+from nar.data import shards
 from nar import simulation
-from nar import windows
+from nar.data import windows
 from nar.simulation import locomotion
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

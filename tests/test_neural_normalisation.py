@@ -5,11 +5,11 @@ import pytest
 
 import synthetic_data
 from data_prep import tfds_builder
-from nar import input_pipeline
-from nar import neural_normalisation
-from nar import shards
+from nar.data import pipeline
+from nar.data import normalise
+from nar.data import shards
 from nar import train
-from nar import windows
+from nar.data import windows
 
 SPEC = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
 
@@ -37,7 +37,7 @@ def _calibration_frames(dataset, animal: str, key: str, fraction: float) -> np.n
 
 @pytest.mark.parametrize("key", ["neural_images", "roi_traces"])
 def test_statistics_are_each_animals_own_over_its_calibration_period(dataset, key):
-  normalizer = neural_normalisation.NeuralNormalizer.fit(dataset, key, calibration_fraction=0.5,
+  normalizer = normalise.NeuralNormalizer.fit(dataset, key, calibration_fraction=0.5,
                                                          progress=False)
   assert sorted(normalizer.mean) == sorted(dataset.animals)
   for animal in dataset.animals:
@@ -46,21 +46,21 @@ def test_statistics_are_each_animals_own_over_its_calibration_period(dataset, ke
     np.testing.assert_allclose(normalizer.mean[animal], frames.mean(axis=0), rtol=1e-5,
                                atol=1e-5)
     np.testing.assert_allclose(
-        normalizer.scale[animal], std + neural_normalisation.STD_FLOOR * std.mean(), rtol=1e-4)
+        normalizer.scale[animal], std + normalise.STD_FLOOR * std.mean(), rtol=1e-4)
   # The frames after the calibration period are not in them.
-  later = neural_normalisation.NeuralNormalizer.fit(dataset, key, calibration_fraction=1.0,
+  later = normalise.NeuralNormalizer.fit(dataset, key, calibration_fraction=1.0,
                                                     progress=False)
   animal = dataset.animals[0]
   assert not np.allclose(later.mean[animal], normalizer.mean[animal])
 
 
 def test_windows_read_standardised_with_their_animals_statistics(dataset):
-  normalizer = neural_normalisation.NeuralNormalizer.fit(
+  normalizer = normalise.NeuralNormalizer.fit(
       dataset, "neural_images", calibration_fraction=0.75, progress=False)
-  pose_normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  index = input_pipeline.select_windows(dataset, SPEC, hop=37)
-  plain = input_pipeline.WindowSource(dataset, index, SPEC, pose_normalizer)
-  standardised = input_pipeline.WindowSource(dataset, index, SPEC, pose_normalizer,
+  pose_normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  index = pipeline.select_windows(dataset, SPEC, hop=37)
+  plain = pipeline.WindowSource(dataset, index, SPEC, pose_normalizer)
+  standardised = pipeline.WindowSource(dataset, index, SPEC, pose_normalizer,
                                              neural_normalizer=normalizer)
   by_animal = {a: [] for a in dataset.animals}
   for item in range(len(index)):
@@ -81,21 +81,21 @@ def test_windows_read_standardised_with_their_animals_statistics(dataset):
 
 
 def test_the_calibration_period_must_end_before_the_identity_test_block():
-  assert neural_normalisation.calibration_fraction(None, 4) == 0.75
-  assert neural_normalisation.calibration_fraction(0.5, 4) == 0.5
+  assert normalise.calibration_fraction(None, 4) == 0.75
+  assert normalise.calibration_fraction(0.5, 4) == 0.5
   with pytest.raises(ValueError, match=r"must lie in \(0, 0.5\].*identity probe's test block"):
-    neural_normalisation.calibration_fraction(0.75, 2)
+    normalise.calibration_fraction(0.75, 2)
   with pytest.raises(ValueError, match="must lie in"):
-    neural_normalisation.calibration_fraction(0.0, 4)
+    normalise.calibration_fraction(0.0, 4)
 
 
 def test_bad_requests_are_named(dataset):
   with pytest.raises(ValueError, match="has no 'calcium'"):
-    neural_normalisation.NeuralNormalizer.fit(dataset, "calcium", calibration_fraction=0.5)
+    normalise.NeuralNormalizer.fit(dataset, "calcium", calibration_fraction=0.5)
   with pytest.raises(ValueError, match=r"animals \['nobody'\] are not in the dataset"):
-    neural_normalisation.NeuralNormalizer.fit(dataset, "neural_images", calibration_fraction=0.5,
+    normalise.NeuralNormalizer.fit(dataset, "neural_images", calibration_fraction=0.5,
                                               animals=["nobody"])
-  normalizer = neural_normalisation.NeuralNormalizer.fit(
+  normalizer = normalise.NeuralNormalizer.fit(
       dataset, "neural_images", calibration_fraction=0.5, animals=dataset.animals[:1],
       progress=False)
   with pytest.raises(KeyError, match="no neural_images statistics for animal"):
@@ -104,7 +104,7 @@ def test_bad_requests_are_named(dataset):
 
 @pytest.mark.parametrize("key", ["neural_images", "roi_traces"])
 def test_windows_standardised_together_equal_each_standardised_alone(dataset, key):
-  normalizer = neural_normalisation.NeuralNormalizer.fit(dataset, key, calibration_fraction=0.5,
+  normalizer = normalise.NeuralNormalizer.fit(dataset, key, calibration_fraction=0.5,
                                                          progress=False)
   rng = np.random.default_rng(1)
   animals = rng.choice(dataset.animals, 9)

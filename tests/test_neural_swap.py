@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nar import neural_swap
+from nar.method import neural_swap
 
 
 def _windows(rng, num_windows: int, frames: int = 6, dim: int = 4) -> np.ndarray:

@@ -21,8 +21,8 @@ from data_prep import nwb
 from data_prep import readers
 from data_prep import to_nwb
 from data_prep import trial_files
-from nar import keypoints
-from nar import recording as recording_lib
+from nar.data import keypoints
+from nar.data import recording as recording_lib
 from test_readers import _assert_same_recording
 from test_readers import _read_error
 from test_readers import _recording

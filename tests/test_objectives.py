@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_train import tiny_config
 
-from nar import behaviour
-from nar import input_pipeline
-from nar import objectives
+from nar.data import behaviour
+from nar.data import pipeline
+from nar.method import objectives
 from nar import train
 
 
@@ -81,7 +81,7 @@ def test_only_the_supervised_reference_reads_labels_in_its_step(data_dir, tmp_pa
   inputs = train.create_input(config)
   graphdef, tx, state = train.create_train_state(config, inputs)
   constants, rows = train.create_step_constants(config, inputs)
-  loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
+  loader = pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
   unlabelled_batch = train.step_batch(next(iter(loader)), "neural_images", rows)
   step = train.compile_train_step(graphdef, tx, config, "neural_images", train.make_mesh(), 4)
   with pytest.raises(ValueError, match="step_batch\\(..., labels=True\\)"):
@@ -98,7 +98,7 @@ def _train_on_one_batch(config, num_steps: int = 12) -> list[dict]:
   inputs = train.create_input(config)
   graphdef, tx, state = train.create_train_state(config, inputs)
   constants, rows = train.create_step_constants(config, inputs)
-  loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
+  loader = pipeline.make_loader(inputs.train_source, batch_size=16, train=True, shard=(0, 1))
   batch = train.step_batch(next(iter(loader)), "neural_images", rows,
                            labels=config.method == "supervised")
   step = train.compile_train_step(graphdef, tx, config, "neural_images", train.make_mesh(), 4)
@@ -181,7 +181,7 @@ def test_a_second_neural_view_is_drawn_only_when_the_objective_compares_two(data
   config = tiny_config(data_dir)
   pose_augmentation, neural_augmentation = train._augmentations(config, behaviour.POSE_SPEC)
   inputs = train.create_input(config)
-  batch = next(iter(input_pipeline.make_loader(inputs.train_source, batch_size=4, train=True,
+  batch = next(iter(pipeline.make_loader(inputs.train_source, batch_size=4, train=True,
                                                shard=(0, 1))))
   keys = jax.random.split(jax.random.key(0), 3)
   raw = jnp.asarray(batch["neural_images"])

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from experiments.configs import locomotion_cpu
-from nar import input_pipeline
+from nar.data import pipeline
 from nar import models
 from nar import train
 from numerics import assert_same_training_result
@@ -56,7 +56,7 @@ def trained(locomotion_data_dir):
   step = train.compile_train_step(graphdef, tx, config, "roi_traces", train.make_mesh(),
                                   len(inputs.dataset.animals),
                                   behaviour_spec=inputs.dataset.behaviour_spec)
-  loader = iter(input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True,
+  loader = iter(pipeline.make_loader(inputs.train_source, batch_size=16, train=True,
                                            shard=(0, 1)))
   metrics = []
   for _ in range(4):
@@ -233,7 +233,8 @@ def test_per_animal_training_and_fitting_on_eight_devices_equal_one_device(locom
     import sys
     sys.path.insert(0, "tests")
     import jax, numpy as np
-    from nar import input_pipeline, train
+    from nar.data import pipeline
+    from nar import train
     from test_per_animal_input import locomotion_config
     assert jax.device_count() == 8, jax.devices()
     config = locomotion_config({locomotion_data_dir!r})
@@ -242,7 +243,7 @@ def test_per_animal_training_and_fitting_on_eight_devices_equal_one_device(locom
     graphdef, tx, state = train.create_train_state(config, inputs)
     state = jax.device_get(state)
     bank, rows = train.create_step_constants(config, inputs)
-    loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
+    loader = pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
     local = train.step_batch(next(iter(loader)), "roi_traces", rows)
     results = []
     for mesh in (train.make_mesh(), train.make_mesh(jax.devices()[:1])):

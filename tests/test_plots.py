@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from test_evaluation import synthetic_table
 
-from nar import plots
+from nar.eval import plots
 
 
 @pytest.mark.parametrize("method", plots.EMBEDDINGS)

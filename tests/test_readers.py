@@ -14,7 +14,7 @@ from data_prep import errors
 from data_prep import mc2p
 from data_prep import readers
 from data_prep import trial_files
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 
 ANIMAL = "200901_G23xU1_Fly1"
 NUM_FRAMES = 60

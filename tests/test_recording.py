@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from nar import keypoints
-from nar import recording as recording_lib
-from nar import windows
+from nar.data import keypoints
+from nar.data import recording as recording_lib
+from nar.data import windows
 
 
 def _fields(num_frames=200, num_neural=40, **overrides):

@@ -19,9 +19,9 @@ from experiments import reproduce
 from experiments import report
 from experiments.configs import common
 from experiments.configs import reproduce as presets
-from nar import evaluation
-from nar import input_pipeline
-from nar import shards
+from nar.eval import protocol as protocol_lib
+from nar.data import pipeline
+from nar.data import shards
 from nar import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def test_every_output_is_written(reproduction):
   readme = (out / "README.md").read_text()
   assert "wall time, sum over finished runs" in readme
   assert "runs at once in this invocation: 1\n" in readme
-  features = evaluation.load_feature_table(out / "runs" / "ours" / "seed0" / "features.npz")
+  features = protocol_lib.load_feature_table(out / "runs" / "ours" / "seed0" / "features.npz")
   held_out = next(r["held_out_animals"] for r in runs if r["row"] == "ours" and r["seed"] == "0")
   assert {features.animals[a] for a in set(features.animal)} == set(held_out.split())
   # Standardising each animal's pixels takes from a linear read-out much of what names the
@@ -373,8 +373,8 @@ def test_fields_added_later_name_config_fields():
 
 def test_the_reported_folds_are_not_the_folds_the_settings_were_chosen_on():
   animals = [f"animal{i}" for i in range(8)]  # the default dataset's count
-  tuning = {input_pipeline.split_animals(animals, 2, seed)[1] for seed in range(3)}
-  reported = [input_pipeline.split_animals(animals, 2, run.config.data.split_seed)[1]
+  tuning = {pipeline.split_animals(animals, 2, seed)[1] for seed in range(3)}
+  reported = [pipeline.split_animals(animals, 2, run.config.data.split_seed)[1]
               for run in reproduce.plan_runs(presets.get_config("cpu"), num_seeds=3,
                                              out_dir="/tmp/never_written")
               if run.row == "ours"]
@@ -429,11 +429,11 @@ def test_the_command_line_rejects_bad_flags_before_any_work(tmp_path):
 
 
 def test_paper_results_hold_the_seed_numbers():
-  assert paper_results.paper_accuracy("ours", evaluation.ACTION_MULTI_ANIMAL, 1.0) == 61.9
-  assert paper_results.paper_accuracy("simclr", evaluation.ACTION_SINGLE_ANIMAL, 0.5) == 54.3
-  assert paper_results.paper_accuracy("behaviour_raw", evaluation.IDENTITY, 1.0) == 89.7
-  assert paper_results.paper_accuracy("no_swap", evaluation.IDENTITY, 1.0) is None
-  assert paper_results.paper_accuracy("behaviour_raw", evaluation.ACTION_MULTI_ANIMAL,
+  assert paper_results.paper_accuracy("ours", protocol_lib.ACTION_MULTI_ANIMAL, 1.0) == 61.9
+  assert paper_results.paper_accuracy("simclr", protocol_lib.ACTION_SINGLE_ANIMAL, 0.5) == 54.3
+  assert paper_results.paper_accuracy("behaviour_raw", protocol_lib.IDENTITY, 1.0) == 89.7
+  assert paper_results.paper_accuracy("no_swap", protocol_lib.IDENTITY, 1.0) is None
+  assert paper_results.paper_accuracy("behaviour_raw", protocol_lib.ACTION_MULTI_ANIMAL,
                                       1.0) is None
   assert set(paper_results.ACTION_ACCURACY) | set(paper_results.IDENTITY_ACCURACY) <= set(
       report.ROW_LABELS)
@@ -514,7 +514,7 @@ def test_ours_own_settings_are_ablated_only_where_ours_has_them():
 
 
 def _multi_animal_records(scores: dict[str, list[float]], fraction: float = 1.0) -> list[dict]:
-  column = report.score_column(evaluation.ACTION_MULTI_ANIMAL, fraction, "accuracy")
+  column = report.score_column(protocol_lib.ACTION_MULTI_ANIMAL, fraction, "accuracy")
   return [{"row": row, "group": "method", "seed": seed, column: value}
           for row, values in scores.items() for seed, value in enumerate(values)
           if value is not None]

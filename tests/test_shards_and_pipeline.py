@@ -15,12 +15,12 @@ import pytest
 import synthetic_data
 
 from data_prep import tfds_builder
-from nar import input_pipeline
-from nar import keypoints
-from nar import neural_normalisation
-from nar import recording as recording_lib
-from nar import shards
-from nar import windows
+from nar.data import pipeline
+from nar.data import keypoints
+from nar.data import normalise
+from nar.data import recording as recording_lib
+from nar.data import shards
+from nar.data import windows
 
 SPEC = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
 
@@ -148,10 +148,10 @@ def test_metadata_holds_classes_animals_and_rates(recordings, dataset):
 
 
 def test_windows_from_shards_equal_windows_cut_in_memory(recordings, dataset):
-  training, _ = input_pipeline.split_animals(dataset.animals, 1, seed=0)
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
-  index = input_pipeline.select_windows(dataset, SPEC, hop=7)
-  source = input_pipeline.WindowSource(dataset, index, SPEC, normalizer)
+  training, _ = pipeline.split_animals(dataset.animals, 1, seed=0)
+  normalizer = pipeline.fit_pose_normalizer(dataset, training)
+  index = pipeline.select_windows(dataset, SPEC, hop=7)
+  source = pipeline.WindowSource(dataset, index, SPEC, normalizer)
   trials = dataset.trials
   by_name = {(r.animal_id, r.trial_id): r for r in recordings}
   for item in range(0, len(source), 3):
@@ -168,23 +168,23 @@ def test_windows_from_shards_equal_windows_cut_in_memory(recordings, dataset):
 
 def test_pose_normaliser_uses_training_animals_only(dataset):
   training = dataset.animals[:2]
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
+  normalizer = pipeline.fit_pose_normalizer(dataset, training)
   index = dataset.behaviour_index
   rows = np.isin(np.repeat(index.animal_ids, np.diff(index.offsets)), training)
   features = keypoints.leg_relative_pose(index.behaviour[rows])
   np.testing.assert_allclose(normalizer.mean, np.nanmean(features, axis=0), atol=1e-5)
-  everyone = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  everyone = pipeline.fit_pose_normalizer(dataset, dataset.animals)
   assert not np.allclose(normalizer.mean, everyone.mean)
 
 
 def test_held_out_animals_time_blocks_and_trials_are_chosen_at_load_time(dataset):
-  training, held_out = input_pipeline.split_animals(dataset.animals, 2, seed=3)
+  training, held_out = pipeline.split_animals(dataset.animals, 2, seed=3)
   assert set(training).isdisjoint(held_out) and len(held_out) == 2
-  train_index = input_pipeline.select_windows(dataset, SPEC, animals=training)
+  train_index = pipeline.select_windows(dataset, SPEC, animals=training)
   animals_seen = {dataset.trials[t]["animal_id"] for t in np.unique(train_index.trial)}
   assert animals_seen == set(training)
 
-  blocks = [input_pipeline.select_windows(dataset, SPEC, time_block=input_pipeline.TimeBlock(b, 3))
+  blocks = [pipeline.select_windows(dataset, SPEC, time_block=pipeline.TimeBlock(b, 3))
             for b in range(3)]
   for a in range(3):
     for b in range(a + 1, 3):
@@ -193,25 +193,25 @@ def test_held_out_animals_time_blocks_and_trials_are_chosen_at_load_time(dataset
                               for o in SPEC.pose_offsets()}
         assert frames(blocks[a]).isdisjoint(frames(blocks[b]))
 
-  first_trials = input_pipeline.select_windows(dataset, SPEC, trials=["000"])
+  first_trials = pipeline.select_windows(dataset, SPEC, trials=["000"])
   assert {dataset.trials[t]["trial_id"] for t in np.unique(first_trials.trial)} == {"000"}
 
 
 def test_label_filters_drop_resting_and_unlabelled(dataset):
-  index = input_pipeline.select_windows(
+  index = pipeline.select_windows(
       dataset, SPEC, drop_unlabelled=True, drop_classes=("resting",))
   labels = np.array([dataset.behaviour_index.trial_array("labels", t)[c]
                      for t, c in zip(index.trial, index.centre)])
   assert labels.min() >= 1
   with pytest.raises(ValueError, match="unknown class 'flying'"):
-    input_pipeline.select_windows(dataset, SPEC, drop_classes=("flying",))
+    pipeline.select_windows(dataset, SPEC, drop_classes=("flying",))
 
 
 def test_an_empty_selection_fails_clearly(dataset):
   with pytest.raises(ValueError, match="holds no window"):
-    input_pipeline.select_windows(dataset, SPEC, trials=["999"])
+    pipeline.select_windows(dataset, SPEC, trials=["999"])
   with pytest.raises(ValueError, match="unknown animals"):
-    input_pipeline.select_windows(dataset, SPEC, animals=["nobody"])
+    pipeline.select_windows(dataset, SPEC, animals=["nobody"])
 
 
 def _batches(iterator, count):
@@ -219,10 +219,10 @@ def _batches(iterator, count):
 
 
 def test_training_order_is_seeded_and_the_iterator_resumes_at_the_exact_batch(dataset):
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  source = input_pipeline.WindowSource(
-      dataset, input_pipeline.select_windows(dataset, SPEC), SPEC, normalizer)
-  make = lambda seed: input_pipeline.make_loader(source, batch_size=5, train=True, seed=seed,
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  source = pipeline.WindowSource(
+      dataset, pipeline.select_windows(dataset, SPEC), SPEC, normalizer)
+  make = lambda seed: pipeline.make_loader(source, batch_size=5, train=True, seed=seed,
                                                  shard=(0, 1))
   reference = _batches(iter(make(0)), 6)
   again = _batches(iter(make(0)), 6)
@@ -242,24 +242,24 @@ def test_training_order_is_seeded_and_the_iterator_resumes_at_the_exact_batch(da
 
 
 def test_hosts_read_disjoint_parts_and_evaluation_tiles_deterministically(dataset):
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  index = input_pipeline.select_windows(dataset, SPEC, hop=5)
-  source = input_pipeline.WindowSource(dataset, index, SPEC, normalizer)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  index = pipeline.select_windows(dataset, SPEC, hop=5)
+  source = pipeline.WindowSource(dataset, index, SPEC, normalizer)
   seen = []
   for host in range(2):
-    loader = input_pipeline.make_loader(source, batch_size=4, train=False, shard=(host, 2))
+    loader = pipeline.make_loader(source, batch_size=4, train=False, shard=(host, 2))
     seen.append({(int(t), int(c)) for batch in loader
                  for t, c in zip(batch["trial"], batch["centre_frame"])})
   assert seen[0].isdisjoint(seen[1])
   assert len(seen[0] | seen[1]) >= len(index) - 1  # drop_remainder may drop one window
-  full = input_pipeline.make_loader(source, batch_size=4, train=False, shard=(0, 1))
+  full = pipeline.make_loader(source, batch_size=4, train=False, shard=(0, 1))
   centres = np.concatenate([b["centre_frame"] for b in full])
   np.testing.assert_array_equal(centres, index.centre)
 
 
 def test_pose_bank_marks_frames_with_missing_leg_keypoints_invalid(dataset):
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  bank = input_pipeline.make_pose_bank(dataset, normalizer, dataset.animals[:2])
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  bank = pipeline.collect_pose_frames(dataset, normalizer, dataset.animals[:2])
   index = dataset.behaviour_index
   for animal, frames, valid in zip(bank.animals, bank.frames, bank.valid):
     rows = np.repeat(index.animal_ids, np.diff(index.offsets)) == animal
@@ -270,10 +270,10 @@ def test_pose_bank_marks_frames_with_missing_leg_keypoints_invalid(dataset):
 
 
 def test_bank_frame_index_points_at_the_window_pose(dataset):
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  bank = input_pipeline.make_pose_bank(dataset, normalizer, dataset.animals)
-  source = input_pipeline.WindowSource(
-      dataset, input_pipeline.select_windows(dataset, SPEC, hop=11), SPEC, normalizer)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  bank = pipeline.collect_pose_frames(dataset, normalizer, dataset.animals)
+  source = pipeline.WindowSource(
+      dataset, pipeline.select_windows(dataset, SPEC, hop=11), SPEC, normalizer)
   for item in range(len(source)):
     window = source[item]
     np.testing.assert_array_equal(bank.frames[window["animal"]][window["bank_frame_index"]],
@@ -302,12 +302,14 @@ def test_shards_read_back_without_tensorflow(dataset):
   script = textwrap.dedent(f"""
       import importlib.util, sys
       assert importlib.util.find_spec("tensorflow") is None, "run this in an env without TF"
-      from nar import input_pipeline, shards, windows
+      from nar.data import pipeline
+      from nar.data import shards
+      from nar.data import windows
       ds = shards.open_dataset({str(dataset.path)!r})
       spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
-      norm = input_pipeline.fit_pose_normalizer(ds, ds.animals)
-      src = input_pipeline.WindowSource(ds, input_pipeline.select_windows(ds, spec), spec, norm)
-      batch = next(iter(input_pipeline.make_loader(src, batch_size=3, train=True, shard=(0, 1))))
+      norm = pipeline.fit_pose_normalizer(ds, ds.animals)
+      src = pipeline.WindowSource(ds, pipeline.select_windows(ds, spec), spec, norm)
+      batch = next(iter(pipeline.make_loader(src, batch_size=3, train=True, shard=(0, 1))))
       print(batch["neural_images"].shape, "tensorflow" in sys.modules)
   """)
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -358,7 +360,7 @@ def test_behaviour_features_are_computed_once_read_only_and_not_sent_to_workers(
   features = opened.behaviour_features
   np.testing.assert_array_equal(
       features, opened.behaviour_spec.features(opened.behaviour_index.behaviour))
-  assert input_pipeline.pose_features(opened) is features
+  assert pipeline.pose_features(opened) is features
   assert not features.flags.writeable
   assert opened.behaviour_index.behaviour.flags.writeable  # a read-only view, not the index
   assert "behaviour_features" not in opened.__getstate__()
@@ -381,14 +383,14 @@ def test_a_batch_read_at_once_equals_its_windows_read_one_by_one(dataset, preloa
   opened = shards.open_dataset(dataset.path)
   if preloaded:
     assert opened.preload_neural(progress=False)
-  normalizer = input_pipeline.fit_pose_normalizer(opened, opened.animals[:3])
-  neural_normalizer = neural_normalisation.NeuralNormalizer.fit(
+  normalizer = pipeline.fit_pose_normalizer(opened, opened.animals[:3])
+  neural_normalizer = normalise.NeuralNormalizer.fit(
       opened, "neural_images", calibration_fraction=0.75, progress=False)
-  index = input_pipeline.select_windows(opened, SPEC, hop=3)
+  index = pipeline.select_windows(opened, SPEC, hop=3)
   # Unsorted, repeated, and from every animal and segment boundary.
   items = np.random.default_rng(0).integers(0, len(index), 200)
   for standardise in (None, neural_normalizer):
-    source = input_pipeline.WindowSource(opened, index, SPEC, normalizer,
+    source = pipeline.WindowSource(opened, index, SPEC, normalizer,
                                          neural_normalizer=standardise)
     _assert_same_batch(source.read_batch(items), _one_by_one(source, items))
     _assert_same_batch(source.read_batch(items[:1]), _one_by_one(source, items[:1]))
@@ -397,16 +399,16 @@ def test_a_batch_read_at_once_equals_its_windows_read_one_by_one(dataset, preloa
 def test_the_loader_yields_the_batches_of_reading_window_by_window(dataset):
   # make_loader shuffles and batches indices, then reads each batch at once; the windows and
   # their order are those of grain batching the source's items (so runs before it repeat).
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  source = input_pipeline.WindowSource(
-      dataset, input_pipeline.select_windows(dataset, SPEC, hop=2), SPEC, normalizer)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  source = pipeline.WindowSource(
+      dataset, pipeline.select_windows(dataset, SPEC, hop=2), SPEC, normalizer)
   options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
   by_item = grain.MapDataset.source(source)
   expected = {True: by_item.seed(7).shuffle().repeat(None).batch(16, drop_remainder=True),
               False: by_item.batch(16, drop_remainder=False)}
   for train in (True, False):
     reference = iter(expected[train].to_iter_dataset(options))
-    loader = iter(input_pipeline.make_loader(source, batch_size=16, train=train, seed=7,
+    loader = iter(pipeline.make_loader(source, batch_size=16, train=train, seed=7,
                                              shard=(0, 1)))
     count = 2 * (len(source) // 16) + 1 if train else -(-len(source) // 16)
     for _ in range(count):  # into a second epoch when training; the last partial batch too
@@ -428,9 +430,9 @@ def test_preloaded_neural_frames_are_read_only_slices_of_the_stored_frames(datas
 
 
 def test_a_batch_read_refuses_empty_or_out_of_range_items(dataset):
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  source = input_pipeline.WindowSource(
-      dataset, input_pipeline.select_windows(dataset, SPEC, hop=5), SPEC, normalizer)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  source = pipeline.WindowSource(
+      dataset, pipeline.select_windows(dataset, SPEC, hop=5), SPEC, normalizer)
   with pytest.raises(ValueError, match="non-empty 1-D"):
     source.read_batch([])
   with pytest.raises(IndexError, match="out of range"):
@@ -442,10 +444,10 @@ def test_worker_processes_yield_the_batches_of_the_main_process(dataset):
   flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags, parsed by absl.app otherwise
   preloaded = shards.open_dataset(dataset.path)
   assert preloaded.preload_neural(progress=False)
-  source = input_pipeline.WindowSource(
-      preloaded, input_pipeline.select_windows(preloaded, SPEC, hop=4), SPEC,
-      input_pipeline.fit_pose_normalizer(preloaded, preloaded.animals))
-  make = lambda workers: iter(input_pipeline.make_loader(
+  source = pipeline.WindowSource(
+      preloaded, pipeline.select_windows(preloaded, SPEC, hop=4), SPEC,
+      pipeline.fit_pose_normalizer(preloaded, preloaded.animals))
+  make = lambda workers: iter(pipeline.make_loader(
       source, batch_size=8, train=True, seed=2, worker_count=workers, shard=(0, 1)))
   for expected, got in zip(_batches(make(0), 5), _batches(make(2), 5)):
     _assert_same_batch(got, expected)
@@ -466,13 +468,15 @@ def test_workers_exit_when_their_main_process_is_killed(dataset, tmp_path):
   script = textwrap.dedent(f"""
       import multiprocessing, os, signal
       from absl import flags
-      from nar import input_pipeline, shards, windows
+      from nar.data import pipeline
+      from nar.data import shards
+      from nar.data import windows
       flags.FLAGS.mark_as_parsed()
       ds = shards.open_dataset({str(dataset.path)!r})
       spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
-      norm = input_pipeline.fit_pose_normalizer(ds, ds.animals)
-      src = input_pipeline.WindowSource(ds, input_pipeline.select_windows(ds, spec), spec, norm)
-      loader = iter(input_pipeline.make_loader(src, batch_size=4, train=True, worker_count=2,
+      norm = pipeline.fit_pose_normalizer(ds, ds.animals)
+      src = pipeline.WindowSource(ds, pipeline.select_windows(ds, spec), spec, norm)
+      loader = iter(pipeline.make_loader(src, batch_size=4, train=True, worker_count=2,
                                                shard=(0, 1)))
       for _ in range(4):  # batches come from the workers in turn: both have started
         next(loader)
@@ -487,7 +491,7 @@ def test_workers_exit_when_their_main_process_is_killed(dataset, tmp_path):
   assert result.returncode == -9, errors.read_text()[-3000:]
   workers = [int(pid) for pid in output.read_text().split()]
   assert len(workers) >= 2, output.read_text()
-  deadline = time.monotonic() + 20 * input_pipeline.ORPHAN_CHECK_SECONDS
+  deadline = time.monotonic() + 20 * pipeline.ORPHAN_CHECK_SECONDS
   try:
     while not all(_process_gone(pid) for pid in workers) and time.monotonic() < deadline:
       time.sleep(0.1)  # polls the condition; the workers notice within ORPHAN_CHECK_SECONDS

@@ -18,10 +18,10 @@ from sklearn.preprocessing import StandardScaler
 from data_prep import default_dataset
 from data_prep import mc2p
 from data_prep import readers
-from nar import keypoints
-from nar import recording as recording_lib
+from nar.data import keypoints
+from nar.data import recording as recording_lib
 from nar import simulation
-from nar import windows
+from nar.data import windows
 from nar.simulation import actions
 from nar.simulation import reference
 

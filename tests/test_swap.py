@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nar import swap
-from nar import swap_table
+from nar.method import swap
+from nar.method import swap_table
 
 NUM_DRAWS = 20000
 

@@ -23,7 +23,7 @@ from experiments.configs import baselines
 from experiments.configs import common
 from experiments.configs import swap_cpu
 from experiments.configs import swap_tpu
-from nar import input_pipeline
+from nar.data import pipeline
 from nar import models
 from nar import train
 from numerics import assert_same_training_result
@@ -66,7 +66,7 @@ _PRELUDE = """
 def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
   script = _PRELUDE + f"""
     import jax, numpy as np
-    from nar import input_pipeline
+    from nar.data import pipeline
     assert jax.device_count() == 8, jax.devices()
     config = tiny_config({data_dir!r})
     # The neural swap picks partners across the whole batch, i.e. across devices.
@@ -81,7 +81,7 @@ def test_sharded_step_on_eight_devices_equals_the_single_device_step(data_dir):
     bank, rows = train.create_step_constants(config, inputs)
     np.testing.assert_array_equal(bank["frames"].num_frames,
                                   (full_bank["frames"].num_frames + 1) // 2)
-    loader = input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
+    loader = pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
     local = train.step_batch(next(iter(loader)), "neural_images", rows)
     results = []
     for mesh in (train.make_mesh(), train.make_mesh(jax.devices()[:1])):
@@ -244,7 +244,7 @@ def test_roi_trace_windows_train_with_the_trace_encoder_in_bfloat16(data_dir):
   assert inputs.num_rois == 3
   graphdef, tx, state = train.create_train_state(config, inputs)
   bank, rows = train.create_step_constants(config, inputs)
-  local = next(iter(input_pipeline.make_loader(inputs.train_source, batch_size=16, train=True,
+  local = next(iter(pipeline.make_loader(inputs.train_source, batch_size=16, train=True,
                                                shard=(0, 1))))
   batch = train.step_batch(local, "roi_traces", rows)
   step = train.compile_train_step(graphdef, tx, config, "roi_traces", train.make_mesh(), 4)

@@ -22,7 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.neural_key = "neural_images"  # or "roi_traces"
   # Each animal's neural input standardised per pixel (ROI) with its own statistics, fitted
   # without labels on the first part of every trial ("none": as stored; see
-  # nar/neural_normalisation.py). The calibration must end before the identity probe's test
+  # nar/data/normalise.py). The calibration must end before the identity probe's test
   # block (the last of eval.identity_time_blocks); None: every block before it.
   config.data.neural_normalisation = "animal"
   # A placeholder, so that a float can be set from the command line.
@@ -55,7 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.neural_input = "auto"
 
   # "contrastive" (ours; the no-swap ablation with swap.enabled=False), or a baseline:
-  # "simclr", "regression", "behavenet" (see nar/objectives.py).
+  # "simclr", "regression", "behavenet" (see nar/method/objectives.py).
   config.method = "contrastive"
   config.regression_decoder = "conv"  # or "recurrent"
   config.behavenet_states = 12
@@ -63,7 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.domain_penalty_weight = 1.0
   # Contrastive only: weight of the penalty on the share of each neural feature's variance that
   # a linear map of the (swapped) behaviour features cannot explain
-  # (`nar.objectives.unexplained_variance`); 0 is the seed's objective.
+  # (`nar.method.objectives.unexplained_variance`); 0 is the seed's objective.
   config.behaviour_residual_weight = 0.0
   # Contrastive only: weight of SimCLR's objective between two augmented views of each neural
   # window, added to the behaviour-neural one; 0 is the seed's objective.
@@ -76,7 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.swap.mode = "exact"  # or "topk": draw from a precomputed table of K neighbours
   config.swap.topk = 64
   config.swap.per_frame_target = False
-  # The neural half of the swap (nar/neural_swap.py): the probability that a window's neural
+  # The neural half of the swap (nar/method/neural_swap.py): the probability that a window's neural
   # data is exchanged for that of the batch's behaviour-nearest window of another animal.
   config.swap.neural_probability = 0.0
   # Only windows whose partner is among the batch's closest (this quantile of the partner

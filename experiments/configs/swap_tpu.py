@@ -9,7 +9,7 @@ Pod slice (run on every host; `--multihost` calls `jax.distributed.initialize()`
       --config.data.data_dir=gs://BUCKET/tfds"
 
 Full-size 128x128 images, a large global batch (negatives from every device), bfloat16 compute
-and the exact streamed swap (`nar.swap`): its memory is a pool chunk, whatever the pool, and
+and the exact streamed swap (`nar.method.swap`): its memory is a pool chunk, whatever the pool, and
 its cost at MC2P scale (2048 windows x 32 frames against ~190,000 frames of one other animal,
 90 dims: ~2e12 FLOPs a step) is a fraction of the model's (~1e13). Its pose bank, every
 training frame, is replicated on each device: 2.7 GB for MC2P's 40 animals x 190,000 frames

@@ -3,7 +3,7 @@ imaging of descending neurons, with a tunable domain gap between animals.
 
   from nar import simulation
   dataset = simulation.simulate_dataset(simulation.SimulatorConfig(), seed=0)
-  dataset.recordings  # list of nar.recording.Recording
+  dataset.recordings  # list of nar.data.recording.Recording
   dataset.save_ground_truth("ground_truth.npz")
 
 Modules: `config` (settings), `reference` (the real measurements in `nar/assets/`),

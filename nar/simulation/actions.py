@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from scipy import special
 
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 from nar.simulation import reference
 
 NUM_CLASSES = len(recording_lib.MC2P_CLASS_NAMES)

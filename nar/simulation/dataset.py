@@ -18,7 +18,7 @@ import numpy as np
 import tqdm
 from scipy import ndimage
 
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 from nar.simulation import actions
 from nar.simulation import config as config_lib
 from nar.simulation import imaging

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import signal
 import tqdm
 
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 from nar.simulation import dataset as dataset_lib
 from nar.simulation import imaging
 from nar.simulation import neurons

@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 from scipy import signal
 
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 from nar.simulation import config as config_lib
 from nar.simulation import pose as pose_lib
 from nar.simulation import reference

@@ -36,8 +36,8 @@ import numpy as np
 from scipy import ndimage
 from scipy import signal
 
-from nar import keypoints
-from nar import recording as recording_lib
+from nar.data import keypoints
+from nar.data import recording as recording_lib
 from nar.simulation import actions
 from nar.simulation import config as config_lib
 from nar.simulation import reference

@@ -11,7 +11,7 @@ import importlib.resources
 
 import numpy as np
 
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 
 BEHAVIOUR_BOUTS_FILE = "mc2p_flies_behaviour_bouts.csv"
 WALKING_POSE_FILE = "fly_pose3d_walking_100hz.npz"
@@ -34,7 +34,7 @@ def behaviour_bouts() -> dict[str, np.ndarray]:
   Returns:
     `recording` `[B]` int64 index of the (fly, trial) the bout belongs to, `start` and `end`
     `[B]` int64 frames at 100 Hz (end exclusive), `label` `[B]` int64 index into
-    `nar.recording.MC2P_CLASS_NAMES`.
+    `nar.data.recording.MC2P_CLASS_NAMES`.
   """
   with asset_path(BEHAVIOUR_BOUTS_FILE).open("r", newline="") as f:
     rows = list(csv.DictReader(f))

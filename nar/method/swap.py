@@ -135,7 +135,7 @@ def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
   """Stacks the pose frames of the training animals into a padded, device-resident bank.
 
   Animals of `per_animal_frames` that are not in `training_animals` (the held-out animals) are
-  left out, so they can never be drawn. From an `input_pipeline.PoseBank` `b`:
+  left out, so they can never be drawn. From a `nar.data.pipeline.PoseFrames` `b`:
   `make_pose_bank(dict(zip(b.animals, b.frames)), dict(zip(b.animals, b.valid)), training)`.
 
   Args:

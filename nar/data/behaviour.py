@@ -5,7 +5,7 @@ swap) and windows of it (the behaviour encoder); nothing in it is fly-pose speci
 formats are known:
 
   deepfly3d_pose (the default): `[T_b, 38, 3]` DeepFly3D keypoints. Features: each leg
-    relative to its body-coxa point, 90 dims (`nar.keypoints.leg_relative_pose`), every one
+    relative to its body-coxa point, 90 dims (`nar.data.keypoints.leg_relative_pose`), every one
     z-scored. NaN marks a missing keypoint.
   vector: `[T_b, D]` any per-frame feature vector with named dimensions (joint angles, ball
     or treadmill velocities, ...), each dimension with its own declared normalisation.
@@ -40,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nar import keypoints
+from nar.data import keypoints
 
 POSE_FORMAT = "deepfly3d_pose"
 VECTOR_FORMAT = "vector"
@@ -109,7 +109,7 @@ def spec_problems(behaviour_format, names, normalisation, dim: int | None = None
     if names is not None:
       problems.append(
           "behaviour_names must not be given for deepfly3d_pose (the 38 keypoints are named by "
-          "nar.keypoints.keypoint_names()); for a per-frame feature vector use "
+          "nar.data.keypoints.keypoint_names()); for a per-frame feature vector use "
           "behaviour_format='vector'")
     if normalisation is not None:
       problems.append("behaviour_normalisation must not be given for deepfly3d_pose (its leg "

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from nar import behaviour as behaviour_lib
+from nar.data import behaviour as behaviour_lib
 
 # Behaviour classes of the manual annotations of the MC2P flies.
 MC2P_CLASS_NAMES = (
@@ -26,7 +26,7 @@ MC2P_CLASS_NAMES = (
 )
 UNLABELLED = -1
 
-# Per-frame shape of each known behaviour format (None: the vector's D); see `nar.behaviour`.
+# Per-frame shape of each known behaviour format (None: the vector's D); see `nar.data.behaviour`.
 BEHAVIOUR_FORMATS = behaviour_lib.BEHAVIOUR_FORMATS
 
 
@@ -75,14 +75,14 @@ class Recording:
     behaviour_timestamps: optional `[T_b]` seconds; `arange(T_b) / fps_behaviour` if absent.
     neural_timestamps: optional `[T_n]` seconds; `arange(T_n) / fps_neural` if absent.
     behaviour_format: key of `BEHAVIOUR_FORMATS` naming the behaviour feature layout
-      (`nar.behaviour` describes each).
+      (`nar.data.behaviour` describes each).
     source: where the recording came from, used in error messages.
     behaviour_names: vector formats only (required there): the name of each of the D
       dimensions, e.g. `("forward_velocity", "lateral_velocity", "turning_velocity")`.
     behaviour_normalisation: vector formats only: per-dimension "zscore", "angle" or "none"
-      (`nar.behaviour.NORMALISATIONS`); None means "zscore" for every dimension.
+      (`nar.data.behaviour.NORMALISATIONS`); None means "zscore" for every dimension.
     behaviour_swap_weights: vector formats only: per-dimension weight (finite, >= 0, not all
-      0) of the dimension in the swap distance on the normalised features (`nar.behaviour`);
+      0) of the dimension in the swap distance on the normalised features (`nar.data.behaviour`);
       None weighs every dimension 1.
   """
 

@@ -28,20 +28,20 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-from nar import augment
-from nar import behaviour as behaviour_lib
-from nar import evaluation
-from nar import input_pipeline
+from nar.method import augment
+from nar.data import behaviour as behaviour_lib
+from nar.eval import protocol as protocol_lib
+from nar.data import pipeline
 from nar import logs
-from nar import losses
+from nar.method import losses
 from nar import models
-from nar import neural_normalisation
-from nar import neural_swap
-from nar import objectives
-from nar import shards
-from nar import swap
-from nar import swap_table
-from nar import windows
+from nar.data import normalise
+from nar.method import neural_swap
+from nar.method import objectives
+from nar.data import shards
+from nar.method import swap
+from nar.method import swap_table
+from nar.data import windows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,12 +162,12 @@ class Input:
   training_animals: tuple[str, ...]
   held_out_animals: tuple[str, ...]
   normalizer: windows.PoseNormalizer
-  train_source: input_pipeline.WindowSource
+  train_source: pipeline.WindowSource
   neural_key: str
   num_rois: int | None
   neural_input: str = "shared"
   roi_counts: tuple[int, ...] | None = None
-  neural_normalizer: neural_normalisation.NeuralNormalizer | None = None
+  neural_normalizer: normalise.NeuralNormalizer | None = None
 
   @property
   def pad_rois(self) -> bool:
@@ -222,7 +222,7 @@ def create_input(config: ml_collections.ConfigDict,
   held-out ones too) share one shape. With `config.data.neural_normalisation="animal"`, every
   animal's neural input (held-out animals' too) is standardised with its own statistics,
   fitted without labels on the first `data.neural_calibration_fraction` of each trial
-  (`nar.neural_normalisation`).
+  (`nar.data.normalise`).
   """
   open_dataset = shards.open_dataset if datasets is None else datasets.open
   dataset = open_dataset(config.data.data_dir, config.data.name,
@@ -231,19 +231,19 @@ def create_input(config: ml_collections.ConfigDict,
     logging.warning("Neural data (%.0f MiB) exceeds data.neural_cache_mb; reading on demand",
                     dataset.neural_bytes() / 2**20)
   spec = windows.WindowSpec(**config.data.window)
-  training, held_out = input_pipeline.split_animals(
+  training, held_out = pipeline.split_animals(
       dataset.animals, config.data.num_held_out_animals, config.data.split_seed)
   if len(training) < 2 and config.swap.enabled:
     raise ValueError(f"the swap needs at least two training animals, got {list(training)}")
-  normalizer = input_pipeline.fit_pose_normalizer(dataset, training)
-  index = input_pipeline.select_windows(
+  normalizer = pipeline.fit_pose_normalizer(dataset, training)
+  index = pipeline.select_windows(
       dataset, spec, animals=training, drop_unlabelled=config.data.drop_unlabelled,
       drop_classes=tuple(config.data.drop_classes))
   key = config.data.neural_key
   neural_input = resolve_neural_input(config.model.neural_input, dataset, key)
   per_animal = neural_input == "per_animal"
   neural_normalizer = _neural_normalizer(config, dataset, key)
-  source = input_pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=(key,),
+  source = pipeline.WindowSource(dataset, index, spec, normalizer, neural_keys=(key,),
                                        pad_rois=per_animal, neural_normalizer=neural_normalizer)
   num_rois = None
   if key == "roi_traces":
@@ -255,17 +255,17 @@ def create_input(config: ml_collections.ConfigDict,
 
 
 def _neural_normalizer(config: ml_collections.ConfigDict, dataset: shards.ShardedDataset,
-                       key: str) -> neural_normalisation.NeuralNormalizer | None:
+                       key: str) -> normalise.NeuralNormalizer | None:
   """The configured standardisation of the neural input, checked before any work."""
   mode = config.data.neural_normalisation
-  if mode not in neural_normalisation.MODES:
-    raise ValueError(f"data.neural_normalisation must be one of {neural_normalisation.MODES}, "
+  if mode not in normalise.MODES:
+    raise ValueError(f"data.neural_normalisation must be one of {normalise.MODES}, "
                      f"got {mode!r}")
   if mode == "none":
     return None
-  fraction = neural_normalisation.calibration_fraction(
+  fraction = normalise.calibration_fraction(
       config.data.neural_calibration_fraction, config.eval.identity_time_blocks)
-  return neural_normalisation.NeuralNormalizer.fit(
+  return normalise.NeuralNormalizer.fit(
       dataset, key, calibration_fraction=fraction, progress=jax.process_index() == 0)
 
 
@@ -397,7 +397,7 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
 
   With the swap enabled, the pose swap (`swap.probability`, exact or top-K) replaces
   behaviour frames by other animals' and the neural swap (`swap.neural_probability`,
-  `nar.neural_swap`) replaces neural windows by those of the batch's behaviour-nearest window
+  `nar.method.neural_swap`) replaces neural windows by those of the batch's behaviour-nearest window
   of another animal; each acts on its own modality, independently.
   """
   pose_augmentation, neural_augmentation = _augmentations(config, behaviour_spec)
@@ -505,7 +505,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 def evaluate(graphdef, params, inputs: Input, config, mesh,
              features_path: str | epath.Path | None = None) -> dict[str, Any]:
-  """The probe suite (`nar.evaluation`) on frozen neural-encoder features of every animal.
+  """The probe suite (`nar.eval.protocol`) on frozen neural-encoder features of every animal.
 
   Args:
     graphdef: the model's graph definition.
@@ -515,7 +515,7 @@ def evaluate(graphdef, params, inputs: Input, config, mesh,
     config: the experiment.
     mesh: the mesh the encoder runs on.
     features_path: if set, the features of the held-out animals' windows are written there
-      (`nar.evaluation.save_feature_table`), e.g. for embedding plots.
+      (`nar.eval.protocol.save_feature_table`), e.g. for embedding plots.
 
   Returns:
     `probes`: the full suite (single- and multi-animal action, identity, at each label
@@ -533,7 +533,7 @@ def evaluate(graphdef, params, inputs: Input, config, mesh,
   encode = lambda neural, animal: np.asarray(encode_on_mesh(
       params, jax.device_put(neural, batch_sharding), jax.device_put(animal, batch_sharding)))
   eval_config = config.eval
-  table = evaluation.build_feature_table(
+  table = protocol_lib.build_feature_table(
       encode, inputs.dataset, inputs.spec, inputs.normalizer, neural_key=inputs.neural_key,
       hop=eval_config.hop, drop_classes=tuple(eval_config.drop_classes),
       num_time_blocks=eval_config.identity_time_blocks,
@@ -541,20 +541,20 @@ def evaluate(graphdef, params, inputs: Input, config, mesh,
       batch_size=_round_up(eval_config.batch_size, mesh.size),
       pad_rois=inputs.pad_rois, with_animal=True, neural_normalizer=inputs.neural_normalizer)
   if features_path is not None:
-    evaluation.save_feature_table(table, features_path,
+    protocol_lib.save_feature_table(table, features_path,
                                   animals=inputs.held_out_animals or None)
-  suite = evaluation.run_probe_suite(
+  suite = protocol_lib.run_probe_suite(
       table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,
-      protocol=evaluation.protocol_from_config(eval_config, seed=config.seed))
+      protocol=protocol_lib.protocol_from_config(eval_config, seed=config.seed))
   for skipped in suite["skipped"]:
     logging.warning("Probe skipped: %s", skipped)
   results: dict[str, Any] = {"training_animals": list(inputs.training_animals),
                              "held_out_animals": list(inputs.held_out_animals)}
-  action = evaluation.headline_scores(suite, evaluation.ACTION_MULTI_ANIMAL)
+  action = protocol_lib.headline_scores(suite, protocol_lib.ACTION_MULTI_ANIMAL)
   if action is not None:
     results["action_held_out_animals"] = action
     results["action_chance"] = suite["chance"]["action"]
-  results["identity_held_out_time"] = evaluation.headline_scores(suite, evaluation.IDENTITY)
+  results["identity_held_out_time"] = protocol_lib.headline_scores(suite, protocol_lib.IDENTITY)
   results["identity_chance"] = suite["chance"]["identity"]
   results["probes"] = suite
   return results
@@ -655,7 +655,7 @@ def _check_config(config, inputs: Input, num_devices: int) -> None:
     raise ValueError(f"adapt.learning_rate must be > 0, got {adapt.learning_rate!r}")
   if _fits_held_out_input_layers(config, inputs):
     # Checked now rather than after training: the fit needs one batch of their windows.
-    windows_held_out = len(input_pipeline.select_windows(
+    windows_held_out = len(pipeline.select_windows(
         inputs.dataset, inputs.spec, animals=inputs.held_out_animals,
         drop_unlabelled=config.data.drop_unlabelled,
         drop_classes=tuple(config.data.drop_classes)))
@@ -742,7 +742,7 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: Input):
 
   Returns:
     `(constants, bank_row_of_animal)`: constants is a dict with the swap's pose bank
-    (`frames`, a `nar.swap.PoseBank`) and, in top-K mode, its `table`; BehaveNet's
+    (`frames`, a `nar.method.swap.PoseBank`) and, in top-K mode, its `table`; BehaveNet's
     `state_centroids`; empty for methods that need none of these.
   """
   rows = {a: i for i, a in enumerate(inputs.training_animals)}
@@ -754,7 +754,7 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: Input):
     return constants, bank_row_of_animal
   if config.swap.mode not in ("exact", "topk"):
     raise ValueError(f"swap.mode must be 'exact' or 'topk', got {config.swap.mode!r}")
-  frames = input_pipeline.make_swap_bank(inputs.dataset, inputs.normalizer,
+  frames = pipeline.make_swap_bank(inputs.dataset, inputs.normalizer,
                                          inputs.training_animals,
                                          pool_stride=config.swap.pool_stride)
   constants["frames"] = frames
@@ -849,13 +849,13 @@ def make_objective(graphdef, config, neural_key: str, num_animals: int):
 
 
 def fit_windows(config: ml_collections.ConfigDict, inputs: Input,
-                animals: Sequence[str]) -> input_pipeline.WindowSource:
+                animals: Sequence[str]) -> pipeline.WindowSource:
   """The windows an input layer is fitted on: the animals' windows chosen like the training
   windows (`data.drop_classes`, `data.drop_unlabelled`; with neither, no label is read)."""
-  index = input_pipeline.select_windows(
+  index = pipeline.select_windows(
       inputs.dataset, inputs.spec, animals=animals, drop_unlabelled=config.data.drop_unlabelled,
       drop_classes=tuple(config.data.drop_classes))
-  return input_pipeline.WindowSource(inputs.dataset, index, inputs.spec, inputs.normalizer,
+  return pipeline.WindowSource(inputs.dataset, index, inputs.spec, inputs.normalizer,
                                      neural_keys=(inputs.neural_key,), pad_rois=inputs.pad_rois,
                                      neural_normalizer=inputs.neural_normalizer)
 
@@ -933,13 +933,13 @@ def fit_input_layers(graphdef, params, inputs: Input, config: ml_collections.Con
   to_global = lambda local: {
       key: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local[key]))
       for key in ("pose", inputs.neural_key, "animal")}
-  one_pass = input_pipeline.make_loader(source, batch_size=local_batch, train=True,
+  one_pass = pipeline.make_loader(source, batch_size=local_batch, train=True,
                                         seed=config.seed + 1, num_epochs=1)
   loss_batches = [to_global(b) for b in itertools.islice(one_pass, FIT_LOSS_BATCHES)]
   mean_loss = lambda adapted: float(np.mean([
       objective(nnx.merge_state(frozen, adapted), batch, constants) for batch in loss_batches]))
   loss_before = mean_loss(state.params)
-  iterator = iter(input_pipeline.make_loader(source, batch_size=local_batch, train=True,
+  iterator = iter(pipeline.make_loader(source, batch_size=local_batch, train=True,
                                              seed=config.seed))
   for _ in tqdm.trange(num_steps, desc="fit input layers",
                        disable=jax.process_index() != 0):
@@ -995,7 +995,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   _check_step_shapes(step_fn, state, bank, inputs, config.optim.global_batch_size,
                      labels=_reads_labels(config))
   # --- Data iterator and checkpoints ---
-  loader = input_pipeline.make_loader(
+  loader = pipeline.make_loader(
       inputs.train_source, batch_size=config.optim.global_batch_size // jax.process_count(),
       train=True, seed=config.seed, worker_count=config.data.worker_count)
   iterator = iter(loader)

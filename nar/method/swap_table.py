@@ -9,10 +9,10 @@ restricted to the K nearest frames; the probability mass left out,
     truncated_mass = 1 - sum_{l in top K} w_l / sum_{all valid l} w_l,
 
 is computed exactly while the table is built (a running logsumexp over every pool frame) and
-reported, so one knows how far the table is from the exact full-softmax swap of `nar.swap`.
+reported, so one knows how far the table is from the exact full-softmax swap of `nar.method.swap`.
 With K = the pool size the table is exact.
 
-The build streams the pools with the same chunked distance kernel as `nar.swap` (a running
+The build streams the pools with the same chunked distance kernel as `nar.method.swap` (a running
 top-K merge per pool chunk) over query chunks, with a progress bar. It uses the bank's distance,
 weighted per feature when the bank has a `distance_scale`, as the exact swap does.
 
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from nar import swap as swap_lib
+from nar.method import swap as swap_lib
 
 # The table is built from the streamed kernel's private building blocks.
 # pylint: disable=protected-access
@@ -238,7 +238,7 @@ def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.
                     per_frame_target: bool = False) -> tuple[jax.Array, dict]:
   """Cross-animal pose swap drawn from a top-K table (a gather and a categorical over K).
 
-  Same semantics as `nar.swap.swap_pose_windows`, with the draw restricted to the K nearest
+  Same semantics as `nar.method.swap.swap_pose_windows`, with the draw restricted to the K nearest
   frames and the temperature of the table. The query frames are identified by their index in
   the bank, since the table holds neighbours of bank frames only.
 
@@ -256,7 +256,7 @@ def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.
     per_frame_target: draw ŝ per frame instead of per window.
 
   Returns:
-    `(swapped_windows [B, T, D], info)`, info as in `nar.swap.swap_pose_windows`.
+    `(swapped_windows [B, T, D], info)`, info as in `nar.method.swap.swap_pose_windows`.
 
   Raises:
     ValueError: shapes that do not fit the bank, or a table of another bank.

@@ -3,11 +3,11 @@
 These give the reference rows of the evaluation tables: "Neural (linear) raw" (what a linear
 read-out of ΔF/F windows achieves, the domain gap of a dataset), "Neural (linear),
 standardised" (the same after each animal's per-pixel standardisation,
-`nar.neural_normalisation`: what the encoders' input still tells of the animal) and
+`nar.data.normalise`: what the encoders' input still tells of the animal) and
 "Behaviour (linear)" (how well pose alone identifies the animal) and "Behaviour (linear),
 swapped" (the same after the cross-animal swap of every window: how much of the animal the
 swap leaves in the target that Ours' neural encoder is trained to match). All go through the
-probe suite of `nar.evaluation` exactly as the features of a trained encoder do.
+probe suite of `nar.eval.protocol` exactly as the features of a trained encoder do.
 
 ROI traces whose ROI count differs between animals are zero-padded to the largest count, so
 that every animal's time-averaged traces stack into one feature matrix. ROI i of one animal is
@@ -23,11 +23,11 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from nar import evaluation
-from nar import input_pipeline
-from nar import shards
-from nar import swap
-from nar import windows
+from nar.eval import protocol as protocol_lib
+from nar.data import pipeline
+from nar.data import shards
+from nar.method import swap
+from nar.data import windows
 
 # Which window array each kind of raw feature reads.
 INPUT_KEYS = {"neural": "neural_images", "pose": "pose"}
@@ -55,8 +55,8 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
                       normalizer: windows.PoseNormalizer, *, kind: str, hop: int,
                       drop_classes: Sequence[str], num_time_blocks: int,
                       neural_key: str | None = None, batch_size: int = 256,
-                      neural_normalizer=None) -> evaluation.FeatureTable:
-  """The feature table of raw windows, for `nar.evaluation.run_probe_suite`.
+                      neural_normalizer=None) -> protocol_lib.FeatureTable:
+  """The feature table of raw windows, for `nar.eval.protocol.run_probe_suite`.
 
   Args:
     dataset: an opened dataset.
@@ -69,7 +69,7 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
     num_time_blocks: blocks each trial is cut into for the time-block splits.
     neural_key: the neural array of `kind="neural"` (default "neural_images").
     batch_size: windows per call.
-    neural_normalizer: a `nar.neural_normalisation.NeuralNormalizer` to standardise the
+    neural_normalizer: a `nar.data.normalise.NeuralNormalizer` to standardise the
       neural windows with before averaging (the "standardised" reference row), or None.
 
   Returns:
@@ -81,7 +81,7 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
   # Padded to the dataset's largest ROI count (columns beyond an animal's own R are zero);
   # see the module docstring for what the padded columns mean across animals.
   pad_rois = key == "roi_traces" and len(set(dataset.roi_counts.values())) > 1
-  return evaluation.build_feature_table(
+  return protocol_lib.build_feature_table(
       _ENCODERS[kind], dataset, spec, normalizer, neural_key=key, hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
       pad_rois=pad_rois, neural_normalizer=neural_normalizer if kind == "neural" else None)
@@ -92,10 +92,10 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
                                temperature: float, per_frame_target: bool, hop: int,
                                drop_classes: Sequence[str], num_time_blocks: int,
                                pool_stride: int = 1,
-                               batch_size: int = 256) -> evaluation.FeatureTable:
+                               batch_size: int = 256) -> protocol_lib.FeatureTable:
   """The "Behaviour (linear)" table after the cross-animal swap of every window.
 
-  Every window of animal s is swapped (probability 1) by `nar.swap.swap_pose_windows` with a
+  Every window of animal s is swapped (probability 1) by `nar.method.swap.swap_pose_windows` with a
   pool of every animal of the dataset (held-out ones too, so that each animal's windows are
   measured alike), with the swap distance and the pool thinning of training; its window
   statistics
@@ -119,7 +119,7 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
   Returns:
     The feature table of every labelled, evaluated window of every animal.
   """
-  bank = input_pipeline.make_swap_bank(dataset, normalizer, dataset.animals,
+  bank = pipeline.make_swap_bank(dataset, normalizer, dataset.animals,
                                        pool_stride=pool_stride)
   bank_row_of_animal = swap.bank_rows(bank, dataset.animals)
   batches_done = [0]
@@ -132,7 +132,7 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
         temperature=temperature, per_frame_target=per_frame_target)
     return pose_window_features(np.asarray(swapped))
 
-  return evaluation.build_feature_table(
+  return protocol_lib.build_feature_table(
       encode, dataset, spec, normalizer, neural_key="pose", hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
       with_animal=True)

@@ -7,7 +7,7 @@ same instant through the sync array. The window's label is the label of its cent
 
 The functions here work on plain arrays of one trial, so that the in-memory path (a
 `Recording`) and the shard path (segments read back from TFDS) cut identical windows. "Pose"
-in the names below stands for the behaviour of any format (`nar.behaviour`): DeepFly3D pose
+in the names below stands for the behaviour of any format (`nar.data.behaviour`): DeepFly3D pose
 (leg-relative, 90 dims) or a per-frame feature vector with its declared normalisation.
 """
 
@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from nar import recording as recording_lib
+from nar.data import recording as recording_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,11 +30,11 @@ from etils import epath
 import numpy as np
 import threadpoolctl
 
-from nar import input_pipeline
-from nar import neural_normalisation
-from nar import probes
-from nar import shards
-from nar import windows
+from nar.data import pipeline
+from nar.data import normalise
+from nar.eval import probes
+from nar.data import shards
+from nar.data import windows
 
 ACTION_SINGLE_ANIMAL = "action_single_animal"
 ACTION_MULTI_ANIMAL = "action_multi_animal"
@@ -92,7 +92,7 @@ class FeatureTable:
 
 
 def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
-                       index: input_pipeline.WindowIndex, count: int) -> np.ndarray:
+                       index: pipeline.WindowIndex, count: int) -> np.ndarray:
   """`[N]` time block (of `count` per trial) of each window, -1 where it straddles two."""
   offsets = dataset.behaviour_index.offsets
   blocks = np.full(len(index), -1, np.int64)
@@ -100,7 +100,7 @@ def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
     rows = np.flatnonzero(index.trial == trial)
     num_frames = int(offsets[trial + 1] - offsets[trial])
     for block in range(count):
-      inside = input_pipeline.TimeBlock(block, count).contains(index.centre[rows], num_frames,
+      inside = pipeline.TimeBlock(block, count).contains(index.centre[rows], num_frames,
                                                                spec)
       blocks[rows[inside]] = block
   return blocks
@@ -113,7 +113,7 @@ def _pad_batch(array: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
 
 
-def encode_windows(encode: Callable[..., Any], source: input_pipeline.WindowSource, *,
+def encode_windows(encode: Callable[..., Any], source: pipeline.WindowSource, *,
                    neural_key: str, batch_size: int,
                    with_animal: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """Runs a model-agnostic encoder over every window of a source, in order.
@@ -134,7 +134,7 @@ def encode_windows(encode: Callable[..., Any], source: input_pipeline.WindowSour
   """
   features = []
   fields = {"label": [], "animal": [], "trial": [], "centre_frame": []}
-  loader = input_pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
+  loader = pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
   for batch in loader:
     neural = np.asarray(batch[neural_key])
     count = len(neural)
@@ -152,7 +152,7 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
                         neural_key: str, hop: int, drop_classes: Sequence[str],
                         num_time_blocks: int, batch_size: int, pad_rois: bool | int = False,
                         with_animal: bool = False,
-                        neural_normalizer: neural_normalisation.NeuralNormalizer | None = None
+                        neural_normalizer: normalise.NeuralNormalizer | None = None
                         ) -> FeatureTable:
   """Extracts the features of every labelled, evaluated window of every animal once.
 
@@ -170,16 +170,16 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
     num_time_blocks: blocks each trial is cut into for the time-block splits.
     batch_size: windows per encoder call.
     pad_rois: pad ROI traces whose counts differ between animals, as
-      `input_pipeline.WindowSource` does (for a per-animal input layer).
+      `pipeline.WindowSource` does (for a per-animal input layer).
     with_animal: pass each window's animal index to `encode` too.
     neural_normalizer: the per-animal standardisation the encoder was trained with, or None.
 
   Returns:
     The feature table; unlabelled windows and `drop_classes` are excluded.
   """
-  index = input_pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
+  index = pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
                                         drop_classes=tuple(drop_classes))
-  source = input_pipeline.WindowSource(dataset, index, spec, normalizer,
+  source = pipeline.WindowSource(dataset, index, spec, normalizer,
                                        neural_keys=() if neural_key == "pose" else (neural_key,),
                                        pad_rois=pad_rois, neural_normalizer=neural_normalizer)
   features, fields = encode_windows(encode, source, neural_key=neural_key,

@@ -10,7 +10,7 @@ its ΔF/F baseline does.
 
 The statistics are fitted on a calibration period only: the first `calibration_fraction` of
 every trial. That keeps them apart from the identity probe's test windows (the last time
-block of every trial, `nar.evaluation.identity`): centring with statistics that include the
+block of every trial, `nar.eval.protocol.identity`): centring with statistics that include the
 test windows would tie each test block to its own animal's training blocks (their deviations
 from the animal's mean sum to zero) and bias the identity probe. `nar.train` checks that the
 calibration period ends before the identity test block starts.
@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tqdm
 
-from nar import shards as shards_lib
+from nar.data import shards as shards_lib
 
 # Standardisation divides by std + STD_FLOOR x (the animal's mean std over pixels), so that
 # nearly constant pixels (outside the tissue, padded ROIs) are not blown up into noise.

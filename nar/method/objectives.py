@@ -1,6 +1,6 @@
 """Objectives of the baselines and the domain-adaptation penalties.
 
-Ours and the multimodal contrastive ablation use `nar.losses.symmetric_infonce_loss`. The
+Ours and the multimodal contrastive ablation use `nar.method.losses.symmetric_infonce_loss`. The
 baselines of the evaluation train the same neural encoder with other targets:
 
 - SimCLR: InfoNCE between two augmented views of the same neural window (neural only).
@@ -61,7 +61,7 @@ def state_classification_loss(logits: jax.Array, states: jax.Array) -> jax.Array
 def action_classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Cross-entropy of `[B, C]` logits over the windows with a label (`labels >= 0`).
 
-  Unlabelled windows (`nar.recording.UNLABELLED`, -1) contribute nothing; a batch without
+  Unlabelled windows (`nar.data.recording.UNLABELLED`, -1) contribute nothing; a batch without
   any labelled window has loss 0.
   """
   labelled = labels >= 0

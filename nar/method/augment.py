@@ -10,7 +10,7 @@ indicator expression (gain/offset per clip, and per cell: a smooth gain field ov
 or a gain per ROI), indicator kinetics (calcium smoothing, frame shift),
 missing ROIs (erasing) and mixing with another clip.
 
-Other behaviour formats (`nar.behaviour`) have their own `BehaviourLayout`, which
+Other behaviour formats (`nar.data.behaviour`) have their own `BehaviourLayout`, which
 `behaviour_augmentation_for` puts into the augmentation config: 2D keypoints get the same
 geometric augmentations in the image plane (each point's (x, y), mirror exchanging the points
 named left/right); a plain feature vector (joint angles, ball velocities) gets none of them:
@@ -24,7 +24,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from nar import behaviour as behaviour_lib
+from nar.data import behaviour as behaviour_lib
 
 # Augmentations that need points in space; a plain feature vector has none.
 GEOMETRIC_AUGMENTATIONS = ("shear", "rotation_deg", "mirror_probability")
@@ -120,7 +120,7 @@ def behaviour_augmentation_for(spec: behaviour_lib.BehaviourSpec,
     `augment_pose` takes it like a `PoseAugmentation`.
   """
   if not isinstance(spec, behaviour_lib.BehaviourSpec):
-    raise TypeError(f"spec must be a nar.behaviour.BehaviourSpec (e.g. "
+    raise TypeError(f"spec must be a nar.data.behaviour.BehaviourSpec (e.g. "
                     f"dataset.behaviour_spec), got {type(spec).__name__}")
   layout = behaviour_layout(spec)
   magnitudes = {field.name: getattr(config, field.name)

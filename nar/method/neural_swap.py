@@ -1,6 +1,6 @@
 """The neural side of the swap: neural windows exchanged between animals doing the same thing.
 
-The pose swap (`nar.swap`) replaces a window's behaviour by frames of another animal, so the
+The pose swap (`nar.method.swap`) replaces a window's behaviour by frames of another animal, so the
 behaviour an embedding is matched to no longer tells which animal it came from. It leaves the
 neural window alone: nothing in the objective asks two animals' neural windows to embed alike,
 and the contrastive denominator even rewards features that tell animals apart (windows of
@@ -58,7 +58,7 @@ def behaviour_partners(behaviour_windows: jax.Array, animal: jax.Array,
     eligible: `[B]` bool, windows that may serve as partners (e.g. training animals only);
       None: all.
     distance_scale: `[D]` sqrt of each feature's declared swap weight (the pose bank's
-      `distance_scale`, `nar.swap`), so that partners are compared on the features the pose
+      `distance_scale`, `nar.method.swap`), so that partners are compared on the features the pose
       swap weighs; None: every feature weighs 1.
 
   Returns:

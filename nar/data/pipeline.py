@@ -8,7 +8,7 @@ seeded shuffled order (random window offsets and order in one), evaluation tiles
 deterministically. Each host reads its own slice of the windows; the grain iterator is
 checkpointable.
 
-"Pose" stands for the behaviour of any format (`nar.behaviour`): for a per-frame feature
+"Pose" stands for the behaviour of any format (`nar.data.behaviour`): for a per-frame feature
 vector, each dimension gets its declared normalisation instead (statistics of the training
 animals only as well). ROI counts that differ between animals are padded on request
 (`WindowSource(..., pad_rois=True)`).
@@ -25,10 +25,10 @@ from typing import Iterable, Sequence
 import grain
 import numpy as np
 
-from nar import neural_normalisation
-from nar import shards as shards_lib
-from nar import swap as swap_lib
-from nar import windows as windows_lib
+from nar.data import normalise
+from nar.data import shards as shards_lib
+from nar.method import swap as swap_lib
+from nar.data import windows as windows_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,7 @@ def fit_pose_normalizer(dataset: shards_lib.ShardedDataset,
 
 
 @dataclasses.dataclass(frozen=True)
-class PoseBank:
+class PoseFrames:
   """Normalised pose of every frame of some animals: the pool of the swap.
 
   Attributes:
@@ -196,8 +196,9 @@ def animal_frame_offsets(dataset: shards_lib.ShardedDataset) -> dict[str, int]:
   return offsets
 
 
-def make_pose_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.PoseNormalizer,
-                   animals: Sequence[str]) -> PoseBank:
+def collect_pose_frames(dataset: shards_lib.ShardedDataset,
+                        normalizer: windows_lib.PoseNormalizer,
+                        animals: Sequence[str]) -> PoseFrames:
   """Collects the normalised behaviour of every frame of `animals` (training animals only)."""
   index = dataset.behaviour_index
   features = normalizer(pose_features(dataset))
@@ -210,18 +211,18 @@ def make_pose_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.P
     rows = slice(int(index.offsets[trials[0]]), int(index.offsets[trials[-1] + 1]))
     frames.append(features[rows])
     valid.append(leg_mask[rows])
-  return PoseBank(tuple(animals), tuple(frames), tuple(valid))
+  return PoseFrames(tuple(animals), tuple(frames), tuple(valid))
 
 
 def make_swap_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.PoseNormalizer,
                    animals: Sequence[str], *, pool_stride: int = 1) -> swap_lib.PoseBank:
-  """The device-resident pools of `nar.swap` for `animals`, weighted as the dataset declares.
+  """The device-resident pools of `nar.method.swap` for `animals`, weighted as the dataset declares.
 
-  `make_pose_bank` padded and stacked by `nar.swap.make_pose_bank`, with the swap distance
-  of the dataset's behaviour format (`BehaviourSpec.swap_feature_weights`) and every
+  `collect_pose_frames` padded and stacked by `nar.method.swap.make_pose_bank`, with the swap
+  distance of the dataset's behaviour format (`BehaviourSpec.swap_feature_weights`) and every
   `pool_stride`-th frame kept.
   """
-  pools = make_pose_bank(dataset, normalizer, animals)
+  pools = collect_pose_frames(dataset, normalizer, animals)
   return swap_lib.make_pose_bank(
       dict(zip(pools.animals, pools.frames)), dict(zip(pools.animals, pools.valid)),
       list(pools.animals), distance_weights=dataset.behaviour_spec.swap_feature_weights(),
@@ -236,7 +237,7 @@ class WindowSource:
   (`neural_images` `[neural_frames, H, W]`, `roi_traces` `[neural_frames, R]`), `label`,
   `animal` (index into `animals`), `trial` (index into the dataset's trials), `centre_frame`
   and `bank_frame_index` `[pose_frames]` (frame index of each pose frame within its animal's
-  frames, as in `make_pose_bank`).
+  frames, as in `collect_pose_frames`).
 
   ROI counts R may differ between animals. Without padding, windows of animals with
   different R cannot be batched together: `roi_traces` is left out by default and asking for
@@ -249,7 +250,7 @@ class WindowSource:
   def __init__(self, dataset: shards_lib.ShardedDataset, index: WindowIndex,
                spec: windows_lib.WindowSpec, normalizer: windows_lib.PoseNormalizer,
                neural_keys: Sequence[str] | None = None, *, pad_rois: bool | int = False,
-               neural_normalizer: neural_normalisation.NeuralNormalizer | None = None):
+               neural_normalizer: normalise.NeuralNormalizer | None = None):
     """Creates the source.
 
     Args:

@@ -19,8 +19,8 @@ from etils import epath
 import numpy as np
 import tqdm
 
-from nar import behaviour as behaviour_lib
-from nar import recording as recording_lib
+from nar.data import behaviour as behaviour_lib
+from nar.data import recording as recording_lib
 
 FORMAT_VERSION = 1
 SEGMENTS_SPLIT = "segments"

@@ -1,0 +1,1 @@
+"""What a recording is, and how its windows reach the train step."""

@@ -1,0 +1,1 @@
+"""Frozen features to scores: the probes, the evaluation protocol and its figures."""

@@ -1,0 +1,1 @@
+"""The method's ideas as pure functions: the swaps, augmentations and objectives."""
