@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Compiled XLA programs are reused across test processes and runs.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.venv/jax_cache
 
-.PHONY: install demo test benchmarks reproduce clean
+.PHONY: install demo test benchmarks reproduce same-numbers clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.probes
 	$(BIN)/python -m benchmarks.neural_swap_partners
 	$(BIN)/python -m benchmarks.reproduce_workers
+
+# The same seeds give the same numbers at BASE and in this tree (smoke reproductions and the
+# demo, from empty data roots; ~15 min): make same-numbers BASE=<commit>
+same-numbers: $(STAMP)
+	PYTHON=$(CURDIR)/$(BIN)/python bash tests/same_numbers.sh $(BASE)
 
 clean:
 	rm -rf $(VENV) *.egg-info
