@@ -1,0 +1,1 @@
+"""Entry points (train, demo, reproduce, report, compare_runs) and their configs."""

@@ -66,8 +66,3 @@ def test_tolerance_accepts_float_noise_only(tmp_path):
   assert compare_runs.compare(one, two)[1]
   assert not compare_runs.compare(one, two, tolerance=1e-6)[1]
 
-
-def test_docstring_examples_run():
-  import doctest
-  results = doctest.testmod(compare_runs)
-  assert results.attempted > 0 and results.failed == 0
