@@ -52,7 +52,12 @@ class TimeBlock:
 
 def split_animals(animals: Sequence[str], num_held_out: int,
                   seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-  """Draws held-out animals. Returns `(training_animals, held_out_animals)`, each sorted."""
+  """Draws held-out animals. Returns `(training_animals, held_out_animals)`, each sorted.
+
+  Example:
+    >>> split_animals(["fly_a", "fly_b", "fly_c", "fly_d"], num_held_out=1, seed=0)
+    (('fly_a', 'fly_b', 'fly_c'), ('fly_d',))
+  """
   animals = sorted(animals)
   if not 0 <= num_held_out < len(animals):
     raise ValueError(f"cannot hold out {num_held_out} of {len(animals)} animals")

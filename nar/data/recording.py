@@ -176,7 +176,12 @@ class Recording:
 
 
 def label_bouts(labels: np.ndarray) -> list[tuple[int, int, int]]:
-  """Runs of equal non-negative labels as `(start, end_exclusive, label)`, in frames."""
+  """Runs of equal non-negative labels as `(start, end_exclusive, label)`, in frames.
+
+  Example:
+    >>> label_bouts(np.array([0, 0, 1, 1, 1, -1, -1, 2]))  # -1: unlabelled
+    [(0, 2, 0), (2, 5, 1), (7, 8, 2)]
+  """
   labels = np.asarray(labels)
   if labels.size == 0:
     return []

@@ -29,6 +29,11 @@ class WindowSpec:
     pose_frames: behaviour frames per window.
     pose_stride: take every `pose_stride`-th behaviour frame.
     neural_frames: neural frames per window.
+
+  Example:
+    >>> spec = WindowSpec(pose_frames=4, pose_stride=2, neural_frames=2)
+    >>> spec.pose_offsets(), spec.pose_span
+    (array([-4, -2,  0,  2]), (4, 2))
   """
 
   pose_frames: int = 32
@@ -65,6 +70,11 @@ def valid_centres(sync: np.ndarray, num_neural_frames: int, spec: WindowSpec) ->
 
   Returns:
     `[N]` int64 sorted centre frame indices (possibly empty).
+
+  Example:
+    >>> sync = np.arange(12) // 2  # two behaviour frames per neural frame
+    >>> valid_centres(sync, 6, WindowSpec(pose_frames=4, pose_stride=2, neural_frames=2))
+    array([4, 5, 6, 7, 8, 9])
   """
   num_frames = len(sync)
   before, after = spec.pose_span

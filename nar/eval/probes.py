@@ -39,6 +39,14 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
     The fitted pipeline. Where no C can be validated (fewer than two groups, or samples of
     every class, to split into folds; or a fold whose training part holds a single class),
     the largest C of the grid is used.
+
+  Example:
+    >>> rng = np.random.default_rng(0)
+    >>> features = rng.normal(size=(60, 3))
+    >>> targets = (features[:, 0] > 0).astype(int)
+    >>> probe = fit_linear_probe(features, targets)
+    >>> {k: round(v, 1) for k, v in probe_scores(probe, features, targets).items()}
+    {'accuracy': 98.3, 'balanced_accuracy': 98.4}
   """
   targets = np.asarray(targets)
   classes, counts = np.unique(targets, return_counts=True)
@@ -90,7 +98,12 @@ def confusion_counts(probe, features: np.ndarray, targets: np.ndarray,
 
 
 def subsample_fraction(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-  """Indices of a stratified `fraction` of the samples (all of them for fraction 1)."""
+  """Indices of a stratified `fraction` of the samples (all of them for fraction 1).
+
+  Example:
+    >>> subsample_fraction(np.array([0, 0, 1, 1, 0, 1]), 0.5, seed=0)
+    array([2, 4, 5])
+  """
   if not 0 < fraction <= 1:
     raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
   indices = np.arange(len(targets))
