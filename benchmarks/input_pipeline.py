@@ -83,7 +83,8 @@ def main(argv):
   for batch in np.split(order, 10):
     source.read_batch(batch)
   batched = len(order) / (time.perf_counter() - start)
-  print(f"{'direct reads, cold (reference)':34s} {cold:9.0f} windows/s  {1e3 / cold:7.3f} ms/window")
+  print(f"{'direct reads, cold (reference)':34s} {cold:9.0f} windows/s  "
+        f"{1e3 / cold:7.3f} ms/window")
   for name, rate in (("direct reads, cache warm", warm), ("batch reads, cache warm", batched)):
     print(f"{name:34s} {rate:9.0f} windows/s  {1e3 / rate:7.3f} ms/window"
           f"  ({rate / cold:.2f}x reference)")

@@ -123,7 +123,8 @@ class NarRecordings(tfds.core.ShardBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     if not self._recordings:
-      raise ValueError("NarRecordings needs recordings to build; read built data with nar.data.shards")
+      raise ValueError(
+          "NarRecordings needs recordings to build; read built data with nar.data.shards")
     first = self._recordings[0]
     frame_shape = tuple(first.behaviour.shape[1:])
     features = {

@@ -54,5 +54,6 @@ def locomotion_data_dir(tmp_path_factory) -> str:
     trial_files.write_trial_file(rec, trials_dir / f"{rec.animal_id}_{rec.trial_id}.npz")
   recordings = readers.read_recordings(trials_dir, layout="trial_files")
   directory = tmp_path_factory.mktemp("locomotion_tfds")
-  tfds_builder.build_dataset(recordings, str(directory), config_name=synthetic_data.LOCOMOTION_DATASET_NAME)
+  tfds_builder.build_dataset(recordings, str(directory),
+                             config_name=synthetic_data.LOCOMOTION_DATASET_NAME)
   return str(directory)

@@ -126,7 +126,7 @@ def test_the_trainer_standardises_as_configured(data_dir):
   inputs = train.create_input(config)
   assert inputs.neural_normalizer is not None
   assert inputs.neural_normalizer.calibration_fraction == 0.5  # 2 identity time blocks
-  assert inputs.train_source._neural_normalizer is inputs.neural_normalizer
+  assert inputs.train_source.neural_normalizer is inputs.neural_normalizer
   config.data.neural_normalisation = "none"
   assert train.create_input(config).neural_normalizer is None
   config.data.neural_normalisation = "trial"

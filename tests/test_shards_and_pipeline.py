@@ -329,12 +329,12 @@ def test_the_neural_cache_stays_within_its_budget_and_returns_the_stored_frames(
       got = small.read_neural(trial, start, start + 5)
       for key in expected:
         np.testing.assert_array_equal(got[key], expected[key])
-      assert small._neural_cache_size <= 3 * segment_bytes  # pylint: disable=protected-access
-  assert not uncached._neural_cache  # pylint: disable=protected-access
+      assert small.cached_neural_bytes <= 3 * segment_bytes
+  assert uncached.cached_neural_segments == 0
   assert not small.preload_neural(progress=False)
   everything = shards.open_dataset(dataset.path, neural_cache_bytes=2 * dataset.neural_bytes())
   assert everything.preload_neural(progress=False)
-  assert len(everything._neural_cache) == len(dataset.segment_table)  # pylint: disable=protected-access
+  assert everything.cached_neural_segments == len(dataset.segment_table)
 
 
 def test_a_dataset_cache_opens_each_dataset_once_and_shares_its_preload(dataset,

@@ -318,6 +318,11 @@ class WindowSource:
                      f"the selected animals ({max(roi_counts)}), got {pad_rois!r}")
 
   @property
+  def neural_normalizer(self) -> normalise.NeuralNormalizer | None:
+    """The per-animal standardisation applied to every neural window, or None."""
+    return self._neural_normalizer
+
+  @property
   def roi_width(self) -> int | None:
     """The padded ROI width of `roi_traces` windows, or None when they are not padded."""
     return self._roi_width or None

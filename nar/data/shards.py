@@ -238,6 +238,16 @@ class ShardedDataset:
         self._neural_cache_size -= sum(a.nbytes for a in evicted.values())
     return arrays
 
+  @property
+  def cached_neural_segments(self) -> int:
+    """How many decoded neural segments the cache holds now."""
+    return len(self._neural_cache)
+
+  @property
+  def cached_neural_bytes(self) -> int:
+    """Bytes of decoded neural frames the cache holds now (at most `neural_cache_bytes`)."""
+    return self._neural_cache_size
+
   def neural_bytes(self) -> int:
     """Size of all neural frames of the dataset once decoded."""
     image = self.metadata["neural_image_shape"]

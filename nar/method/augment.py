@@ -356,6 +356,7 @@ def _erase(key, neural: jax.Array, fraction: float) -> jax.Array:
   corner = jax.random.uniform(k_pos, (batch, 2)) * jnp.array([height, width])
   rows = jnp.arange(height)[None, :, None]
   cols = jnp.arange(width)[None, None, :]
-  inside = ((rows >= corner[:, 0, None, None]) & (rows < corner[:, 0, None, None] + size[:, 0, None, None])
-            & (cols >= corner[:, 1, None, None]) & (cols < corner[:, 1, None, None] + size[:, 1, None, None]))
+  top, left = corner[:, 0, None, None], corner[:, 1, None, None]
+  inside = ((rows >= top) & (rows < top + size[:, 0, None, None])
+            & (cols >= left) & (cols < left + size[:, 1, None, None]))
   return jnp.where(inside[:, None], 0.0, neural)
