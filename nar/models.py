@@ -1,8 +1,9 @@
-"""Flax NNX encoders of behaviour windows and neural windows, and projection heads.
+"""The models: Flax NNX encoders of behaviour and neural windows, heads, and the model wrapper.
 
 Encoders map a window to a feature vector (what the linear probes read); projection heads map
 features to the L2-normalised embedding of the contrastive objective. All modules compute in
-`dtype` (bfloat16 on accelerators if asked) and keep float32 parameters.
+`dtype` (bfloat16 on accelerators if asked) and keep float32 parameters. `ContrastiveModel`
+holds the neural encoder and whatever a training method needs beside it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Sequence
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import ml_collections
+
+from nar.method import objectives
 
 
 class TemporalResidualBlock(nnx.Module):
@@ -247,3 +251,85 @@ class PoseDecoder(nnx.Module):
       carry = jnp.zeros((batch, self.output.in_features), self.dtype)
       x = self.rnn(inputs, initial_carry=carry)
     return self.output(nnx.gelu(x)).astype(jnp.float32)
+
+
+class ContrastiveModel(nnx.Module):
+  """The neural encoder, and the parts the training method needs besides it.
+
+  `contrastive` (ours, and the no-swap ablation): behaviour encoder and both projection heads;
+  `simclr`: the neural projection head; `regression`: a pose decoder; `behavenet`: a
+  behavioural-state classifier; a `grl` penalty adds an animal classifier, and
+  `behaviour_predictor=True` (contrastive only) a linear map from behaviour features to neural
+  features for the term weighted by `config.behaviour_residual_weight`.
+
+  ROI traces go through one encoder shared by all animals, or, given `roi_counts`, through a
+  per-animal input layer feeding a shared trunk (`models.PerAnimalTraceEncoder`); call
+  `encode_neural`, which passes the windows' animal where the encoder needs it.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, *, pose_dim: int, neural_key: str,
+               num_rois: int | None, rngs: nnx.Rngs, method: str = "contrastive",
+               image_shape: tuple[int, int] | None = None,
+               pose_frames: int = 32, num_states: int = 0, num_animals: int = 0,
+               decoder: str = "conv", domain_penalty: str = "none",
+               roi_counts: Sequence[int] | None = None,
+               behaviour_predictor: bool = False, num_classes: int = 0):
+    dtype = jnp.dtype(config.dtype)
+    if roi_counts is not None and neural_key != "roi_traces":
+      raise ValueError(f"a per-animal input layer (roi_counts) maps each animal's ROIs; the "
+                       f"neural data {neural_key!r} is not ROI traces")
+    self.per_animal_input = roi_counts is not None
+    if method not in objectives.METHODS:
+      raise ValueError(f"unknown method {method!r}; known: {objectives.METHODS}")
+    if method == "contrastive":
+      self.behaviour_encoder = TemporalEncoder(
+          pose_dim, width=config.width, num_blocks=config.num_blocks,
+          features=config.features, dtype=dtype, rngs=rngs)
+    if neural_key == "neural_images":
+      self.neural_encoder = ImageSequenceEncoder(
+          channels=tuple(config.image_channels), width=config.width,
+          num_blocks=config.num_blocks, features=config.features,
+          spatial_pooling=config.spatial_pooling, image_shape=image_shape, dtype=dtype,
+          rngs=rngs)
+    elif self.per_animal_input:
+      self.neural_encoder = PerAnimalTraceEncoder(
+          roi_counts, width=config.width, num_blocks=config.num_blocks,
+          features=config.features, dtype=dtype, rngs=rngs)
+    else:
+      self.neural_encoder = TemporalEncoder(
+          num_rois, width=config.width, num_blocks=config.num_blocks,
+          features=config.features, dtype=dtype, rngs=rngs)
+    head = lambda: ProjectionHead(config.features, hidden=config.head_hidden,
+                                  embedding=config.embedding, kind=config.projection,
+                                  dtype=dtype, rngs=rngs)
+    if method == "contrastive":
+      self.behaviour_head = head()
+    if behaviour_predictor:
+      if method != "contrastive":
+        raise ValueError(f"a behaviour predictor needs the behaviour encoder of the "
+                         f"contrastive method, not {method!r}")
+      self.behaviour_predictor = nnx.Linear(config.features, config.features, dtype=dtype,
+                                            rngs=rngs)
+    if method in ("contrastive", "simclr"):
+      self.neural_head = head()
+    if method == "regression":
+      self.pose_decoder = PoseDecoder(config.features, pose_frames, pose_dim,
+                                      kind=decoder, width=config.width, dtype=dtype,
+                                      rngs=rngs)
+    if method == "behavenet":
+      self.state_classifier = nnx.Linear(config.features, num_states, dtype=dtype, rngs=rngs)
+    if method == "supervised":
+      if num_classes < 1:
+        raise ValueError(f"the supervised reference needs the number of action classes, got "
+                         f"num_classes={num_classes!r}")
+      self.action_classifier = nnx.Linear(config.features, num_classes, dtype=dtype,
+                                          rngs=rngs)
+    if domain_penalty == "grl":
+      self.animal_classifier = nnx.Linear(config.features, num_animals, dtype=dtype, rngs=rngs)
+
+  def encode_neural(self, neural: jax.Array, animal: jax.Array) -> jax.Array:
+    """Features `[B, features]` of neural windows; `animal` `[B]` indexes the dataset's
+    animals (read by a per-animal input layer only)."""
+    if self.per_animal_input:
+      return self.neural_encoder(neural, animal)
+    return self.neural_encoder(neural)

@@ -10,6 +10,7 @@ from nar.data import behaviour
 from nar.data import pipeline
 from nar.method import objectives
 from nar import train
+from nar.train import step as train_step
 
 
 def test_mmd_is_zero_for_identical_distributions_and_grows_with_a_shift():
@@ -179,24 +180,25 @@ def test_ours_extra_terms_are_refused_for_other_methods_and_negative_weights(
 
 def test_a_second_neural_view_is_drawn_only_when_the_objective_compares_two(data_dir):
   config = tiny_config(data_dir)
-  pose_augmentation, neural_augmentation = train._augmentations(config, behaviour.POSE_SPEC)
+  pose_augmentation, neural_augmentation = train_step.configured_augmentations(
+      config, behaviour.POSE_SPEC)
   inputs = train.create_input(config)
   batch = next(iter(pipeline.make_loader(inputs.train_source, batch_size=4, train=True,
                                                shard=(0, 1))))
   keys = jax.random.split(jax.random.key(0), 3)
   raw = jnp.asarray(batch["neural_images"])
   pose = jnp.asarray(batch["pose"])
-  _, neural, view = train._augmented_views(keys, pose, raw, pose_augmentation,
-                                           neural_augmentation, second_neural_view=True)
+  _, neural, view = train_step.augmented_views(keys, pose, raw, pose_augmentation,
+                                              neural_augmentation, second_neural_view=True)
   assert not np.allclose(neural, view) and not np.allclose(view, raw)
-  _, same_neural, raw_view = train._augmented_views(keys, pose, raw, pose_augmentation,
-                                                    neural_augmentation, second_neural_view=False)
+  _, same_neural, raw_view = train_step.augmented_views(
+      keys, pose, raw, pose_augmentation, neural_augmentation, second_neural_view=False)
   np.testing.assert_array_equal(same_neural, neural)  # the first view does not depend on it
   np.testing.assert_array_equal(raw_view, raw)
   config.neural_view_weight = 1.0
-  assert train._draws_second_neural_view(config)
+  assert train_step.draws_second_neural_view(config)
   config.neural_view_weight, config.method = 0.0, "simclr"
-  assert train._draws_second_neural_view(config)
+  assert train_step.draws_second_neural_view(config)
 
 
 def test_the_swap_is_refused_for_methods_without_a_behaviour_branch(data_dir, tmp_path):
