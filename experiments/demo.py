@@ -1,25 +1,30 @@
 r"""The main job on the embedded default data: `make demo`.
 
-  python -m experiments.demo [--workdir=~/.cache/nar/runs/demo]
+  python -m experiments.demo [--workdir=~/.cache/nar/runs/demo] [--config.FIELD=VALUE ...]
 
 Simulates the default dataset (8 animals x 4 trials x 240 s) if absent, writes it in the MC2P
 folder layout, reads it back, builds its TFDS shards and prints a summary; then trains the
 `swap_cpu` config on it (resuming if the workdir holds checkpoints) and prints the evaluation.
+`--config.FIELD=VALUE` overrides a field of `swap_cpu` (e.g. `--config.optim.num_train_steps`).
 """
 
 import os
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
 from data_prep import default_dataset
 from data_prep import tfds_builder
-from experiments.configs import swap_cpu
 from nar.eval import protocol as protocol_lib
 from nar import logs
 from nar import paths
 from nar import train
 
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "swap_cpu.py"),
+    "The training config (swap_cpu); override its fields with --config.FIELD=VALUE.",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", os.path.join(paths.default_root(), "runs", "demo"), "Where the run goes.")
 
@@ -27,7 +32,7 @@ _WORKDIR = flags.DEFINE_string(
 def main(argv):
   del argv
   logs.quiet_checkpoint_logs()
-  config = swap_cpu.get_config()
+  config = _CONFIG.value
   dataset_dir = default_dataset.ensure_dataset(data_dir=config.data.data_dir,
                                                name=config.data.name)
   print(tfds_builder.describe(str(dataset_dir)))

@@ -1,0 +1,157 @@
+"""Every command of the README runs, at tiny shapes, as the README writes it.
+
+The README's ```bash blocks are read line by line; each command must be in `COMMANDS`, which
+says how this test runs it: the same entry point and flags, with paths moved into a temporary
+folder and flags added that shrink the work (fewer steps, a tiny dataset, the smoke preset).
+A README command missing from `COMMANDS`, or an entry of `COMMANDS` no longer in the README,
+fails the test. The README's ```python block runs too, and every relative link resolves.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = REPO_ROOT / "README.md"
+PYTHON = ".venv/bin/python"
+TINY_TRAIN = ("--config.optim.num_train_steps=2 --config.optim.warmup_steps=1 "
+              "--config.eval.hop=40")
+TINY_DATA = "--config.data.data_dir={tfds} --config.data.name=default"
+
+# Commands that are not run here, and why.
+EXEMPT = {
+    "make test": "the test suite itself: CI runs it",
+    "make same-numbers BASE=c92b83b": "two smoke reproductions and two demos (~15 min); "
+                                      "experiments.compare_runs, which it calls, runs below",
+    "make benchmarks": "every benchmark at full size; benchmarks.swap runs below",
+}
+# README command -> (the command this test runs, a text its output must contain).
+# `{tmp}` is this test's folder, `{tfds}` a tiny dataset built in it by the commands above.
+COMMANDS = {
+    "make demo": (
+        f"{PYTHON} -m experiments.demo --workdir={{tmp}}/demo {TINY_DATA} {TINY_TRAIN}",
+        "eval: action on held-out animals"),
+    f"{PYTHON} -m data_prep.simulate --out_dir=/tmp/sim --num_animals=4 --trials_per_animal=2 "
+    "--trial_seconds=30": (
+        f"{PYTHON} -m data_prep.simulate --out_dir={{tmp}}/sim --num_animals=4 "
+        "--trials_per_animal=2 --trial_seconds=30", "wrote"),
+    f"{PYTHON} -m data_prep.build --input_dir=/tmp/sim --data_dir=/tmp/tfds": (
+        f"{PYTHON} -m data_prep.build --input_dir={{tmp}}/sim --data_dir={{tfds}}", "animals: 4"),
+    f"{PYTHON} -m experiments.train --config=swap_cpu --workdir=/tmp/nar/run "
+    "--config.data.data_dir=/tmp/tfds --config.data.name=default": (
+        f"{PYTHON} -m experiments.train --config=swap_cpu --workdir={{tmp}}/run {TINY_DATA} "
+        f"{TINY_TRAIN}", "eval: action on held-out animals"),
+    f"{PYTHON} -m experiments.train --config=swap_cpu --workdir=/tmp/nar/swap_cpu": (
+        f"{PYTHON} -m experiments.train --config=swap_cpu --workdir={{tmp}}/swap_cpu "
+        f"{TINY_DATA} {TINY_TRAIN}", "eval: action on held-out animals"),
+    f"{PYTHON} -m experiments.train --config=baseline_cpu:simclr --workdir=/tmp/nar/simclr": (
+        f"{PYTHON} -m experiments.train --config=baseline_cpu:simclr --workdir={{tmp}}/simclr "
+        f"{TINY_DATA} {TINY_TRAIN}", "eval: action on held-out animals"),
+    "make reproduce": (
+        f"{PYTHON} -m experiments.reproduce --preset=smoke --seeds=1 --only=ours "
+        "--skip_ablations --out={tmp}/reproduce", "Table 1: action recognition"),
+    f"{PYTHON} -m experiments.reproduce --preset=cpu --seeds=1 --only=ours,simclr "
+    "--skip_ablations --out=/tmp/r": (
+        f"{PYTHON} -m experiments.reproduce --preset=smoke --seeds=1 --only=ours "
+        "--skip_ablations --out={tmp}/reproduce", "Table 1: action recognition"),
+    f"{PYTHON} -m experiments.report --runs_csv=results/pose_cpu/runs.csv": (
+        f"{PYTHON} -m experiments.report --runs_csv=results/pose_cpu/runs.csv",
+        "Ours against every other row"),
+    f"{PYTHON} -m experiments.compare_runs --a=/tmp/run_before --b=/tmp/run_after": (
+        f"{PYTHON} -m experiments.compare_runs --a={{tmp}}/run --b={{tmp}}/run_copy",
+        "the same results"),
+    f"{PYTHON} -m benchmarks.swap": (
+        f"{PYTHON} -m benchmarks.swap --num_queries=64 --pool_size=512 --repeats=1 "
+        "--numpy_repeats=1 --windows=4 --bank_animals=2 --bank_frames=256 --table_queries=32 "
+        "--table_pool_size=512 --table_animals=2 --table_frames_per_animal=512",
+        "numpy reference"),
+}
+
+
+def readme_commands() -> list[str]:
+  """The command lines of the README's bash blocks (continuations joined, comments dropped)."""
+  blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+  commands = []
+  for block in blocks:
+    for line in block.replace("\\\n", " ").splitlines():
+      line = re.sub(r"\s+#.*$", "", line).strip()
+      if line and not line.startswith("#"):
+        commands.append(re.sub(r"\s+", " ", line))
+  return commands
+
+
+def test_every_readme_command_is_run_here_or_exempt_with_a_reason():
+  commands = readme_commands()
+  unknown = [c for c in commands if c not in COMMANDS and c not in EXEMPT]
+  assert not unknown, f"README commands this test does not run: {unknown}"
+  stale = [c for c in list(COMMANDS) + list(EXEMPT) if c not in commands]
+  assert not stale, f"commands no longer in the README: {stale}"
+
+
+def _run(command: str, workspace: pathlib.Path) -> str:
+  command = command.format(tmp=workspace, tfds=workspace / "tfds")
+  env = {**os.environ, "NAR_HOME": str(workspace / "nar_home"), "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run(command.split(), cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, check=False, timeout=600)
+  assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+  return result.stdout + result.stderr
+
+
+def _is_data_command(command: str) -> bool:
+  return " -m data_prep." in command
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+  """A folder holding the tiny dataset that the README's data_prep commands make.
+
+  Returns:
+    `(folder, outputs)`: outputs maps each data_prep command to what it printed.
+  """
+  folder = tmp_path_factory.mktemp("readme")
+  outputs = {c: _run(COMMANDS[c][0], folder) for c in readme_commands()
+             if c in COMMANDS and _is_data_command(c)}
+  return folder, outputs
+
+
+@pytest.mark.parametrize("readme_command", [c for c in readme_commands() if c in COMMANDS])
+def test_readme_command_runs(readme_command, workspace):
+  folder, outputs = workspace
+  command, expected = COMMANDS[readme_command]
+  if _is_data_command(readme_command):
+    output = outputs[readme_command]
+  else:
+    if " -m experiments.compare_runs" in readme_command:
+      if not (folder / "run").exists():
+        train = next(c for c in COMMANDS if "--workdir=/tmp/nar/run " in c)
+        _run(COMMANDS[train][0], folder)
+      shutil.copytree(folder / "run", folder / "run_copy", dirs_exist_ok=True)
+    output = _run(command, folder)
+  assert expected in output
+
+
+def test_readme_python_block_runs(workspace):
+  folder, _ = workspace
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+  assert blocks
+  code = "\n".join(blocks).replace("/tmp/tfds", str(folder / "tfds"))
+  code += "\nbatch = next(iter(loader))\nprint(sorted(batch))\n"
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=False, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "'pose'" in result.stdout
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/method.md", "docs/simulator.md",
+                                      "docs/data_layout.md", "results/README.md"])
+def test_relative_links_resolve(document):
+  path = REPO_ROOT / document
+  targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())
+  broken = [t for t in targets if not re.match(r"^[a-z]+://|^#", t)
+            and not (path.parent / t.partition("#")[0]).exists()]
+  assert not broken, f"{document} links to missing files: {broken}"
