@@ -7,21 +7,22 @@ Writes one `<date>_<genotype>_Fly<N>_<trial>` folder per trial (`data_prep.mc2p.
 and beside them `ground_truth.npz` (actions, latent rates, kinematics, every animal's
 parameters), `ground_truth.json` (scalar animal parameters) and `simulation.json` (the
 settings and seed, as `data_prep.default_dataset` records them). Any `SimulatorConfig`
-field can be set with `--set=name=value` (repeatable; tuples as comma-separated values); the
-main ones have their own flags.
+field can be set with `--config.name=value` (repeatable; tuples as comma-separated values), the
+override syntax of every NAR entry point; the main ones have their own flags.
 
   python -m data_prep.simulate --preset=locomotion --out_dir=/tmp/ball --num_animals=8
 
 simulates the locomotion preset (`nar.simulation.LocomotionConfig`: forward, lateral and
 turning velocity of a fly on a ball, ROI traces) and writes one NPZ trial file per trial in
 `<out_dir>/trials/` (build them with `python -m data_prep.build --input_dir=<out_dir>/trials`);
-`--set` then takes `LocomotionConfig` fields, and of the named flags only `--num_animals`,
+`--config.name=value` then takes `LocomotionConfig` fields, and of the named flags only `--num_animals`,
 `--trials_per_animal` and `--trial_seconds` apply.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 
 from absl import app
@@ -36,7 +37,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "Simulation seed.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace out_dir if it exists.")
 _NEURAL_IMAGE_FORMAT = flags.DEFINE_enum("neural_image_format", "npy", ["npy", "mm", "tif"],
                                          "File format of the ΔF/F stacks.")
-_SET = flags.DEFINE_multi_string("set", [], "Any field of the preset's config, as name=value.")
+# `--config.name=value` pairs, taken out of the command line before absl parses it: the
+# simulator's settings are a dataclass whose type the --preset flag chooses.
+CONFIG_PREFIX = "--config."
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(simulation.PRESETS),
                             "What to simulate: 'default' (pose and two-photon images) or "
                             "'locomotion' (ball velocities and ROI traces).")
@@ -86,15 +89,26 @@ def _parse_value(config_class: type, field: dataclasses.Field, text: str):
   default = getattr(config_class(), field.name)
   if isinstance(default, tuple):
     if default and isinstance(default[0], tuple):
-      raise app.UsageError(f"--set: {field.name} is a nested tuple and cannot be set from the "
+      raise app.UsageError(f"{CONFIG_PREFIX}{field.name} is a nested tuple and cannot be set from the "
                            "command line; build the config in Python")
     kind = type(default[0]) if default else str
     return tuple(_parse_scalar(kind, item) for item in text.split(",") if item)
   return _parse_scalar(type(default), text)
 
 
-def config_from_flags():
-  """The preset's settings: defaults, then the named flags, then `--set` pairs."""
+def split_config_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+  """`(other arguments, ["name=value", ...])` of the `--config.name=value` arguments."""
+  rest, pairs = [], []
+  for arg in argv:
+    if arg.startswith(CONFIG_PREFIX):
+      pairs.append(arg[len(CONFIG_PREFIX):])
+    else:
+      rest.append(arg)
+  return rest, pairs
+
+
+def config_from_flags(pairs: list[str] = ()):
+  """The preset's settings: defaults, then the named flags, then `--config.name=value`."""
   config_class = simulation.preset_config_class(_PRESET.value)
   fields = {f.name: f for f in dataclasses.fields(config_class)}
   overrides = {}
@@ -105,24 +119,30 @@ def config_from_flags():
       raise app.UsageError(f"--{name} does not apply to the {_PRESET.value!r} preset; its "
                            f"fields: {', '.join(sorted(fields))}")
     overrides[name] = _parse_value(config_class, fields[name], str(flag.value))
-  for pair in _SET.value:
-    name, _, text = pair.partition("=")
+  for pair in pairs:
+    name, equals, text = pair.partition("=")
+    if not equals:
+      raise app.UsageError(f"{CONFIG_PREFIX}{pair} needs a value: {CONFIG_PREFIX}{name}=VALUE")
     if name not in fields:
-      raise app.UsageError(f"--set: unknown {config_class.__name__} field {name!r}; "
+      raise app.UsageError(f"{CONFIG_PREFIX}{name}: unknown {config_class.__name__} field {name!r}; "
                            f"known: {', '.join(sorted(fields))}")
     overrides[name] = _parse_value(config_class, fields[name], text)
   return config_class(**overrides)
 
 
+_CONFIG_PAIRS: list[str] = []
+
+
 def main(argv):
   del argv
   start = time.time()
-  simulated = default_dataset.write_simulated_dataset(config_from_flags(), _SEED.value, _OUT_DIR.value,
-                               overwrite=_OVERWRITE.value,
-                               neural_image_format=_NEURAL_IMAGE_FORMAT.value)
+  simulated = default_dataset.write_simulated_dataset(
+      config_from_flags(_CONFIG_PAIRS), _SEED.value, _OUT_DIR.value, overwrite=_OVERWRITE.value,
+      neural_image_format=_NEURAL_IMAGE_FORMAT.value)
   print(simulated.summary())
   print(f"wrote {_OUT_DIR.value} in {time.time() - start:.1f} s")
 
 
 if __name__ == "__main__":
+  sys.argv, _CONFIG_PAIRS[:] = split_config_arguments(sys.argv)
   app.run(main)

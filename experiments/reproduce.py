@@ -27,11 +27,11 @@ windows, so the spread over seeds is a spread over leave-2-animals-out folds. Ea
 resumes from its last checkpoint, so the command can be rerun after an interruption or with
 more seeds. A run made with another config is never reused: the command stops and says so.
 
-`--train_steps=N` trains every run N steps; `--set=field=value` (repeatable) changes a field of
+`--train_steps=N` trains every run N steps; `--config.field=value` (repeatable) changes a field of
 Ours' training config, from which every run derives, e.g.
 
   python -m experiments.reproduce --preset=cpu --seeds=3 --train_steps=1500 --skip_ablations \
-      --set=swap.neural_probability=0.5 --out=DIR
+      --config.swap.neural_probability=0.5 --out=DIR
 
 (Ours with the neural swap; no baseline swaps, so their runs are those of the same command
 without it).
@@ -56,6 +56,7 @@ from absl import logging
 import jax
 from joblib.externals import loky
 import ml_collections
+from ml_collections import config_flags
 import numpy as np
 import tqdm
 
@@ -686,44 +687,44 @@ def prepare_dataset(preset: presets.Preset, dataset: str | None = None) -> None:
                                  data_dir=preset.training.data.data_dir, name=choice.name)
 
 
-def parse_overrides(pairs: Sequence[str],
-                    config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`["a.b=1", ...]` -> `{"a.b": 1, ...}`, each value parsed as the field's current type.
+def define_config_flag(flag_values: flags.FlagValues = flags.FLAGS,
+                       argv: Sequence[str] | None = None) -> flags.FlagHolder:
+  """The `--config.FIELD=VALUE` flag: ml_collections' overrides of Ours' training config.
 
-  Raises:
-    SettingsError: a pair without "=", an unknown field, a value that does not parse, or a
-      field that is not a bool, int, float or string.
+  The flag holds the cpu preset's training config of the pose dataset, which gives every
+  field its name and type; only the fields set on the command line are read
+  (`config_flags.get_override_values`), then applied to the training config of the preset and
+  dataset the command asks for (`presets.with_overrides`). `argv` is the command line the
+  overrides are read from (ml_collections defines a flag for each one it finds there;
+  default `sys.argv`).
   """
-  overrides = {}
-  for pair in pairs:
-    field, equals, text = pair.partition("=")
-    if not equals or not field:
-      raise SettingsError(f"--set takes field=value, got {pair!r}")
-    node = config
-    for part in field.split("."):
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        raise SettingsError(f"--set: {field!r} is not a field of the training config")
-      node = node[part]
-    if not isinstance(node, (bool, int, float, str)):
-      raise SettingsError(f"--set: {field!r} holds a {type(node).__name__}; only bool, int, "
-                          "float and string fields can be set here")
-    bad_value = SettingsError(f"--set: {field!r} takes a {type(node).__name__}, got {text!r}")
-    if isinstance(node, bool):
-      if text.lower() not in ("true", "false", "1", "0"):
-        raise bad_value
-      overrides[field] = text.lower() in ("true", "1")
-      continue
-    try:
-      overrides[field] = type(node)(text)
-    except ValueError as error:
-      raise bad_value from error
-  return overrides
+  training = presets.get_config("cpu", "pose").training
+  for arg in sys.argv if argv is None else argv:
+    if arg.startswith("--config."):
+      field = arg[len("--config."):].partition("=")[0]
+      node = training
+      for part in field.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+          raise SettingsError(f"--config.{field} is not a field of Ours' training config "
+                              "(experiments/configs/common.py lists them)")
+        node = node[part]
+  return config_flags.DEFINE_config_dict(
+      "config", training,
+      "Override a field of Ours' training config, from which every run derives, with "
+      "--config.FIELD=VALUE (e.g. --config.swap.neural_probability=0.5); repeatable. Runs "
+      "made with other values in --out are refused, so use a new folder.",
+      flag_values=flag_values, sys_argv=None if argv is None else list(argv))
+
+
+def config_overrides(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
+  """`{"dotted.field": value}` of the `--config.FIELD=VALUE` flags given (parsed flags)."""
+  return dict(config_flags.get_override_values(flag_values["config"]))
 
 
 def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathlib.Path,
               dataset: str = "pose", only: Sequence[str] | None = None,
               skip_ablations: bool = False, train_steps: int | None = None,
-              overrides: Sequence[str] = (), workers: int | None = 1,
+              overrides: Mapping[str, Any] | None = None, workers: int | None = 1,
               command: str = "") -> dict[str, Any]:
   """Runs (or resumes) a reproduction and writes its tables, CSVs, figures and README.
 
@@ -737,8 +738,8 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     skip_ablations: leave the ablations out.
     train_steps: train every run this many steps instead of the preset's (a tenth of them
       warming up); None keeps the preset's.
-    overrides: "dotted.field=value" changes of Ours' training config, from which every run
-      derives (`parse_overrides`, `presets.with_overrides`).
+    overrides: `{"dotted.field": value}` changes of Ours' training config, from which every
+      run derives (`presets.with_overrides`; on the command line `--config.FIELD=VALUE`).
     workers: runs at once (`execute_all`); None: `default_workers(preset)`.
     command: the command line, recorded in the README.
 
@@ -755,7 +756,10 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     except ValueError as error:
       raise SettingsError(f"--train_steps: {error}") from error
   if overrides:
-    preset = presets.with_overrides(preset, parse_overrides(overrides, preset.training))
+    try:
+      preset = presets.with_overrides(preset, overrides)
+    except ValueError as error:
+      raise SettingsError(str(error)) from error
   check_arguments(preset, num_seeds=num_seeds, dataset=dataset, only=only)
   out_dir = pathlib.Path(out_dir)
   prepare_dataset(preset, dataset)
@@ -792,10 +796,6 @@ _TRAIN_STEPS = flags.DEFINE_integer(
     "the preset's; runs of another length in --out are refused, so use a new folder.")
 
 
-_SET = flags.DEFINE_multi_string(
-    "set", [], "field=value: change a field of Ours' training config, from which every run "
-    "derives (e.g. --set=swap.neural_probability=0.5); repeatable. Runs made with other "
-    "values in --out are refused, so use a new folder.")
 _WORKERS = flags.DEFINE_integer(
     "workers", None, "Runs at once, each in its own process with its output in the run's "
     f"{LOG_FILE}; default: the preset's cpu_workers on a CPU (2 for cpu: one run's steps "
@@ -812,7 +812,7 @@ def main(argv):
     summary = reproduce(_PRESET.value, num_seeds=_SEEDS.value, out_dir=_OUT.value,
                         dataset=_DATASET.value, only=_ONLY.value,
                         skip_ablations=_SKIP_ABLATIONS.value,
-                        train_steps=_TRAIN_STEPS.value, overrides=_SET.value,
+                        train_steps=_TRAIN_STEPS.value, overrides=config_overrides(),
                         workers=_WORKERS.value,
                         command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
   except SettingsError as error:
@@ -824,4 +824,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  try:
+    define_config_flag()
+  except SettingsError as error:
+    raise SystemExit(f"experiments.reproduce: {error}") from None
   app.run(main)

@@ -157,7 +157,7 @@ def test_cli_writes_trial_files_that_read_back(tmp_path):
   out_dir = tmp_path / "ball"
   command = [sys.executable, "-m", "data_prep.simulate", "--preset=locomotion",
              f"--out_dir={out_dir}", "--seed=2", "--num_animals=2", "--trials_per_animal=1",
-             "--trial_seconds=4", "--set=min_rois=5", "--set=indicators=gcamp6s,gcamp6f"]
+             "--trial_seconds=4", "--config.min_rois=5", "--config.indicators=gcamp6s,gcamp6f"]
   done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
   assert done.returncode == 0, done.stderr
   assert "ROIs per animal" in done.stdout

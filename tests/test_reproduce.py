@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+from absl import flags
 import pytest
 
 from experiments import paper_results
@@ -329,36 +330,45 @@ def test_overrides_change_ours_and_its_ablations_and_leave_the_baselines_alone()
     presets.with_overrides(preset, {"swap.neural_prob": 0.5})
 
 
-@pytest.mark.parametrize("pairs, expected", [
-    (["swap.neural_probability=0.5"], {"swap.neural_probability": 0.5}),
-    (["swap.probability=1", "swap.mode=topk", "swap.per_frame_target=true",
-      "optim.num_train_steps=7"],
+def _parsed_overrides(argv):
+  """The overrides `experiments.reproduce` reads from a command line of --config flags."""
+  flag_values = flags.FlagValues()
+  command_line = ["reproduce"] + list(argv)
+  reproduce.define_config_flag(flag_values, argv=command_line)
+  flag_values(command_line)
+  return reproduce.config_overrides(flag_values)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--config.swap.neural_probability=0.5"], {"swap.neural_probability": 0.5}),
+    (["--config.swap.probability=1", "--config.swap.mode=topk",
+      "--config.swap.per_frame_target=true", "--config.optim.num_train_steps=7"],
      {"swap.probability": 1.0, "swap.mode": "topk", "swap.per_frame_target": True,
       "optim.num_train_steps": 7}),
+    ([], {}),
 ])
-def test_set_pairs_parse_as_the_fields_types(pairs, expected):
-  parsed = reproduce.parse_overrides(pairs, presets.get_config("smoke").training)
+def test_config_flags_parse_as_the_fields_types(argv, expected):
+  parsed = _parsed_overrides(argv)
   assert parsed == expected
   assert [type(value) for value in parsed.values()] == [type(v) for v in expected.values()]
 
 
-@pytest.mark.parametrize("pair, message", [
-    ("swap.neural_probability", "--set takes field=value"),
-    ("swap.nope=1", "'swap.nope' is not a field of the training config"),
-    ("optim.num_train_steps=1.5", "'optim.num_train_steps' takes a int, got '1.5'"),
-    ("swap.per_frame_target=maybe", "'swap.per_frame_target' takes a bool, got 'maybe'"),
-    ("swap=1", "'swap' holds a ConfigDict"),
+@pytest.mark.parametrize("argument", [
+    "--config.swap.nope=1",                 # not a field
+    "--config.optim.num_train_steps=1.5",   # an int field
+    "--config.swap.per_frame_target=maybe",  # a bool field
 ])
-def test_bad_set_pairs_say_what_is_wrong(pair, message):
-  with pytest.raises(reproduce.SettingsError, match=message):
-    reproduce.parse_overrides([pair], presets.get_config("smoke").training)
+def test_bad_config_flags_are_refused_when_the_command_line_is_parsed(argument):
+  with pytest.raises((flags.Error, reproduce.SettingsError), match="nope|num_train_steps|"
+                     "per_frame_target"):
+    _parsed_overrides([argument])
 
 
-def test_a_reproduction_with_a_bad_set_pair_stops_before_any_work(tmp_path, monkeypatch):
+def test_a_reproduction_with_an_unknown_field_stops_before_any_work(tmp_path, monkeypatch):
   monkeypatch.setenv("NAR_HOME", str(tmp_path / "home"))
-  with pytest.raises(reproduce.SettingsError, match="'swap.nope' is not a field"):
+  with pytest.raises(reproduce.SettingsError, match="'swap.nope', which is not a config field"):
     reproduce.reproduce("smoke", num_seeds=1, out_dir=tmp_path / "out",
-                        overrides=["swap.nope=1"])
+                        overrides={"swap.nope": 1})
   assert not (tmp_path / "out").exists() and not (tmp_path / "home").exists()
 
 

@@ -309,7 +309,7 @@ def with_overrides(preset: Preset, overrides: Mapping[str, Any]) -> Preset:
     ValueError: an override names a field the config does not have.
   """
   training = ml_collections.ConfigDict(preset.training.to_dict())
-  common.apply_overrides(training, overrides, what="--set")
+  common.apply_overrides(training, overrides, what="--config")
   return dataclasses.replace(preset, training=training, ablations=ablations_of(training))
 
 
