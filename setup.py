@@ -28,6 +28,7 @@ setuptools.setup(
         "absl-py>=2,<3",
         "ml-collections>=1,<2",
         "numpy>=2,<3",
+        "pandas>=2.2,<4",
         "scipy>=1.13,<2",
         "scikit-learn>=1.6,<2",
         "matplotlib>=3.9,<4",

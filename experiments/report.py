@@ -9,7 +9,7 @@ writes the tables of all their runs together (`write_tables_from_runs`): runs of
 benchmark made by several invocations (e.g. with different `--only`) into different folders.
 
 Rows are keyed by name ("ours", "simclr", "neural_raw", ...). A row's summary is
-`nar.eval.protocol.aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
+`aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
 mean ± population std over runs; a row without a finished run shows "–". The paper's numbers
 (`experiments.paper_results`) sit in a "paper" column beside ours in the accuracy tables of
 a dataset the paper has a benchmark for (`paper=False` leaves the column out).
@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 from absl import app
 from absl import flags
 import numpy as np
+import pandas as pd
 
 from experiments import paper_results
 from experiments.configs import reproduce as presets
@@ -113,6 +114,83 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   """A GitHub markdown table."""
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """Mean ± std over runs (seeds or held-out folds) of probe-suite results.
+
+  Every score summary (`{"mean", "std", ...}`) becomes `{"mean", "std", "count", "runs"}`:
+  the mean and population std over the runs' means, and each run's mean (a run missing the
+  score is left out). Other numbers are averaged; other values are kept when every run agrees
+  and listed per run otherwise.
+
+  Args:
+    runs: results of `run_probe_suite` (or of several `aggregate_runs`, treated as runs).
+
+  Returns:
+    One results dict of the same layout.
+  """
+  if not runs:
+    raise ValueError("aggregate_runs needs at least one run")
+
+  def merge(nodes: list[Any]) -> Any:
+    present = [n for n in nodes if n is not None]
+    if not present:
+      return None
+    if any(protocol_lib.is_summary(n) for n in present):
+      summaries = [n for n in present if protocol_lib.is_summary(n)]
+      means = [float(n["mean"]) for n in summaries]
+      details = merge([{k: v for k, v in n.items() if k not in ("mean", "std", "count", "runs")}
+                       for n in summaries])
+      return {**details, **protocol_lib.summarise(means), "runs": means}
+    if present and all(isinstance(n, Mapping) for n in present):
+      keys = list(dict.fromkeys(k for n in present for k in n))
+      return {k: merge([n.get(k) for n in present]) for k in keys}
+    if present and all(isinstance(n, (int, float)) and not isinstance(n, bool)
+                       for n in present):
+      return float(np.mean(present))
+    if all(n == present[0] for n in present):
+      return present[0]
+    return {"per_run": present}
+
+  return merge(list(runs))
+
+
+def format_table(results: Mapping[str, Any], *, metric: str = "accuracy") -> str:
+  """Tables 1 (action) and 2 (identity) of one or more methods' probe-suite results, as text.
+
+  Args:
+    results: one method's results (`run_probe_suite` or `aggregate_runs`), shown as "Ours",
+      or a mapping from method name to such results (one row each).
+    metric: "accuracy" or "balanced_accuracy".
+
+  Returns:
+    Two markdown tables in the seed's layout, each under a title: action recognition
+    (Single-Animal, then Multi-Animal, per label fraction) and identity recognition (lower
+    is better), with a "Random" row of the chance levels.
+  """
+  if protocol_lib.ACTION_SINGLE_ANIMAL in results or protocol_lib.IDENTITY in results:
+    results = {"Ours": results}
+  names = [f"{fraction:.1f}" for fraction in FRACTIONS]
+  action_probes = (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL)
+  action_rows, identity_rows = [], []
+  chance = chance_levels(results)
+  if chance is not None:
+    action_rows.append(["Random"] + [f"{chance['action']:.1f}"] * (2 * len(FRACTIONS)))
+    identity_rows.append(["Random"] + [f"{chance['identity']:.1f}"] * len(FRACTIONS))
+  for name, method in results.items():
+    action_rows.append([name] + [format_score(score(method, probe, fraction, metric))
+                                 for probe in action_probes for fraction in FRACTIONS])
+    identity_rows.append([name] + [format_score(score(method, protocol_lib.IDENTITY, fraction,
+                                                      metric)) for fraction in FRACTIONS])
+  action_header = ["Method"] + [f"{PROBE_NAMES[probe]} {fraction}" for probe in action_probes
+                                for fraction in names]
+  identity_header = ["Method"] + [f"Identity {fraction}" for fraction in names]
+  label = metric.replace("_", " ")
+  return (f"Table 1: action recognition, {label} (%)\n\n"
+          + markdown_table(action_header, action_rows)
+          + f"\nTable 2: identity recognition, {label} (%, lower is better)\n\n"
+          + markdown_table(identity_header, identity_rows))
 
 
 def _runs_cell(summary: Mapping[str, Any] | None, probe: str) -> str:
@@ -279,7 +357,7 @@ def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
 
   Args:
     summaries: row -> aggregated results or None (`summaries_from_records`, or
-      `nar.eval.protocol.aggregate_runs` over each row's runs).
+      `aggregate_runs` over each row's runs).
     records: the runs' `run_record`s, for the lead section.
     dataset: the dataset's name (`presets.DATASETS`): the tables' title, and whether the
       paper's numbers sit beside ours (`paper_results.has_benchmark`).
@@ -311,31 +389,41 @@ def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
 # ----------------------------------------------------------------------------------------------
 # Tables from runs.csv files alone: runs made by several invocations, in several folders.
 # ----------------------------------------------------------------------------------------------
+def runs_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+  """`runs.csv` records as a frame: one row per run, scores as floats (NaN where absent)."""
+  frame = pd.DataFrame.from_records(list(records))
+  numeric = [c for c in frame.columns
+             if c not in ("row", "group", "held_out_animals", "seed")]
+  frame[numeric] = frame[numeric].replace("", np.nan).apply(pd.to_numeric, errors="coerce")
+  return frame
+
+
 def summaries_from_records(records: Sequence[Mapping[str, Any]], rows: Sequence[str]
                            ) -> dict[str, dict[str, Any] | None]:
-  """Row -> the summary of its runs, as `nar.eval.protocol.aggregate_runs` makes it (every score's
-  mean, population std and count over runs; the chance levels), from `runs.csv` records.
+  """Row -> the summary of its runs, as `aggregate_runs` makes it (every score's mean,
+  population std and count over runs; the chance levels), from `runs.csv` records.
 
   The scores are those `runs.csv` keeps (4 decimals), so a cell may differ from the table of
   the runs' own results in the last of those decimals. A row without a record maps to None.
   """
+  frame = runs_frame(records)
+  by_row = dict(tuple(frame.groupby("row", sort=False))) if len(frame) else {}
   summaries: dict[str, dict[str, Any] | None] = {}
   for row in rows:
-    mine = [r for r in records if r["row"] == row]
-    if not mine:
+    if row not in by_row:
       summaries[row] = None
       continue
-    summary: dict[str, Any] = {}
+    mine, summary = by_row[row], {}
     for probe, fraction, metric in SCORES:
       column = score_column(probe, fraction, metric)
-      values = [float(r[column]) for r in mine if r.get(column) not in (None, "")]
+      values = mine[column].dropna().tolist() if column in mine else []
       if values:
         summary.setdefault(probe, {}).setdefault(protocol_lib.fraction_key(fraction), {})[
             metric] = {**protocol_lib.summarise(values), "runs": values}
-    chance = {name: [float(r[c]) for r in mine if r.get(c) not in (None, "")]
-              for name, c in CHANCE_COLUMNS.items()}
-    if all(chance.values()):
-      summary["chance"] = {name: float(np.mean(values)) for name, values in chance.items()}
+    chance = {name: mine[column].dropna() for name, column in CHANCE_COLUMNS.items()
+              if column in mine}
+    if len(chance) == len(CHANCE_COLUMNS) and all(len(v) for v in chance.values()):
+      summary["chance"] = {name: float(np.mean(v)) for name, v in chance.items()}
     summaries[row] = summary
   return summaries
 
@@ -379,12 +467,9 @@ def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | 
   rows += [row for row in groups if row not in ROW_LABELS]
   summaries = summaries_from_records(records, rows)
   tables = dataset_tables(summaries, records, dataset=dataset)
-  wall = {}
-  for row in groups:
-    seconds = [float(r["wall_seconds"]) for r in records
-               if r["row"] == row and r.get("wall_seconds") not in (None, "")]
-    if seconds:
-      wall[row] = float(np.mean(seconds))
+  frame = runs_frame(records)
+  wall = {row: float(seconds) for row, seconds in
+          frame.groupby("row", sort=False)["wall_seconds"].mean().dropna().items()}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   for name, text in tables.items():

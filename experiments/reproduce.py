@@ -63,6 +63,7 @@ import tqdm
 from experiments import paper_results
 from experiments import report
 from experiments.configs import reproduce as presets
+from nar.eval import features as features_lib
 from nar.eval import protocol as protocol_lib
 from nar import logs
 from nar.eval import plots
@@ -318,7 +319,7 @@ def claim_workdir(run: Run) -> None:
 
 def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
                     standardised: bool = False, datasets: shards.DatasetCache | None = None
-                    ) -> tuple[protocol_lib.FeatureTable, train.Input]:
+                    ) -> tuple[features_lib.FeatureTable, train.Input]:
   """The feature table of raw windows that a reference row probes, and the run's input.
 
   `kind`: "neural", "pose", or "pose_swapped" (the pose windows after the swap of every
@@ -513,7 +514,7 @@ def _summaries(runs: Sequence[Run], rows: Sequence[str]) -> dict[str, dict[str, 
   summaries = {}
   for row in rows:
     suites = [load_results(r)["probes"] for r in runs if r.row == row and r.finished]
-    summaries[row] = protocol_lib.aggregate_runs(suites) if suites else None
+    summaries[row] = report.aggregate_runs(suites) if suites else None
   return summaries
 
 
@@ -590,7 +591,7 @@ def write_figures(runs: Sequence[Run], preset: presets.Preset,
     found = [r for r in finished if r.row == method and (r.workdir / FEATURES_FILE).exists()]
     if found:
       title = f"{report.row_label(method)}, seed {found[0].seed}"
-      tables[title] = protocol_lib.load_feature_table(found[0].workdir / FEATURES_FILE)
+      tables[title] = features_lib.load_feature_table(found[0].workdir / FEATURES_FILE)
   if tables:
     save(plots.embedding_figure(tables, method=preset.embedding,
                                 title="the held-out animals' features"),

@@ -9,6 +9,7 @@ import pytest
 import synthetic_data
 
 from data_prep import tfds_builder
+from nar.eval import features as features_lib
 from nar.eval import protocol as protocol_lib
 from nar.data import pipeline
 from nar.eval import probes
@@ -23,7 +24,7 @@ PROTOCOL = protocol_lib.ProbeProtocol(min_train_windows=8, min_test_windows=4)
 
 def synthetic_table(encoding: str, *, num_classes: int = 4, windows_per_trial: int = 48,
                     trials_per_animal: int = 2, num_time_blocks: int = 2, seed: int = 0,
-                    labels=None) -> protocol_lib.FeatureTable:
+                    labels=None) -> features_lib.FeatureTable:
   """A feature table whose features encode the `label`, the `animal`, or nothing (`noise`)."""
   rng = np.random.default_rng(seed)
   animal = np.repeat(np.arange(len(ANIMALS)), trials_per_animal * windows_per_trial)
@@ -36,7 +37,7 @@ def synthetic_table(encoding: str, *, num_classes: int = 4, windows_per_trial: i
   encoded = {"label": one_hot(labels, num_classes), "animal": one_hot(animal, len(ANIMALS)),
              "noise": np.zeros((len(animal), 4))}[encoding]
   features = 3.0 * encoded + 0.3 * rng.standard_normal(encoded.shape)
-  return protocol_lib.FeatureTable(
+  return features_lib.FeatureTable(
       features=features.astype(np.float32), label=labels, animal=animal, trial=trial,
       centre_frame=centre, time_block=time_block, num_time_blocks=num_time_blocks,
       animals=ANIMALS, class_names=tuple(f"class{c}" for c in range(num_classes)))
@@ -101,7 +102,7 @@ def test_an_animal_without_training_windows_is_skipped_at_every_label_fraction()
   table = synthetic_table("label")
   # fly1 keeps its last time block only: nothing to train its single-animal probe on.
   keep = (table.animal != 1) | (table.time_block == table.num_time_blocks - 1)
-  sparse = protocol_lib.FeatureTable(
+  sparse = features_lib.FeatureTable(
       **{name: getattr(table, name)[keep] for name in
          ("features", "label", "animal", "trial", "centre_frame", "time_block")},
       num_time_blocks=table.num_time_blocks, animals=table.animals,
@@ -199,7 +200,7 @@ def test_a_class_missing_from_probe_training_is_scored_as_an_error():
 def test_animals_with_too_few_windows_are_skipped_with_a_reason():
   table = synthetic_table("label")
   keep = (table.animal != 1) | (table.centre_frame % 8 == 0)  # fly1 keeps 12 windows
-  sparse = protocol_lib.FeatureTable(
+  sparse = features_lib.FeatureTable(
       **{name: getattr(table, name)[keep] for name in
          ("features", "label", "animal", "trial", "centre_frame", "time_block")},
       num_time_blocks=table.num_time_blocks, animals=table.animals,
@@ -232,60 +233,13 @@ def test_results_are_json_serialisable(label_results):
   assert json.loads(json.dumps(label_results))["num_windows"]["total"] == 4 * 2 * 48
 
 
-def _fake_run(single, multi, identity):
-  score = lambda value: {"accuracy": {"mean": value, "std": 1.0, "count": 4},
-                         "balanced_accuracy": {"mean": value - 1, "std": 1.0, "count": 4}}
-  return {protocol_lib.ACTION_SINGLE_ANIMAL: {"0.5": score(single), "1.0": score(single + 5)},
-          protocol_lib.ACTION_MULTI_ANIMAL: {"0.5": score(multi), "1.0": score(multi + 5)},
-          protocol_lib.IDENTITY: {"0.5": score(identity), "1.0": score(identity + 5)},
-          "chance": {"action": 100 / 6, "identity": 100 / 8},
-          "held_out_animals": ["fly3"]}
-
-
-def test_aggregate_runs_gives_mean_and_std_over_runs():
-  aggregated = protocol_lib.aggregate_runs([_fake_run(50, 40, 20), _fake_run(70, 60, 30)])
-  single = aggregated[protocol_lib.ACTION_SINGLE_ANIMAL]["0.5"]["accuracy"]
-  assert single["mean"] == pytest.approx(60) and single["std"] == pytest.approx(10)
-  assert single["runs"] == [50, 70] and single["count"] == 2
-  assert aggregated[protocol_lib.IDENTITY]["1.0"]["balanced_accuracy"]["mean"] == \
-      pytest.approx(29)
-  assert aggregated["chance"]["action"] == pytest.approx(100 / 6)
-  assert aggregated["held_out_animals"] == ["fly3"]
-  other_fold = _fake_run(0, 0, 0)
-  other_fold["held_out_animals"] = ["fly2"]
-  assert protocol_lib.aggregate_runs([_fake_run(0, 0, 0), other_fold])["held_out_animals"] == \
-      {"per_run": [["fly3"], ["fly2"]]}
-
-
-def test_aggregate_runs_keeps_a_setting_that_every_run_leaves_unset():
-  runs = [_fake_run(50, 40, 20), _fake_run(70, 60, 30)]
-  for run_results in runs:
-    run_results["protocol"] = {"probe_threads": None, "seeds": [0]}
-  assert protocol_lib.aggregate_runs(runs)["protocol"] == {"probe_threads": None, "seeds": [0]}
-
-
-def test_format_table_has_the_seed_columns():
-  aggregated = protocol_lib.aggregate_runs([_fake_run(50, 40, 20), _fake_run(70, 60, 30)])
-  text = protocol_lib.format_table({"Ours": aggregated, "Raw": _fake_run(30, 18, 100)})
-  lines = text.splitlines()
-  assert ("| Method | Single-Animal 0.5 | Single-Animal 1.0 | Multi-Animal 0.5 | "
-          "Multi-Animal 1.0 |") in lines
-  assert "| Method | Identity 0.5 | Identity 1.0 |" in lines
-  assert "| Random | 16.7 | 16.7 | 16.7 | 16.7 |" in lines
-  assert "| Ours | 60.0 ± 10.0 | 65.0 ± 10.0 | 50.0 ± 10.0 | 55.0 ± 10.0 |" in lines
-  assert "| Raw | 30.0 ± 1.0 | 35.0 ± 1.0 | 18.0 ± 1.0 | 23.0 ± 1.0 |" in lines
-  assert "| Ours | 25.0 ± 5.0 | 30.0 ± 5.0 |" in lines
-  assert "| Random | 12.5 | 12.5 |" in lines
-  assert protocol_lib.format_table(_fake_run(30, 18, 100)).count("| Ours |") == 2
-
-
 def test_feature_table_time_blocks_match_the_pipeline_time_blocks(tmp_path):
   rng = np.random.default_rng(0)
   recordings = [synthetic_data.recording(a, 0, 300, rng) for a in range(2)]
   dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
   spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
   normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
-  table = protocol_lib.build_feature_table(
+  table = features_lib.build_feature_table(
       lambda neural: neural.reshape(len(neural), -1)[:, :3], dataset, spec, normalizer,
       neural_key="neural_images", hop=1, drop_classes=(), num_time_blocks=3, batch_size=64)
   assert table.features.shape[1] == 3 and np.all(table.label >= 0)
@@ -309,8 +263,8 @@ def test_the_multi_animal_probe_returns_its_confusion_matrix(label_results):
 
 def test_a_saved_feature_table_reads_back_with_the_chosen_animals(tmp_path):
   table = synthetic_table("label")
-  protocol_lib.save_feature_table(table, tmp_path / "features.npz", animals=HELD_OUT)
-  loaded = protocol_lib.load_feature_table(tmp_path / "features.npz")
+  features_lib.save_feature_table(table, tmp_path / "features.npz", animals=HELD_OUT)
+  loaded = features_lib.load_feature_table(tmp_path / "features.npz")
   rows = table.animal == ANIMALS.index(HELD_OUT[0])
   np.testing.assert_array_equal(loaded.features, table.features[rows])
   np.testing.assert_array_equal(loaded.animal, table.animal[rows])

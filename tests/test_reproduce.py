@@ -20,6 +20,7 @@ from experiments import reproduce
 from experiments import report
 from experiments.configs import common
 from experiments.configs import reproduce as presets
+from nar.eval import features as features_lib
 from nar.eval import protocol as protocol_lib
 from nar.data import pipeline
 from nar.data import shards
@@ -69,7 +70,7 @@ def test_every_output_is_written(reproduction):
   readme = (out / "README.md").read_text()
   assert "wall time, sum over finished runs" in readme
   assert "runs at once in this invocation: 1\n" in readme
-  features = protocol_lib.load_feature_table(out / "runs" / "ours" / "seed0" / "features.npz")
+  features = features_lib.load_feature_table(out / "runs" / "ours" / "seed0" / "features.npz")
   held_out = next(r["held_out_animals"] for r in runs if r["row"] == "ours" and r["seed"] == "0")
   assert {features.animals[a] for a in set(features.animal)} == set(held_out.split())
   # Standardising each animal's pixels takes from a linear read-out much of what names the

@@ -16,7 +16,7 @@ from sklearn import manifold
 from sklearn import preprocessing
 import threadpoolctl
 
-from nar.eval import protocol as protocol_lib
+from nar.eval import features as features_lib
 
 EMBEDDINGS = ("pca", "tsne")
 _EMBEDDING_TITLES = {"pca": "PCA", "tsne": "t-SNE"}
@@ -63,7 +63,7 @@ def _scatter(axis, points: np.ndarray, groups: np.ndarray, names: Sequence[str],
   axis.legend(fontsize=6, markerscale=2, loc="best", frameon=False)
 
 
-def embedding_figure(tables: Mapping[str, protocol_lib.FeatureTable], *, method: str = "pca",
+def embedding_figure(tables: Mapping[str, features_lib.FeatureTable], *, method: str = "pca",
                      max_points: int = 3000, seed: int = 0,
                      title: str = "features") -> figure_lib.Figure:
   """2-D embeddings of feature tables, coloured by action (left) and by animal (right).

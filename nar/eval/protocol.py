@@ -1,8 +1,8 @@
 """The probe suite of the evaluation protocol: frozen features -> scores.
 
-Features of one window selection are extracted once into a `FeatureTable`; every probe then
-slices that table in numpy. The suite (`run_probe_suite`) reports, at each label fraction of the
-probe's training windows (0.5 and 1.0 by default):
+Features of one window selection are extracted once into a `nar.eval.features.FeatureTable`;
+every probe then slices that table in numpy. The suite (`run_probe_suite`) reports, at each
+label fraction of the probe's training windows (0.5 and 1.0 by default):
 
 * `action_single_animal`: one probe per animal, trained and tested on the same animal on
   disjoint time blocks (or disjoint trials); mean ± std over animals.
@@ -23,18 +23,14 @@ a standard deviation of 0.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 import warnings
 
-from etils import epath
 import numpy as np
 import threadpoolctl
 
-from nar.data import pipeline
-from nar.data import normalise
+from nar.eval import features as features_lib
 from nar.eval import probes
-from nar.data import shards
-from nar.data import windows
 
 ACTION_SINGLE_ANIMAL = "action_single_animal"
 ACTION_MULTI_ANIMAL = "action_multi_animal"
@@ -42,184 +38,6 @@ IDENTITY = "identity"
 METRICS = ("accuracy", "balanced_accuracy")
 
 
-# ----------------------------------------------------------------------------------------------
-# Feature table.
-# ----------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class FeatureTable:
-  """Frozen features of a window selection and what each window is.
-
-  Attributes:
-    features: `[N, D]` features of each window.
-    label: `[N]` behaviour class of the centre frame.
-    animal: `[N]` index into `animals`.
-    trial: `[N]` index into the dataset's trials.
-    centre_frame: `[N]` centre behaviour frame within the trial.
-    time_block: `[N]` time block of the window among `num_time_blocks` equal blocks of its
-      trial, or -1 where the window straddles two blocks (used by no time-block split).
-    num_time_blocks: how many blocks each trial is cut into.
-    animals: animal names, indexed by `animal`.
-    class_names: class names, indexed by `label`.
-  """
-
-  features: np.ndarray
-  label: np.ndarray
-  animal: np.ndarray
-  trial: np.ndarray
-  centre_frame: np.ndarray
-  time_block: np.ndarray
-  num_time_blocks: int
-  animals: tuple[str, ...]
-  class_names: tuple[str, ...] = ()
-
-  def __post_init__(self):
-    lengths = {len(getattr(self, name)) for name in
-               ("features", "label", "animal", "trial", "centre_frame", "time_block")}
-    if len(lengths) != 1:
-      raise ValueError(f"feature table columns differ in length: {sorted(lengths)}")
-    if self.features.ndim != 2:
-      raise ValueError(f"features must be [N, D], got shape {self.features.shape}")
-
-  def __len__(self) -> int:
-    return len(self.label)
-
-  def animal_index(self, names: Sequence[str]) -> list[int]:
-    """Indices of animal `names` in `animals`."""
-    unknown = sorted(set(names) - set(self.animals))
-    if unknown:
-      raise ValueError(f"unknown animals {unknown}; the table has {list(self.animals)}")
-    return [self.animals.index(name) for name in names]
-
-
-def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
-                       index: pipeline.WindowIndex, count: int) -> np.ndarray:
-  """`[N]` time block (of `count` per trial) of each window, -1 where it straddles two."""
-  offsets = dataset.behaviour_index.offsets
-  blocks = np.full(len(index), -1, np.int64)
-  for trial in np.unique(index.trial):
-    rows = np.flatnonzero(index.trial == trial)
-    num_frames = int(offsets[trial + 1] - offsets[trial])
-    for block in range(count):
-      inside = pipeline.TimeBlock(block, count).contains(index.centre[rows], num_frames,
-                                                               spec)
-      blocks[rows[inside]] = block
-  return blocks
-
-
-def _pad_batch(array: np.ndarray, size: int) -> np.ndarray:
-  """Fills a short last batch up to `size` by repeating its last window."""
-  if len(array) >= size:
-    return array
-  return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
-
-
-def encode_windows(encode: Callable[..., Any], source: pipeline.WindowSource, *,
-                   neural_key: str, batch_size: int,
-                   with_animal: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-  """Runs a model-agnostic encoder over every window of a source, in order.
-
-  Args:
-    encode: maps a neural batch `[batch_size, ...]` to features `[batch_size, D]` (e.g. a
-      jitted neural encoder); always called with `batch_size` windows (the last batch padded
-      by repeating its last window), so a jitted encoder compiles once.
-    source: the windows.
-    neural_key: which neural array the encoder reads.
-    batch_size: windows per call.
-    with_animal: call `encode(neural, animal)` with the `[batch_size]` animal index of each
-      window too (an encoder with a per-animal input layer needs it).
-
-  Returns:
-    `(features [N, D], fields)`, fields holding `label`, `animal`, `trial`, `centre_frame`
-    `[N]`.
-  """
-  features = []
-  fields = {"label": [], "animal": [], "trial": [], "centre_frame": []}
-  loader = pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
-  for batch in loader:
-    neural = np.asarray(batch[neural_key])
-    count = len(neural)
-    arguments = [_pad_batch(neural, batch_size)]
-    if with_animal:
-      arguments.append(_pad_batch(np.asarray(batch["animal"], np.int32), batch_size))
-    features.append(np.asarray(encode(*arguments), np.float32)[:count])
-    for name in fields:
-      fields[name].append(np.asarray(batch[name]))
-  return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
-
-
-def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDataset,
-                        spec: windows.WindowSpec, normalizer: windows.PoseNormalizer, *,
-                        neural_key: str, hop: int, drop_classes: Sequence[str],
-                        num_time_blocks: int, batch_size: int, pad_rois: bool | int = False,
-                        with_animal: bool = False,
-                        neural_normalizer: normalise.NeuralNormalizer | None = None
-                        ) -> FeatureTable:
-  """Extracts the features of every labelled, evaluated window of every animal once.
-
-  Args:
-    encode: neural batch -> features (or `(neural, animal)` -> features with
-      `with_animal`), as in `encode_windows`.
-    dataset: an opened dataset.
-    spec: window geometry.
-    normalizer: pose z-scoring (of the training animals); needed to cut windows, and the
-      features themselves when `neural_key` is "pose".
-    neural_key: which neural array the encoder reads, or "pose" to encode the normalised pose
-      window instead (behaviour baselines).
-    hop: keep every `hop`-th valid centre frame.
-    drop_classes: classes left out of the evaluation (e.g. `("resting",)`).
-    num_time_blocks: blocks each trial is cut into for the time-block splits.
-    batch_size: windows per encoder call.
-    pad_rois: pad ROI traces whose counts differ between animals, as
-      `pipeline.WindowSource` does (for a per-animal input layer).
-    with_animal: pass each window's animal index to `encode` too.
-    neural_normalizer: the per-animal standardisation the encoder was trained with, or None.
-
-  Returns:
-    The feature table; unlabelled windows and `drop_classes` are excluded.
-  """
-  index = pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
-                                        drop_classes=tuple(drop_classes))
-  source = pipeline.WindowSource(dataset, index, spec, normalizer,
-                                       neural_keys=() if neural_key == "pose" else (neural_key,),
-                                       pad_rois=pad_rois, neural_normalizer=neural_normalizer)
-  features, fields = encode_windows(encode, source, neural_key=neural_key,
-                                    batch_size=batch_size, with_animal=with_animal)
-  return FeatureTable(
-      features=features, label=fields["label"].astype(np.int64),
-      animal=fields["animal"].astype(np.int64), trial=fields["trial"].astype(np.int64),
-      centre_frame=fields["centre_frame"].astype(np.int64),
-      time_block=window_time_blocks(dataset, spec, index, num_time_blocks),
-      num_time_blocks=num_time_blocks, animals=tuple(dataset.animals),
-      class_names=tuple(dataset.class_names))
-
-
-def save_feature_table(table: FeatureTable, path, animals: Sequence[str] | None = None) -> None:
-  """Writes the windows of some animals (all if None) of a table to an `.npz` file.
-
-  Args:
-    table: the feature table.
-    path: where to write (a local or `etils.epath` path).
-    animals: names of the animals whose windows are kept; `animal` keeps indexing the
-      table's full `animals`.
-  """
-  rows = np.ones(len(table), bool) if animals is None else np.isin(
-      table.animal, table.animal_index(animals))
-  columns = {name: getattr(table, name)[rows] for name in
-             ("features", "label", "animal", "trial", "centre_frame", "time_block")}
-  with epath.Path(path).open("wb") as f:
-    np.savez(f, **columns, num_time_blocks=table.num_time_blocks,
-             animals=np.array(table.animals, str), class_names=np.array(table.class_names, str))
-
-
-def load_feature_table(path) -> FeatureTable:
-  """Reads a table written by `save_feature_table`."""
-  with epath.Path(path).open("rb") as f, np.load(f) as arrays:
-    return FeatureTable(
-        features=arrays["features"], label=arrays["label"], animal=arrays["animal"],
-        trial=arrays["trial"], centre_frame=arrays["centre_frame"],
-        time_block=arrays["time_block"], num_time_blocks=int(arrays["num_time_blocks"]),
-        animals=tuple(str(a) for a in arrays["animals"]),
-        class_names=tuple(str(c) for c in arrays["class_names"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -371,7 +189,7 @@ def summarise(values: Sequence[float]) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------
 # The probes of the protocol.
 # ----------------------------------------------------------------------------------------------
-def window_groups(table: FeatureTable) -> np.ndarray:
+def window_groups(table: features_lib.FeatureTable) -> np.ndarray:
   """`[N]` stretch of recording of each window, for the probes' cross-validation folds.
 
   A stretch is one time block of one trial of one animal; windows that straddle two blocks
@@ -383,7 +201,7 @@ def window_groups(table: FeatureTable) -> np.ndarray:
   return trial_ids.reshape(-1) * (table.num_time_blocks + 1) + table.time_block + 1
 
 
-def _single_animal_folds(table: FeatureTable, rows: np.ndarray, split: str,
+def _single_animal_folds(table: features_lib.FeatureTable, rows: np.ndarray, split: str,
                          rotate: bool) -> list[tuple[np.ndarray, np.ndarray]]:
   """`(train_rows, test_rows)` of each fold of one animal's windows."""
   if split == "trials":
@@ -399,7 +217,7 @@ def _single_animal_folds(table: FeatureTable, rows: np.ndarray, split: str,
   return folds
 
 
-def action_single_animal(table: FeatureTable, protocol: ProbeProtocol,
+def action_single_animal(table: features_lib.FeatureTable, protocol: ProbeProtocol,
                          skipped: list[dict[str, Any]]) -> dict[str, Any]:
   """Per-animal action probes on disjoint time blocks or trials; mean ± std over animals.
 
@@ -481,7 +299,7 @@ def _over_seeds(runs: list[dict[str, Any]], group_names: Sequence[str] | None
   return entry
 
 
-def action_multi_animal(table: FeatureTable, training_animals: Sequence[str],
+def action_multi_animal(table: features_lib.FeatureTable, training_animals: Sequence[str],
                         held_out_animals: Sequence[str], protocol: ProbeProtocol,
                         skipped: list[dict[str, Any]]) -> dict[str, Any]:
   """Action probe trained on the training animals, tested on the held-out animals only.
@@ -519,7 +337,7 @@ def action_multi_animal(table: FeatureTable, training_animals: Sequence[str],
   return results
 
 
-def identity(table: FeatureTable, protocol: ProbeProtocol,
+def identity(table: features_lib.FeatureTable, protocol: ProbeProtocol,
              skipped: list[dict[str, Any]]) -> dict[str, Any]:
   """Identity probe over all animals: trained on the first time blocks, tested on the last.
 
@@ -549,7 +367,7 @@ def identity(table: FeatureTable, protocol: ProbeProtocol,
   return results
 
 
-def run_probe_suite(table: FeatureTable, *, training_animals: Sequence[str],
+def run_probe_suite(table: features_lib.FeatureTable, *, training_animals: Sequence[str],
                     held_out_animals: Sequence[str],
                     protocol: ProbeProtocol = ProbeProtocol()) -> dict[str, Any]:
   """Every probe of the protocol on one feature table.
@@ -594,112 +412,16 @@ def run_probe_suite(table: FeatureTable, *, training_animals: Sequence[str],
 # ----------------------------------------------------------------------------------------------
 # Several runs and tables.
 # ----------------------------------------------------------------------------------------------
-def _is_summary(node: Any) -> bool:
+def is_summary(node: Any) -> bool:
+  """Whether a node of probe-suite results is one score's summary (`{"mean", "std", ...}`)."""
   return isinstance(node, Mapping) and "mean" in node and "std" in node
-
-
-def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-  """Mean ± std over runs (seeds or held-out folds) of probe-suite results.
-
-  Every score summary (`{"mean", "std", ...}`) becomes `{"mean", "std", "count", "runs"}`:
-  the mean and population std over the runs' means, and each run's mean (a run missing the
-  score is left out). Other numbers are averaged; other values are kept when every run agrees
-  and listed per run otherwise.
-
-  Args:
-    runs: results of `run_probe_suite` (or of several `aggregate_runs`, treated as runs).
-
-  Returns:
-    One results dict of the same layout.
-  """
-  if not runs:
-    raise ValueError("aggregate_runs needs at least one run")
-
-  def merge(nodes: list[Any]) -> Any:
-    present = [n for n in nodes if n is not None]
-    if not present:
-      return None
-    if any(_is_summary(n) for n in present):
-      summaries = [n for n in present if _is_summary(n)]
-      means = [float(n["mean"]) for n in summaries]
-      details = merge([{k: v for k, v in n.items() if k not in ("mean", "std", "count", "runs")}
-                       for n in summaries])
-      return {**details, **summarise(means), "runs": means}
-    if present and all(isinstance(n, Mapping) for n in present):
-      keys = list(dict.fromkeys(k for n in present for k in n))
-      return {k: merge([n.get(k) for n in present]) for k in keys}
-    if present and all(isinstance(n, (int, float)) and not isinstance(n, bool)
-                       for n in present):
-      return float(np.mean(present))
-    if all(n == present[0] for n in present):
-      return present[0]
-    return {"per_run": present}
-
-  return merge(list(runs))
-
-
-def _cell(results: Mapping[str, Any], probe: str, fraction: float, metric: str) -> str:
-  score = results.get(probe, {}).get(fraction_key(fraction), {}).get(metric)
-  if not _is_summary(score):
-    return "–"
-  if score.get("count", 1) > 1:
-    return f"{score['mean']:.1f} ± {score['std']:.1f}"
-  return f"{score['mean']:.1f}"
-
-
-def format_table(results: Mapping[str, Any], *, metric: str = "accuracy",
-                 fractions: Sequence[float] = (0.5, 1.0), include_chance: bool = True) -> str:
-  """Markdown tables in the layout of the seed's Table 1 (action) and Table 2 (identity).
-
-  Args:
-    results: one method's results (`run_probe_suite` or `aggregate_runs`), or a mapping from
-      method name to such results (one row each).
-    metric: "accuracy" or "balanced_accuracy".
-    fractions: label fractions, one column each per setting.
-    include_chance: add a "Random" row with the uniform chance level.
-
-  Returns:
-    Two markdown tables: action recognition (Single-Animal / Multi-Animal per fraction) and
-    identity recognition (per fraction; lower is better).
-  """
-  if ACTION_SINGLE_ANIMAL in results or IDENTITY in results:
-    methods = {"Ours": results}
-  else:
-    methods = dict(results)
-  fraction_names = [f"{f:g}" if f != 1 else "1.0" for f in fractions]
-  action_header = (["Method"] + [f"Single-Animal {f}" for f in fraction_names] +
-                   [f"Multi-Animal {f}" for f in fraction_names])
-  identity_header = ["Method"] + [f"Identity {f}" for f in fraction_names]
-  action_rows, identity_rows = [], []
-  if include_chance:
-    chance = next((r["chance"] for r in methods.values() if "chance" in r), None)
-    if chance is not None:
-      action = chance["action"]["mean"] if _is_summary(chance["action"]) else chance["action"]
-      ident = (chance["identity"]["mean"] if _is_summary(chance["identity"])
-               else chance["identity"])
-      action_rows.append(["Random"] + [f"{action:.1f}"] * (2 * len(fractions)))
-      identity_rows.append(["Random"] + [f"{ident:.1f}"] * len(fractions))
-  for name, method in methods.items():
-    action_rows.append(
-        [name] + [_cell(method, ACTION_SINGLE_ANIMAL, f, metric) for f in fractions] +
-        [_cell(method, ACTION_MULTI_ANIMAL, f, metric) for f in fractions])
-    identity_rows.append([name] + [_cell(method, IDENTITY, f, metric) for f in fractions])
-
-  def markdown(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-  label = metric.replace("_", " ")
-  return (f"Table 1: action recognition, {label} (%)\n\n" + markdown(action_header, action_rows)
-          + f"\n\nTable 2: identity recognition, {label} (%, lower is better)\n\n"
-          + markdown(identity_header, identity_rows) + "\n")
 
 
 def headline_scores(results: Mapping[str, Any], probe: str,
                     fraction: float = 1.0) -> dict[str, float] | None:
   """`{"accuracy", "balanced_accuracy"}` means of one probe at one fraction (None if absent)."""
   entry = results.get(probe, {}).get(fraction_key(fraction), {})
-  if not all(_is_summary(entry.get(metric)) for metric in METRICS):
+  if not all(is_summary(entry.get(metric)) for metric in METRICS):
     return None
   return {metric: entry[metric]["mean"] for metric in METRICS}
 

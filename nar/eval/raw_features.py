@@ -23,7 +23,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from nar.eval import protocol as protocol_lib
+from nar.eval import features as features_lib
 from nar.data import pipeline
 from nar.data import shards
 from nar.method import swap
@@ -55,7 +55,7 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
                       normalizer: windows.PoseNormalizer, *, kind: str, hop: int,
                       drop_classes: Sequence[str], num_time_blocks: int,
                       neural_key: str | None = None, batch_size: int = 256,
-                      neural_normalizer=None) -> protocol_lib.FeatureTable:
+                      neural_normalizer=None) -> features_lib.FeatureTable:
   """The feature table of raw windows, for `nar.eval.protocol.run_probe_suite`.
 
   Args:
@@ -81,7 +81,7 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
   # Padded to the dataset's largest ROI count (columns beyond an animal's own R are zero);
   # see the module docstring for what the padded columns mean across animals.
   pad_rois = key == "roi_traces" and len(set(dataset.roi_counts.values())) > 1
-  return protocol_lib.build_feature_table(
+  return features_lib.build_feature_table(
       _ENCODERS[kind], dataset, spec, normalizer, neural_key=key, hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
       pad_rois=pad_rois, neural_normalizer=neural_normalizer if kind == "neural" else None)
@@ -92,7 +92,7 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
                                temperature: float, per_frame_target: bool, hop: int,
                                drop_classes: Sequence[str], num_time_blocks: int,
                                pool_stride: int = 1,
-                               batch_size: int = 256) -> protocol_lib.FeatureTable:
+                               batch_size: int = 256) -> features_lib.FeatureTable:
   """The "Behaviour (linear)" table after the cross-animal swap of every window.
 
   Every window of animal s is swapped (probability 1) by `nar.method.swap.swap_pose_windows` with a
@@ -132,7 +132,7 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
         temperature=temperature, per_frame_target=per_frame_target)
     return pose_window_features(np.asarray(swapped))
 
-  return protocol_lib.build_feature_table(
+  return features_lib.build_feature_table(
       encode, dataset, spec, normalizer, neural_key="pose", hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
       with_animal=True)

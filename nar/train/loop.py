@@ -27,6 +27,7 @@ import tqdm
 from nar import logs
 from nar.data import pipeline
 from nar.data import shards
+from nar.eval import features as features_lib
 from nar.eval import protocol as protocol_lib
 from nar.train import adapt
 from nar.train import inputs as inputs_lib
@@ -68,7 +69,7 @@ def evaluate(graphdef, params, inputs: inputs_lib.Input, config, mesh,
   encode = lambda neural, animal: np.asarray(encode_on_mesh(
       params, jax.device_put(neural, batch_sharding), jax.device_put(animal, batch_sharding)))
   eval_config = config.eval
-  table = protocol_lib.build_feature_table(
+  table = features_lib.build_feature_table(
       encode, inputs.dataset, inputs.spec, inputs.normalizer, neural_key=inputs.neural_key,
       hop=eval_config.hop, drop_classes=tuple(eval_config.drop_classes),
       num_time_blocks=eval_config.identity_time_blocks,
@@ -76,7 +77,7 @@ def evaluate(graphdef, params, inputs: inputs_lib.Input, config, mesh,
       batch_size=_round_up(eval_config.batch_size, mesh.size),
       pad_rois=inputs.pad_rois, with_animal=True, neural_normalizer=inputs.neural_normalizer)
   if features_path is not None:
-    protocol_lib.save_feature_table(table, features_path,
+    features_lib.save_feature_table(table, features_path,
                                     animals=inputs.held_out_animals or None)
   suite = protocol_lib.run_probe_suite(
       table, training_animals=inputs.training_animals, held_out_animals=inputs.held_out_animals,

@@ -1,0 +1,195 @@
+"""Frozen features of windows: encoded in batches into a `FeatureTable`, saved and loaded.
+
+The probes (`nar.eval.protocol`) read a `FeatureTable`: the features of every window of one
+selection, with its animal, trial, label, centre frame and identity time block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from etils import epath
+import numpy as np
+
+from nar.data import normalise
+from nar.data import pipeline
+from nar.data import shards
+from nar.data import windows
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureTable:
+  """Frozen features of a window selection and what each window is.
+
+  Attributes:
+    features: `[N, D]` features of each window.
+    label: `[N]` behaviour class of the centre frame.
+    animal: `[N]` index into `animals`.
+    trial: `[N]` index into the dataset's trials.
+    centre_frame: `[N]` centre behaviour frame within the trial.
+    time_block: `[N]` time block of the window among `num_time_blocks` equal blocks of its
+      trial, or -1 where the window straddles two blocks (used by no time-block split).
+    num_time_blocks: how many blocks each trial is cut into.
+    animals: animal names, indexed by `animal`.
+    class_names: class names, indexed by `label`.
+  """
+
+  features: np.ndarray
+  label: np.ndarray
+  animal: np.ndarray
+  trial: np.ndarray
+  centre_frame: np.ndarray
+  time_block: np.ndarray
+  num_time_blocks: int
+  animals: tuple[str, ...]
+  class_names: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    lengths = {len(getattr(self, name)) for name in
+               ("features", "label", "animal", "trial", "centre_frame", "time_block")}
+    if len(lengths) != 1:
+      raise ValueError(f"feature table columns differ in length: {sorted(lengths)}")
+    if self.features.ndim != 2:
+      raise ValueError(f"features must be [N, D], got shape {self.features.shape}")
+
+  def __len__(self) -> int:
+    return len(self.label)
+
+  def animal_index(self, names: Sequence[str]) -> list[int]:
+    """Indices of animal `names` in `animals`."""
+    unknown = sorted(set(names) - set(self.animals))
+    if unknown:
+      raise ValueError(f"unknown animals {unknown}; the table has {list(self.animals)}")
+    return [self.animals.index(name) for name in names]
+
+
+def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
+                       index: pipeline.WindowIndex, count: int) -> np.ndarray:
+  """`[N]` time block (of `count` per trial) of each window, -1 where it straddles two."""
+  offsets = dataset.behaviour_index.offsets
+  blocks = np.full(len(index), -1, np.int64)
+  for trial in np.unique(index.trial):
+    rows = np.flatnonzero(index.trial == trial)
+    num_frames = int(offsets[trial + 1] - offsets[trial])
+    for block in range(count):
+      inside = pipeline.TimeBlock(block, count).contains(index.centre[rows], num_frames,
+                                                               spec)
+      blocks[rows[inside]] = block
+  return blocks
+
+
+def _pad_batch(array: np.ndarray, size: int) -> np.ndarray:
+  """Fills a short last batch up to `size` by repeating its last window."""
+  if len(array) >= size:
+    return array
+  return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
+
+
+def encode_windows(encode: Callable[..., Any], source: pipeline.WindowSource, *,
+                   neural_key: str, batch_size: int,
+                   with_animal: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """Runs a model-agnostic encoder over every window of a source, in order.
+
+  Args:
+    encode: maps a neural batch `[batch_size, ...]` to features `[batch_size, D]` (e.g. a
+      jitted neural encoder); always called with `batch_size` windows (the last batch padded
+      by repeating its last window), so a jitted encoder compiles once.
+    source: the windows.
+    neural_key: which neural array the encoder reads.
+    batch_size: windows per call.
+    with_animal: call `encode(neural, animal)` with the `[batch_size]` animal index of each
+      window too (an encoder with a per-animal input layer needs it).
+
+  Returns:
+    `(features [N, D], fields)`, fields holding `label`, `animal`, `trial`, `centre_frame`
+    `[N]`.
+  """
+  features = []
+  fields = {"label": [], "animal": [], "trial": [], "centre_frame": []}
+  loader = pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
+  for batch in loader:
+    neural = np.asarray(batch[neural_key])
+    count = len(neural)
+    arguments = [_pad_batch(neural, batch_size)]
+    if with_animal:
+      arguments.append(_pad_batch(np.asarray(batch["animal"], np.int32), batch_size))
+    features.append(np.asarray(encode(*arguments), np.float32)[:count])
+    for name in fields:
+      fields[name].append(np.asarray(batch[name]))
+  return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
+
+
+def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDataset,
+                        spec: windows.WindowSpec, normalizer: windows.PoseNormalizer, *,
+                        neural_key: str, hop: int, drop_classes: Sequence[str],
+                        num_time_blocks: int, batch_size: int, pad_rois: bool | int = False,
+                        with_animal: bool = False,
+                        neural_normalizer: normalise.NeuralNormalizer | None = None
+                        ) -> FeatureTable:
+  """Extracts the features of every labelled, evaluated window of every animal once.
+
+  Args:
+    encode: neural batch -> features (or `(neural, animal)` -> features with
+      `with_animal`), as in `encode_windows`.
+    dataset: an opened dataset.
+    spec: window geometry.
+    normalizer: pose z-scoring (of the training animals); needed to cut windows, and the
+      features themselves when `neural_key` is "pose".
+    neural_key: which neural array the encoder reads, or "pose" to encode the normalised pose
+      window instead (behaviour baselines).
+    hop: keep every `hop`-th valid centre frame.
+    drop_classes: classes left out of the evaluation (e.g. `("resting",)`).
+    num_time_blocks: blocks each trial is cut into for the time-block splits.
+    batch_size: windows per encoder call.
+    pad_rois: pad ROI traces whose counts differ between animals, as
+      `pipeline.WindowSource` does (for a per-animal input layer).
+    with_animal: pass each window's animal index to `encode` too.
+    neural_normalizer: the per-animal standardisation the encoder was trained with, or None.
+
+  Returns:
+    The feature table; unlabelled windows and `drop_classes` are excluded.
+  """
+  index = pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
+                                        drop_classes=tuple(drop_classes))
+  source = pipeline.WindowSource(dataset, index, spec, normalizer,
+                                       neural_keys=() if neural_key == "pose" else (neural_key,),
+                                       pad_rois=pad_rois, neural_normalizer=neural_normalizer)
+  features, fields = encode_windows(encode, source, neural_key=neural_key,
+                                    batch_size=batch_size, with_animal=with_animal)
+  return FeatureTable(
+      features=features, label=fields["label"].astype(np.int64),
+      animal=fields["animal"].astype(np.int64), trial=fields["trial"].astype(np.int64),
+      centre_frame=fields["centre_frame"].astype(np.int64),
+      time_block=window_time_blocks(dataset, spec, index, num_time_blocks),
+      num_time_blocks=num_time_blocks, animals=tuple(dataset.animals),
+      class_names=tuple(dataset.class_names))
+
+
+def save_feature_table(table: FeatureTable, path, animals: Sequence[str] | None = None) -> None:
+  """Writes the windows of some animals (all if None) of a table to an `.npz` file.
+
+  Args:
+    table: the feature table.
+    path: where to write (a local or `etils.epath` path).
+    animals: names of the animals whose windows are kept; `animal` keeps indexing the
+      table's full `animals`.
+  """
+  rows = np.ones(len(table), bool) if animals is None else np.isin(
+      table.animal, table.animal_index(animals))
+  columns = {name: getattr(table, name)[rows] for name in
+             ("features", "label", "animal", "trial", "centre_frame", "time_block")}
+  with epath.Path(path).open("wb") as f:
+    np.savez(f, **columns, num_time_blocks=table.num_time_blocks,
+             animals=np.array(table.animals, str), class_names=np.array(table.class_names, str))
+
+
+def load_feature_table(path) -> FeatureTable:
+  """Reads a table written by `save_feature_table`."""
+  with epath.Path(path).open("rb") as f, np.load(f) as arrays:
+    return FeatureTable(
+        features=arrays["features"], label=arrays["label"], animal=arrays["animal"],
+        trial=arrays["trial"], centre_frame=arrays["centre_frame"],
+        time_block=arrays["time_block"], num_time_blocks=int(arrays["num_time_blocks"]),
+        animals=tuple(str(a) for a in arrays["animals"]),
+        class_names=tuple(str(c) for c in arrays["class_names"]))
