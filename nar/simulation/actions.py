@@ -1,5 +1,5 @@
-"""Action sequences: the semi-Markov bout sampler of every preset, and the pose preset's bout
-model fitted to the real annotations.
+"""Behaviour bouts and action sequences: the semi-Markov bout sampler every preset uses, and the
+default preset's bout model fitted to the real annotations.
 
 A trial is a chain of bouts. The class of the next bout depends on the current one (the
 transition matrix of the real MC2P annotations); a bout's duration follows its class's
