@@ -7,7 +7,7 @@ For `num_queries` query frames against a pool of `pool_size` frames, prints the 
 call (jitted, after warm-up, `block_until_ready`; the rounds of all contenders interleaved so
 that load from other processes hits them alike) of:
   * ours: `nar.method.swap.draw_pool_frames`, the streamed two-level exponential race;
-  * the NumPy reference with the same semantics (`nar.method.swap.numpy_draw_pool_frames`: chunked
+  * the NumPy reference with the same semantics (`tests/reference_swap.py`: chunked
     the same way, same hash noise and race, float32), and how often both draw the same frame;
   * distance floors: the same chunked scan (query chunks × pool chunks) over the bare
     `||a||² + ||b||² - 2 a·b`, without noise, square root or masks, followed by a running
@@ -42,6 +42,7 @@ import numpy as np
 
 from nar.method import swap
 from nar.method import swap_table
+from tests import reference_swap
 
 _NUM_QUERIES = flags.DEFINE_integer("num_queries", 4096, "Query frames per call.")
 _POOL_SIZE = flags.DEFINE_integer("pool_size", 50_000, "Frames in the pool.")
@@ -161,7 +162,7 @@ def _time_kernel_and_floors(queries, pool, valid, key) -> None:
       pool_chunk=pool_chunk).compile()
   run = lambda: compiled(key, queries, pool, valid, jnp.asarray(0), 1.0)
   numpy_queries, numpy_pool, numpy_valid = map(np.asarray, (queries, pool, valid))
-  run_numpy = lambda: swap.numpy_draw_pool_frames(
+  run_numpy = lambda: reference_swap.draw_pool_frames(
       key, numpy_queries, numpy_pool, numpy_valid, query_chunk=query_chunk,
       pool_chunk=pool_chunk)
   padded_queries = num_queries - num_queries % -query_chunk

@@ -20,7 +20,7 @@ import shutil
 from absl import logging
 import tqdm
 
-from data_prep import mc2p
+from data_prep import mc2p_writer
 from data_prep import readers
 from data_prep import tfds_builder
 from data_prep import trial_files
@@ -70,7 +70,7 @@ def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
                             neural_image_format: str = "npy") -> simulation.SimulatedDataset:
   """Simulates recordings and writes them in the MC2P layout, with their ground truth.
 
-  Writes one trial folder per recording (`data_prep.mc2p.write_trial`), `ground_truth.npz`
+  Writes one trial folder per recording (`data_prep.mc2p_writer.write_trial`), `ground_truth.npz`
   (+ `.json`) and `simulation.json` (settings and seed). The folder is written under a
   temporary name and renamed when complete, so an interrupted run never leaves a folder that
   looks finished. The locomotion preset writes one `trials/<animal_id>_<trial_id>.npz` trial
@@ -99,7 +99,7 @@ def write_simulated_dataset(config: simulation.SimulatorConfig, seed: int,
   layout = raw_layout(simulation.preset_of(config))
   for rec in tqdm.tqdm(simulated.recordings, desc="writing", unit="trial"):
     if layout == "mc2p":
-      mc2p.write_trial(rec, partial, neural_image_format=neural_image_format)
+      mc2p_writer.write_trial(rec, partial, neural_image_format=neural_image_format)
     else:
       trial_files.write_trial_file(
           rec, partial / TRIAL_FILES_FOLDER / f"{rec.animal_id}_{rec.trial_id}.npz")

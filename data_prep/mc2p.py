@@ -1,4 +1,5 @@
-"""The MC2P folder layout: one folder per trial, DeepFly3D pose, ΔF/F stack, sync indices.
+"""Reading the MC2P folder layout: one folder per trial, DeepFly3D pose, ΔF/F stack, sync
+indices; the layout's names and patterns, which its writer (`data_prep.mc2p_writer`) shares.
 
 A trial folder is named `<date>_<genotype>_Fly<N>_<trial>` (e.g. `200901_G23xU1_Fly1_001`).
 Its files may sit in sub-folders (real MC2P trials keep the pose in `behData/images/df3d/`),
@@ -8,7 +9,7 @@ keys, shapes and defaults are listed in `data_prep/README.md`.
 A trial is read into a validated `nar.data.recording.Recording`; every problem of a trial is
 reported in one `RecordingError` whose source is the trial folder and whose lines name the
 file concerned. `read_directory` reads all trials and raises one `DatasetReadError` for all
-bad trials.
+bad trials. `data_prep.mc2p_writer.write_trial` writes a `Recording` as such a folder.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ NEURAL_TIMESTAMPS_NAME = "neural_timestamps.npy"
 BOUT_COLUMNS = ("start_frame", "end_frame", "behaviour")
 DEFAULT_FPS_BEHAVIOUR = 100.0
 DEFAULT_FPS_NEURAL = 16.0
-NEURAL_IMAGE_FORMATS = ("npy", "mm", "tif")
 
 
 class _FileProblem(Exception):
@@ -66,106 +66,6 @@ class _FileProblem(Exception):
     super().__init__(problem)
     self.path = path
     self.problem = problem
-
-
-# ----------------------------------------------------------------------------------------
-# Writing.
-# ----------------------------------------------------------------------------------------
-
-
-def trial_folder_name(animal_id: str, trial_id: str) -> str:
-  """The folder name `<animal_id>_<trial_id>` of a trial, after checking both parts.
-
-  Raises:
-    ValueError: if `animal_id` is not `<date>_<genotype>_Fly<N>` (date: 6 digits) or
-      `trial_id` is not made of digits.
-  """
-  problems = []
-  if not isinstance(animal_id, str) or not ANIMAL_ID_PATTERN.match(animal_id):
-    problems.append(f"animal_id {animal_id!r} is not of the form <date>_<genotype>_Fly<N> "
-                    "(date: 6 digits, e.g. '200901_G23xU1_Fly1')")
-  if not isinstance(trial_id, str) or not TRIAL_ID_PATTERN.match(trial_id):
-    problems.append(f"trial_id {trial_id!r} is not made of digits (e.g. '001')")
-  if problems:
-    raise ValueError("cannot name an MC2P trial folder: " + "; ".join(problems))
-  return f"{animal_id}_{trial_id}"
-
-
-def write_trial(rec: Recording, root_dir: str | os.PathLike, *,
-                neural_image_format: str = "npy") -> pathlib.Path:
-  """Writes one trial in the MC2P layout, as `read_trial` reads it back.
-
-  Writes, in `<root_dir>/<animal_id>_<trial_id>/`: `pose_result.pkl` (DeepFly3D-style pickle
-  with `points3d` `[T_b, 38, 3]` float64), the ΔF/F stack `dff.npy` (or `dff.mm` / `dff.tif`,
-  float32), `sync_indices.npy` (int64), `behaviour_labels.csv` (bouts), `metadata.json`
-  (frame rates, class names, image shape), and when the recording has them `roi_traces.npy`,
-  `rest.npy`, `keypoint_mask.npy` (only where it differs from the finiteness of the pose),
-  `behaviour_timestamps.npy` and `neural_timestamps.npy`.
-
-  Args:
-    rec: the recording; its `animal_id` must be `<date>_<genotype>_Fly<N>` and its
-      `trial_id` digits, and its behaviour DeepFly3D pose.
-    root_dir: folder to write the trial folder into (created if missing).
-    neural_image_format: file format of the ΔF/F stack, one of "npy", "mm", "tif".
-
-  Returns:
-    The trial folder written.
-
-  Raises:
-    ValueError: if the ids do not fit the folder pattern, the behaviour is not DeepFly3D
-      pose, or the format is unknown.
-    FileExistsError: if the trial folder already exists and is not empty.
-  """
-  folder_name = trial_folder_name(rec.animal_id, rec.trial_id)
-  if rec.behaviour_format != "deepfly3d_pose":
-    raise ValueError(f"the MC2P layout holds DeepFly3D pose, not {rec.behaviour_format!r} "
-                     f"({rec.name})")
-  if neural_image_format not in NEURAL_IMAGE_FORMATS:
-    raise ValueError(f"neural_image_format must be one of {NEURAL_IMAGE_FORMATS}, "
-                     f"got {neural_image_format!r}")
-  folder = pathlib.Path(root_dir) / folder_name
-  if folder.exists() and any(folder.iterdir()):
-    raise FileExistsError(f"{folder} exists and is not empty")
-  folder.mkdir(parents=True, exist_ok=True)
-
-  # DeepFly3D itself pickles float64 points.
-  with open(folder / "pose_result.pkl", "wb") as f:
-    pickle.dump({"points3d": np.asarray(rec.behaviour, np.float64)}, f,
-                protocol=pickle.HIGHEST_PROTOCOL)
-  metadata: dict[str, Any] = {
-      "fps_behaviour": float(rec.fps_behaviour),
-      "fps_neural": float(rec.fps_neural),
-      "class_names": list(rec.class_names),
-  }
-  if rec.neural_images is not None:
-    images = np.asarray(rec.neural_images, np.float32)
-    metadata["neural_image_shape"] = list(images.shape[1:])
-    if neural_image_format == "npy":
-      np.save(folder / "dff.npy", images)
-    elif neural_image_format == "mm":
-      np.ascontiguousarray(images).tofile(folder / "dff.mm")
-    else:
-      tifffile.imwrite(folder / "dff.tif", images)
-  np.save(folder / SYNC_NAMES[0], np.asarray(rec.sync, np.int64))
-  if rec.roi_traces is not None:
-    np.save(folder / ROI_TRACES_NAME, np.asarray(rec.roi_traces, np.float32))
-  if rec.rest is not None:
-    np.save(folder / REST_NAME, np.asarray(rec.rest, np.bool_))
-  finite = np.isfinite(rec.behaviour).all(axis=-1)
-  if rec.keypoint_mask is not None and not np.array_equal(rec.keypoint_mask, finite):
-    np.save(folder / KEYPOINT_MASK_NAME, np.asarray(rec.keypoint_mask, np.bool_))
-  if rec.behaviour_timestamps is not None:
-    np.save(folder / BEHAVIOUR_TIMESTAMPS_NAME, np.asarray(rec.behaviour_timestamps))
-  if rec.neural_timestamps is not None:
-    np.save(folder / NEURAL_TIMESTAMPS_NAME, np.asarray(rec.neural_timestamps))
-
-  with open(folder / LABEL_BOUT_NAMES[0], "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(BOUT_COLUMNS)
-    for start, end, label in recording.label_bouts(rec.labels):
-      writer.writerow((start, end, rec.class_names[label]))
-  (folder / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
-  return folder
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
-r"""Simulates multi-animal recordings and writes them in the MC2P folder layout.
+r"""The command line that simulates multi-animal recordings and writes them raw: the MC2P
+folder layout, or NPZ trial files for the locomotion preset.
 
   python -m data_prep.simulate --out_dir=/tmp/sim --num_animals=8 --trials_per_animal=4 \
       --trial_seconds=240 --seed=0
 
-Writes one `<date>_<genotype>_Fly<N>_<trial>` folder per trial (`data_prep.mc2p.write_trial`),
-and beside them `ground_truth.npz` (actions, latent rates, kinematics, every animal's
-parameters), `ground_truth.json` (scalar animal parameters) and `simulation.json` (the
-settings and seed, as `data_prep.default_dataset` records them). Any `SimulatorConfig`
-field can be set with `--config.name=value` (repeatable; tuples as comma-separated values), the
-override syntax of every NAR entry point; the main ones have their own flags.
+Writes one `<date>_<genotype>_Fly<N>_<trial>` folder per trial
+(`data_prep.mc2p_writer.write_trial`), and beside them `ground_truth.npz` (actions, latent
+rates, kinematics, every animal's parameters), `ground_truth.json` (scalar animal parameters)
+and `simulation.json` (the settings and seed, as `data_prep.default_dataset` records them).
+Any `SimulatorConfig` field can be set with `--config.name=value` (repeatable; tuples as
+comma-separated values), the override syntax of every NAR entry point; the main ones have
+their own flags.
 
   python -m data_prep.simulate --preset=locomotion --out_dir=/tmp/ball --num_animals=8
 

@@ -17,6 +17,7 @@ import tifffile
 
 from data_prep import errors
 from data_prep import mc2p
+from data_prep import mc2p_writer
 from data_prep import nwb
 from data_prep import readers
 from data_prep import to_nwb
@@ -244,7 +245,7 @@ def test_any_layout_converts_to_nwb_and_back(tmp_path):
   source = tmp_path / "mc2p"
   recordings = [_nwb_recording(trial_id=t, seed=i) for i, t in enumerate(("001", "002"))]
   for rec in recordings:
-    mc2p.write_trial(rec, source)
+    mc2p_writer.write_trial(rec, source)
   paths = to_nwb.convert(str(source), str(tmp_path / "nwb"))
   assert paths == [tmp_path / "nwb" / rec.animal_id / f"{rec.animal_id}_{rec.trial_id}.nwb"
                    for rec in recordings]
@@ -258,8 +259,8 @@ def test_any_layout_converts_to_nwb_and_back(tmp_path):
 def test_command_line_converts_to_nwb_and_builds_shards_from_it(tmp_path):
   source = tmp_path / "mc2p"
   for index, trial_id in enumerate(("001", "002")):
-    mc2p.write_trial(_nwb_recording(trial_id=trial_id, seed=index, num_frames=300,
-                                    num_neural=50), source)
+    mc2p_writer.write_trial(_nwb_recording(trial_id=trial_id, seed=index, num_frames=300,
+                                           num_neural=50), source)
   run = lambda *args: subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT,
                                      capture_output=True, text=True, check=False)
   done = run("data_prep.to_nwb", f"--input_dir={source}", f"--out_dir={tmp_path / 'nwb'}")

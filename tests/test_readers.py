@@ -12,6 +12,7 @@ import tifffile
 
 from data_prep import errors
 from data_prep import mc2p
+from data_prep import mc2p_writer
 from data_prep import readers
 from data_prep import trial_files
 from nar.data import recording as recording_lib
@@ -106,7 +107,7 @@ def test_real_deepfly3d_result_is_read_through_a_nested_trial_folder(tmp_path, f
 @pytest.mark.parametrize("image_format", ["npy", "mm", "tif"])
 def test_mc2p_round_trip_for_every_neural_image_format(tmp_path, image_format):
   rec = _recording()
-  folder = mc2p.write_trial(rec, tmp_path, neural_image_format=image_format)
+  folder = mc2p_writer.write_trial(rec, tmp_path, neural_image_format=image_format)
   assert folder.name == f"{ANIMAL}_001"
   assert (folder / f"dff.{image_format}").exists()
   with open(folder / "pose_result.pkl", "rb") as f:
@@ -117,7 +118,7 @@ def test_mc2p_round_trip_for_every_neural_image_format(tmp_path, image_format):
 def test_mc2p_round_trip_with_roi_traces_only_and_few_optional_files(tmp_path):
   rec = _recording(neural_images=None, keypoint_mask=None, rest=None, neural_timestamps=None,
                    behaviour_timestamps=np.arange(NUM_FRAMES) / 100.0)
-  folder = mc2p.write_trial(rec, tmp_path)
+  folder = mc2p_writer.write_trial(rec, tmp_path)
   assert not (folder / "dff.npy").exists() and not (folder / "rest.npy").exists()
   assert not (folder / "keypoint_mask.npy").exists()
   _assert_same_recording(mc2p.read_trial(folder), rec)
@@ -125,7 +126,7 @@ def test_mc2p_round_trip_with_roi_traces_only_and_few_optional_files(tmp_path):
 
 def test_mc2p_integer_label_array_with_its_own_class_order(tmp_path):
   rec = _recording()
-  folder = mc2p.write_trial(rec, tmp_path)
+  folder = mc2p_writer.write_trial(rec, tmp_path)
   (folder / "behaviour_labels.csv").unlink()
   # The file's classes come in another order; labels are matched to the vocabulary by name.
   file_names = list(reversed(recording_lib.MC2P_CLASS_NAMES))
@@ -137,7 +138,7 @@ def test_mc2p_integer_label_array_with_its_own_class_order(tmp_path):
 
 def test_mc2p_string_label_array(tmp_path):
   rec = _recording()
-  folder = mc2p.write_trial(rec, tmp_path)
+  folder = mc2p_writer.write_trial(rec, tmp_path)
   (folder / "behaviour_labels.csv").unlink()
   names = np.array([rec.class_names[i] if i >= 0 else "" for i in rec.labels])
   np.save(folder / "labels.npy", names)
@@ -146,7 +147,7 @@ def test_mc2p_string_label_array(tmp_path):
 
 def test_mc2p_round_trip_keeps_its_own_class_names(tmp_path):
   rec = _recording(class_names=("still", "run", "groom_a", "groom_b", "groom_c"))
-  folder = mc2p.write_trial(rec, tmp_path)
+  folder = mc2p_writer.write_trial(rec, tmp_path)
   _assert_same_recording(mc2p.read_trial(folder), rec)
   # In another vocabulary the names must be known.
   message = _read_error(mc2p.read_trial, folder, class_names=recording_lib.MC2P_CLASS_NAMES)
@@ -156,7 +157,7 @@ def test_mc2p_round_trip_keeps_its_own_class_names(tmp_path):
 
 def test_mc2p_published_bout_table_is_filtered_to_its_trial(tmp_path):
   rec = _recording(labels=np.full(NUM_FRAMES, -1, np.int32))
-  folder = mc2p.write_trial(rec, tmp_path)
+  folder = mc2p_writer.write_trial(rec, tmp_path)
   (folder / "behaviour_labels.csv").write_text(
       "fly,trial,start_frame,end_frame,behaviour\n"
       f"{ANIMAL},1,0,20,walking\n"
@@ -167,7 +168,7 @@ def test_mc2p_published_bout_table_is_filtered_to_its_trial(tmp_path):
 
 
 def test_trial_without_labels_is_unlabelled(tmp_path):
-  folder = mc2p.write_trial(_recording(), tmp_path)
+  folder = mc2p_writer.write_trial(_recording(), tmp_path)
   (folder / "behaviour_labels.csv").unlink()
   assert (mc2p.read_trial(folder).labels == -1).all()
 
@@ -176,7 +177,7 @@ def test_mc2p_directory_round_trip_ignores_other_entries(tmp_path):
   recs = [_recording(trial_id=t, seed=i) for i, t in enumerate(["002", "001"])]
   recs.append(_recording("201001_SS29893_Fly3", "004", seed=3))
   for rec in recs:
-    mc2p.write_trial(rec, tmp_path)
+    mc2p_writer.write_trial(rec, tmp_path)
   (tmp_path / "ground_truth.npz").write_bytes(b"not a trial")
   (tmp_path / "notes").mkdir()
   read = readers.read_recordings(tmp_path)
@@ -237,9 +238,9 @@ def test_read_recordings_says_what_it_looked_for(tmp_path):
 
 def test_write_trial_rejects_ids_that_do_not_fit_the_folder_pattern(tmp_path):
   with pytest.raises(ValueError, match="<date>_<genotype>_Fly<N>"):
-    mc2p.write_trial(_recording("fly_1", "001"), tmp_path)
+    mc2p_writer.write_trial(_recording("fly_1", "001"), tmp_path)
   with pytest.raises(ValueError, match="trial_id 'a' is not made of digits"):
-    mc2p.write_trial(_recording(ANIMAL, "a"), tmp_path)
+    mc2p_writer.write_trial(_recording(ANIMAL, "a"), tmp_path)
 
 
 # ----------------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def test_write_trial_rejects_ids_that_do_not_fit_the_folder_pattern(tmp_path):
 
 @pytest.fixture
 def trial_folder(tmp_path):
-  return mc2p.write_trial(_recording(), tmp_path / "raw")
+  return mc2p_writer.write_trial(_recording(), tmp_path / "raw")
 
 
 def test_sync_length_different_from_the_pose(trial_folder):
@@ -422,8 +423,8 @@ def test_files_with_a_byte_order_mark_are_read(trial_folder):
 
 def test_an_unannotated_trial_without_class_names_takes_the_others_vocabulary(tmp_path):
   names = ("still", "run", "groom_a", "groom_b", "groom_c")
-  mc2p.write_trial(_recording(trial_id="001", class_names=names), tmp_path)
-  folder = mc2p.write_trial(_recording(trial_id="002", class_names=names), tmp_path)
+  mc2p_writer.write_trial(_recording(trial_id="001", class_names=names), tmp_path)
+  folder = mc2p_writer.write_trial(_recording(trial_id="002", class_names=names), tmp_path)
   (folder / "behaviour_labels.csv").unlink()
   metadata = json.loads((folder / "metadata.json").read_text())
   del metadata["class_names"]
@@ -435,7 +436,8 @@ def test_an_unannotated_trial_without_class_names_takes_the_others_vocabulary(tm
 
 
 def test_many_trials_with_two_bad_ones_are_all_reported_in_one_error(tmp_path):
-  folders = [mc2p.write_trial(_recording(trial_id=f"00{i}", seed=i), tmp_path) for i in range(4)]
+  folders = [mc2p_writer.write_trial(_recording(trial_id=f"00{i}", seed=i), tmp_path)
+             for i in range(4)]
   np.save(folders[1] / "sync_indices.npy", np.zeros(3, np.int64))
   (folders[3] / "pose_result.pkl").write_bytes(b"")
   with pytest.raises(errors.DatasetReadError) as error:
@@ -449,10 +451,10 @@ def test_many_trials_with_two_bad_ones_are_all_reported_in_one_error(tmp_path):
 
 
 def test_trials_that_disagree_on_the_image_size(tmp_path):
-  mc2p.write_trial(_recording(trial_id="001"), tmp_path)
+  mc2p_writer.write_trial(_recording(trial_id="001"), tmp_path)
   other = _recording(trial_id="002",
                      neural_images=np.zeros((NUM_NEURAL, 8, 8), np.float32))
-  mc2p.write_trial(other, tmp_path)
+  mc2p_writer.write_trial(other, tmp_path)
   message = _read_error(mc2p.read_directory, tmp_path, error_type=errors.DatasetReadError)
   assert "recordings disagree on the neural image size" in message
 

@@ -23,6 +23,8 @@ from nar.data import recording as recording_lib
 from nar import simulation
 from nar.data import windows
 from nar.simulation import actions
+from nar.simulation import locomotion
+from nar.simulation import pose_imaging
 from nar.simulation import reference
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -102,6 +104,32 @@ def test_an_animal_does_not_depend_on_how_many_animals_or_trials_are_simulated()
   _assert_same_recordings(alone, among_others[:1])
 
 
+def test_each_config_picks_the_simulator_of_its_preset():
+  assert isinstance(simulation.simulator_for(TINY_CONFIG), pose_imaging.PoseImagingSimulator)
+  loco = simulation.simulator_for(simulation.LocomotionConfig(num_animals=1))
+  assert isinstance(loco, locomotion.LocomotionSimulator) and loco.config.num_animals == 1
+  assert set(simulation.SIMULATORS) == set(simulation.PRESETS)
+  with pytest.raises(TypeError, match="not a simulator config: dict"):
+    simulation.simulate_dataset({"num_animals": 1})
+
+
+def test_a_bout_chain_fills_the_trial_in_the_order_of_its_transitions():
+  alternate = np.array([[0.0, 1.0], [1.0, 0.0]])
+  start, end, label = actions.sample_bout_chain(
+      1000, 100.0, np.random.default_rng(0), first_label_probability=np.array([1.0, 0.0]),
+      transition=alternate, bout_seconds=lambda label, rng: 0.5 + 0.5 * label,
+      min_first_seconds=0.2)
+  np.testing.assert_array_equal(label, np.arange(len(label)) % 2)
+  # Contiguous without gaps; the recording starts within the first bout.
+  np.testing.assert_array_equal(start[1:], end[:-1])
+  assert start[0] == 0 and end[-1] == 1000 and 20 <= end[0] <= 50
+  np.testing.assert_array_equal((end - start)[1:-1], np.where(label[1:-1] == 0, 50, 100))
+  gapped = actions.sample_bout_chain(
+      1000, 100.0, np.random.default_rng(0), first_label_probability=np.array([1.0, 0.0]),
+      transition=alternate, bout_seconds=lambda label, rng: 0.5, gap_frames=lambda rng: 7)
+  np.testing.assert_array_equal(gapped[0][1:] - gapped[1][:-1], 7)
+
+
 def test_roi_counts_differ_between_animals_within_the_configured_range(dataset):
   counts = {}
   for rec in dataset.recordings:
@@ -132,14 +160,14 @@ def test_class_frequencies_follow_the_configured_distribution(class_balance):
 
 def test_each_animal_has_a_repertoire_of_its_own_and_the_rest_is_unchanged():
   common = actions.balanced_bout_model(0.75, 10.0, 2.0)
-  fractions = [simulation.dataset.animal_bout_model(common, 1.0, np.random.default_rng(seed))
+  fractions = [pose_imaging.animal_bout_model(common, 1.0, np.random.default_rng(seed))
                .frame_fractions() for seed in range(2)]
   # Each class's share moves by a factor of exp(N(0, 1)): far from the common model, and
   # differently for each animal.
   for own in fractions:
     assert np.max(np.abs(np.log(own / common.frame_fractions()))) > 0.3
   assert np.max(np.abs(np.log(fractions[0] / fractions[1]))) > 0.3
-  assert simulation.dataset.animal_bout_model(common, 0.0, np.random.default_rng(0)) is common
+  assert pose_imaging.animal_bout_model(common, 0.0, np.random.default_rng(0)) is common
   # Only the behaviour sequences change: the animals' bodies and cells are the same.
   varied = simulation.simulate_dataset(dataclasses.replace(TINY_CONFIG, repertoire_std=1.0),
                                        seed=3)

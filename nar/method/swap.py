@@ -10,7 +10,8 @@ weigh the features: with per-feature weights w_i (`make_pose_bank(..., distance_
 from a behaviour's declared swap weights), the distance is sqrt(sum_i w_i (b_l,i - b_k,i)^2),
 computed as the Euclidean distance of queries and pool frames scaled by sqrt(w) (the bank's
 `distance_scale`); the frames swapped in are the unscaled ones. Held-out animals are never in
-the pool: a `PoseBank` holds the training animals only.
+the pool: a `PoseBank` holds the training animals only (`nar.method.pose_bank`, re-exported
+here).
 
 Algorithm: a two-level, streamed exponential race (Gumbel-max), exact in distribution.
   1. The pool is cut into fixed blocks of `FRAME_BLOCK` consecutive frames. Streaming over
@@ -54,18 +55,20 @@ Matmuls run at `Precision.HIGHEST` so that GPUs do not fall back to TF32.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import Mapping, Sequence
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-# Frames per block of the two-level draw. Fixed, so that the draw depends on the key only and
-# not on the chunk sizes, which must be multiples of it; banks are padded to a multiple of it.
-FRAME_BLOCK = 64
+from nar.method import pose_bank
+# The bank is part of the swap's API (`swap.PoseBank`, `swap.make_pose_bank`, ...).
+from nar.method.pose_bank import FRAME_BLOCK  # pylint: disable=unused-import
+from nar.method.pose_bank import PoseBank  # pylint: disable=unused-import
+from nar.method.pose_bank import bank_rows  # pylint: disable=unused-import
+from nar.method.pose_bank import make_pose_bank  # pylint: disable=unused-import
+
 
 # Chunk sizes tuned on a 2-core CPU (see benchmarks/README.md); on a GPU larger chunks (e.g.
 # 4096 x 16384) amortise the loop overhead better.
@@ -76,173 +79,11 @@ DEFAULT_POOL_CHUNK = 2048
 # windows, whose targets are spread over the animals, want smaller query chunks.
 DEFAULT_WINDOW_QUERY_CHUNK = 128
 
-# Odd constants that decorrelate the query, frame and block streams of the hash.
-_QUERY_STREAM = 0x9E3779B9
-_FRAME_STREAM = 0x632BE5AB
-_BLOCK_STREAM = 0x2545F491
-
-
-# ------------------------------------------------------------------------------------------
-# Pose bank
-# ------------------------------------------------------------------------------------------
-
-
-@functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=("frames", "valid", "num_frames", "distance_scale"),
-                   meta_fields=("animals", "pool_stride"))
-@dataclasses.dataclass(frozen=True)
-class PoseBank:
-  """Device-resident pose frames of the training animals: the pools of the swap.
-
-  A pytree, so it can be passed to (and closed over by) a jitted training step.
-
-  Attributes:
-    frames: `[num_animals, max_frames, D]` float32 normalised pose, non-finite values set to 0;
-      rows past an animal's frame count are zero padding (max_frames is a multiple of
-      `FRAME_BLOCK`).
-    valid: `[num_animals, max_frames]` True for frames that may be drawn: False for padding,
-      for frames with missing keypoints and for non-finite frames.
-    num_frames: `[num_animals]` int32 frame count of each animal (valid or not).
-    animals: the training animals, in bank order (row a of `frames` is `animals[a]`).
-    distance_scale: `[D]` float32 sqrt of each feature's weight in the swap distance: the
-      distance is Euclidean between frames multiplied by it. None: the plain Euclidean
-      distance (every weight 1).
-    pool_stride: the bank holds every `pool_stride`-th frame of each animal (frames 0, s,
-      2s...; `make_pose_bank`); row j of an animal is its frame `pool_stride * j`.
-  """
-
-  frames: jax.Array
-  valid: jax.Array
-  num_frames: jax.Array
-  animals: tuple[str, ...]
-  distance_scale: jax.Array | None = None
-  pool_stride: int = 1
-
-  @property
-  def num_animals(self) -> int:
-    return len(self.animals)
-
-  @property
-  def pose_dim(self) -> int:
-    return int(self.frames.shape[-1])
-
-
-def make_pose_bank(per_animal_frames: Mapping[str, np.ndarray],
-                   valid_masks: Mapping[str, np.ndarray] | None,
-                   training_animals: Sequence[str], *,
-                   distance_weights: np.ndarray | None = None,
-                   pool_stride: int = 1) -> PoseBank:
-  """Stacks the pose frames of the training animals into a padded, device-resident bank.
-
-  Animals of `per_animal_frames` that are not in `training_animals` (the held-out animals) are
-  left out, so they can never be drawn. From a `nar.data.pipeline.PoseFrames` `b`:
-  `make_pose_bank(dict(zip(b.animals, b.frames)), dict(zip(b.animals, b.valid)), training)`.
-
-  Args:
-    per_animal_frames: animal -> `[M_a, D]` normalised pose of every frame of the animal.
-    valid_masks: animal -> `[M_a]` bool, False for frames with missing keypoints; None if all
-      frames are complete. Frames with non-finite values are invalid in any case.
-    training_animals: the animals whose frames form the pools, in bank order.
-    distance_weights: `[D]` weight w_i >= 0 of each feature in the swap distance
-      sqrt(sum_i w_i (a_i - b_i)^2) (`BehaviourSpec.swap_feature_weights()`); None, or all 1,
-      is the plain Euclidean distance.
-    pool_stride: keep every `pool_stride`-th frame of each animal only (frames 0, s, 2s...).
-      Pose at 100 Hz changes little between neighbouring frames, so a pool thinned in time
-      keeps nearly the same nearest neighbours for an s-th of the exact swap's cost; frame
-      i of the bank is then frame `s * i` of the animal. A top-K table looks its rows up by
-      the animal's frame index, so it needs 1.
-
-  Returns:
-    The bank, with its arrays on the default device.
-
-  Raises:
-    ValueError: a pool stride that is not a positive integer, fewer than two training
-      animals, a training animal without frames or without a single valid frame, pose
-      dimensions that differ between animals, a mask whose shape
-      does not match its frames, or distance weights that are not `[D]`, finite, >= 0 and
-      not all 0.
-  """
-  if not isinstance(pool_stride, (int, np.integer)) or isinstance(pool_stride, bool) or (
-      pool_stride < 1):
-    raise ValueError(f"the pool stride must be a positive integer, got {pool_stride!r}")
-  animals = tuple(str(a) for a in training_animals)
-  if len(set(animals)) != len(animals):
-    raise ValueError(f"training animals must be distinct, got {list(animals)}")
-  if len(animals) < 2:
-    raise ValueError(
-        f"the swap needs at least two training animals (a frame is swapped with another "
-        f"animal's), got {list(animals)}")
-  missing = [a for a in animals if a not in per_animal_frames]
-  if missing:
-    raise ValueError(f"no frames given for training animals {missing}")
-  frames, valid = [], []
-  for animal in animals:
-    animal_frames = np.asarray(per_animal_frames[animal], np.float32)[::pool_stride]
-    if animal_frames.ndim != 2:
-      raise ValueError(f"frames of {animal!r} must be [num_frames, D], got shape "
-                       f"{animal_frames.shape}")
-    animal_valid = np.isfinite(animal_frames).all(axis=-1)
-    if valid_masks is not None and animal in valid_masks:
-      mask = np.asarray(valid_masks[animal], bool)[::pool_stride]
-      if mask.shape != animal_valid.shape:
-        raise ValueError(f"valid mask of {animal!r} has shape {mask.shape}, its frames "
-                         f"{animal_frames.shape}")
-      animal_valid &= mask
-    if not animal_valid.any():
-      kept = f" (one in {pool_stride} kept)" if pool_stride > 1 else ""
-      raise ValueError(f"the pool of {animal!r} is empty: none of its {len(animal_frames)} "
-                       f"frames{kept} is valid")
-    # Missing values become 0 (the training mean of normalised pose, as in the input
-    # pipeline) so that such frames still serve as queries of the top-K table.
-    frames.append(np.where(np.isfinite(animal_frames), animal_frames, 0.0).astype(np.float32))
-    valid.append(animal_valid)
-  dims = {a: f.shape[1] for a, f in zip(animals, frames)}
-  if len(set(dims.values())) != 1:
-    raise ValueError(f"pose dimensions differ between animals: {dims}")
-  # Padding to whole blocks lets every pool chunk cover whole blocks.
-  max_frames = -(-max(len(f) for f in frames) // FRAME_BLOCK) * FRAME_BLOCK
-  dim = frames[0].shape[1]
-  padded_frames = np.zeros((len(animals), max_frames, dim), np.float32)
-  padded_valid = np.zeros((len(animals), max_frames), bool)
-  for row, (f, v) in enumerate(zip(frames, valid)):
-    padded_frames[row, :len(f)] = f
-    padded_valid[row, :len(v)] = v
-  return PoseBank(frames=jnp.asarray(padded_frames), valid=jnp.asarray(padded_valid),
-                  num_frames=jnp.asarray([len(f) for f in frames], jnp.int32), animals=animals,
-                  distance_scale=_distance_scale(distance_weights, dim),
-                  pool_stride=int(pool_stride))
-
-
-def _distance_scale(distance_weights: np.ndarray | None, dim: int) -> jax.Array | None:
-  """`[D]` sqrt of validated distance weights; None when every weight is 1."""
-  if distance_weights is None:
-    return None
-  weights = np.asarray(distance_weights, np.float64)
-  if weights.shape != (dim,):
-    raise ValueError(f"distance_weights must be [D]=[{dim}], one per feature, got shape "
-                     f"{weights.shape}")
-  if not np.isfinite(weights).all() or (weights < 0).any() or not (weights > 0).any():
-    raise ValueError(f"distance_weights must be finite, >= 0 and not all 0, got "
-                     f"{weights.tolist()}")
-  # All ones is the plain distance: keep the unweighted kernel, whose results it gives.
-  if (weights == 1).all():
-    return None
-  return jnp.asarray(np.sqrt(weights), jnp.float32)
-
-
-def _to_distance_space(x: jax.Array, distance_scale: jax.Array | None) -> jax.Array:
-  """Frames `[..., D]` scaled so that the weighted swap distance is their Euclidean one."""
-  return x if distance_scale is None else x * distance_scale
-
-
-def bank_rows(bank: PoseBank, animals: Sequence[str]) -> np.ndarray:
-  """`[len(animals)]` int32 bank row of each animal, -1 for animals not in the bank.
-
-  Maps a dataset's animal indices (e.g. the `animal` field of a window) to the
-  `source_animal` rows that `swap_pose_windows` takes: `bank_rows(bank, dataset.animals)[i]`.
-  """
-  row_of = {a: r for r, a in enumerate(bank.animals)}
-  return np.array([row_of.get(str(a), -1) for a in animals], np.int32)
+# Odd constants that decorrelate the query, frame and block streams of the hash (public, like
+# `seed_words`, so that a reference implementation can reproduce the noise).
+QUERY_STREAM = 0x9E3779B9
+FRAME_STREAM = 0x632BE5AB
+BLOCK_STREAM = 0x2545F491
 
 
 # ------------------------------------------------------------------------------------------
@@ -259,7 +100,7 @@ def _mix32(x: jax.Array) -> jax.Array:
   return x ^ (x >> 15)
 
 
-def _seed_words(key: jax.Array) -> jax.Array:
+def seed_words(key: jax.Array) -> jax.Array:
   """`[3]` uint32 words of a PRNG key (any key implementation) that seed the hash streams."""
   return jax.random.bits(key, (3,), jnp.uint32)
 
@@ -301,46 +142,6 @@ def _first_argmin(keys: jax.Array, ids: jax.Array) -> tuple[jax.Array, jax.Array
 # ------------------------------------------------------------------------------------------
 
 
-def _pool_chunk(frames: jax.Array, valid: jax.Array, animal: jax.Array, chunk: jax.Array,
-                pool_chunk: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Chunk `chunk` of the pool of bank row `animal`, without padding the bank.
-
-  The last chunk of a pool is shifted back so that it ends at `max_frames` (dynamic slices
-  must lie inside the array); frames that an earlier chunk already covered are masked out.
-  With `max_frames` and `pool_chunk` multiples of `FRAME_BLOCK` these are whole blocks.
-
-  Returns:
-    `(pool [pool_chunk, D], pool_ok [pool_chunk] bool, pool_ids [pool_chunk] int32)`, the ids
-    being frame indices within the animal.
-  """
-  max_frames, dim = frames.shape[1], frames.shape[2]
-  nominal_start = chunk * pool_chunk
-  start = jnp.minimum(nominal_start, max_frames - pool_chunk)
-  pool = lax.dynamic_slice(frames, (animal, start, 0), (1, pool_chunk, dim))[0]
-  pool_ok = lax.dynamic_slice(valid, (animal, start), (1, pool_chunk))[0]
-  pool_ids = start + jnp.arange(pool_chunk, dtype=jnp.int32)
-  return pool, pool_ok & (pool_ids >= nominal_start), pool_ids
-
-
-def _scaled_distances(queries: jax.Array, query_sqnorm: jax.Array, pool: jax.Array,
-                      pool_ok: jax.Array, inv_temperature: jax.Array) -> jax.Array:
-  """`[Q, P]` ||q - b|| / temperature via the matmul form (clamped at 0 before the root).
-
-  Masking is folded into the squared norms, which costs nothing per pair: a query whose
-  `query_sqnorm` is +inf, or a pool frame with `pool_ok` False, gets distance +inf.
-  """
-  cross = lax.dot_general(queries, pool, (((1,), (1,)), ((), ())),
-                          precision=lax.Precision.HIGHEST,
-                          preferred_element_type=jnp.float32)
-  pool_sqnorm = jnp.where(pool_ok, jnp.sum(pool * pool, axis=-1), jnp.inf)
-  sq_dist = (query_sqnorm[:, None] + pool_sqnorm[None, :]) - 2.0 * cross
-  return jnp.sqrt(jnp.maximum(sq_dist, 0.0)) * inv_temperature
-
-
-def _pool_chunk_counts(num_frames: jax.Array, pool_chunk: int) -> jax.Array:
-  return (num_frames + pool_chunk - 1) // pool_chunk
-
-
 def _block_race_keys(distances: jax.Array, block_noise: jax.Array) -> jax.Array:
   """`[Q, P / FRAME_BLOCK]` race keys log E_b - log W_b of the blocks of a pool chunk.
 
@@ -364,7 +165,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
   """Exact draw of one pool frame per query from its target animal's pool.
 
   Args:
-    seed: `[3]` uint32 words from `_seed_words`.
+    seed: `[3]` uint32 words from `seed_words`.
     queries: `[N, D]` float32 query frames.
     query_ids: `[N]` uint32 global ids that index the noise.
     query_target: `[N]` int32 bank row to draw from; -1 draws nothing.
@@ -387,7 +188,8 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
 
   finite = jnp.all(jnp.isfinite(queries), axis=-1)
   query_target = jnp.where(finite, query_target, -1)
-  queries = _to_distance_space(jnp.where(finite[:, None], queries, 0.0), distance_scale)
+  queries = pose_bank.to_distance_space(jnp.where(finite[:, None], queries, 0.0),
+                                        distance_scale)
   # Sorting by target makes a query chunk span few animals, so few pools are scanned for it.
   order = jnp.argsort(query_target, stable=True)
   pad = padded - num_queries
@@ -400,7 +202,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
       sorted_and_padded(query_ids, 0).reshape(num_query_chunks, query_chunk),
       sorted_and_padded(query_target, -1).reshape(num_query_chunks, query_chunk),
   )
-  chunk_counts = _pool_chunk_counts(num_frames, pool_chunk)
+  chunk_counts = pose_bank.pool_chunk_counts(num_frames, pool_chunk)
   animal_rows = jnp.arange(num_animals, dtype=jnp.int32)
   block_offsets = jnp.arange(pool_chunk // FRAME_BLOCK, dtype=jnp.int32)
   frame_offsets = jnp.arange(FRAME_BLOCK, dtype=jnp.int32)
@@ -411,23 +213,24 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
     steps = jnp.where(present, chunk_counts, 0)
     step_ends = jnp.cumsum(steps)
     query_sqnorm = jnp.sum(chunk_queries * chunk_queries, axis=-1)
-    query_words = _stream_words(chunk_ids, seed[0], _QUERY_STREAM)
+    query_words = _stream_words(chunk_ids, seed[0], QUERY_STREAM)
 
     # Level 1: a running exponential race over the blocks of the target's pool.
     def scan_pool_chunk(step, carry):
       best_key, best_block = carry
       animal = jnp.searchsorted(step_ends, step, side="right").astype(jnp.int32)
       pool_chunk_index = step - (step_ends[animal] - steps[animal])
-      pool, pool_ok, pool_ids = _pool_chunk(frames, valid, animal, pool_chunk_index, pool_chunk)
+      pool, pool_ok, pool_ids = pose_bank.read_pool_chunk(frames, valid, animal,
+                                                          pool_chunk_index, pool_chunk)
       # Scaling each chunk as it is read, rather than keeping a scaled copy of the bank, costs
       # one multiply per pool value against D per (query, frame) pair of the matmul.
-      pool = _to_distance_space(pool, distance_scale)
+      pool = pose_bank.to_distance_space(pool, distance_scale)
       # Queries of other targets in this chunk are masked out through an infinite norm.
       masked_sqnorm = jnp.where(chunk_target == animal, query_sqnorm, jnp.inf)
-      distances = _scaled_distances(chunk_queries, masked_sqnorm, pool, pool_ok,
-                                    inv_temperature)
+      distances = pose_bank.scaled_distances(chunk_queries, masked_sqnorm, pool, pool_ok,
+                                             inv_temperature)
       block_ids = pool_ids[0] // FRAME_BLOCK + block_offsets
-      block_words = _stream_words(block_ids.astype(jnp.uint32), seed[2], _BLOCK_STREAM)
+      block_words = _stream_words(block_ids.astype(jnp.uint32), seed[2], BLOCK_STREAM)
       block_noise = _log_exponential(_mix32(query_words[:, None] ^ block_words[None, :]))
       chunk_key, chunk_block = _first_argmin(_block_race_keys(distances, block_noise),
                                              block_ids[None, :])
@@ -446,7 +249,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
     animal = jnp.maximum(chunk_target, 0)[:, None]
     frame_ids = jnp.maximum(best_block, 0)[:, None] * FRAME_BLOCK + frame_offsets[None, :]
     # [query_chunk, FRAME_BLOCK, D]
-    candidates = _to_distance_space(frames[animal, frame_ids], distance_scale)
+    candidates = pose_bank.to_distance_space(frames[animal, frame_ids], distance_scale)
     candidate_ok = valid[animal, frame_ids] & drew_block[:, None]
     cross = jnp.einsum("qd,qfd->qf", chunk_queries, candidates,
                        precision=lax.Precision.HIGHEST)
@@ -454,7 +257,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
                                  jnp.inf)
     sq_dist = (query_sqnorm[:, None] + candidate_sqnorm) - 2.0 * cross
     distances = jnp.sqrt(jnp.maximum(sq_dist, 0.0)) * inv_temperature
-    frame_words = _stream_words(frame_ids.astype(jnp.uint32), seed[1], _FRAME_STREAM)
+    frame_words = _stream_words(frame_ids.astype(jnp.uint32), seed[1], FRAME_STREAM)
     frame_key, drawn = _first_argmin(
         distances + _log_exponential(_mix32(query_words[:, None] ^ frame_words)), frame_ids)
     return jnp.where(drew_block & (frame_key < jnp.inf), drawn, -1)
@@ -504,7 +307,7 @@ def _draw_pool_frames_jit(key, queries, pool, pool_valid, query_offset, temperat
   frames = jnp.pad(pool.astype(jnp.float32), ((0, pad), (0, 0)))[None]
   valid = jnp.pad(pool_valid, (0, pad))[None]
   drawn = _draw_grouped(
-      _seed_words(key), flat, ids, jnp.zeros((flat.shape[0],), jnp.int32), frames, valid,
+      seed_words(key), flat, ids, jnp.zeros((flat.shape[0],), jnp.int32), frames, valid,
       jnp.array([pool.shape[0]], jnp.int32), 1.0 / jnp.asarray(temperature, jnp.float32),
       query_chunk, pool_chunk)
   return drawn.reshape(queries.shape[:-1])
@@ -589,7 +392,7 @@ def _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probabil
   # Query ids are window-major frame positions, so a window's draw does not depend on which
   # other windows are swapped.
   drawn = _draw_grouped(
-      _seed_words(draw_key), queries, jnp.arange(num_queries, dtype=jnp.uint32), frame_target,
+      seed_words(draw_key), queries, jnp.arange(num_queries, dtype=jnp.uint32), frame_target,
       bank.frames, bank.valid, bank.num_frames, 1.0 / jnp.asarray(temperature, jnp.float32),
       query_chunk, pool_chunk, bank.distance_scale)
   # The distance is weighted, the frames swapped in are the bank's own.
@@ -663,90 +466,3 @@ def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: ja
   return _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probability,
                                 temperature, per_frame_target=per_frame_target,
                                 query_chunk=query_chunk, pool_chunk=pool_chunk)
-
-
-# ------------------------------------------------------------------------------------------
-# NumPy reference (tests and benchmarks)
-# ------------------------------------------------------------------------------------------
-
-
-def _mix32_numpy(x: np.ndarray) -> np.ndarray:
-  x = x ^ (x >> np.uint32(16))
-  x = x * np.uint32(0x21F0AAAD)
-  x = x ^ (x >> np.uint32(15))
-  x = x * np.uint32(0x735A2D97)
-  return x ^ (x >> np.uint32(15))
-
-
-def numpy_draw_pool_frames(key: jax.Array, queries: np.ndarray, pool: np.ndarray,
-                           pool_valid: np.ndarray | None = None, *, temperature: float = 1.0,
-                           query_chunk: int = DEFAULT_QUERY_CHUNK,
-                           pool_chunk: int = DEFAULT_POOL_CHUNK) -> np.ndarray:
-  """NumPy float32 twin of `draw_pool_frames`: same noise, same chunked two-level race.
-
-  Matches the JAX kernel up to float rounding differences of the matmul, `exp` and `log`.
-
-  Args: as `draw_pool_frames`, with `[Q, D]` queries.
-
-  Returns:
-    `[Q]` int32 index into `pool`.
-  """
-  check_settings(query_chunk=query_chunk, pool_chunk=pool_chunk)
-  seed = np.asarray(_seed_words(key))
-  float32 = np.float32
-  pad = -len(pool) % FRAME_BLOCK
-  queries = np.asarray(queries, float32)
-  pool_ok = np.ones(len(pool), bool) if pool_valid is None else np.asarray(pool_valid, bool)
-  pool = np.pad(np.asarray(pool, float32), ((0, pad), (0, 0)))
-  pool_ok = np.pad(pool_ok, (0, pad))
-  pool_sqnorm = np.where(pool_ok, np.sum(pool * pool, axis=-1), float32(np.inf))
-  inv_temperature = float32(1.0) / float32(temperature)
-
-  def stream_words(ids, seed_word, stream):
-    return _mix32_numpy(_mix32_numpy(ids.astype(np.uint32) ^ seed_word) + np.uint32(stream))
-
-  def log_exponential(bits):
-    u = bits.astype(float32) * float32(2.0**-32) + float32(2.0**-33)
-    return np.log(-np.log1p(-np.minimum(u, float32(1.0 - 2.0**-24))))
-
-  def scaled_distances(chunk, chunk_sqnorm, block, block_sqnorm):
-    if block.ndim == 2:
-      cross = chunk @ block.T
-    else:
-      cross = np.einsum("qd,qfd->qf", chunk, block)
-    sq_dist = (chunk_sqnorm[:, None] + block_sqnorm) - float32(2.0) * cross
-    return np.sqrt(np.maximum(sq_dist, float32(0.0))) * inv_temperature
-
-  drawn = np.full(len(queries), -1, np.int32)
-  with np.errstate(over="ignore", invalid="ignore"):
-    frame_words = stream_words(np.arange(len(pool)), seed[1], _FRAME_STREAM)
-    block_words = stream_words(np.arange(len(pool) // FRAME_BLOCK), seed[2], _BLOCK_STREAM)
-    for q_start in range(0, len(queries), query_chunk):
-      chunk = queries[q_start:q_start + query_chunk]
-      query_words = stream_words(np.arange(q_start, q_start + len(chunk)), seed[0],
-                                 _QUERY_STREAM)
-      chunk_sqnorm = np.sum(chunk * chunk, axis=-1)
-      best_key = np.full(len(chunk), np.inf, float32)
-      best_block = np.full(len(chunk), -1, np.int64)
-      for p_start in range(0, len(pool), pool_chunk):
-        rows = slice(p_start, p_start + pool_chunk)
-        distances = scaled_distances(chunk, chunk_sqnorm, pool[rows], pool_sqnorm[None, rows])
-        blocks = distances.reshape(len(chunk), -1, FRAME_BLOCK)
-        nearest = blocks.min(axis=-1)
-        shifted_sum = np.exp(nearest[..., None] - blocks).sum(axis=-1)
-        block_ids = np.arange(p_start // FRAME_BLOCK, p_start // FRAME_BLOCK + blocks.shape[1])
-        noise = log_exponential(_mix32_numpy(query_words[:, None] ^ block_words[None, block_ids]))
-        keys = np.where(nearest < np.inf, noise + nearest - np.log(shifted_sum), np.inf)
-        chunk_best = keys.min(axis=-1)
-        better = chunk_best < best_key
-        best_key = np.where(better, chunk_best, best_key)
-        best_block = np.where(better, block_ids[keys.argmin(axis=-1)], best_block)
-      frame_ids = np.maximum(best_block, 0)[:, None] * FRAME_BLOCK + np.arange(FRAME_BLOCK)
-      candidate_sqnorm = np.where(best_block[:, None] >= 0, pool_sqnorm[frame_ids],
-                                  float32(np.inf))
-      distances = scaled_distances(chunk, chunk_sqnorm, pool[frame_ids], candidate_sqnorm)
-      keys = distances + log_exponential(_mix32_numpy(query_words[:, None] ^
-                                                      frame_words[frame_ids]))
-      chosen = frame_ids[np.arange(len(chunk)), keys.argmin(axis=-1)]
-      drawn[q_start:q_start + len(chunk)] = np.where(keys.min(axis=-1) < np.inf, chosen, -1)
-  return drawn

@@ -35,10 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from nar.method import pose_bank
 from nar.method import swap as swap_lib
-
-# The table is built from the streamed kernel's private building blocks.
-# pylint: disable=protected-access
 
 
 @functools.partial(jax.tree_util.register_dataclass,
@@ -97,17 +95,17 @@ def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: ja
   num_queries = queries.shape[0]
   num_animals, max_frames, _ = frames.shape
   pool_chunk = min(pool_chunk, max_frames)
-  queries = swap_lib._to_distance_space(queries, distance_scale)
+  queries = pose_bank.to_distance_space(queries, distance_scale)
   query_sqnorm = jnp.sum(queries * queries, axis=-1)
-  chunk_counts = swap_lib._pool_chunk_counts(num_frames, pool_chunk)
+  chunk_counts = pose_bank.pool_chunk_counts(num_frames, pool_chunk)
 
   def against_animal(animal):
 
     def scan_pool_chunk(chunk, carry):
       top_scores, top_indices, running_max, running_sum = carry
-      pool, pool_ok, pool_ids = swap_lib._pool_chunk(frames, valid, animal, chunk, pool_chunk)
-      pool = swap_lib._to_distance_space(pool, distance_scale)
-      scores = -swap_lib._scaled_distances(queries, query_sqnorm, pool, pool_ok,
+      pool, pool_ok, pool_ids = pose_bank.read_pool_chunk(frames, valid, animal, chunk, pool_chunk)
+      pool = pose_bank.to_distance_space(pool, distance_scale)
+      scores = -pose_bank.scaled_distances(queries, query_sqnorm, pool, pool_ok,
                                            inv_temperature)
       merged_scores, merged_at = lax.top_k(jnp.concatenate([top_scores, scores], axis=-1), k)
       merged_ids = jnp.concatenate(

@@ -1,4 +1,5 @@
-"""Action sequences: a semi-Markov model of behaviour bouts fitted to the real annotations.
+"""Behaviour bouts and action sequences: the semi-Markov bout sampler every preset uses, and the
+default preset's bout model fitted to the real annotations.
 
 A trial is a chain of bouts. The class of the next bout depends on the current one (the
 transition matrix of the real MC2P annotations); a bout's duration follows its class's
@@ -11,6 +12,7 @@ previous class to the next one.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -96,31 +98,75 @@ class BoutModel:
       `(start, end, label)`, each `[B]` int64: bout frames `[start, end)` and class indices;
       bouts are sorted, disjoint, inside `[0, num_frames)` and may be separated by gaps.
     """
-    bout_probability = stationary_distribution(self.transition)
-    label = int(rng.choice(NUM_CLASSES, p=bout_probability))
-    starts, ends, labels = [], [], []
-    frame = 0
-    first = True
-    while frame < num_frames:
-      seconds = _sample_truncated_lognormal(
+
+    def bout_seconds(label, rng):
+      return _sample_truncated_lognormal(
           rng, self.log_duration_mean[label], self.log_duration_std[label], MIN_BOUT_SECONDS,
           self.max_bout_seconds)
-      if first:
-        # The recording starts at a random moment of an ongoing bout.
-        seconds = max(seconds * rng.uniform(), MIN_BOUT_SECONDS)
-        first = False
-      length = max(1, int(round(seconds * fps)))
-      starts.append(frame)
-      ends.append(min(frame + length, num_frames))
-      labels.append(label)
-      frame += length
+
+    def gap_frames(rng):
       if self.max_gap_seconds > 0 and rng.uniform() >= self.gap_zero_probability:
         gap = _sample_truncated_lognormal(rng, self.log_gap_mean, self.log_gap_std,
                                           0.5 / fps, self.max_gap_seconds)
-        frame += max(1, int(round(gap * fps)))
-      label = int(rng.choice(NUM_CLASSES, p=self.transition[label]))
-    return (np.asarray(starts, np.int64), np.asarray(ends, np.int64),
-            np.asarray(labels, np.int64))
+        return max(1, int(round(gap * fps)))
+      return 0
+
+    return sample_bout_chain(num_frames, fps, rng,
+                             first_label_probability=stationary_distribution(self.transition),
+                             transition=self.transition, bout_seconds=bout_seconds,
+                             min_first_seconds=MIN_BOUT_SECONDS, gap_frames=gap_frames)
+
+
+def sample_bout_chain(num_frames: int, fps: float, rng: np.random.Generator, *,
+                      first_label_probability: np.ndarray, transition: np.ndarray,
+                      bout_seconds: Callable[[int, np.random.Generator], float],
+                      min_first_seconds: float = 0.0,
+                      gap_frames: Callable[[np.random.Generator], int] | None = None):
+  """Samples a semi-Markov chain of bouts filling one trial; the bout sampler of every preset.
+
+  Draws, in this order: the first bout's class; then per bout its duration
+  (`bout_seconds`), for the first bout only the moment the recording starts within it, the
+  gap that follows it (`gap_frames`, when given) and the next bout's class. Presets differ
+  only in the distributions they pass, so equal seeds give equal bouts however they are
+  parameterised.
+
+  Args:
+    num_frames: frames of the trial.
+    fps: frame rate, Hz.
+    rng: the trial's generator.
+    first_label_probability: `[C]` probability of the class of the bout under way when the
+      recording starts.
+    transition: `[C, C]` probability of the next bout's class (columns) given the current
+      one's (rows).
+    bout_seconds: `(label, rng) -> seconds`, one draw of a bout's duration.
+    min_first_seconds: the first bout, cut where the recording starts, lasts at least this.
+    gap_frames: `rng -> frames`, one draw of the unlabelled gap after a bout (0 for none);
+      None for bouts that follow each other directly.
+
+  Returns:
+    `(start, end, label)`, each `[B]` int64: bout frames `[start, end)` and class indices;
+    bouts are sorted, disjoint and inside `[0, num_frames)`.
+  """
+  label = int(rng.choice(len(first_label_probability), p=first_label_probability))
+  starts, ends, labels = [], [], []
+  frame = 0
+  first = True
+  while frame < num_frames:
+    seconds = bout_seconds(label, rng)
+    if first:
+      # The recording starts at a random moment of an ongoing bout.
+      seconds = max(seconds * rng.uniform(), min_first_seconds)
+      first = False
+    length = max(1, int(round(seconds * fps)))
+    starts.append(frame)
+    ends.append(min(frame + length, num_frames))
+    labels.append(label)
+    frame += length
+    if gap_frames is not None:
+      frame += gap_frames(rng)
+    label = int(rng.choice(len(transition), p=transition[label]))
+  return (np.asarray(starts, np.int64), np.asarray(ends, np.int64),
+          np.asarray(labels, np.int64))
 
 
 def real_frame_fractions() -> np.ndarray:

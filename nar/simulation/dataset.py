@@ -1,9 +1,11 @@
-"""Simulated multi-animal datasets: animals, their trials as `Recording`s, and ground truth.
+"""What a simulated dataset is, and the loop that fills it with every preset's animals and trials.
 
 Randomness is organised so that an animal does not depend on how many animals are
 simulated, nor a trial on how many trials: `SeedSequence(seed)` spawns one child for what all
-animals share (the stereotyped cell-type positions) and one per animal; each animal's child
-spawns one for the animal's own parameters and one per trial.
+animals share (the default preset's stereotyped cell-type positions) and one per animal; each
+animal's child spawns one for the animal's own parameters and one per trial, then one for its
+own repertoire. A preset (`Simulator`) says how to draw an animal and simulate a trial;
+`simulate_animals` does the rest.
 """
 
 from __future__ import annotations
@@ -13,69 +15,62 @@ import datetime
 import json
 import os
 import pathlib
+from typing import Any, Protocol
 
 import numpy as np
 import tqdm
-from scipy import ndimage
 
 from nar.data import recording as recording_lib
-from nar.simulation import actions
-from nar.simulation import config as config_lib
-from nar.simulation import imaging
-from nar.simulation import neurons
-from nar.simulation import pose as pose_lib
 
 FIRST_RECORDING_DATE = datetime.date(2020, 10, 1)
 FLIES_PER_DAY = 2
-# Mean tarsus speed (mm/s) below which a frame counts as rest (as an optical-flow rest
-# detector would flag it).
-REST_LEG_SPEED_MM_S = 2.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Animal:
-  """One simulated animal.
+class PresetConfig(Protocol):
+  """The settings every preset's config holds (`SimulatorConfig`, `LocomotionConfig`)."""
 
-  Attributes:
-    animal_id: `<date>_<genotype>_Fly<N>`.
-    body: body and movement style.
-    population: visible descending neurons.
-    anatomy: imaging plane.
-  """
+  num_animals: int
+  trials_per_animal: int
+  trial_seconds: float
+  fps_behaviour: float
+  fps_neural: float
+
+
+class SimulatedAnimal(Protocol):
+  """What the dataset loop reads of a preset's animal."""
 
   animal_id: str
-  body: pose_lib.Body
-  population: neurons.Population
-  anatomy: imaging.Anatomy
 
-  def parameters(self) -> dict[str, np.ndarray | float | int]:
-    """The animal's parameters by name: arrays and scalars."""
-    body, cells, plane = self.body, self.population, self.anatomy
-    return {
-        "segment_scale": body.segment_scale,
-        "body_scale": body.body_scale,
-        "posture_tip_offset_mm": body.tip_offset,
-        "action_tip_offset_mm": body.action_tip_offset,
-        "gait_frequency_hz": body.gait_frequency_hz,
-        "rhythm_scale": body.rhythm_scale,
-        "walking_speed_mm_s": body.walking_speed_mm_s,
-        "alignment_rotation_deg": body.rotation_deg,
-        "num_cells": cells.num_cells,
-        "cell_type": cells.cell_type,
-        "action_tuning": cells.action_tuning,
-        "kinematic_tuning": cells.kinematic_tuning,
-        "gain": cells.gain,
-        "baseline_hz": cells.baseline_hz,
-        "shared_noise_loading": cells.shared_noise_loading,
-        "connective_centre_fov": plane.connective_centre,
-        "connective_rotation_deg": plane.connective_rotation_deg,
-        "connective_scale": plane.connective_scale,
-        "cell_position_fov": plane.cell_position,
-        "cell_sigma_fov": plane.cell_sigma,
-        "cell_brightness": plane.cell_brightness,
-        "tissue": plane.tissue,
-        "motion_scale_fov": plane.motion_scale_fov,
-    }
+  def parameters(self) -> dict:
+    """The animal's parameters by name: arrays and scalars (its ground truth)."""
+
+
+class Simulator(Protocol):
+  """A preset: how to draw its animals and simulate their trials.
+
+  Attributes:
+    config: the preset's settings.
+    source: what its recordings are called, before ` (seed N)`.
+  """
+
+  config: PresetConfig
+  source: str
+
+  def ground_truth(self) -> dict:
+    """The dataset-wide ground truth: `class_names`, `cell_type_names`, `kinematic_names`,
+    `target_frame_fractions` `[C]` and `transition` `[C, C]`."""
+
+  def sample_shared(self, rng: np.random.Generator) -> Any:
+    """Draws what all animals share (from the first child of the dataset's seed)."""
+
+  def sample_animal(self, index: int, shared: Any, rng: np.random.Generator,
+                    repertoire_rng: np.random.Generator) -> SimulatedAnimal:
+    """Draws the `index`-th animal: its parameters from `rng`, its own repertoire of
+    behaviour from `repertoire_rng`."""
+
+  def simulate_trial(self, animal: SimulatedAnimal, index: int, rng: np.random.Generator,
+                     source: str) -> tuple[recording_lib.Recording, dict[str, np.ndarray]]:
+    """Simulates the `index`-th trial of an animal: its recording and per-trial ground truth."""
 
 
 def animal_id(index: int, genotype: str) -> str:
@@ -86,17 +81,8 @@ def animal_id(index: int, genotype: str) -> str:
 
 
 def trial_id(index: int) -> str:
+  """The id of the `index`-th trial of an animal: `001`, `002`, ..."""
   return f"{index + 1:03d}"
-
-
-def sample_animal(index: int, config: config_lib.SimulatorConfig, type_positions: np.ndarray,
-                  rng: np.random.Generator,
-                  identified: neurons.Cells | None = None) -> Animal:
-  """Draws the `index`-th animal (showing some of the `identified` cells, when given)."""
-  body = pose_lib.sample_body(config, rng)
-  population = neurons.sample_population(config, rng, identified)
-  anatomy = imaging.sample_anatomy(config, population.cell_type, type_positions, rng)
-  return Animal(animal_id(index, config.genotype), body, population, anatomy)
 
 
 def sync_indices(neural_times: np.ndarray, num_behaviour_frames: int,
@@ -108,76 +94,6 @@ def sync_indices(neural_times: np.ndarray, num_behaviour_frames: int,
   return np.clip(index, 0, len(neural_times) - 1).astype(np.int64)
 
 
-def animal_bout_model(bout_model: actions.BoutModel, repertoire_std: float,
-                      rng: np.random.Generator) -> actions.BoutModel:
-  """One animal's bout model: the common one with its class frequencies perturbed.
-
-  Each class's frame fraction is multiplied by `exp(repertoire_std * z)`, z ~ N(0, 1), and
-  the transitions re-weighted to the result (`actions.rebalance`); 0 returns `bout_model`.
-  """
-  if repertoire_std == 0:
-    return bout_model
-  fractions = bout_model.frame_fractions() * np.exp(
-      repertoire_std * rng.standard_normal(actions.NUM_CLASSES))
-  return actions.rebalance(bout_model, fractions / fractions.sum())
-
-
-def simulate_trial(animal: Animal, index: int, bout_model: actions.BoutModel,
-                   config: config_lib.SimulatorConfig, rng: np.random.Generator,
-                   source: str = "") -> tuple[recording_lib.Recording, dict[str, np.ndarray]]:
-  """Simulates one trial of an animal.
-
-  The recording's `fps_neural` is the trial's true mean frame rate, which deviates from the
-  nominal `config.fps_neural` by a few percent.
-
-  Returns:
-    The recording and its ground truth: `actions` `[T_b]` int32 latent action,
-    `action_weights` `[T_b, C]`, `walking_speed` `[T_b]` (mm/s), `turning` `[T_b]`,
-    `leg_speed` `[T_b, 6]` (mm/s), `firing_rates` `[T_n, R]` (Hz, frame means),
-    `calcium_dff` `[T_n, R]` (noiseless), `motion_shift_px` `[T_n, 2]`.
-  """
-  fps = config.fps_behaviour
-  num_frames = int(round(config.trial_seconds * fps))
-  sequence = actions.action_sequence(bout_model, num_frames, fps, config.blend_seconds, rng)
-  pose, kinematics = pose_lib.simulate_pose(animal.body, sequence, config, rng)
-  rates, cell_dff = neurons.simulate_activity(animal.population, sequence.weights, kinematics,
-                                              config, rng)
-  times, fps_neural = imaging.frame_times(config, rng)
-  frame_dff = imaging.frame_averages(cell_dff, fps, times, config.trial_seconds)
-  frame_rates = imaging.frame_averages(rates, fps, times, config.trial_seconds)
-  mean_leg_speed = kinematics["leg_speed"].mean(axis=1)
-  movement = imaging.frame_averages(mean_leg_speed / neurons.LEG_SPEED_SCALE_MM_S, fps, times,
-                                    config.trial_seconds)
-  imaged = imaging.image_trial(animal.anatomy, frame_dff, movement, times, config, rng)
-  smoothed_speed = ndimage.uniform_filter1d(mean_leg_speed, size=max(1, int(0.2 * fps)))
-
-  rec = recording_lib.Recording(
-      animal_id=animal.animal_id,
-      trial_id=trial_id(index),
-      behaviour=pose,
-      sync=sync_indices(times, num_frames, fps),
-      labels=sequence.labels,
-      fps_behaviour=fps,
-      fps_neural=fps_neural,
-      neural_images=imaged.dff_images,
-      roi_traces=imaged.roi_traces,
-      rest=smoothed_speed < REST_LEG_SPEED_MM_S,
-      neural_timestamps=times,
-      source=source,
-  )
-  truth = {
-      "actions": sequence.actions,
-      "action_weights": sequence.weights,
-      "walking_speed": kinematics["walking_speed"],
-      "turning": kinematics["turning"],
-      "leg_speed": kinematics["leg_speed"],
-      "firing_rates": frame_rates.astype(np.float32),
-      "calcium_dff": frame_dff.astype(np.float32),
-      "motion_shift_px": imaged.shift_px,
-  }
-  return rec, truth
-
-
 @dataclasses.dataclass
 class SimulatedDataset:
   """Simulated recordings and what generated them.
@@ -187,7 +103,8 @@ class SimulatedDataset:
     ground_truth: `class_names`, `cell_type_names`, `kinematic_names`,
       `target_frame_fractions` `[C]` and `transition` `[C, C]` of the bout model;
       `animals`: animal id -> parameters (`Animal.parameters`);
-      `recordings`: `<animal_id>_<trial_id>` -> per-trial arrays (`simulate_trial`).
+      `recordings`: `<animal_id>_<trial_id>` -> per-trial arrays (the preset's
+      `simulate_trial`).
     config: the settings.
     seed: the seed.
   """
@@ -195,7 +112,7 @@ class SimulatedDataset:
   recordings: list[recording_lib.Recording]
   ground_truth: dict
   # A `SimulatorConfig`, or the `LocomotionConfig` of the locomotion preset.
-  config: config_lib.SimulatorConfig
+  config: PresetConfig
   seed: int
 
   def save_ground_truth(self, path: str | os.PathLike) -> pathlib.Path:
@@ -266,64 +183,40 @@ class SimulatedDataset:
     ])
 
 
-def simulate_dataset(config: config_lib.SimulatorConfig | None = None, seed: int = 0, *,
+def simulate_animals(simulator: Simulator, seed: int, *,
                      progress: bool = False) -> SimulatedDataset:
-  """Simulates a multi-animal dataset.
+  """Simulates a multi-animal dataset of a preset.
 
   Args:
-    config: settings (the default demo dataset if None); a
-      `nar.simulation.locomotion.LocomotionConfig` simulates the locomotion preset.
+    simulator: the preset.
     seed: the seed; equal seeds give identical datasets.
     progress: show a progress bar over the trials.
 
   Returns:
     The recordings and their ground truth.
   """
-  from nar.simulation import locomotion  # pylint: disable=g-import-not-at-top
-  if isinstance(config, locomotion.LocomotionConfig):
-    return locomotion.simulate_locomotion_dataset(config, seed, progress=progress)
-  config = config or config_lib.SimulatorConfig()
-  if not isinstance(config, config_lib.SimulatorConfig):
-    raise TypeError(f"config must be a SimulatorConfig or a LocomotionConfig, got "
-                    f"{type(config).__name__}")
-  bout_model = actions.balanced_bout_model(config.class_balance_exponent(),
-                                           config.max_bout_seconds, config.max_gap_seconds)
+  config = simulator.config
+  source = f"{simulator.source} (seed {seed})"
   shared_seed, *animal_seeds = np.random.SeedSequence(seed).spawn(1 + config.num_animals)
-  shared_rng = np.random.default_rng(shared_seed)
-  type_positions = imaging.stereotyped_positions(len(neurons.CELL_TYPES), shared_rng)
-  identified = (neurons.sample_cells(config.identified_cells, shared_rng)
-                if config.identified_cells else None)
+  shared = simulator.sample_shared(np.random.default_rng(shared_seed))
+  truth = {**simulator.ground_truth(), "animals": {}, "recordings": {}}
   recordings = []
-  truth = {
-      "class_names": recording_lib.MC2P_CLASS_NAMES,
-      "cell_type_names": neurons.CELL_TYPE_NAMES,
-      "kinematic_names": neurons.KINEMATIC_NAMES,
-      "target_frame_fractions": bout_model.frame_fractions(),
-      "transition": bout_model.transition,
-      "animals": {},
-      "recordings": {},
-  }
   bar = tqdm.tqdm(total=config.num_animals * config.trials_per_animal, desc="simulating",
                   unit="trial", disable=not progress)
   with bar:
     for index, animal_seed in enumerate(animal_seeds):
       parameter_seed, *trial_seeds = animal_seed.spawn(1 + config.trials_per_animal)
-      animal = sample_animal(index, config, type_positions, np.random.default_rng(parameter_seed),
-                             identified)
-      truth["animals"][animal.animal_id] = animal.parameters()
       # Spawned after the trials' seeds, so that the rest of the dataset does not depend on it.
       repertoire_seed, = animal_seed.spawn(1)
-      animal_bouts = animal_bout_model(bout_model, config.repertoire_std,
+      animal = simulator.sample_animal(index, shared, np.random.default_rng(parameter_seed),
                                        np.random.default_rng(repertoire_seed))
-      truth["animals"][animal.animal_id]["target_frame_fractions"] = (
-          animal_bouts.frame_fractions())
+      truth["animals"][animal.animal_id] = animal.parameters()
       for trial, trial_seed in enumerate(trial_seeds):
         bar.set_postfix_str(f"{animal.animal_id} trial {trial_id(trial)}")
-        rec, trial_truth = simulate_trial(animal, trial, animal_bouts, config,
-                                          np.random.default_rng(trial_seed),
-                                          source=f"simulation (seed {seed})")
+        rec, trial_truth = simulator.simulate_trial(animal, trial,
+                                                    np.random.default_rng(trial_seed), source)
         recordings.append(rec)
         truth["recordings"][f"{rec.animal_id}_{rec.trial_id}"] = trial_truth
         bar.update()
-  recording_lib.check_recording_set(recordings, source=f"simulation (seed {seed})")
+  recording_lib.check_recording_set(recordings, source=source)
   return SimulatedDataset(recordings=recordings, ground_truth=truth, config=config, seed=seed)

@@ -1,4 +1,5 @@
-"""The locomotion preset: a fly walking on a ball, seen as ball velocities and ROI traces.
+"""The locomotion preset: its settings, animals and trials, a fly walking on a ball seen as
+ball velocities and ROI traces.
 
 Behaviour is low-dimensional: the forward, lateral and turning velocity of the ball at 100 Hz
 (a `"vector"` behaviour with named dimensions, `BEHAVIOUR_NAMES`), driven by a semi-Markov
@@ -20,8 +21,10 @@ own noise level. An ROI index therefore means a different cell in every animal: 
 probe trained on some animals does not transfer to another, while within an animal the
 traces tell the actions apart.
 
-Randomness follows `nar.simulation.dataset`: an animal does not depend on how many animals
-are simulated, nor a trial on how many trials.
+The bouts come from the shared sampler (`nar.simulation.actions.sample_bout_chain`) and the
+dataset from the shared loop (`nar.simulation.dataset.simulate_animals`), so randomness
+follows `nar.simulation.dataset`: an animal does not depend on how many animals are
+simulated, nor a trial on how many trials.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ import dataclasses
 
 import numpy as np
 from scipy import signal
-import tqdm
 
 from nar.data import recording as recording_lib
+from nar.simulation import actions
 from nar.simulation import dataset as dataset_lib
 from nar.simulation import imaging
 from nar.simulation import neurons
@@ -311,10 +314,8 @@ def sample_animal(index: int, config: LocomotionConfig,
 
 def stationary_frame_fractions(config: LocomotionConfig) -> np.ndarray:
   """`[4]` long-run fraction of the frames each action holds."""
-  transition = np.asarray(config.transition, np.float64)
-  values, vectors = np.linalg.eig(transition.T)
-  bouts = np.abs(np.real(vectors[:, np.argmin(np.abs(values - 1))]))
-  time = bouts / bouts.sum() * np.asarray(config.mean_bout_seconds)
+  bouts = actions.stationary_distribution(np.asarray(config.transition, np.float64))
+  time = bouts * np.asarray(config.mean_bout_seconds)
   return time / time.sum()
 
 
@@ -325,29 +326,18 @@ def sample_bouts(config: LocomotionConfig, num_frames: int,
   Returns:
     `(start, end, label)`, each `[B]` int64, end exclusive.
   """
-  fps = config.fps_behaviour
-  transition = np.asarray(config.transition, np.float64)
-  label = int(rng.choice(len(CLASS_NAMES), p=stationary_frame_fractions(config)))
-  starts, ends, labels = [], [], []
-  frame, first = 0, True
   # exp(N(mu, s^2)) has mean exp(mu + s^2/2): mu places the mean at the configured one.
   log_std = config.bout_log_std
-  while frame < num_frames:
+
+  def bout_seconds(label, rng):
     log_mean = np.log(config.mean_bout_seconds[label]) - log_std**2 / 2
-    seconds = min(float(np.exp(log_mean + log_std * rng.standard_normal())),
-                  config.max_bout_seconds)
-    if first:
-      # The recording starts at a random moment of an ongoing bout.
-      seconds *= rng.uniform()
-      first = False
-    length = max(1, int(round(seconds * fps)))
-    starts.append(frame)
-    ends.append(min(frame + length, num_frames))
-    labels.append(label)
-    frame += length
-    label = int(rng.choice(len(CLASS_NAMES), p=transition[label]))
-  return (np.asarray(starts, np.int64), np.asarray(ends, np.int64),
-          np.asarray(labels, np.int64))
+    return min(float(np.exp(log_mean + log_std * rng.standard_normal())),
+               config.max_bout_seconds)
+
+  return actions.sample_bout_chain(
+      num_frames, config.fps_behaviour, rng,
+      first_label_probability=stationary_frame_fractions(config),
+      transition=np.asarray(config.transition, np.float64), bout_seconds=bout_seconds)
 
 
 def simulate_velocities(animal: LocomotionAnimal, labels: np.ndarray, bout_start: np.ndarray,
@@ -448,46 +438,40 @@ def simulate_trial(animal: LocomotionAnimal, index: int, config: LocomotionConfi
   return rec, {"actions": labels, **truth}
 
 
-def simulate_locomotion_dataset(config: LocomotionConfig | None = None, seed: int = 0, *,
-                                progress: bool = False) -> dataset_lib.SimulatedDataset:
-  """Simulates a multi-animal dataset of the locomotion preset.
+class LocomotionSimulator:
+  """The locomotion preset (`LocomotionConfig`) for `nar.simulation.dataset.simulate_animals`.
 
-  Args:
-    config: settings (the defaults if None).
-    seed: the seed; equal seeds give identical datasets.
-    progress: show a progress bar over the trials.
-
-  Returns:
-    The recordings and their ground truth (`class_names`, `cell_type_names`,
-    `kinematic_names` (the behaviour names), `target_frame_fractions`, `transition`, and
-    per animal and per trial arrays as in `nar.simulation.SimulatedDataset`).
+  Its animals share nothing and have no repertoire of their own: the seeds spawned for those
+  go unused.
   """
-  config = config or LocomotionConfig()
-  _, *animal_seeds = np.random.SeedSequence(seed).spawn(1 + config.num_animals)
-  truth = {
-      "class_names": CLASS_NAMES,
-      "cell_type_names": CELL_TYPE_NAMES,
-      "kinematic_names": BEHAVIOUR_NAMES,
-      "target_frame_fractions": stationary_frame_fractions(config),
-      "transition": np.asarray(config.transition, np.float64),
-      "animals": {},
-      "recordings": {},
-  }
-  recordings = []
-  bar = tqdm.tqdm(total=config.num_animals * config.trials_per_animal, desc="simulating",
-                  unit="trial", disable=not progress)
-  with bar:
-    for index, animal_seed in enumerate(animal_seeds):
-      parameter_seed, *trial_seeds = animal_seed.spawn(1 + config.trials_per_animal)
-      animal = sample_animal(index, config, np.random.default_rng(parameter_seed))
-      truth["animals"][animal.animal_id] = animal.parameters()
-      for trial, trial_seed in enumerate(trial_seeds):
-        rec, trial_truth = simulate_trial(animal, trial, config,
-                                          np.random.default_rng(trial_seed),
-                                          source=f"locomotion simulation (seed {seed})")
-        recordings.append(rec)
-        truth["recordings"][f"{rec.animal_id}_{rec.trial_id}"] = trial_truth
-        bar.update()
-  recording_lib.check_recording_set(recordings, source=f"locomotion simulation (seed {seed})")
-  return dataset_lib.SimulatedDataset(recordings=recordings, ground_truth=truth, config=config,
-                                      seed=seed)
+
+  source = "locomotion simulation"
+
+  def __init__(self, config: LocomotionConfig):
+    self.config = config
+
+  def ground_truth(self) -> dict:
+    """Class, cell-type and behaviour names (as `kinematic_names`), and the action chain's
+    statistics."""
+    return {
+        "class_names": CLASS_NAMES,
+        "cell_type_names": CELL_TYPE_NAMES,
+        "kinematic_names": BEHAVIOUR_NAMES,
+        "target_frame_fractions": stationary_frame_fractions(self.config),
+        "transition": np.asarray(self.config.transition, np.float64),
+    }
+
+  def sample_shared(self, rng: np.random.Generator) -> None:
+    """Nothing is shared between animals."""
+    del rng
+
+  def sample_animal(self, index: int, shared: None, rng: np.random.Generator,
+                    repertoire_rng: np.random.Generator) -> LocomotionAnimal:
+    """Draws the `index`-th animal (`sample_animal`)."""
+    del shared, repertoire_rng
+    return sample_animal(index, self.config, rng)
+
+  def simulate_trial(self, animal: LocomotionAnimal, index: int, rng: np.random.Generator,
+                     source: str) -> tuple[recording_lib.Recording, dict[str, np.ndarray]]:
+    """Simulates the `index`-th trial of an animal (`simulate_trial`)."""
+    return simulate_trial(animal, index, self.config, rng, source=source)
