@@ -12,7 +12,7 @@ simulated and built first if absent.
 from absl import app
 from absl import flags
 
-from experiments import report
+from experiments import tables
 from data_prep import default_dataset
 from nar.eval import protocol as protocol_lib
 from nar.data import pipeline
@@ -42,7 +42,7 @@ def main(argv):
                                        held_out_animals=held_out)
   print(f"dataset: {dataset.path}; {len(table.label)} labelled windows; "
         f"held-out animals: {', '.join(held_out)}")
-  print(report.format_table({"Neural (linear) raw": results}))
+  print(tables.format_table({"Neural (linear) raw": results}))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from absl import flags
 import joblib
 import numpy as np
 
+from experiments import execution
 from experiments import reproduce
 from experiments.configs import reproduce as presets
 from nar.eval import protocol as protocol_lib
@@ -39,7 +40,7 @@ def main(argv):
   preset = presets.get_config("cpu")
   reproduce.prepare_dataset(preset)
   config = reproduce.fold_config(preset.training, seed=0)
-  table, inputs = reproduce.raw_input_table(config, "neural")
+  table, inputs = execution.raw_input_table(config, "neural")
   print(f"{table.features.shape[0]} windows x {table.features.shape[1]} features; "
         f"{joblib.cpu_count()} cores")
   protocol = protocol_lib.protocol_from_config(config.eval, seed=config.seed)

@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 import jax
 
+from experiments import execution
 from experiments import reproduce
 from experiments.configs import reproduce as presets
 from nar import logs
@@ -48,11 +49,11 @@ def _time_runs(preset: presets.Preset, out_dir: pathlib.Path, workers: int
   runs = reproduce.plan_runs(preset, num_seeds=_SEEDS.value, out_dir=out_dir,
                              only=_ROWS.value, skip_ablations=False)
   start = time.perf_counter()
-  ran, skipped = reproduce.execute_all(runs, workers=workers)
+  ran, skipped = execution.execute_all(runs, workers=workers)
   seconds = time.perf_counter() - start
   if skipped or len(ran) != len(runs):
     raise RuntimeError(f"expected {len(runs)} fresh runs, ran {len(ran)}, skipped {skipped}")
-  return seconds, {run.name: _probe_scores(reproduce.load_results(run)) for run in runs}
+  return seconds, {run.name: _probe_scores(execution.load_results(run)) for run in runs}
 
 
 def main(argv):

@@ -14,7 +14,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import report
+from experiments import tables
 from data_prep import default_dataset
 from data_prep import tfds_builder
 from nar import logs
@@ -38,7 +38,7 @@ def main(argv):
   print(tfds_builder.describe(str(dataset_dir)))
   results = train.train_and_evaluate(config, _WORKDIR.value)
   print(f"run: {_WORKDIR.value}")
-  print(report.format_table({"Ours (swap_cpu)": results["probes"]}))
+  print(tables.format_table({"Ours (swap_cpu)": results["probes"]}))
   print(train.summary_line(results))
 
 

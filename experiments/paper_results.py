@@ -71,6 +71,7 @@ def paper_accuracy(row: str, probe: str, fraction: float) -> float | None:
     values = ACTION_ACCURACY.get(row)
     column += 2 if probe == protocol_lib.ACTION_MULTI_ANIMAL else 0
   else:
-    known = (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL, protocol_lib.IDENTITY)
+    known = (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL,
+             protocol_lib.IDENTITY)
     raise ValueError(f"unknown probe {probe!r}; choose one of {list(known)}")
   return None if values is None else values[column]

@@ -1,13 +1,16 @@
-r"""Tables and CSVs of a reproduction: aggregated probe-suite results -> markdown and CSV text.
+r"""The reporting path of reproductions: runs -> summaries -> tables, CSVs and leads by fold.
 
   python -m experiments.report --runs_csv=results/pose_cpu/runs.csv
   python -m experiments.report --runs_csv=A/runs.csv,B/runs.csv --out=DIR
+  python -m experiments.report --eval_json_dir=DIR --reference=no_swap
 
 prints, from reproductions' `runs.csv` files, how far Ours leads every other row on new
 animals, fold by fold (`lead_table`; the same section closes `table1.md`). With `--out`, also
 writes the tables of all their runs together (`write_tables_from_runs`): runs of one
 benchmark made by several invocations (e.g. with different `--only`) into different folders.
 
+Runs are summarised here (`aggregate_runs` over runs' results, or `summaries_from_records`
+over `runs.csv` lines, grouped with pandas); `experiments.tables` writes their text.
 Rows are keyed by name ("ours", "simclr", "neural_raw", ...). A row's summary is
 `aggregate_runs` over its runs (seeds = held-out folds), so every cell is the
 mean ± population std over runs; a row without a finished run shows "–". The paper's numbers
@@ -18,8 +21,9 @@ a dataset the paper has a benchmark for (`paper=False` leaves the column out).
 from __future__ import annotations
 
 import csv
-import io
+import json
 import pathlib
+import re
 from typing import Any, Mapping, Sequence
 
 from absl import app
@@ -27,93 +31,11 @@ from absl import flags
 import numpy as np
 import pandas as pd
 
+from experiments import execution
 from experiments import paper_results
+from experiments import tables
 from experiments.configs import reproduce as presets
 from nar.eval import protocol as protocol_lib
-
-# Table rows in the seed's order (Ours last), with their labels.
-ROW_LABELS = {
-    "random": "Random guess",
-    "behaviour_raw": "Behaviour (linear)",
-    "behaviour_swapped": "Behaviour (linear), swapped",
-    "neural_raw": "Neural (linear) raw",
-    "neural_standardised": "Neural (linear), standardised",
-    "simclr": "SimCLR",
-    "regression_recurrent": "Regression (recurrent)",
-    "regression_conv": "Regression (conv)",
-    "behavenet": "BehaveNet-style",
-    "no_swap": "Multimodal contrastive, no swap",
-    "simclr_mmd": "SimCLR + MMD",
-    "simclr_grl": "SimCLR + GRL",
-    "regression_conv_mmd": "Regression (conv) + MMD",
-    "regression_conv_grl": "Regression (conv) + GRL",
-    "ours": "Ours",
-}
-# The behaviour rows are identity references of Table 2 only, as in the seed: raw pose, and
-# pose after the swap of every window (how much of the animal the swap leaves in Ours' target).
-BEHAVIOUR_ROWS = ("behaviour_raw", "behaviour_swapped")
-ACTION_ROWS = tuple(row for row in ROW_LABELS if row not in BEHAVIOUR_ROWS)
-IDENTITY_ROWS = tuple(ROW_LABELS)
-
-FRACTIONS = (0.5, 1.0)
-PROBE_NAMES = {protocol_lib.ACTION_SINGLE_ANIMAL: "Single-Animal",
-               protocol_lib.ACTION_MULTI_ANIMAL: "Multi-Animal",
-               protocol_lib.IDENTITY: "Identity"}
-_PROBE_COLUMNS = {protocol_lib.ACTION_SINGLE_ANIMAL: "single_animal",
-                  protocol_lib.ACTION_MULTI_ANIMAL: "multi_animal",
-                  protocol_lib.IDENTITY: "identity"}
-# Every score of a run: (probe, label fraction, metric).
-SCORES = tuple((probe, fraction, metric) for probe in PROBE_NAMES for fraction in FRACTIONS
-               for metric in protocol_lib.METRICS)
-MISSING = "–"
-
-
-def row_label(row: str) -> str:
-  """The table label of a row key (ablations keep their key)."""
-  return ROW_LABELS.get(row, row)
-
-
-def score_column(probe: str, fraction: float, metric: str) -> str:
-  """CSV column of a score, e.g. `multi_animal_1.0_accuracy`."""
-  return f"{_PROBE_COLUMNS[probe]}_{protocol_lib.fraction_key(fraction)}_{metric}"
-
-
-def score(summary: Mapping[str, Any] | None, probe: str, fraction: float,
-          metric: str) -> Mapping[str, Any] | None:
-  """`{"mean", "std", "count", ...}` of one score of a summary, or None if absent."""
-  if summary is None:
-    return None
-  entry = summary.get(probe, {}).get(protocol_lib.fraction_key(fraction), {}).get(metric)
-  return entry if isinstance(entry, Mapping) and "mean" in entry else None
-
-
-def format_score(entry: Mapping[str, Any] | None) -> str:
-  """"53.2 ± 9.8" over several runs, "53.2" for one, "–" when absent."""
-  if entry is None:
-    return MISSING
-  if entry.get("count", 1) > 1:
-    return f"{entry['mean']:.1f} ± {entry['std']:.1f}"
-  return f"{entry['mean']:.1f}"
-
-
-def _paper_cell(row: str, probe: str, fraction: float) -> str:
-  value = paper_results.paper_accuracy(row, probe, fraction)
-  return MISSING if value is None else f"{value:.1f}"
-
-
-def chance_levels(summaries: Mapping[str, Mapping[str, Any] | None]) -> dict[str, float] | None:
-  """Uniform chance (%) of action and identity, from any finished row."""
-  for summary in summaries.values():
-    if summary and "chance" in summary:
-      return {name: float(value["mean"] if isinstance(value, Mapping) else value)
-              for name, value in summary["chance"].items()}
-  return None
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  """A GitHub markdown table."""
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -156,147 +78,6 @@ def aggregate_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
   return merge(list(runs))
 
 
-def format_table(results: Mapping[str, Any], *, metric: str = "accuracy") -> str:
-  """Tables 1 (action) and 2 (identity) of one or more methods' probe-suite results, as text.
-
-  Args:
-    results: one method's results (`run_probe_suite` or `aggregate_runs`), shown as "Ours",
-      or a mapping from method name to such results (one row each).
-    metric: "accuracy" or "balanced_accuracy".
-
-  Returns:
-    Two markdown tables in the seed's layout, each under a title: action recognition
-    (Single-Animal, then Multi-Animal, per label fraction) and identity recognition (lower
-    is better), with a "Random" row of the chance levels.
-  """
-  if protocol_lib.ACTION_SINGLE_ANIMAL in results or protocol_lib.IDENTITY in results:
-    results = {"Ours": results}
-  names = [f"{fraction:.1f}" for fraction in FRACTIONS]
-  action_probes = (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL)
-  action_rows, identity_rows = [], []
-  chance = chance_levels(results)
-  if chance is not None:
-    action_rows.append(["Random"] + [f"{chance['action']:.1f}"] * (2 * len(FRACTIONS)))
-    identity_rows.append(["Random"] + [f"{chance['identity']:.1f}"] * len(FRACTIONS))
-  for name, method in results.items():
-    action_rows.append([name] + [format_score(score(method, probe, fraction, metric))
-                                 for probe in action_probes for fraction in FRACTIONS])
-    identity_rows.append([name] + [format_score(score(method, protocol_lib.IDENTITY, fraction,
-                                                      metric)) for fraction in FRACTIONS])
-  action_header = ["Method"] + [f"{PROBE_NAMES[probe]} {fraction}" for probe in action_probes
-                                for fraction in names]
-  identity_header = ["Method"] + [f"Identity {fraction}" for fraction in names]
-  label = metric.replace("_", " ")
-  return (f"Table 1: action recognition, {label} (%)\n\n"
-          + markdown_table(action_header, action_rows)
-          + f"\nTable 2: identity recognition, {label} (%, lower is better)\n\n"
-          + markdown_table(identity_header, identity_rows))
-
-
-def _runs_cell(summary: Mapping[str, Any] | None, probe: str) -> str:
-  entry = score(summary, probe, FRACTIONS[-1], "accuracy")
-  return str(entry.get("count", 1)) if entry else "0"
-
-
-def _results_table(summaries: Mapping[str, Mapping[str, Any] | None], rows: Sequence[str],
-                   probes: Sequence[str], metric: str, with_paper: bool) -> str:
-  header = ["Method"]
-  for probe in probes:
-    for fraction in FRACTIONS:
-      header.append(f"{PROBE_NAMES[probe]} {fraction:.1f}")
-      if with_paper:
-        header.append("paper")
-  header.append("runs")
-  chance = chance_levels(summaries)
-  lines = []
-  for row in rows:
-    cells = [row_label(row)]
-    for probe in probes:
-      for fraction in FRACTIONS:
-        if row == "random":
-          level = chance and chance["identity" if probe == protocol_lib.IDENTITY else "action"]
-          cells.append(MISSING if level is None else f"{level:.1f}")
-        else:
-          cells.append(format_score(score(summaries.get(row), probe, fraction, metric)))
-        if with_paper:
-          cells.append(_paper_cell(row, probe, fraction))
-    cells.append(MISSING if row == "random" else _runs_cell(summaries.get(row), probes[0]))
-    lines.append(cells)
-  return markdown_table(header, lines)
-
-
-def action_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
-                 metric: str = "accuracy", rows: Sequence[str] = ACTION_ROWS,
-                 paper: bool = True) -> str:
-  """Table 1: action recognition, single-animal and multi-animal, per label fraction.
-
-  Args:
-    summaries: row -> aggregated results (None for a row without a finished run).
-    metric: "accuracy" (with the paper's numbers beside ours) or "balanced_accuracy".
-    rows: the rows, in order.
-    paper: print the paper's accuracy beside ours (False for a dataset it has no benchmark
-      of, `paper_results.has_benchmark`).
-  """
-  return _results_table(summaries, rows,
-                        (protocol_lib.ACTION_SINGLE_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL),
-                        metric, with_paper=paper and metric == "accuracy")
-
-
-def identity_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
-                   metric: str = "accuracy", rows: Sequence[str] = IDENTITY_ROWS,
-                   paper: bool = True) -> str:
-  """Table 2: identity recognition over all animals (lower is better), per label fraction.
-
-  Args as `action_table`.
-  """
-  return _results_table(summaries, rows, (protocol_lib.IDENTITY,), metric,
-                        with_paper=paper and metric == "accuracy")
-
-
-def ablation_table(summaries: Mapping[str, Mapping[str, Any] | None],
-                   changes: Mapping[str, str], *, metric: str = "accuracy") -> str:
-  """The ablations beside Ours: every score at both label fractions.
-
-  Args:
-    summaries: row (Ours first, then each ablation) -> aggregated results or None.
-    changes: row -> what it changes from Ours, e.g. "swap.probability = 0.25".
-    metric: "accuracy" or "balanced_accuracy".
-  """
-  header = ["Variant", "change"]
-  header += [f"{PROBE_NAMES[p]} {f:.1f}" for p in PROBE_NAMES for f in FRACTIONS] + ["runs"]
-  lines = []
-  for row, summary in summaries.items():
-    lines.append([row_label(row), changes.get(row, "")] +
-                 [format_score(score(summary, p, f, metric))
-                  for p in PROBE_NAMES for f in FRACTIONS] +
-                 [_runs_cell(summary, protocol_lib.ACTION_MULTI_ANIMAL)])
-  return markdown_table(header, lines)
-
-
-def _csv_text(columns: Sequence[str], records: Sequence[Mapping[str, Any]]) -> str:
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, columns, lineterminator="\n")
-  writer.writeheader()
-  for record in records:
-    writer.writerow({k: _csv_value(record.get(k)) for k in columns})
-  return buffer.getvalue()
-
-
-def _csv_value(value: Any) -> Any:
-  if value is None:
-    return ""
-  if isinstance(value, float):
-    return f"{value:.4f}"
-  return value
-
-
-# Uniform chance (%) of the run's action and identity probes: the random guess row.
-CHANCE_COLUMNS = {"action": "action_chance", "identity": "identity_chance"}
-RUN_COLUMNS = (("row", "group", "seed", "held_out_animals", "train_steps", "wall_seconds",
-                "evaluation_seconds") + tuple(score_column(*s) for s in SCORES) +
-               tuple(CHANCE_COLUMNS.values()))
-
-
 def run_record(row: str, group: str, seed: int, results: Mapping[str, Any]) -> dict[str, Any]:
   """One run's line of `runs.csv`: what it is, its held-out animals, wall time and scores."""
   suite = results["probes"]
@@ -305,50 +86,12 @@ def run_record(row: str, group: str, seed: int, results: Mapping[str, Any]) -> d
             "held_out_animals": " ".join(results.get("held_out_animals", [])),
             "train_steps": results.get("train_steps"), "wall_seconds": wall.get("total"),
             "evaluation_seconds": wall.get("evaluation")}
-  for probe, fraction, metric in SCORES:
-    entry = score(suite, probe, fraction, metric)
-    record[score_column(probe, fraction, metric)] = entry["mean"] if entry else None
-  for name, column in CHANCE_COLUMNS.items():
+  for probe, fraction, metric in tables.SCORES:
+    entry = tables.score(suite, probe, fraction, metric)
+    record[tables.score_column(probe, fraction, metric)] = entry["mean"] if entry else None
+  for name, column in tables.CHANCE_COLUMNS.items():
     record[column] = suite.get("chance", {}).get(name)
   return record
-
-
-def runs_csv(records: Sequence[Mapping[str, Any]]) -> str:
-  """`runs.csv`: one line per run (see `run_record`)."""
-  return _csv_text(RUN_COLUMNS, records)
-
-
-def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
-                groups: Mapping[str, str], wall_seconds: Mapping[str, float], *,
-                paper: bool = True) -> str:
-  """`summary.csv`: per row, mean and std over its runs of every score, and the paper's.
-
-  Args:
-    summaries: row -> aggregated results or None.
-    groups: row -> "method", "reference" or "ablation".
-    wall_seconds: row -> mean wall time of its runs.
-    paper: with the paper's accuracy columns (False for a dataset it has no benchmark of).
-  """
-  columns = ["row", "label", "group", "runs", "wall_seconds_mean"]
-  for probe, fraction, metric in SCORES:
-    name = score_column(probe, fraction, metric)
-    columns += [f"{name}_mean", f"{name}_std"]
-    if paper and metric == "accuracy":
-      columns.append(f"{name}_paper")
-  records = []
-  for row, summary in summaries.items():
-    record = {"row": row, "label": row_label(row), "group": groups.get(row, ""),
-              "runs": _runs_cell(summary, protocol_lib.IDENTITY),
-              "wall_seconds_mean": wall_seconds.get(row)}
-    for probe, fraction, metric in SCORES:
-      name = score_column(probe, fraction, metric)
-      entry = score(summary, probe, fraction, metric)
-      record[f"{name}_mean"] = entry["mean"] if entry else None
-      record[f"{name}_std"] = entry["std"] if entry else None
-      if paper and metric == "accuracy":
-        record[f"{name}_paper"] = paper_results.paper_accuracy(row, probe, fraction)
-    records.append(record)
-  return _csv_text(columns, records)
 
 
 def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
@@ -374,15 +117,15 @@ def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
   return {
       "table1.md": (
           f"# Table 1: action recognition (%), {title}\n\n" + note +
-          "## Accuracy\n\n" + action_table(summaries, paper=paper) +
+          "## Accuracy\n\n" + tables.action_table(summaries, paper=paper) +
           "\n## Balanced accuracy\n\n" +
-          action_table(summaries, metric="balanced_accuracy", paper=paper) + "\n" +
+          tables.action_table(summaries, metric="balanced_accuracy", paper=paper) + "\n" +
           lead_section(records)),
       "table2.md": (
           f"# Table 2: identity recognition (%, lower is better), {title}\n\n" + note +
-          "## Accuracy\n\n" + identity_table(summaries, paper=paper) +
+          "## Accuracy\n\n" + tables.identity_table(summaries, paper=paper) +
           "\n## Balanced accuracy\n\n" +
-          identity_table(summaries, metric="balanced_accuracy", paper=paper)),
+          tables.identity_table(summaries, metric="balanced_accuracy", paper=paper)),
   }
 
 
@@ -414,15 +157,15 @@ def summaries_from_records(records: Sequence[Mapping[str, Any]], rows: Sequence[
       summaries[row] = None
       continue
     mine, summary = by_row[row], {}
-    for probe, fraction, metric in SCORES:
-      column = score_column(probe, fraction, metric)
+    for probe, fraction, metric in tables.SCORES:
+      column = tables.score_column(probe, fraction, metric)
       values = mine[column].dropna().tolist() if column in mine else []
       if values:
         summary.setdefault(probe, {}).setdefault(protocol_lib.fraction_key(fraction), {})[
             metric] = {**protocol_lib.summarise(values), "runs": values}
-    chance = {name: mine[column].dropna() for name, column in CHANCE_COLUMNS.items()
+    chance = {name: mine[column].dropna() for name, column in tables.CHANCE_COLUMNS.items()
               if column in mine}
-    if len(chance) == len(CHANCE_COLUMNS) and all(len(v) for v in chance.values()):
+    if len(chance) == len(tables.CHANCE_COLUMNS) and all(len(v) for v in chance.values()):
       summary["chance"] = {name: float(np.mean(v)) for name, v in chance.items()}
     summaries[row] = summary
   return summaries
@@ -463,21 +206,21 @@ def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | 
   the random guess as '–' unless another record carries it).
   """
   groups = {r["row"]: r["group"] for r in records}
-  rows = [row for row in ROW_LABELS if row in groups or row == "random"]
-  rows += [row for row in groups if row not in ROW_LABELS]
+  rows = [row for row in tables.ROW_LABELS if row in groups or row == "random"]
+  rows += [row for row in groups if row not in tables.ROW_LABELS]
   summaries = summaries_from_records(records, rows)
-  tables = dataset_tables(summaries, records, dataset=dataset)
+  texts = dataset_tables(summaries, records, dataset=dataset)
   frame = runs_frame(records)
   wall = {row: float(seconds) for row, seconds in
           frame.groupby("row", sort=False)["wall_seconds"].mean().dropna().items()}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  for name, text in tables.items():
+  for name, text in texts.items():
     (out_dir / name).write_text(text)
-  (out_dir / "runs.csv").write_text(runs_csv(records))
-  (out_dir / "summary.csv").write_text(summary_csv(
+  (out_dir / "runs.csv").write_text(tables.runs_csv(records))
+  (out_dir / "summary.csv").write_text(tables.summary_csv(
       summaries, groups, wall, paper=paper_results.has_benchmark(dataset)))
-  return tables
+  return texts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,9 +258,9 @@ def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str =
     `ACTION_ROWS` with a fold in common with `reference`.
   """
   leads: dict[str, dict[float, dict[str, Any]]] = {}
-  others = [row for row in ACTION_ROWS if row not in (reference, "random")]
-  for fraction in FRACTIONS:
-    column = score_column(protocol_lib.ACTION_MULTI_ANIMAL, fraction, metric)
+  others = [row for row in tables.ACTION_ROWS if row not in (reference, "random")]
+  for fraction in tables.FRACTIONS:
+    column = tables.score_column(protocol_lib.ACTION_MULTI_ANIMAL, fraction, metric)
     ours = _fold_scores(records, reference, column)
     for row in others:
       theirs = _fold_scores(records, row, column)
@@ -548,21 +291,21 @@ def lead_table(records: Sequence[Mapping[str, Any]], *, reference: str = presets
   """
   leads = multi_animal_leads(records, reference=reference, metric=metric)
   if not leads:
-    return f"No finished run of {row_label(reference)} shares a fold with another method.\n"
+    return f"No finished run of {tables.row_label(reference)} shares a fold with another method.\n"
   header = ["Method"]
-  for fraction in FRACTIONS:
+  for fraction in tables.FRACTIONS:
     header += [f"lead {fraction:.1f}", f"ahead {fraction:.1f}", f"clear {fraction:.1f}"]
   lines = []
   for row, by_fraction in leads.items():
-    cells = [row_label(row)]
-    for fraction in FRACTIONS:
+    cells = [tables.row_label(row)]
+    for fraction in tables.FRACTIONS:
       entry = by_fraction.get(fraction)
-      cells += ([MISSING] * 3 if entry is None else
+      cells += ([tables.MISSING] * 3 if entry is None else
                 [f"{entry['lead']:+.1f} ± {entry['lead_std']:.1f}",
                  f"{entry['ahead']}/{entry['folds']}", "yes" if entry["clear"] else "no"])
     lines.append(cells)
   verdicts = []
-  for fraction in FRACTIONS:
+  for fraction in tables.FRACTIONS:
     entries = {row: f[fraction] for row, f in leads.items() if fraction in f}
     if not entries:
       continue
@@ -570,19 +313,19 @@ def lead_table(records: Sequence[Mapping[str, Any]], *, reference: str = presets
     entry = entries[best]
     spread = max(entry["reference_std"], entry["std"])
     verdicts.append(
-        f"- Label fraction {fraction:.1f}: the best other row is {row_label(best)} "
-        f"({entry['mean']:.1f} ± {entry['std']:.1f} %), {row_label(reference)} "
+        f"- Label fraction {fraction:.1f}: the best other row is {tables.row_label(best)} "
+        f"({entry['mean']:.1f} ± {entry['std']:.1f} %), {tables.row_label(reference)} "
         f"{entry['reference_mean']:.1f} ± {entry['reference_std']:.1f} %: a lead of "
         f"{entry['lead']:+.1f} points against a seed-to-seed std of {spread:.1f}, "
         f"{'more' if entry['clear'] else 'not more'} than the std "
         f"(ahead on {entry['ahead']} of {entry['folds']} folds).")
-  return markdown_table(header, lines) + "\n" + "\n".join(verdicts) + "\n"
+  return tables.markdown_table(header, lines) + "\n" + "\n".join(verdicts) + "\n"
 
 
 def lead_section(records: Sequence[Mapping[str, Any]], *, reference: str = presets.OURS,
                  metric: str = "accuracy") -> str:
   """`lead_table` under a heading that says how to read it (the end of `table1.md`)."""
-  name = row_label(reference)
+  name = tables.row_label(reference)
   return (f"## {name} against every other row on new animals ({metric.replace('_', ' ')})"
           f"\n\nMulti-animal {metric.replace('_', ' ')}, fold by fold: lead = {name} minus "
           "the row, in points, mean ± std over the folds both finished; ahead = folds on which "
@@ -599,9 +342,180 @@ def read_runs_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
   return records
 
 
+# ----------------------------------------------------------------------------------------------
+# A reproduction's folder: its tables, CSVs and README from its runs.
+# ----------------------------------------------------------------------------------------------
+def _summaries(runs: Sequence[execution.Run], rows: Sequence[str]
+               ) -> dict[str, dict[str, Any] | None]:
+  """Row -> `aggregate_runs` over its finished runs (None without any)."""
+  summaries = {}
+  for row in rows:
+    suites = [execution.load_results(r)["probes"] for r in runs if r.row == row and r.finished]
+    summaries[row] = aggregate_runs(suites) if suites else None
+  return summaries
+
+
+def _change_text(overrides: Mapping[str, Any]) -> str:
+  return ", ".join(f"{field} = {value}" for field, value in overrides.items())
+
+
+def _ours_settings(preset: presets.Preset) -> str:
+  """What the ablations change, as Ours sets it."""
+  training = preset.training
+  swap, augment = training.swap, training.augment
+  groups = [name for name, on in (("pose", augment.pose_enabled),
+                                  ("neural", augment.neural_enabled)) if on]
+  return (f"swap.probability = {swap.probability}, swap.temperature = {swap.temperature}, "
+          f"swap.mode = {swap.mode}, one ŝ per {'frame' if swap.per_frame_target else 'window'}"
+          f", swap.neural_probability = {swap.neural_probability}, "
+          f"data.neural_normalisation = {training.data.neural_normalisation}, "
+          f"behaviour_residual_weight = {training.behaviour_residual_weight}, "
+          f"neural_view_weight = {training.neural_view_weight}, "
+          f"model.features = {training.model.features}, "
+          f"augmentations: {' and '.join(groups) or 'none'}")
+
+
+def write_tables(runs: Sequence[execution.Run], preset: presets.Preset, out_dir: pathlib.Path,
+                 ablation_seeds: int) -> dict[str, str]:
+  """Writes table1.md, table2.md, ablation.md, runs.csv and summary.csv. Returns the tables."""
+  summaries = _summaries(runs, tuple(tables.ROW_LABELS) + tuple(preset.ablations))
+  finished = [r for r in runs if r.finished]
+  records = [run_record(r.row, r.group, r.seed, execution.load_results(r)) for r in finished]
+  texts = dataset_tables(summaries, records, dataset=preset.dataset)
+  title = presets.DATASET_TITLES.get(preset.dataset, preset.dataset)
+  # Ours over the ablations' seeds only, so that every line compares like with like.
+  ours_runs = [r for r in runs if r.row == presets.OURS and r.seed < ablation_seeds]
+  ablation_summaries = {presets.OURS: _summaries(ours_runs, [presets.OURS])[presets.OURS]}
+  ablation_summaries.update({a: summaries[a] for a in preset.ablations})
+  changes = {presets.OURS: _ours_settings(preset)}
+  changes.update({a: _change_text(o) for a, o in preset.ablations.items()})
+  texts["ablation.md"] = (
+      f"# Ablations of Ours (%; seeds 0-{ablation_seeds - 1}; identity: lower is better), "
+      f"{title}\n\n"
+      "## Accuracy\n\n" + tables.ablation_table(ablation_summaries, changes) +
+      "\n## Balanced accuracy\n\n" +
+      tables.ablation_table(ablation_summaries, changes, metric="balanced_accuracy"))
+  for name, text in texts.items():
+    (out_dir / name).write_text(text)
+  (out_dir / "runs.csv").write_text(tables.runs_csv(records))
+  groups = {r.row: r.group for r in runs}
+  wall = {row: float(np.mean([_wall_seconds(r) for r in finished if r.row == row]))
+          for row in groups if any(r.row == row for r in finished)}
+  (out_dir / "summary.csv").write_text(tables.summary_csv(
+      {row: summaries[row] for row in summaries if row in groups or row == "random"},
+      groups, wall, paper=paper_results.has_benchmark(preset.dataset)))
+  return texts
+
+
+def _wall_seconds(run: execution.Run) -> float:
+  return float(execution.load_results(run).get("wall_seconds", {}).get("total", float("nan")))
+
+
+def format_minutes(seconds: float) -> str:
+  return f"{seconds / 60:.1f} min"
+
+
+def write_readme(runs: Sequence[execution.Run], preset: presets.Preset, out_dir: pathlib.Path, *,
+                 command: str, dataset: str, invocation_seconds: float,
+                 texts: Mapping[str, str], figures: Sequence[str], workers: int = 1) -> None:
+  """`README.md` of the output folder: settings, wall times, tables and figures."""
+  finished = [r for r in runs if r.finished]
+  seconds = {group: sum(_wall_seconds(r) for r in finished if r.group == group)
+             for group in (execution.REFERENCE, execution.METHOD, execution.ABLATION)}
+  training = preset.training
+  lines = [
+      f"# Reproduction, preset `{preset.name}`", "",
+      f"Command: `{command}`", "",
+      f"- dataset: `{dataset}`, {presets.DATASET_TITLES.get(dataset, dataset)} "
+      f"({training.data.name} in {training.data.data_dir})",
+      f"- training per run: {training.optim.num_train_steps} steps, global batch "
+      f"{training.optim.global_batch_size}" + (
+          f"; then the held-out animals' ROI input layers are fitted without labels for "
+          f"{training.adapt.num_steps} steps (where the ROI counts differ between animals)"
+          if training.data.neural_key == "roi_traces" else ""),
+      f"- seeds: {sorted({r.seed for r in runs if r.group != execution.ABLATION})}; "
+      "seed k holds out its "
+      f"own 2 animals (`data.split_seed = {execution.REPORT_SPLIT_SEED_OFFSET} + k`)",
+      f"- runs finished: {len(finished)} of {len(runs)}",
+      f"- wall time, sum over finished runs: {format_minutes(sum(seconds.values()))} "
+      f"(methods {format_minutes(seconds[execution.METHOD])}, "
+      f"ablations {format_minutes(seconds[execution.ABLATION])}, "
+      f"references {format_minutes(seconds[execution.REFERENCE])}); this invocation: "
+      f"{format_minutes(invocation_seconds)}",
+      f"- runs at once in this invocation: {workers}" + (
+          " (each run's wall time includes the other runs' share of the machine, so their "
+          "sum exceeds the invocation's)" if workers > 1 else ""),
+      "", "Wall time of each run (its last invocation; a resumed run counts from the resume):",
+      "", tables.markdown_table(
+          ["run", "held-out animals", "wall time"],
+          [[r.name, " ".join(execution.load_results(r).get("held_out_animals", [])),
+            f"{_wall_seconds(r):.0f} s"] for r in finished]),
+  ]
+  for name in ("table1.md", "table2.md", "ablation.md"):
+    lines += [texts[name].replace("# ", "## ", 1)]
+  if figures:
+    lines += ["## Figures", ""] + [f"![{name}](figures/{name})" for name in figures]
+  (out_dir / "README.md").write_text("\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# A folder of runs' eval.json files, paired by fold and seed.
+# ----------------------------------------------------------------------------------------------
+EVAL_JSON_NAME = re.compile(r"(\w+?)_fold(\d+)_seed(\d+)\.eval\.json")
+EVAL_JSON_COLUMNS = {"Single 1.0": (protocol_lib.ACTION_SINGLE_ANIMAL, 1.0),
+                     "Multi 0.5": (protocol_lib.ACTION_MULTI_ANIMAL, 0.5),
+                     "Multi 1.0": (protocol_lib.ACTION_MULTI_ANIMAL, 1.0),
+                     "Identity 1.0 ↓": (protocol_lib.IDENTITY, 1.0)}
+
+
+def eval_json_table(folder: str | pathlib.Path, reference: str) -> str:
+  """Markdown: the runs `<row>_fold<f>_seed<k>.eval.json` of a folder, row by row.
+
+  Each row's accuracy (mean ± population std over its runs) and its multi-animal lead over
+  `reference` at label fractions 0.5 / 1.0, paired by (fold, seed): the mean ± std of the
+  differences and on how many pairs the row is ahead.
+  """
+  records = []
+  for path in sorted(pathlib.Path(folder).glob("*.eval.json")):
+    match = EVAL_JSON_NAME.fullmatch(path.name)
+    if match is not None:
+      probes = json.loads(path.read_text())["probes"]
+      records.append({"row": match[1], "fold": int(match[2]), "seed": int(match[3]), **{
+          name: probes[probe][protocol_lib.fraction_key(fraction)]["accuracy"]["mean"]
+          for name, (probe, fraction) in EVAL_JSON_COLUMNS.items()}})
+  if not records:
+    raise ValueError(f"{folder} holds no <row>_fold<f>_seed<k>.eval.json files")
+  frame = pd.DataFrame.from_records(records)
+  multi = ["Multi 0.5", "Multi 1.0"]
+  paired = frame.merge(frame[frame.row == reference], on=["fold", "seed"], suffixes=("", "_ref"))
+  for name in multi:
+    paired[name] = paired[name] - paired[f"{name}_ref"]
+  lines = []
+  for row, runs in frame.groupby("row", sort=True):
+    cells = [tables.row_label(row), str(len(runs))] + [
+        tables.format_score({**protocol_lib.summarise(runs[name].tolist())})
+        for name in EVAL_JSON_COLUMNS]
+    leads = paired[paired.row == row]
+    if row == reference or leads.empty:
+      cells.append(tables.MISSING)
+    else:
+      cells.append(" / ".join(f"{leads[n].mean():+.1f} ± {leads[n].std(ddof=0):.1f}"
+                              for n in multi) + f" (ahead in "
+                   f"{' / '.join(str(int((leads[n] > 0).sum())) for n in multi)} of {len(leads)})")
+    lines.append(cells)
+  header = (["Method", "runs"] + list(EVAL_JSON_COLUMNS) +
+            [f"Lead over {tables.row_label(reference)}, 0.5 / 1.0"])
+  return tables.markdown_table(header, lines)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _EVAL_JSON_DIR.value:
+    print(eval_json_table(_EVAL_JSON_DIR.value, _REFERENCE.value))
+    return
+  if not _RUNS_CSV.value:
+    raise app.UsageError("give --runs_csv=A/runs.csv[,B/runs.csv] or --eval_json_dir=DIR")
   # Read before anything is written: `--out` may be the folder of one of the files.
   records = merge_runs_csv(_RUNS_CSV.value)
   if _OUT.value:
@@ -614,11 +528,16 @@ if __name__ == "__main__":
   # Defined here, not on import: `experiments.reproduce` imports this module with flags of its own.
   _RUNS_CSV = flags.DEFINE_list(
       "runs_csv", None, "Reproductions' runs.csv files (comma-separated); a run (row, seed) "
-      "may be in one of them only.", required=True)
+      "may be in one of them only.")
   _OUT = flags.DEFINE_string(
       "out", None, "Also write table1.md, table2.md, runs.csv and summary.csv of all their "
       "runs here.")
   _DATASET = flags.DEFINE_string(
       "dataset", "pose", "The runs' dataset (a name of DATASETS in "
       "experiments/configs/reproduce.py): the tables' title and paper column.")
+  _EVAL_JSON_DIR = flags.DEFINE_string(
+      "eval_json_dir", None, "Instead: print the table of a folder of runs' "
+      "<row>_fold<f>_seed<k>.eval.json files, with each row's lead over --reference.")
+  _REFERENCE = flags.DEFINE_string("reference", "no_swap", "The row --eval_json_dir leads "
+                                   "are measured against.")
   app.run(main)

@@ -1,8 +1,11 @@
 """`experiments.report`: runs summarised over folds, and their tables in the seed's layout."""
 
+import json
+
 import pytest
 
 from experiments import report
+from experiments import tables
 from nar.eval import protocol as protocol_lib
 
 
@@ -40,7 +43,7 @@ def test_aggregate_runs_keeps_a_setting_that_every_run_leaves_unset():
 
 def test_format_table_has_the_seed_columns():
   aggregated = report.aggregate_runs([_fake_run(50, 40, 20), _fake_run(70, 60, 30)])
-  text = report.format_table({"Ours": aggregated, "Raw": _fake_run(30, 18, 100)})
+  text = tables.format_table({"Ours": aggregated, "Raw": _fake_run(30, 18, 100)})
   lines = text.splitlines()
   assert ("| Method | Single-Animal 0.5 | Single-Animal 1.0 | Multi-Animal 0.5 | "
           "Multi-Animal 1.0 |") in lines
@@ -50,4 +53,30 @@ def test_format_table_has_the_seed_columns():
   assert "| Raw | 30.0 ± 1.0 | 35.0 ± 1.0 | 18.0 ± 1.0 | 23.0 ± 1.0 |" in lines
   assert "| Ours | 25.0 ± 5.0 | 30.0 ± 5.0 |" in lines
   assert "| Random | 12.5 | 12.5 |" in lines
-  assert report.format_table(_fake_run(30, 18, 100)).count("| Ours |") == 2
+  assert tables.format_table(_fake_run(30, 18, 100)).count("| Ours |") == 2
+
+
+def _write_eval_json(folder, row, fold, seed, multi, identity):
+  score = lambda value: {"accuracy": {"mean": value, "std": 0.0, "count": 1}}
+  probes = {protocol_lib.ACTION_SINGLE_ANIMAL: {"1.0": score(50.0)},
+            protocol_lib.ACTION_MULTI_ANIMAL: {"0.5": score(multi), "1.0": score(multi + 1)},
+            protocol_lib.IDENTITY: {"1.0": score(identity)}}
+  (folder / f"{row}_fold{fold}_seed{seed}.eval.json").write_text(json.dumps({"probes": probes}))
+
+
+def test_a_folder_of_eval_jsons_tabulates_rows_and_their_leads_paired_by_fold(tmp_path):
+  for fold, (ours, no_swap) in enumerate([(44.0, 40.0), (40.0, 41.0), (46.0, 42.0)]):
+    _write_eval_json(tmp_path, "ours", fold, fold, ours, 20.0 + fold)
+    _write_eval_json(tmp_path, "no_swap", fold, fold, no_swap, 30.0)
+  _write_eval_json(tmp_path, "ours", 5, 0, 90.0, 0.0)  # no no_swap run to pair with
+  (tmp_path / "notes.eval.json").write_text("{}")  # not a run's name: ignored
+  lines = report.eval_json_table(tmp_path, reference="no_swap").splitlines()
+  assert lines[0].startswith("| Method | runs | Single 1.0 | Multi 0.5 | Multi 1.0 |")
+  ours = next(line for line in lines if line.startswith("| Ours |"))
+  # Leads over no_swap on the three paired folds: +4, -1, +4 (mean 2.3, std 2.4), ahead on 2.
+  assert ours.endswith("| +2.3 ± 2.4 / +2.3 ± 2.4 (ahead in 2 / 2 of 3) |"), ours
+  assert "| 4 |" in ours  # four runs of Ours in all
+  no_swap = next(line for line in lines if line.startswith("| Multimodal contrastive, no swap |"))
+  assert no_swap.endswith("| 30.0 ± 0.0 | – |")
+  with pytest.raises(ValueError, match="holds no"):
+    report.eval_json_table(tmp_path / "notes.eval.json", reference="no_swap")

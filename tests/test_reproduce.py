@@ -16,8 +16,10 @@ from absl import flags
 import pytest
 
 from experiments import paper_results
+from experiments import execution
 from experiments import reproduce
 from experiments import report
+from experiments import tables
 from experiments.configs import common
 from experiments.configs import reproduce as presets
 from nar.eval import features as features_lib
@@ -86,17 +88,17 @@ def test_every_output_is_written(reproduction):
 def test_tables_list_every_row_with_the_paper_beside_ours(reproduction):
   out = reproduction[0] / "out"
   table1, table2 = (out / "table1.md").read_text(), (out / "table2.md").read_text()
-  for row in report.ACTION_ROWS:
-    assert f"| {report.row_label(row)} |" in table1, row
-  for row in report.IDENTITY_ROWS:
-    assert f"| {report.row_label(row)} |" in table2, row
-  for row in report.BEHAVIOUR_ROWS:  # identity references only, as in the seed
-    assert f"| {report.row_label(row)} |" not in table1 and row not in report.ACTION_ROWS
+  for row in tables.ACTION_ROWS:
+    assert f"| {tables.row_label(row)} |" in table1, row
+  for row in tables.IDENTITY_ROWS:
+    assert f"| {tables.row_label(row)} |" in table2, row
+  for row in tables.BEHAVIOUR_ROWS:  # identity references only, as in the seed
+    assert f"| {tables.row_label(row)} |" not in table1 and row not in tables.ACTION_ROWS
   ours = next(line for line in table1.splitlines() if line.startswith("| Ours |"))
   cells = [c.strip() for c in ours.strip("|").split("|")]
   assert "±" in cells[1] and cells[2] == "57.9" and cells[-1] == str(NUM_SEEDS)
   simclr = next(line for line in table1.splitlines() if line.startswith("| SimCLR |"))
-  assert simclr.count(report.MISSING) == 4 and simclr.endswith("| 0 |")  # not run
+  assert simclr.count(tables.MISSING) == 4 and simclr.endswith("| 0 |")  # not run
   assert "Balanced accuracy" in table1 and "Balanced accuracy" in table2
   # Ours' lead over the rows that ran, fold by fold, and the verdict against the best of them.
   leads = table1.split("## Ours against every other row on new animals (accuracy)")[1]
@@ -129,7 +131,7 @@ def test_tables_rebuilt_from_runs_csv_files_of_several_folders_equal_the_reprodu
   for name, part in parts.items():
     (tmp_path / name).mkdir()
     paths.append(tmp_path / name / "runs.csv")
-    paths[-1].write_text(report.runs_csv(part))
+    paths[-1].write_text(tables.runs_csv(part))
   # Written into the folder of one of them, whose runs.csv it replaces.
   subprocess.run([sys.executable, "-m", "experiments.report",
                   f"--runs_csv={paths[0]},{paths[1]}", f"--out={tmp_path / 'a'}"],
@@ -159,7 +161,7 @@ def test_a_second_invocation_reuses_finished_runs(reproduction, monkeypatch):
     raise AssertionError("a finished run was run again")
 
   monkeypatch.setattr(train, "train_and_evaluate", must_not_run)
-  monkeypatch.setattr(reproduce, "evaluate_raw_inputs", must_not_run)
+  monkeypatch.setattr(execution, "evaluate_raw_inputs", must_not_run)
   monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
   summary = reproduce.reproduce("smoke", num_seeds=NUM_SEEDS, out_dir=root / "out", only=ONLY)
   assert not summary["ran"] and len(summary["skipped"]) == 5 * NUM_SEEDS + 1
@@ -174,23 +176,23 @@ def test_a_run_made_with_another_config_is_not_reused(reproduction, monkeypatch)
   preset.training.optim.num_train_steps += 1
   run = next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
              if r.row == "ours")
-  with pytest.raises(reproduce.SettingsError, match="optim.num_train_steps: 4 .saved. vs 5"):
-    reproduce.execute(run)
+  with pytest.raises(execution.SettingsError, match="optim.num_train_steps: 4 .saved. vs 5"):
+    execution.execute(run)
   # A field added to the configs after the run was made: the run is reused only where the
   # field is known to keep, at the value asked for, what the code did before it existed.
   preset.training.optim.num_train_steps -= 1
   preset.training.a_later_field = 1
   ours = lambda: next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
                       if r.row == "ours")
-  with pytest.raises(reproduce.SettingsError,
+  with pytest.raises(execution.SettingsError,
                      match="a_later_field: absent .saved. vs 1 .now.; the field was added"):
-    reproduce.execute(ours())
-  monkeypatch.setitem(reproduce.FIELDS_ADDED_LATER, "a_later_field", 1)
-  assert not reproduce.execute(ours())
+    execution.execute(ours())
+  monkeypatch.setitem(execution.FIELDS_ADDED_LATER, "a_later_field", 1)
+  assert not execution.execute(ours())
   preset.training.a_later_field = 2
-  with pytest.raises(reproduce.SettingsError,
+  with pytest.raises(execution.SettingsError,
                      match="a_later_field: absent .saved., which behaved as 1, vs 2 .now."):
-    reproduce.execute(ours())
+    execution.execute(ours())
 
 
 def _fixture_smoke_preset(root: pathlib.Path, monkeypatch) -> presets.Preset:
@@ -219,16 +221,16 @@ def test_runs_in_worker_processes_give_the_results_of_runs_in_this_one(
   here = [r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
           if r.row in wanted]
   runs = reproduce.plan_runs(preset, num_seeds=1, out_dir=tmp_path, only=wanted)
-  ran, skipped = reproduce.execute_all(runs, workers=2)
+  ran, skipped = execution.execute_all(runs, workers=2)
   assert sorted(ran) == sorted(run.name for run in runs) and not skipped
   for run, reference in zip(runs, here):
     assert run.name == reference.name
-    assert _scores(reproduce.load_results(run)) == _scores(reproduce.load_results(reference))
+    assert _scores(execution.load_results(run)) == _scores(execution.load_results(reference))
     # Each worker's run writes its progress and logs to its own file, not the terminal.
-    assert (run.workdir / reproduce.LOG_FILE).stat().st_size > 0
-  assert "train" in (runs[-1].workdir / reproduce.LOG_FILE).read_text()
+    assert (run.workdir / execution.LOG_FILE).stat().st_size > 0
+  assert "train" in (runs[-1].workdir / execution.LOG_FILE).read_text()
   # Finished runs are skipped without starting a worker.
-  assert reproduce.execute_all(runs, workers=2) == ([], [run.name for run in runs])
+  assert execution.execute_all(runs, workers=2) == ([], [run.name for run in runs])
 
 
 def test_the_runs_of_one_process_open_their_dataset_once_and_score_as_alone(
@@ -240,26 +242,26 @@ def test_the_runs_of_one_process_open_their_dataset_once_and_score_as_alone(
                       lambda *args, **kwargs: opened.append(args) or open_dataset(*args, **kwargs))
   wanted = ("neural_standardised", "behaviour_swapped")
   shared = reproduce.plan_runs(preset, num_seeds=1, out_dir=tmp_path / "shared", only=wanted)
-  assert len(reproduce.execute_all(shared, workers=1)[0]) == 2
+  assert len(execution.execute_all(shared, workers=1)[0]) == 2
   assert len(opened) == 1
   alone = reproduce.plan_runs(preset, num_seeds=1, out_dir=tmp_path / "alone", only=wanted)
   for run in alone:
-    assert reproduce.execute(run)
+    assert execution.execute(run)
   assert len(opened) == 3
   for run, reference in zip(shared, alone):
-    assert _scores(reproduce.load_results(run)) == _scores(reproduce.load_results(reference))
+    assert _scores(execution.load_results(run)) == _scores(execution.load_results(reference))
 
 
 def test_a_run_failing_in_a_worker_stops_the_reproduction_and_is_named(tmp_path):
   preset = presets.get_config("smoke")
   config = reproduce.fold_config(preset.training, 0)
   config.data.data_dir = str(tmp_path / "no_dataset_here")
-  run = reproduce.Run("ours", reproduce.METHOD, 0, tmp_path / "ours" / "seed0", config)
+  run = execution.Run("ours", execution.METHOD, 0, tmp_path / "ours" / "seed0", config)
   with pytest.raises(RuntimeError, match="ours seed 0 failed .its output: .*log.txt"):
-    reproduce.execute_all([run], workers=2)
+    execution.execute_all([run], workers=2)
   assert not run.finished
-  with pytest.raises(reproduce.SettingsError, match="--workers must be at least 1"):
-    reproduce.execute_all([run], workers=0)
+  with pytest.raises(execution.SettingsError, match="--workers must be at least 1"):
+    execution.execute_all([run], workers=0)
 
 
 def test_the_workers_benchmark_imports_beside_the_reproduction():
@@ -271,12 +273,12 @@ def test_the_workers_benchmark_imports_beside_the_reproduction():
 def test_the_cpu_preset_runs_two_at_once_on_a_cpu_and_one_on_an_accelerator(monkeypatch):
   cpu, smoke = presets.get_config("cpu"), presets.get_config("smoke")
   monkeypatch.setattr(os, "cpu_count", lambda: 2)
-  assert reproduce.default_workers(cpu) == 2 and reproduce.default_workers(smoke) == 1
+  assert execution.default_workers(cpu) == 2 and execution.default_workers(smoke) == 1
   monkeypatch.setattr(os, "cpu_count", lambda: 1)
-  assert reproduce.default_workers(cpu) == 1
+  assert execution.default_workers(cpu) == 1
   monkeypatch.setattr(os, "cpu_count", lambda: 2)
-  monkeypatch.setattr(reproduce.jax, "default_backend", lambda: "gpu")
-  assert reproduce.default_workers(cpu) == 1
+  monkeypatch.setattr(execution.jax, "default_backend", lambda: "gpu")
+  assert execution.default_workers(cpu) == 1
 
 
 def test_a_swapped_pose_run_made_before_it_read_the_pool_stride_is_refused(
@@ -285,15 +287,15 @@ def test_a_swapped_pose_run_made_before_it_read_the_pool_stride_is_refused(
   preset = _fixture_smoke_preset(root, monkeypatch)
   run = next(r for r in reproduce.plan_runs(preset, num_seeds=1, out_dir=root / "out")
              if r.row == "behaviour_swapped")
-  assert not reproduce.execute(run)  # made by this code: reused
+  assert not execution.execute(run)  # made by this code: reused
   # The same run as it was recorded before the row drew from `swap.pool_stride`'s pool.
   old = tmp_path / "behaviour_swapped"
   shutil.copytree(run.workdir, old)
-  recorded = json.loads((old / reproduce.CONFIG_FILE).read_text())
+  recorded = json.loads((old / execution.CONFIG_FILE).read_text())
   del recorded["config"]["swapped_pose_pool"]
-  (old / reproduce.CONFIG_FILE).write_text(json.dumps(recorded))
-  with pytest.raises(reproduce.SettingsError, match="swapped_pose_pool: absent .saved."):
-    reproduce.execute(dataclasses.replace(run, workdir=old))
+  (old / execution.CONFIG_FILE).write_text(json.dumps(recorded))
+  with pytest.raises(execution.SettingsError, match="swapped_pose_pool: absent .saved."):
+    execution.execute(dataclasses.replace(run, workdir=old))
 
 
 def test_train_steps_change_every_run_and_runs_of_another_length_are_refused(
@@ -301,15 +303,15 @@ def test_train_steps_change_every_run_and_runs_of_another_length_are_refused(
   root, _ = reproduction
   longer = presets.with_train_steps(presets.get_config("smoke"), 40)
   for run in reproduce.plan_runs(longer, num_seeds=1, out_dir=root / "never_written"):
-    if run.group != reproduce.REFERENCE:
+    if run.group != execution.REFERENCE:
       assert run.config.optim.num_train_steps == 40, run.name
       assert run.config.optim.warmup_steps == 4, run.name
   assert presets.get_config("smoke").training.optim.num_train_steps == 4  # a copy
   monkeypatch.setenv("NAR_HOME", str(root / "nar_home"))
-  with pytest.raises(reproduce.SettingsError, match="optim.num_train_steps: 4 .saved. vs 40"):
+  with pytest.raises(execution.SettingsError, match="optim.num_train_steps: 4 .saved. vs 40"):
     reproduce.reproduce("smoke", num_seeds=1, out_dir=root / "out", only=("ours",),
                         train_steps=40)
-  with pytest.raises(reproduce.SettingsError, match="--train_steps: .* positive integer"):
+  with pytest.raises(execution.SettingsError, match="--train_steps: .* positive integer"):
     reproduce.reproduce("smoke", num_seeds=1, out_dir=root / "out", train_steps=0)
 
 
@@ -360,14 +362,14 @@ def test_config_flags_parse_as_the_fields_types(argv, expected):
     "--config.swap.per_frame_target=maybe",  # a bool field
 ])
 def test_bad_config_flags_are_refused_when_the_command_line_is_parsed(argument):
-  with pytest.raises((flags.Error, reproduce.SettingsError), match="nope|num_train_steps|"
+  with pytest.raises((flags.Error, execution.SettingsError), match="nope|num_train_steps|"
                      "per_frame_target"):
     _parsed_overrides([argument])
 
 
 def test_a_reproduction_with_an_unknown_field_stops_before_any_work(tmp_path, monkeypatch):
   monkeypatch.setenv("NAR_HOME", str(tmp_path / "home"))
-  with pytest.raises(reproduce.SettingsError, match="'swap.nope', which is not a config field"):
+  with pytest.raises(execution.SettingsError, match="'swap.nope', which is not a config field"):
     reproduce.reproduce("smoke", num_seeds=1, out_dir=tmp_path / "out",
                         overrides={"swap.nope": 1})
   assert not (tmp_path / "out").exists() and not (tmp_path / "home").exists()
@@ -375,7 +377,7 @@ def test_a_reproduction_with_an_unknown_field_stops_before_any_work(tmp_path, mo
 
 def test_fields_added_later_name_config_fields():
   config = presets.method_config(presets.get_config("cpu"), "ours")
-  for field in reproduce.FIELDS_ADDED_LATER:
+  for field in execution.FIELDS_ADDED_LATER:
     node = config
     for part in field.split("."):
       assert part in node, field
@@ -396,16 +398,16 @@ def test_the_reported_folds_are_not_the_folds_the_settings_were_chosen_on():
 def test_the_plan_covers_every_method_ablation_and_fold():
   preset = presets.get_config("cpu")
   runs = reproduce.plan_runs(preset, num_seeds=3, out_dir="/tmp/never_written")
-  rows = len(reproduce.REFERENCE_ROWS) + len(preset.methods)
+  rows = len(execution.REFERENCE_ROWS) + len(preset.methods)
   assert len(runs) == 3 * rows + len(preset.ablations) * preset.ablation_seeds
   assert set(preset.methods) == {"ours"} | set(presets.baselines.BASELINES)
   for run in runs:
     assert run.config.seed == run.seed
-    assert run.config.data.split_seed == reproduce.REPORT_SPLIT_SEED_OFFSET + run.seed
+    assert run.config.data.split_seed == execution.REPORT_SPLIT_SEED_OFFSET + run.seed
   topk = next(r for r in runs if r.row == "swap_topk")
   assert topk.config.swap.mode == "topk" and preset.training.swap.mode == "exact"
-  assert runs[0].seed == 0 and runs[-1].group == reproduce.ABLATION
-  assert not any(r.group == reproduce.ABLATION for r in reproduce.plan_runs(
+  assert runs[0].seed == 0 and runs[-1].group == execution.ABLATION
+  assert not any(r.group == execution.ABLATION for r in reproduce.plan_runs(
       preset, num_seeds=1, out_dir="/tmp/never_written", skip_ablations=True))
   assert presets.get_config("cpu").training.optim.num_train_steps == presets.CPU_TRAIN_STEPS
 
@@ -420,7 +422,7 @@ def test_the_plan_covers_every_method_ablation_and_fold():
 ])
 def test_bad_arguments_say_what_to_pass(arguments, message):
   arguments = {"num_seeds": 1, "dataset": "pose", "only": None, **arguments}
-  with pytest.raises(reproduce.SettingsError, match=message):
+  with pytest.raises(execution.SettingsError, match=message):
     reproduce.check_arguments(presets.get_config("smoke"), **arguments)
   with pytest.raises(ValueError, match="unknown preset 'gpu'"):
     presets.get_config("gpu")
@@ -447,7 +449,7 @@ def test_paper_results_hold_the_seed_numbers():
   assert paper_results.paper_accuracy("behaviour_raw", protocol_lib.ACTION_MULTI_ANIMAL,
                                       1.0) is None
   assert set(paper_results.ACTION_ACCURACY) | set(paper_results.IDENTITY_ACCURACY) <= set(
-      report.ROW_LABELS)
+      tables.ROW_LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -470,19 +472,19 @@ def test_locomotion_tables_list_every_row_without_paper_numbers(locomotion_repro
   out, summary = locomotion_reproduction
   assert len(summary["ran"]) == len(LOCOMOTION_ONLY) and not summary["skipped"]
   table1, table2 = (out / "table1.md").read_text(), (out / "table2.md").read_text()
-  for table, rows in ((table1, report.ACTION_ROWS), (table2, report.IDENTITY_ROWS)):
+  for table, rows in ((table1, tables.ACTION_ROWS), (table2, tables.IDENTITY_ROWS)):
     assert table.splitlines()[0].endswith(presets.DATASET_TITLES["locomotion"])
     assert "The paper has no benchmark of this dataset" in table
     assert "| paper |" not in table and paper_results.SOURCE not in table
     for row in rows:
-      assert f"| {report.row_label(row)} |" in table, row
+      assert f"| {tables.row_label(row)} |" in table, row
   # Every row that ran has a score in every column (the raw ROI traces, of 3-9 ROIs per
   # animal, padded); the others show "–".
   for row in ("neural_raw", "regression_recurrent", "ours"):
-    cells = _cells(table1, report.row_label(row))
-    assert report.MISSING not in cells and cells[-1] == "1", row
-  assert report.MISSING not in _cells(table2, "Behaviour (linear)")
-  assert _cells(table1, "SimCLR")[:-1] == [report.MISSING] * 4
+    cells = _cells(table1, tables.row_label(row))
+    assert tables.MISSING not in cells and cells[-1] == "1", row
+  assert tables.MISSING not in _cells(table2, "Behaviour (linear)")
+  assert _cells(table1, "SimCLR")[:-1] == [tables.MISSING] * 4
   with (out / "summary.csv").open() as f:
     reader = csv.DictReader(f)
     assert not [c for c in reader.fieldnames if c.endswith("_paper")]
@@ -490,8 +492,8 @@ def test_locomotion_tables_list_every_row_without_paper_numbers(locomotion_repro
   assert summary_rows["regression_recurrent"]["runs"] == "1"
   ablation = (out / "ablation.md").read_text()
   assert presets.DATASET_TITLES["locomotion"] in ablation.splitlines()[0]
-  assert report.MISSING not in _cells(ablation, "no_pose_augment")
-  assert _cells(ablation, "no_neural_augment")[1:-1] == [report.MISSING] * 6
+  assert tables.MISSING not in _cells(ablation, "no_pose_augment")
+  assert _cells(ablation, "no_neural_augment")[1:-1] == [tables.MISSING] * 6
   assert "`locomotion`" in (out / "README.md").read_text()
 
 
@@ -525,7 +527,7 @@ def test_ours_own_settings_are_ablated_only_where_ours_has_them():
 
 
 def _multi_animal_records(scores: dict[str, list[float]], fraction: float = 1.0) -> list[dict]:
-  column = report.score_column(protocol_lib.ACTION_MULTI_ANIMAL, fraction, "accuracy")
+  column = tables.score_column(protocol_lib.ACTION_MULTI_ANIMAL, fraction, "accuracy")
   return [{"row": row, "group": "method", "seed": seed, column: value}
           for row, values in scores.items() for seed, value in enumerate(values)
           if value is not None]

@@ -149,7 +149,7 @@ class Preset:
     dataset_size: size of the dataset, as `DATASETS[name](dataset_size)`.
     embedding: "tsne" or "pca", the 2-D embedding of the feature plots.
     cpu_workers: runs at once on a CPU backend, each in its own process
-      (`experiments.reproduce.default_workers`).
+      (`experiments.execution.default_workers`).
   """
 
   name: str
