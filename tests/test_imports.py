@@ -123,6 +123,27 @@ def test_the_library_imports_neither_experiments_nor_data_prep(graph):
   assert imports_into(graph, "nar", "data_prep") == []
 
 
+# The library's layers, lowest first: a module imports from its own layer or lower ones only.
+LAYERS = (("nar.data", "nar.paths", "nar.logs"), ("nar.simulation",), ("nar.method",),
+          ("nar.models",), ("nar.eval",), ("nar.train",))
+
+
+def _layer(module: str) -> int | None:
+  for level, prefixes in enumerate(LAYERS):
+    if any(module == p or module.startswith(p + ".") for p in prefixes):
+      return level
+  return None
+
+
+def test_the_library_s_arrows_point_down(graph):
+  upward = sorted(f"{source} -> {target}" for source, targets in graph.items()
+                  for target in targets
+                  if _layer(source) is not None and _layer(target) is not None
+                  and _layer(target) > _layer(source))
+  assert upward == []
+  assert _layer("nar.data.pipeline") < _layer("nar.method.pose_bank") < _layer("nar.train.step")
+
+
 def test_data_prep_does_not_import_experiments(graph):
   assert imports_into(graph, "data_prep", "experiments") == []
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from nar.data import normalise
 from nar.data import shards as shards_lib
-from nar.method import swap as swap_lib
 from nar.data import windows as windows_lib
 
 
@@ -217,21 +216,6 @@ def collect_pose_frames(dataset: shards_lib.ShardedDataset,
     frames.append(features[rows])
     valid.append(leg_mask[rows])
   return PoseFrames(tuple(animals), tuple(frames), tuple(valid))
-
-
-def make_swap_bank(dataset: shards_lib.ShardedDataset, normalizer: windows_lib.PoseNormalizer,
-                   animals: Sequence[str], *, pool_stride: int = 1) -> swap_lib.PoseBank:
-  """The device-resident pools of `nar.method.swap` for `animals`, weighted as the dataset declares.
-
-  `collect_pose_frames` padded and stacked by `nar.method.swap.make_pose_bank`, with the swap
-  distance of the dataset's behaviour format (`BehaviourSpec.swap_feature_weights`) and every
-  `pool_stride`-th frame kept.
-  """
-  pools = collect_pose_frames(dataset, normalizer, animals)
-  return swap_lib.make_pose_bank(
-      dict(zip(pools.animals, pools.frames)), dict(zip(pools.animals, pools.valid)),
-      list(pools.animals), distance_weights=dataset.behaviour_spec.swap_feature_weights(),
-      pool_stride=pool_stride)
 
 
 class WindowSource:

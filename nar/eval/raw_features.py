@@ -24,8 +24,8 @@ import jax
 import numpy as np
 
 from nar.eval import features as features_lib
-from nar.data import pipeline
 from nar.data import shards
+from nar.method import pose_bank
 from nar.method import swap
 from nar.data import windows
 
@@ -119,8 +119,8 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
   Returns:
     The feature table of every labelled, evaluated window of every animal.
   """
-  bank = pipeline.make_swap_bank(dataset, normalizer, dataset.animals,
-                                       pool_stride=pool_stride)
+  bank = pose_bank.make_swap_bank(dataset, normalizer, dataset.animals,
+                                  pool_stride=pool_stride)
   bank_row_of_animal = swap.bank_rows(bank, dataset.animals)
   batches_done = [0]
 

@@ -21,6 +21,10 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from nar.data import pipeline
+from nar.data import shards
+from nar.data import windows
+
 # Frames per block of the two-level draw. Fixed, so that the draw depends on the key only and
 # not on the chunk sizes, which must be multiples of it; banks are padded to a multiple of it.
 FRAME_BLOCK = 64
@@ -229,3 +233,18 @@ def scaled_distances(queries: jax.Array, query_sqnorm: jax.Array, pool: jax.Arra
 def pool_chunk_counts(num_frames: jax.Array, pool_chunk: int) -> jax.Array:
   """`[A]` number of pool chunks that cover each animal's `num_frames` frames."""
   return (num_frames + pool_chunk - 1) // pool_chunk
+
+
+def make_swap_bank(dataset: shards.ShardedDataset, normalizer: windows.PoseNormalizer,
+                   animals: Sequence[str], *, pool_stride: int = 1) -> PoseBank:
+  """The bank of a dataset's `animals`, weighted as the dataset's behaviour format declares.
+
+  Their frames (`nar.data.pipeline.collect_pose_frames`) padded and stacked by
+  `make_pose_bank`, with the swap distance of the dataset's behaviour format
+  (`BehaviourSpec.swap_feature_weights`) and every `pool_stride`-th frame kept.
+  """
+  pools = pipeline.collect_pose_frames(dataset, normalizer, animals)
+  return make_pose_bank(
+      dict(zip(pools.animals, pools.frames)), dict(zip(pools.animals, pools.valid)),
+      list(pools.animals), distance_weights=dataset.behaviour_spec.swap_feature_weights(),
+      pool_stride=pool_stride)

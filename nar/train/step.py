@@ -21,7 +21,7 @@ import optax
 
 from nar import models
 from nar.data import behaviour as behaviour_lib
-from nar.data import pipeline
+from nar.method import pose_bank
 from nar.method import augment
 from nar.method import losses
 from nar.method import neural_swap
@@ -334,9 +334,9 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: inputs_lib.
     return constants, bank_row_of_animal
   if config.swap.mode not in ("exact", "topk"):
     raise ValueError(f"swap.mode must be 'exact' or 'topk', got {config.swap.mode!r}")
-  frames = pipeline.make_swap_bank(inputs.dataset, inputs.normalizer,
-                                   inputs.training_animals,
-                                   pool_stride=config.swap.pool_stride)
+  frames = pose_bank.make_swap_bank(inputs.dataset, inputs.normalizer,
+                                    inputs.training_animals,
+                                    pool_stride=config.swap.pool_stride)
   constants["frames"] = frames
   if config.swap.mode == "topk":
     constants["table"] = swap_table.build_topk_table(
