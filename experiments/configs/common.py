@@ -109,8 +109,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.optim.grad_clip = 1.0
   # InfoNCE temperature of the multimodal objective (Ours, no swap). On the default simulated
   # dataset 0.5 transferred to held-out animals better than 0.05, 0.1 or 1.0 (the cpu
-  # preset's seed-0 run, 300 steps: 32 / 35 / 42 / 40 % multi-animal; the README gives the
-  # command). SimCLR keeps its own (baselines.py).
+  # preset's seed-0 run, 300 steps: 32 / 35 / 42 / 40 % multi-animal; results/README.md gives
+  # the command). SimCLR keeps its own (baselines.py).
   config.optim.temperature = 0.5
 
   config.eval = ml_collections.ConfigDict()

@@ -21,7 +21,7 @@ def get_config(arg: str | None = None):
   # Ours' own settings (swap_cpu.py). With the seed's objective at 128 features instead,
   # 1500 steps on one H200 kept the animal in 99.0 % of held-out test windows (33.9 % action
   # on new animals); 300 steps on CPU, fold 0: the seed's objective 95.8 % identity, 35.5 %
-  # action, these settings 39.5 % and 45.6 % (README, Training).
+  # action, these settings 39.5 % and 45.6 % (docs/method.md).
   config.model.update(width=128, features=4, head_hidden=256, embedding=128,
                       image_channels=(32, 64, 128), dtype="bfloat16")
   config.behaviour_residual_weight = 10.0
