@@ -17,8 +17,8 @@ def get_config(arg: str | None = None):
   config.optim.global_batch_size = 64
   # A laptop-sized model: a third faster per step than the base config, as accurate here.
   # Ours' own settings at this size, chosen on the cpu reproduction's folds (results/tuning.md;
-  # results/README.md, results of the cpu preset, item 5): 4 features, in which a probe on standardised features finds
-  # far less of the animal; the behaviour-residual term, which asks each of them to follow
+  # results/README.md, results of the cpu preset, item 5): 4 features, in which a probe on
+  # standardised features finds far less of the animal; the behaviour-residual term, which asks each of them to follow
   # the (swapped) behaviour; and the neural-view term, which asks them to ignore what the
   # neural augmentations change, as between animals. The baselines keep 32 features, where
   # their actions score higher.
