@@ -17,8 +17,8 @@ their own flags.
 simulates the locomotion preset (`nar.simulation.LocomotionConfig`: forward, lateral and
 turning velocity of a fly on a ball, ROI traces) and writes one NPZ trial file per trial in
 `<out_dir>/trials/` (build them with `python -m data_prep.build --input_dir=<out_dir>/trials`);
-`--config.name=value` then takes `LocomotionConfig` fields, and of the named flags only `--num_animals`,
-`--trials_per_animal` and `--trial_seconds` apply.
+`--config.name=value` then takes `LocomotionConfig` fields, and of the named flags only
+`--num_animals`, `--trials_per_animal` and `--trial_seconds` apply.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def _parse_value(config_class: type, field: dataclasses.Field, text: str):
   default = getattr(config_class(), field.name)
   if isinstance(default, tuple):
     if default and isinstance(default[0], tuple):
-      raise app.UsageError(f"{CONFIG_PREFIX}{field.name} is a nested tuple and cannot be set from the "
-                           "command line; build the config in Python")
+      raise app.UsageError(f"{CONFIG_PREFIX}{field.name} is a nested tuple and cannot be set "
+                           "from the command line; build the config in Python")
     kind = type(default[0]) if default else str
     return tuple(_parse_scalar(kind, item) for item in text.split(",") if item)
   return _parse_scalar(type(default), text)
@@ -126,8 +126,8 @@ def config_from_flags(pairs: list[str] = ()):
     if not equals:
       raise app.UsageError(f"{CONFIG_PREFIX}{pair} needs a value: {CONFIG_PREFIX}{name}=VALUE")
     if name not in fields:
-      raise app.UsageError(f"{CONFIG_PREFIX}{name}: unknown {config_class.__name__} field {name!r}; "
-                           f"known: {', '.join(sorted(fields))}")
+      raise app.UsageError(f"{CONFIG_PREFIX}{name}: unknown {config_class.__name__} field "
+                           f"{name!r}; known: {', '.join(sorted(fields))}")
     overrides[name] = _parse_value(config_class, fields[name], text)
   return config_class(**overrides)
 

@@ -18,9 +18,9 @@ def get_config(arg: str | None = None):
   # A laptop-sized model: a third faster per step than the base config, as accurate here.
   # Ours' own settings at this size, chosen on the cpu reproduction's folds (results/tuning.md;
   # results/README.md, results of the cpu preset, item 5): 4 features, in which a probe on
-  # standardised features finds far less of the animal; the behaviour-residual term, which asks each of them to follow
-  # the (swapped) behaviour; and the neural-view term, which asks them to ignore what the
-  # neural augmentations change, as between animals. The baselines keep 32 features, where
+  # standardised features finds far less of the animal; the behaviour-residual term, which asks
+  # each of them to follow the (swapped) behaviour; and the neural-view term, which asks them
+  # to ignore what the neural augmentations change, as between animals. The baselines keep 32 features, where
   # their actions score higher.
   config.model.update(width=32, features=4, baseline_features=32, head_hidden=64,
                       embedding=32, image_channels=(8, 16, 32))
