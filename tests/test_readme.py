@@ -155,3 +155,34 @@ def test_relative_links_resolve(document):
   broken = [t for t in targets if not re.match(r"^[a-z]+://|^#", t)
             and not (path.parent / t.partition("#")[0]).exists()]
   assert not broken, f"{document} links to missing files: {broken}"
+
+
+def _markdown_rows(text: str, after: str) -> list[list[str]]:
+  """The cells of the first markdown table after the line starting with `after`."""
+  lines = text[text.index(after):].splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+  rows = []
+  for line in lines[start:]:
+    if not line.startswith("|"):
+      break
+    rows.append([cell.strip().strip("*").strip() for cell in line.strip("|").split("|")])
+  return [rows[0]] + rows[2:]  # without the |---| line
+
+
+def test_the_headline_table_quotes_the_cpu_reproduction():
+  readme = _markdown_rows(README.read_text(), "### Headline results")
+  header, rows = readme[0], readme[1:]
+  assert header == ["Method", "Multi-Animal 0.5", "Multi-Animal 1.0", "paper 1.0",
+                    "Identity 1.0 ↓", "paper"]
+  results = REPO_ROOT / "results" / "pose_cpu"
+  action = _markdown_rows((results / "table1.md").read_text(), "## Accuracy")
+  identity = _markdown_rows((results / "table2.md").read_text(), "## Accuracy")
+  action_by_row = {row[0]: row for row in action[1:]}
+  identity_by_row = {row[0]: row for row in identity[1:]}
+  for method, multi_05, multi_10, paper_10, identity_10, identity_paper in rows:
+    # table1: Method, Single 0.5, paper, Single 1.0, paper, Multi 0.5, paper, Multi 1.0, paper
+    cells = action_by_row[method]
+    assert [multi_05, multi_10, paper_10] == [cells[5], cells[7], cells[8]], method
+    # table2: Method, Identity 0.5, paper, Identity 1.0, paper
+    assert [identity_10, identity_paper] == identity_by_row[method][3:5], method
+  assert len(rows) >= 5
