@@ -78,6 +78,7 @@ FIELDS_ADDED_LATER = {
     "neural_view_weight": 0.0,
     "model.baseline_features": None,
     "augment.neural.local_gain": 0.0,
+    "data.held_out_animals": [],  # as JSON: no named animals, the seeded draw as before
 }
 
 

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import textwrap
 
+from absl import flags
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from ml_collections import config_flags
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -26,6 +28,7 @@ from experiments.configs import swap_tpu
 from nar.data import pipeline
 from nar import models
 from nar import train
+from nar.data import shards
 from numerics import assert_same_training_result
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -382,3 +385,25 @@ def test_a_run_over_two_processes_trains_and_evaluates(data_dir, tmp_path):
     assert process.returncode == 0, stderr[-4000:]
     assert "OK" in stdout
   assert (tmp_path / "run" / "eval.json").exists()
+
+
+def test_named_held_out_animals_win_over_the_seeded_draw(data_dir):
+  config = tiny_config(data_dir)
+  animals = sorted(shards.open_dataset(data_dir).animals)
+  config.data.held_out_animals = (animals[0],)
+  config.data.split_seed = 12345  # ignored when animals are named
+  inputs = train.create_input(config)
+  assert inputs.held_out_animals == (animals[0],)
+  assert inputs.training_animals == tuple(animals[1:])
+  config.data.held_out_animals = ("fly_nobody",)
+  with pytest.raises(ValueError, match=r"not animals of the dataset; its animals: \["):
+    train.create_input(config)
+
+
+def test_held_out_animals_are_named_on_the_command_line():
+  flag_values = flags.FlagValues()
+  argv = ["train", "--config.data.held_out_animals=('fly_a', 'fly_b')"]
+  config_flags.DEFINE_config_dict("config", common.base_config(), flag_values=flag_values,
+                                  sys_argv=argv)
+  flag_values(argv)
+  assert tuple(flag_values.config.data.held_out_animals) == ("fly_a", "fly_b")

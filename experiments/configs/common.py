@@ -17,6 +17,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.simulate_if_missing = False
   config.data.num_held_out_animals = 2
   config.data.split_seed = 0
+  # Held-out animals by name, e.g. ("fly_a", "fly_b"); when given they win over the draw of
+  # num_held_out_animals animals by split_seed.
+  config.data.held_out_animals = ()
   config.data.window = ml_collections.ConfigDict(
       dict(pose_frames=32, pose_stride=3, neural_frames=16))
   config.data.neural_key = "neural_images"  # or "roi_traces"

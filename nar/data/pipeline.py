@@ -65,6 +65,31 @@ def split_animals(animals: Sequence[str], num_held_out: int,
           tuple(a for a in animals if a in held_out))
 
 
+def named_split(animals: Sequence[str], held_out_animals: Sequence[str]
+                ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """Holds out the named animals. Returns `(training_animals, held_out_animals)`, each sorted.
+
+  Example:
+    >>> named_split(["fly_a", "fly_b", "fly_c"], ["fly_c"])
+    (('fly_a', 'fly_b'), ('fly_c',))
+
+  Raises:
+    ValueError: a name that is not one of `animals` (the message lists them), a name given
+      twice, or every animal held out.
+  """
+  animals = sorted(animals)
+  unknown = sorted(set(held_out_animals) - set(animals))
+  if unknown:
+    raise ValueError(f"data.held_out_animals names {unknown}, which are not animals of the "
+                     f"dataset; its animals: {animals}")
+  if len(set(held_out_animals)) != len(held_out_animals):
+    raise ValueError(f"data.held_out_animals names an animal twice: {list(held_out_animals)}")
+  training = tuple(a for a in animals if a not in held_out_animals)
+  if not training:
+    raise ValueError("data.held_out_animals holds out every animal; none is left to train on")
+  return training, tuple(a for a in animals if a in held_out_animals)
+
+
 def class_ids(class_names: Sequence[str], names: Iterable[str]) -> list[int]:
   """Indices of `names` in `class_names`, with a clear error for unknown names."""
   ids = []

@@ -99,17 +99,23 @@ def create_input(config: ml_collections.ConfigDict,
   held-out ones too) share one shape. With `config.data.neural_normalisation="animal"`, every
   animal's neural input (held-out animals' too) is standardised with its own statistics,
   fitted without labels on the first `data.neural_calibration_fraction` of each trial
-  (`nar.data.normalise`).
+  (`nar.data.normalise`). The held-out animals are those `config.data.held_out_animals`
+  names, when it names any (an unknown name is an error that lists the dataset's animals);
+  else `config.data.num_held_out_animals` drawn with `config.data.split_seed`.
   """
   open_dataset = shards.open_dataset if datasets is None else datasets.open
   dataset = open_dataset(config.data.data_dir, config.data.name,
                          neural_cache_bytes=config.data.neural_cache_mb << 20)
+  # Chosen before the neural data is preloaded, so that a misnamed animal costs nothing.
+  if config.data.held_out_animals:
+    training, held_out = pipeline.named_split(dataset.animals, config.data.held_out_animals)
+  else:
+    training, held_out = pipeline.split_animals(
+        dataset.animals, config.data.num_held_out_animals, config.data.split_seed)
   if config.data.preload_neural and not dataset.preload_neural():
     logging.warning("Neural data (%.0f MiB) exceeds data.neural_cache_mb; reading on demand",
                     dataset.neural_bytes() / 2**20)
   spec = windows.WindowSpec(**config.data.window)
-  training, held_out = pipeline.split_animals(
-      dataset.animals, config.data.num_held_out_animals, config.data.split_seed)
   if len(training) < 2 and config.swap.enabled:
     raise ValueError(f"the swap needs at least two training animals, got {list(training)}")
   normalizer = pipeline.fit_pose_normalizer(dataset, training)
