@@ -434,8 +434,10 @@ def write_readme(runs: Sequence[execution.Run], preset: presets.Preset, out_dir:
           f"{training.adapt.num_steps} steps (where the ROI counts differ between animals)"
           if training.data.neural_key == "roi_traces" else ""),
       f"- seeds: {sorted({r.seed for r in runs if r.group != execution.ABLATION})}; "
-      "seed k holds out its "
-      f"own 2 animals (`data.split_seed = {execution.REPORT_SPLIT_SEED_OFFSET} + k`)",
+      + ("seed k holds out the animals of fold k of --folds"
+         if any(r.config.data.get("held_out_animals") for r in runs) else
+         f"seed k holds out its own animals (`data.split_seed = "
+         f"{execution.REPORT_SPLIT_SEED_OFFSET} + k`)"),
       f"- runs finished: {len(finished)} of {len(runs)}",
       f"- wall time, sum over finished runs: {format_minutes(sum(seconds.values()))} "
       f"(methods {format_minutes(seconds[execution.METHOD])}, "

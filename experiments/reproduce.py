@@ -60,18 +60,50 @@ from experiments.configs import reproduce as presets
 from nar.eval import features as features_lib
 from nar.eval import protocol as protocol_lib
 from nar import logs
+from nar.data import shards
 from nar.eval import plots
 
 
 # ----------------------------------------------------------------------------------------------
 # The plan.
 # ----------------------------------------------------------------------------------------------
-def fold_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
-  """The config of seed `seed`: its own initialisation, data order and held-out animals."""
+def fold_config(config: ml_collections.ConfigDict, seed: int,
+                held_out_animals: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """The config of seed `seed`: its own initialisation, data order and held-out animals.
+
+  The held-out animals are `held_out_animals` when any are named (a fold of `--folds`), else
+  those that `data.split_seed = REPORT_SPLIT_SEED_OFFSET + seed` draws.
+  """
   config = ml_collections.ConfigDict(config.to_dict())
   config.seed = seed
   config.data.split_seed = execution.REPORT_SPLIT_SEED_OFFSET + seed
+  config.data.held_out_animals = tuple(held_out_animals)
   return config
+
+
+def parse_folds(text: str | None) -> list[tuple[str, ...]] | None:
+  """`--folds`: folds separated by ";", each a fold's held-out animals separated by ",".
+
+  Example:
+    >>> parse_folds("fly_a,fly_b; fly_c,fly_d")
+    [('fly_a', 'fly_b'), ('fly_c', 'fly_d')]
+  """
+  if not text:
+    return None
+  folds = [tuple(a.strip() for a in fold.split(",") if a.strip()) for fold in text.split(";")]
+  if not all(folds):
+    raise execution.SettingsError(f"--folds has an empty fold: {text!r}; write "
+                                  "--folds='fly_a,fly_b;fly_c,fly_d'")
+  return folds
+
+
+def check_folds(folds: Sequence[Sequence[str]], animals: Sequence[str]) -> None:
+  """Raises SettingsError, listing the dataset's animals, for a fold naming another animal."""
+  for k, fold in enumerate(folds):
+    unknown = sorted(set(fold) - set(animals))
+    if unknown:
+      raise execution.SettingsError(f"--folds: fold {k} names {unknown}, which are not "
+                                    f"animals of the dataset; its animals: {sorted(animals)}")
 
 
 def row_names(preset: presets.Preset) -> tuple[str, ...]:
@@ -104,8 +136,8 @@ def check_arguments(preset: presets.Preset, *, num_seeds: int, dataset: str,
 
 
 def plan_runs(preset: presets.Preset, *, num_seeds: int, out_dir: str | pathlib.Path,
-              only: Sequence[str] | None = None,
-              skip_ablations: bool = False) -> list[execution.Run]:
+              only: Sequence[str] | None = None, skip_ablations: bool = False,
+              folds: Sequence[Sequence[str]] | None = None) -> list[execution.Run]:
   """The runs of a reproduction, seed by seed (so that early seeds of every row come first).
 
   Args:
@@ -114,29 +146,35 @@ def plan_runs(preset: presets.Preset, *, num_seeds: int, out_dir: str | pathlib.
     out_dir: the output folder; runs go to `out_dir/runs/<row>/seed<k>`.
     only: restrict to these rows (methods, references or ablations); all if None.
     skip_ablations: leave the ablations out.
+    folds: the held-out animals of each seed, by name (`num_seeds` folds); None draws them.
 
   Returns:
     The runs, references and methods of seed 0, then of seed 1, ..., then the ablations over
     `min(preset.ablation_seeds, num_seeds)` seeds.
   """
   wanted = lambda row: only is None or row in only
+  if folds is not None and len(folds) != num_seeds:
+    raise execution.SettingsError(f"{len(folds)} folds for {num_seeds} seeds")
+  held_out = lambda seed: folds[seed] if folds is not None else ()
   runs_dir = pathlib.Path(out_dir) / "runs"
   runs = []
   for seed in range(num_seeds):
     for row in execution.REFERENCE_ROWS:
       if wanted(row):
         runs.append(execution.Run(row, execution.REFERENCE, seed, runs_dir / row / f"seed{seed}",
-                                  fold_config(preset.training, seed)))
+                                  fold_config(preset.training, seed, held_out(seed))))
     for method in preset.methods:
       if wanted(method):
         runs.append(execution.Run(method, execution.METHOD, seed, runs_dir / method / f"seed{seed}",
-                                  fold_config(presets.method_config(preset, method), seed)))
+                                  fold_config(presets.method_config(preset, method), seed,
+                                              held_out(seed))))
   if not skip_ablations:
     for seed in range(min(preset.ablation_seeds, num_seeds)):
       for ablation in preset.ablations:
         if wanted(ablation):
           workdir = runs_dir / "ablations" / ablation / f"seed{seed}"
-          config = fold_config(presets.ablation_config(preset, ablation), seed)
+          config = fold_config(presets.ablation_config(preset, ablation), seed,
+                               held_out(seed))
           runs.append(execution.Run(ablation, execution.ABLATION, seed, workdir, config))
   return runs
 
@@ -261,6 +299,7 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
               dataset: str = "pose", only: Sequence[str] | None = None,
               skip_ablations: bool = False, train_steps: int | None = None,
               overrides: Mapping[str, Any] | None = None, workers: int | None = 1,
+              folds: Sequence[Sequence[str]] | None = None,
               command: str = "") -> dict[str, Any]:
   """Runs (or resumes) a reproduction and writes its tables, CSVs, figures and README.
 
@@ -277,6 +316,8 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     overrides: `{"dotted.field": value}` changes of Ours' training config, from which every
       run derives (`presets.with_overrides`; on the command line `--config.FIELD=VALUE`).
     workers: runs at once (`execute_all`); None: `default_workers(preset)`.
+    folds: the held-out animals of each seed, by name; then `num_seeds` must be their number.
+      An animal the dataset does not have stops the command before any run.
     command: the command line, recorded in the README.
 
   Returns:
@@ -298,9 +339,15 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
       raise execution.SettingsError(str(error)) from error
   check_arguments(preset, num_seeds=num_seeds, dataset=dataset, only=only)
   out_dir = pathlib.Path(out_dir)
+  if folds is not None and len(folds) != num_seeds:
+    raise execution.SettingsError(f"--folds gives {len(folds)} folds but --seeds={num_seeds}; "
+                                  "pass one fold per seed")
   prepare_dataset(preset, dataset)
+  if folds is not None:
+    check_folds(folds, shards.open_dataset(preset.training.data.data_dir,
+                                           preset.training.data.name).animals)
   runs = plan_runs(preset, num_seeds=num_seeds, out_dir=out_dir, only=only,
-                   skip_ablations=skip_ablations)
+                   skip_ablations=skip_ablations, folds=folds)
   if workers is None:
     workers = execution.default_workers(preset)
   progress = tqdm.tqdm(total=len(runs), desc="reproduce", unit="run", position=0)
@@ -332,6 +379,10 @@ _TRAIN_STEPS = flags.DEFINE_integer(
     "the preset's; runs of another length in --out are refused, so use a new folder.")
 
 
+_FOLDS = flags.DEFINE_string(
+    "folds", None, "Held-out animals by name, one fold per seed: folds separated by ';', "
+    "animals by ',' (e.g. --folds='fly_a,fly_b;fly_c,fly_d' with --seeds=2); default: each "
+    "seed draws its own.")
 _WORKERS = flags.DEFINE_integer(
     "workers", None, "Runs at once, each in its own process with its output in the run's "
     f"{execution.LOG_FILE}; default: the preset's cpu_workers on a CPU (2 for cpu: one run's steps "
@@ -349,6 +400,7 @@ def main(argv):
                         dataset=_DATASET.value, only=_ONLY.value,
                         skip_ablations=_SKIP_ABLATIONS.value,
                         train_steps=_TRAIN_STEPS.value, overrides=config_overrides(),
+                        folds=parse_folds(_FOLDS.value),
                         workers=_WORKERS.value,
                         command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
   except execution.SettingsError as error:

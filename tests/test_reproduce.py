@@ -565,3 +565,29 @@ def test_a_lead_table_without_ours_says_so():
   records = _multi_animal_records({"simclr": [35.0, 39.0]})
   assert report.multi_animal_leads(records) == {}
   assert report.lead_table(records).startswith("No finished run of Ours")
+
+
+def test_folds_name_each_seed_s_held_out_animals():
+  preset = presets.get_config("smoke")
+  folds = [("fly_a", "fly_b"), ("fly_c",)]
+  runs = reproduce.plan_runs(preset, num_seeds=2, out_dir="/tmp/never_written", folds=folds)
+  for run in runs:
+    assert run.config.data.held_out_animals == folds[run.seed], run.name
+  assert {run.seed for run in runs} == {0, 1}
+  with pytest.raises(execution.SettingsError, match="2 folds for 3 seeds"):
+    reproduce.plan_runs(preset, num_seeds=3, out_dir="/tmp/never_written", folds=folds)
+  assert reproduce.parse_folds("fly_a, fly_b;fly_c") == [("fly_a", "fly_b"), ("fly_c",)]
+  assert reproduce.parse_folds(None) is None
+  with pytest.raises(execution.SettingsError, match="empty fold"):
+    reproduce.parse_folds("fly_a;;fly_b")
+
+
+def test_a_fold_naming_an_unknown_animal_stops_before_any_run(tmp_path, monkeypatch):
+  monkeypatch.setenv("NAR_HOME", str(tmp_path / "home"))
+  with pytest.raises(execution.SettingsError, match="--folds gives 1 folds but --seeds=2"):
+    reproduce.reproduce("smoke", num_seeds=2, out_dir=tmp_path / "out", folds=[("fly_a",)])
+  with pytest.raises(execution.SettingsError, match=r"fold 0 names \['fly_nobody'\], which are "
+                     r"not animals of the dataset; its animals: \["):
+    reproduce.reproduce("smoke", num_seeds=1, out_dir=tmp_path / "out",
+                        folds=[("fly_nobody",)])
+  assert not (tmp_path / "out").exists()
