@@ -27,6 +27,7 @@ from experiments.configs import swap_cpu
 from experiments.configs import swap_tpu
 from nar.data import pipeline
 from nar import models
+from nar import run as run_lib
 from nar import train
 from nar.data import shards
 from numerics import assert_same_training_result
@@ -154,6 +155,14 @@ def test_a_killed_run_resumes_to_the_parameters_of_an_uninterrupted_run(data_dir
   for name in ("action_held_out_animals", "identity_held_out_time"):
     assert 0 <= results[name]["accuracy"] <= 100
   assert (reference / "eval.json").exists() and (reference / "metrics.jsonl").exists()
+  record = run_lib.read_run_record(reference)
+  assert record["held_out_animals"] == results["held_out_animals"]
+  assert record["training_animals"] == results["training_animals"]
+  assert record["config"]["optim"]["num_train_steps"] == 7
+  assert record["dataset"]["fingerprint"] == run_lib.dataset_fingerprint(
+      shards.open_dataset(data_dir))
+  with pytest.raises(FileNotFoundError, match="holds no run.json"):
+    run_lib.read_run_record(tmp_path)
   assert any((reference / "tensorboard").iterdir())
 
 

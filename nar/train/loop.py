@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from nar import logs
+from nar import run as run_lib
 from nar.data import pipeline
 from nar.data import shards
 from nar.eval import features as features_lib
@@ -128,6 +129,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   workdir.mkdir(parents=True, exist_ok=True)
   # --- Input pipeline ---
   inputs = inputs_lib.create_input(config, datasets)
+  if jax.process_index() == 0:  # what the run is made of, before any step (`nar.run`)
+    run_lib.write_run_record(workdir, run_lib.run_record(
+        config, inputs.dataset, inputs.training_animals, inputs.held_out_animals))
   # --- Mesh ---
   mesh = step_lib.make_mesh()
   validate.check_config(config, inputs, mesh.size)
