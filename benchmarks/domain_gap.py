@@ -12,12 +12,12 @@ simulated and built first if absent.
 from absl import app
 from absl import flags
 
-from experiments import tables
 from data_prep import default_dataset
-from nar.eval import protocol as protocol_lib
+from experiments import tables
 from nar.data import pipeline
-from nar.eval import raw_features
 from nar.data import windows
+from nar.eval import protocol as protocol_lib
+from nar.eval import raw_features
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default dataset if unset).")
 _NAME = flags.DEFINE_string("name", "default", "Dataset name inside data_dir.")

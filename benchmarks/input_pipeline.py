@@ -26,9 +26,9 @@ import numpy as np
 from data_prep import default_dataset
 from experiments import reproduce
 from experiments.configs import reproduce as presets
+from nar import train
 from nar.data import pipeline
 from nar.data import shards
-from nar import train
 from nar.data import windows
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Windows per batch.")

@@ -20,8 +20,8 @@ import numpy as np
 
 from data_prep import default_dataset
 from nar.data import pipeline
-from nar.method import neural_swap
 from nar.data import windows
+from nar.method import neural_swap
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default dataset if unset).")
 _NAME = flags.DEFINE_string("name", "default", "Dataset name inside data_dir.")

@@ -40,6 +40,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from nar.method import pose_bank
 from nar.method import swap
 from nar.method import swap_table
 from tests import reference_swap
@@ -232,7 +233,7 @@ def _time_kernel_and_floors(queries, pool, valid, key) -> None:
 def _time_window_swap(dim: int, key) -> None:
   rng = np.random.default_rng(2)
   num_animals, frames = _BANK_ANIMALS.value, _BANK_FRAMES.value
-  bank = swap.make_pose_bank(
+  bank = pose_bank.make_pose_bank(
       {f"animal{a}": rng.normal(size=(frames, dim)).astype(np.float32)
        for a in range(num_animals)}, None, [f"animal{a}" for a in range(num_animals)])
   windows = jnp.asarray(
@@ -256,7 +257,7 @@ def _time_table_build(dim: int) -> None:
   num_queries, pool_size, k = _TABLE_QUERIES.value, _TABLE_POOL_SIZE.value, _TABLE_K.value
   rng = np.random.default_rng(1)
   # Animal 0 holds the query frames, animal 1 the pool: one pool is scanned per query chunk.
-  bank = swap.make_pose_bank(
+  bank = pose_bank.make_pose_bank(
       {"queries": rng.normal(size=(num_queries, dim)).astype(np.float32),
        "pool": rng.normal(size=(pool_size, dim)).astype(np.float32)}, None,
       ["queries", "pool"])

@@ -22,8 +22,8 @@ import jax
 import numpy as np
 
 from data_prep import default_dataset
-from nar.data import pipeline
 from nar import train
+from nar.data import pipeline
 
 _CONFIG = flags.DEFINE_string("config", "swap_cpu", "Config name in experiments/configs.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per variant.")

@@ -25,8 +25,8 @@ from data_prep import readers
 from data_prep import tfds_builder
 from data_prep import trial_files
 from nar import paths
-from nar.data import shards
 from nar import simulation
+from nar.data import shards
 
 SIMULATION_RECORD = "simulation.json"
 GROUND_TRUTH = "ground_truth.npz"

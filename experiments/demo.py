@@ -14,9 +14,9 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import tables
 from data_prep import default_dataset
 from data_prep import tfds_builder
+from experiments import tables
 from nar import logs
 from nar import paths
 from nar import train

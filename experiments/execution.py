@@ -25,12 +25,12 @@ from joblib.externals import loky
 import ml_collections
 
 from experiments.configs import reproduce as presets
+from nar import logs
+from nar import train
+from nar.data import shards
 from nar.eval import features as features_lib
 from nar.eval import protocol as protocol_lib
-from nar import logs
 from nar.eval import raw_features
-from nar.data import shards
-from nar import train
 
 # Seed k holds out the animals that `data.split_seed = REPORT_SPLIT_SEED_OFFSET + k` draws.
 # Ours' settings were chosen on the folds of split seeds 0-2 (the configs' default is 0);

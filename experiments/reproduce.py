@@ -57,11 +57,11 @@ from experiments import execution
 from experiments import report
 from experiments import tables as tables_lib
 from experiments.configs import reproduce as presets
-from nar.eval import features as features_lib
-from nar.eval import protocol as protocol_lib
 from nar import logs
 from nar.data import shards
+from nar.eval import features as features_lib
 from nar.eval import plots
+from nar.eval import protocol as protocol_lib
 
 
 # ----------------------------------------------------------------------------------------------

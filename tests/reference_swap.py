@@ -11,8 +11,8 @@ import jax
 import numpy as np
 
 from nar.method import swap
+from nar.method.pose_bank import FRAME_BLOCK
 from nar.method.swap import BLOCK_STREAM
-from nar.method.swap import FRAME_BLOCK
 from nar.method.swap import FRAME_STREAM
 from nar.method.swap import QUERY_STREAM
 

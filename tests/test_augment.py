@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nar.method import augment
 from nar.data import keypoints
+from nar.method import augment
 
 POSE_OFF = augment.PoseAugmentation(**{f.name: 0 for f in dataclasses.fields(
     augment.PoseAugmentation)})

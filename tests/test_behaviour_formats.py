@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 from data_prep import tfds_builder
-from nar.method import augment
+from nar import train
 from nar.data import behaviour
-from nar.data import pipeline
 from nar.data import normalise
+from nar.data import pipeline
 from nar.data import recording as recording_lib
 from nar.data import shards
-from nar.method import swap
-from nar import train
 from nar.data import windows
+from nar.method import augment
+from nar.method import pose_bank
+from nar.method import swap
 
 NAMES = ("forward_velocity", "lateral_velocity", "heading", "joint_angle", "raw_count")
 NORMALISATION = ("zscore", "zscore", "angle", "angle", "none")
@@ -358,7 +359,7 @@ def test_swap_on_a_generic_behaviour_vector_draws_frames_of_other_training_anima
   for animal, valid in zip(bank_frames.animals, bank_frames.valid):
     rows = np.repeat(index.animal_ids, np.diff(index.offsets)) == animal
     np.testing.assert_array_equal(valid, np.isfinite(index.behaviour[rows]).all(axis=-1))
-  bank = swap.make_pose_bank(dict(zip(bank_frames.animals, bank_frames.frames)),
+  bank = pose_bank.make_pose_bank(dict(zip(bank_frames.animals, bank_frames.frames)),
                              dict(zip(bank_frames.animals, bank_frames.valid)), training)
   assert bank.pose_dim == dataset.behaviour_spec.feature_dim
 
@@ -366,7 +367,7 @@ def test_swap_on_a_generic_behaviour_vector_draws_frames_of_other_training_anima
   source = pipeline.WindowSource(dataset, selection, SPEC, normalizer)
   batch = next(iter(pipeline.make_loader(source, batch_size=16, train=True, seed=0,
                                                shard=(0, 1))))
-  source_rows = swap.bank_rows(bank, dataset.animals)[batch["animal"]]
+  source_rows = pose_bank.bank_rows(bank, dataset.animals)[batch["animal"]]
   swapped, info = swap.swap_pose_windows(jax.random.key(3), batch["pose"], source_rows, bank,
                                          swap_probability=1.0)
   swapped, target = np.asarray(swapped), np.asarray(info["target_animal"])

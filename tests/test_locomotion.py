@@ -17,9 +17,9 @@ from sklearn.preprocessing import StandardScaler
 
 from data_prep import default_dataset
 from data_prep import readers
+from nar import simulation
 from nar.data import recording as recording_lib
 from nar.data import shards
-from nar import simulation
 from nar.data import windows
 from nar.simulation import locomotion
 

@@ -5,10 +5,10 @@ import pytest
 
 import synthetic_data
 from data_prep import tfds_builder
-from nar.data import pipeline
-from nar.data import normalise
-from nar.data import shards
 from nar import train
+from nar.data import normalise
+from nar.data import pipeline
+from nar.data import shards
 from nar.data import windows
 
 SPEC = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from test_train import tiny_config
 
+from nar import train
 from nar.data import behaviour
 from nar.data import pipeline
 from nar.method import objectives
-from nar import train
 from nar.train import step as train_step
 
 

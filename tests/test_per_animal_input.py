@@ -16,9 +16,9 @@ import optax
 import pytest
 
 from experiments.configs import locomotion_cpu
-from nar.data import pipeline
 from nar import models
 from nar import train
+from nar.data import pipeline
 from numerics import assert_same_training_result
 from synthetic_data import LOCOMOTION_DATASET_NAME
 from test_train import tiny_config

@@ -15,18 +15,18 @@ import numpy as np
 from absl import flags
 import pytest
 
-from experiments import paper_results
 from experiments import execution
-from experiments import reproduce
+from experiments import paper_results
 from experiments import report
+from experiments import reproduce
 from experiments import tables
 from experiments.configs import common
 from experiments.configs import reproduce as presets
-from nar.eval import features as features_lib
-from nar.eval import protocol as protocol_lib
+from nar import train
 from nar.data import pipeline
 from nar.data import shards
-from nar import train
+from nar.eval import features as features_lib
+from nar.eval import protocol as protocol_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A few rows of every kind keep the test short; the tables must still list every row.

@@ -15,9 +15,9 @@ import pytest
 import synthetic_data
 
 from data_prep import tfds_builder
-from nar.data import pipeline
 from nar.data import keypoints
 from nar.data import normalise
+from nar.data import pipeline
 from nar.data import recording as recording_lib
 from nar.data import shards
 from nar.data import windows

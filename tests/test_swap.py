@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from nar.method import pose_bank
 from nar.method import swap
 from nar.method import swap_table
 import reference_swap
@@ -78,8 +79,8 @@ def test_draws_over_query_ids_follow_the_exact_softmax_across_blocks_and_chunks(
   assert valid[drawn].all()
   probabilities = _softmax_probabilities(query, pool, 0.7, valid)
   assert _chi_square_p_value(drawn, probabilities) > 1e-3
-  block_probabilities = np.add.reduceat(probabilities, np.arange(0, 300, swap.FRAME_BLOCK))
-  assert _chi_square_p_value(drawn // swap.FRAME_BLOCK, block_probabilities) > 1e-3
+  block_probabilities = np.add.reduceat(probabilities, np.arange(0, 300, pose_bank.FRAME_BLOCK))
+  assert _chi_square_p_value(drawn // pose_bank.FRAME_BLOCK, block_probabilities) > 1e-3
 
 
 def test_draws_of_neighbouring_queries_are_independent():
@@ -171,7 +172,7 @@ def tagged_bank():
   frames["held_out"][:50] = queries.reshape(-1, 5)[:50]
   frames["fly1"][3] = np.nan  # Non-finite frames are invalid whatever the mask says.
   training = ["fly0", "fly1", "fly2", "fly3"]
-  bank = swap.make_pose_bank(frames, valid, training)
+  bank = pose_bank.make_pose_bank(frames, valid, training)
   return bank, frames, valid, training, queries
 
 
@@ -185,7 +186,7 @@ def test_pose_bank_holds_training_animals_padded_and_masked(tagged_bank):
   assert not bank.valid[3, 30:].any()
   assert not bank.valid[1, 3]
   np.testing.assert_array_equal(bank.valid[0, :60], valid["fly0"])
-  np.testing.assert_array_equal(swap.bank_rows(bank, ["fly2", "held_out", "fly0"]), [2, -1, 0])
+  np.testing.assert_array_equal(pose_bank.bank_rows(bank, ["fly2", "held_out", "fly0"]), [2, -1, 0])
 
 
 @pytest.mark.parametrize("per_frame_target", [False, True])
@@ -280,7 +281,7 @@ def two_animal_bank():
   frames = {"fly0": rng.normal(size=(18, 3)).astype(np.float32),
             "fly1": rng.normal(size=(20, 3)).astype(np.float32)}
   valid = {"fly0": np.ones(18, bool), "fly1": np.arange(20) != 4}
-  return swap.make_pose_bank(frames, valid, ["fly0", "fly1"]), frames, valid
+  return pose_bank.make_pose_bank(frames, valid, ["fly0", "fly1"]), frames, valid
 
 
 def test_full_top_k_table_draws_the_exact_softmax(two_animal_bank):
@@ -378,7 +379,7 @@ def weighted_bank():
   frames = {"fly0": (rng.normal(size=(30, 3)) * scale).astype(np.float32),
             "fly1": (rng.normal(size=(70, 3)) * scale).astype(np.float32)}
   valid = {"fly0": np.ones(30, bool), "fly1": np.arange(70) % 9 != 0}
-  bank = swap.make_pose_bank(frames, valid, ["fly0", "fly1"],
+  bank = pose_bank.make_pose_bank(frames, valid, ["fly0", "fly1"],
                              distance_weights=DISTANCE_WEIGHTS)
   return bank, frames, valid
 
@@ -407,7 +408,7 @@ def test_weighted_swap_at_low_temperature_draws_the_weighted_nearest_frame(weigh
   # The frames swapped in are the bank's own, not the scaled ones the distance used.
   np.testing.assert_array_equal(np.asarray(swapped).reshape(-1, 3), frames["fly1"][drawn])
 
-  unweighted_bank = swap.make_pose_bank(frames, valid, ["fly0", "fly1"])
+  unweighted_bank = pose_bank.make_pose_bank(frames, valid, ["fly0", "fly1"])
   _, info = swap.swap_pose_windows(
       jax.random.key(21), jnp.asarray(windows), jnp.zeros(5, jnp.int32), unweighted_bank,
       swap_probability=1.0, temperature=1e-5, pool_chunk=64)
@@ -431,11 +432,11 @@ def test_weighted_swap_draws_the_exact_softmax_of_the_weighted_distance(weighted
 
 def test_uniform_weights_scale_the_distance_and_all_ones_keep_the_plain_kernel(tagged_bank):
   bank, frames, valid, training, queries = tagged_bank
-  ones = swap.make_pose_bank(frames, valid, training, distance_weights=np.ones(5))
+  ones = pose_bank.make_pose_bank(frames, valid, training, distance_weights=np.ones(5))
   assert ones.distance_scale is None
   # Weights of 4 double every distance, exactly (powers of two), so at twice the temperature
   # the draw is the plain one, frame for frame.
-  fours = swap.make_pose_bank(frames, valid, training, distance_weights=np.full(5, 4.0))
+  fours = pose_bank.make_pose_bank(frames, valid, training, distance_weights=np.full(5, 4.0))
   source = jnp.arange(12) % 4
   plain, plain_info = swap.swap_pose_windows(jax.random.key(23), jnp.asarray(queries), source,
                                              bank, swap_probability=1.0, temperature=0.3)
@@ -471,7 +472,7 @@ def test_top_k_table_of_a_thinned_bank_swaps_every_frame_from_its_pool_frame():
   frames = {"fly0": rng.normal(size=(40, 4)).astype(np.float32),
             "fly1": rng.normal(size=(36, 4)).astype(np.float32)}
   stride = 4
-  bank = swap.make_pose_bank(frames, None, ["fly0", "fly1"], pool_stride=stride)
+  bank = pose_bank.make_pose_bank(frames, None, ["fly0", "fly1"], pool_stride=stride)
   table = swap_table.build_topk_table(bank, k=2, temperature=1e-4, progress=False)
   thinned_fly1 = frames["fly1"][::stride]
   # Frames past the thinned count (here 10) exist: without the stride they left the bank.
@@ -495,31 +496,31 @@ def test_top_k_table_of_a_thinned_bank_swaps_every_frame_from_its_pool_frame():
 def test_bank_needs_two_training_animals():
   frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 3))}
   with pytest.raises(ValueError, match="at least two training animals"):
-    swap.make_pose_bank(frames, None, ["fly0"])
+    pose_bank.make_pose_bank(frames, None, ["fly0"])
 
 
 def test_bank_rejects_an_empty_pool():
   frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 3))}
   with pytest.raises(ValueError, match="pool of 'fly1' is empty"):
-    swap.make_pose_bank(frames, {"fly1": np.zeros(4, bool)}, ["fly0", "fly1"])
+    pose_bank.make_pose_bank(frames, {"fly1": np.zeros(4, bool)}, ["fly0", "fly1"])
   with pytest.raises(ValueError, match="pool of 'fly1' is empty"):
-    swap.make_pose_bank({"fly0": np.zeros((4, 3)), "fly1": np.full((2, 3), np.nan)}, None,
+    pose_bank.make_pose_bank({"fly0": np.zeros((4, 3)), "fly1": np.full((2, 3), np.nan)}, None,
                         ["fly0", "fly1"])
 
 
 def test_bank_rejects_bad_distance_weights():
   frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 3))}
   with pytest.raises(ValueError, match=r"distance_weights must be \[D\]=\[3\]"):
-    swap.make_pose_bank(frames, None, ["fly0", "fly1"], distance_weights=np.ones(2))
+    pose_bank.make_pose_bank(frames, None, ["fly0", "fly1"], distance_weights=np.ones(2))
   for weights in ([1.0, -1.0, 1.0], [0.0, 0.0, 0.0], [1.0, np.inf, 1.0]):
     with pytest.raises(ValueError, match="finite, >= 0 and not all 0"):
-      swap.make_pose_bank(frames, None, ["fly0", "fly1"], distance_weights=np.array(weights))
+      pose_bank.make_pose_bank(frames, None, ["fly0", "fly1"], distance_weights=np.array(weights))
 
 
 def test_bank_rejects_mismatched_pose_dimensions():
   frames = {"fly0": np.zeros((4, 3)), "fly1": np.zeros((4, 5))}
   with pytest.raises(ValueError, match="pose dimensions differ"):
-    swap.make_pose_bank(frames, None, ["fly0", "fly1"])
+    pose_bank.make_pose_bank(frames, None, ["fly0", "fly1"])
 
 
 def test_mismatched_query_dimension_is_rejected_before_compiling(tagged_bank):
@@ -552,7 +553,7 @@ def test_table_swap_rejects_a_table_of_another_bank(two_animal_bank, tagged_bank
 
 def test_thinned_pool_keeps_every_stride_th_frame_and_its_mask(weighted_bank):
   bank, frames, valid = weighted_bank
-  thinned = swap.make_pose_bank(frames, valid, ["fly0", "fly1"],
+  thinned = pose_bank.make_pose_bank(frames, valid, ["fly0", "fly1"],
                                 distance_weights=DISTANCE_WEIGHTS, pool_stride=3)
   np.testing.assert_array_equal(thinned.num_frames, [10, 24])  # ceil(30 / 3), ceil(70 / 3)
   for row, animal in enumerate(bank.animals):
@@ -563,16 +564,16 @@ def test_thinned_pool_keeps_every_stride_th_frame_and_its_mask(weighted_bank):
   np.testing.assert_array_equal(thinned.distance_scale, bank.distance_scale)
   for stride in (0, 2.0, True):
     with pytest.raises(ValueError, match="the pool stride must be a positive integer"):
-      swap.make_pose_bank(frames, valid, ["fly0", "fly1"], pool_stride=stride)
+      pose_bank.make_pose_bank(frames, valid, ["fly0", "fly1"], pool_stride=stride)
   with pytest.raises(ValueError, match=r"the pool of 'fly1' is empty: none of its 35 frames "
                                        r"\(one in 2 kept\) is valid"):
-    swap.make_pose_bank(frames, {"fly1": np.arange(70) % 2 == 1}, ["fly0", "fly1"],
+    pose_bank.make_pose_bank(frames, {"fly1": np.arange(70) % 2 == 1}, ["fly0", "fly1"],
                         pool_stride=2)
 
 
 def test_swap_from_a_thinned_pool_draws_the_nearest_kept_frame(weighted_bank):
   _, frames, valid = weighted_bank
-  thinned = swap.make_pose_bank(frames, valid, ["fly0", "fly1"],
+  thinned = pose_bank.make_pose_bank(frames, valid, ["fly0", "fly1"],
                                 distance_weights=DISTANCE_WEIGHTS, pool_stride=3)
   windows = frames["fly0"].reshape(5, 6, 3)
   swapped, info = swap.swap_pose_windows(

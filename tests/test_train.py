@@ -25,10 +25,10 @@ from experiments.configs import baselines
 from experiments.configs import common
 from experiments.configs import swap_cpu
 from experiments.configs import swap_tpu
-from nar.data import pipeline
 from nar import models
 from nar import run as run_lib
 from nar import train
+from nar.data import pipeline
 from nar.data import shards
 from numerics import assert_same_training_result
 

@@ -23,11 +23,11 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from nar.eval import features as features_lib
 from nar.data import shards
+from nar.data import windows
+from nar.eval import features as features_lib
 from nar.method import pose_bank
 from nar.method import swap
-from nar.data import windows
 
 # Which window array each kind of raw feature reads.
 INPUT_KEYS = {"neural": "neural_images", "pose": "pose"}
@@ -121,7 +121,7 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
   """
   bank = pose_bank.make_swap_bank(dataset, normalizer, dataset.animals,
                                   pool_stride=pool_stride)
-  bank_row_of_animal = swap.bank_rows(bank, dataset.animals)
+  bank_row_of_animal = pose_bank.bank_rows(bank, dataset.animals)
   batches_done = [0]
 
   def encode(pose: np.ndarray, animal: np.ndarray) -> np.ndarray:

@@ -10,8 +10,7 @@ weigh the features: with per-feature weights w_i (`make_pose_bank(..., distance_
 from a behaviour's declared swap weights), the distance is sqrt(sum_i w_i (b_l,i - b_k,i)^2),
 computed as the Euclidean distance of queries and pool frames scaled by sqrt(w) (the bank's
 `distance_scale`); the frames swapped in are the unscaled ones. Held-out animals are never in
-the pool: a `PoseBank` holds the training animals only (`nar.method.pose_bank`, re-exported
-here).
+the pool: a `PoseBank` holds the training animals only (`nar.method.pose_bank`).
 
 Algorithm: a two-level, streamed exponential race (Gumbel-max), exact in distribution.
   1. The pool is cut into fixed blocks of `FRAME_BLOCK` consecutive frames. Streaming over
@@ -63,11 +62,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from nar.method import pose_bank
-# The bank is part of the swap's API (`swap.PoseBank`, `swap.make_pose_bank`, ...).
-from nar.method.pose_bank import FRAME_BLOCK  # pylint: disable=unused-import
-from nar.method.pose_bank import PoseBank  # pylint: disable=unused-import
-from nar.method.pose_bank import bank_rows  # pylint: disable=unused-import
-from nar.method.pose_bank import make_pose_bank  # pylint: disable=unused-import
 
 
 # Chunk sizes tuned on a 2-core CPU (see benchmarks/README.md); on a GPU larger chunks (e.g.
@@ -150,7 +144,7 @@ def _block_race_keys(distances: jax.Array, block_noise: jax.Array) -> jax.Array:
     block_noise: `[Q, P / FRAME_BLOCK]` log E_b.
   """
   num_queries, chunk = distances.shape
-  blocks = distances.reshape(num_queries, chunk // FRAME_BLOCK, FRAME_BLOCK)
+  blocks = distances.reshape(num_queries, chunk // pose_bank.FRAME_BLOCK, pose_bank.FRAME_BLOCK)
   # Shifting by the block's nearest frame keeps the sum in [1, FRAME_BLOCK] at any temperature.
   nearest = jnp.min(blocks, axis=-1)
   shifted_sum = jnp.sum(jnp.exp(nearest[..., None] - blocks), axis=-1)
@@ -204,8 +198,8 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
   )
   chunk_counts = pose_bank.pool_chunk_counts(num_frames, pool_chunk)
   animal_rows = jnp.arange(num_animals, dtype=jnp.int32)
-  block_offsets = jnp.arange(pool_chunk // FRAME_BLOCK, dtype=jnp.int32)
-  frame_offsets = jnp.arange(FRAME_BLOCK, dtype=jnp.int32)
+  block_offsets = jnp.arange(pool_chunk // pose_bank.FRAME_BLOCK, dtype=jnp.int32)
+  frame_offsets = jnp.arange(pose_bank.FRAME_BLOCK, dtype=jnp.int32)
 
   def draw_chunk(chunk):
     chunk_queries, chunk_ids, chunk_target = chunk
@@ -229,7 +223,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
       masked_sqnorm = jnp.where(chunk_target == animal, query_sqnorm, jnp.inf)
       distances = pose_bank.scaled_distances(chunk_queries, masked_sqnorm, pool, pool_ok,
                                              inv_temperature)
-      block_ids = pool_ids[0] // FRAME_BLOCK + block_offsets
+      block_ids = pool_ids[0] // pose_bank.FRAME_BLOCK + block_offsets
       block_words = _stream_words(block_ids.astype(jnp.uint32), seed[2], BLOCK_STREAM)
       block_noise = _log_exponential(_mix32(query_words[:, None] ^ block_words[None, :]))
       chunk_key, chunk_block = _first_argmin(_block_race_keys(distances, block_noise),
@@ -247,7 +241,7 @@ def _draw_grouped(seed: jax.Array, queries: jax.Array, query_ids: jax.Array,
     # Level 2: an exponential race over the frames of the winning block.
     drew_block = best_block >= 0
     animal = jnp.maximum(chunk_target, 0)[:, None]
-    frame_ids = jnp.maximum(best_block, 0)[:, None] * FRAME_BLOCK + frame_offsets[None, :]
+    frame_ids = jnp.maximum(best_block, 0)[:, None] * pose_bank.FRAME_BLOCK + frame_offsets[None, :]
     # [query_chunk, FRAME_BLOCK, D]
     candidates = pose_bank.to_distance_space(frames[animal, frame_ids], distance_scale)
     candidate_ok = valid[animal, frame_ids] & drew_block[:, None]
@@ -292,9 +286,9 @@ def check_settings(*, swap_probability=None, temperature=None, query_chunk=None,
   for name, value in (("query_chunk", query_chunk), ("pool_chunk", pool_chunk)):
     if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
       raise ValueError(f"{name} must be a positive int, got {value!r}")
-  if pool_chunk is not None and pool_chunk % FRAME_BLOCK:
-    raise ValueError(f"pool_chunk must be a multiple of FRAME_BLOCK={FRAME_BLOCK} (the draw's "
-                     f"fixed block of frames), got {pool_chunk}")
+  if pool_chunk is not None and pool_chunk % pose_bank.FRAME_BLOCK:
+    raise ValueError(f"pool_chunk must be a multiple of FRAME_BLOCK={pose_bank.FRAME_BLOCK} "
+                     f"(the draw's fixed block of frames), got {pool_chunk}")
 
 
 @functools.partial(jax.jit, static_argnames=("query_chunk", "pool_chunk"))
@@ -303,7 +297,7 @@ def _draw_pool_frames_jit(key, queries, pool, pool_valid, query_offset, temperat
   flat = queries.reshape(-1, queries.shape[-1]).astype(jnp.float32)
   ids = (jnp.arange(flat.shape[0], dtype=jnp.uint32) + query_offset.astype(jnp.uint32))
   # A one-animal bank: the pool padded to whole blocks.
-  pad = -pool.shape[0] % FRAME_BLOCK
+  pad = -pool.shape[0] % pose_bank.FRAME_BLOCK
   frames = jnp.pad(pool.astype(jnp.float32), ((0, pad), (0, 0)))[None]
   valid = jnp.pad(pool_valid, (0, pad))[None]
   drawn = _draw_grouped(
@@ -408,7 +402,7 @@ def _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probabil
   return swapped_windows.reshape(batch, window_length, dim), info
 
 
-def check_windows(pose_windows, source_animal, bank: PoseBank) -> None:
+def check_windows(pose_windows, source_animal, bank: pose_bank.PoseBank) -> None:
   """Raises ValueError unless `[B, T, D]` windows and `[B]` sources fit the bank."""
   if bank.num_animals < 2:
     raise ValueError(f"the swap needs at least two training animals, the bank has "
@@ -424,7 +418,7 @@ def check_windows(pose_windows, source_animal, bank: PoseBank) -> None:
 
 
 def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: jax.Array,
-                      bank: PoseBank, *, swap_probability: float = 0.5,
+                      bank: pose_bank.PoseBank, *, swap_probability: float = 0.5,
                       temperature: float = 1.0, per_frame_target: bool = False,
                       query_chunk: int = DEFAULT_WINDOW_QUERY_CHUNK,
                       pool_chunk: int = DEFAULT_POOL_CHUNK) -> tuple[jax.Array, dict]:

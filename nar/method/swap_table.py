@@ -142,7 +142,7 @@ def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: ja
   return (indices.transpose(1, 0, 2), log_weights.transpose(1, 0, 2), truncated.T)
 
 
-def build_topk_table(bank: swap_lib.PoseBank, k: int, *, temperature: float = 1.0,
+def build_topk_table(bank: pose_bank.PoseBank, k: int, *, temperature: float = 1.0,
                      query_chunk: int = 1024, pool_chunk: int = swap_lib.DEFAULT_POOL_CHUNK,
                      progress: bool = True) -> TopKTable:
   """Builds the top-K neighbour table of a bank with the streamed distance kernel.
@@ -232,7 +232,7 @@ def _swap_with_table_jit(key, pose_windows, source_animal, source_frame_index, t
 
 def swap_with_table(key: jax.Array, pose_windows: jax.Array, source_animal: jax.Array,
                     source_frame_index: jax.Array, table: TopKTable,
-                    bank: swap_lib.PoseBank, *, swap_probability: float = 0.5,
+                    bank: pose_bank.PoseBank, *, swap_probability: float = 0.5,
                     per_frame_target: bool = False) -> tuple[jax.Array, dict]:
   """Cross-animal pose swap drawn from a top-K table (a gather and a categorical over K).
 

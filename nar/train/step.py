@@ -21,11 +21,11 @@ import optax
 
 from nar import models
 from nar.data import behaviour as behaviour_lib
-from nar.method import pose_bank
 from nar.method import augment
 from nar.method import losses
 from nar.method import neural_swap
 from nar.method import objectives
+from nar.method import pose_bank
 from nar.method import swap
 from nar.method import swap_table
 from nar.train import inputs as inputs_lib
@@ -170,7 +170,7 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
   of another animal; each acts on its own modality, independently.
   """
   pose_augmentation, neural_augmentation = configured_augmentations(config, behaviour_spec)
-  swap_config, method = config.swap, config.method
+  swap_config = config.swap
   loss_fn = make_loss_fn(graphdef, config, num_animals)
 
   def train_step(state: TrainState, batch, constants):
@@ -322,7 +322,7 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: inputs_lib.
 
   Returns:
     `(constants, bank_row_of_animal)`: constants is a dict with the swap's pose bank
-    (`frames`, a `nar.method.swap.PoseBank`) and, in top-K mode, its `table`; BehaveNet's
+    (`frames`, a `nar.method.pose_bank.PoseBank`) and, in top-K mode, its `table`; BehaveNet's
     `state_centroids`; empty for methods that need none of these.
   """
   rows = {a: i for i, a in enumerate(inputs.training_animals)}
