@@ -86,17 +86,20 @@ def run_record(row: str, group: str, seed: int, results: Mapping[str, Any]) -> d
             "held_out_animals": " ".join(results.get("held_out_animals", [])),
             "train_steps": results.get("train_steps"), "wall_seconds": wall.get("total"),
             "evaluation_seconds": wall.get("evaluation")}
-  for probe, fraction, metric in tables.SCORES:
+  for probe, fraction, metric in tables.SCORES + tables.KNN_SCORES:
     entry = tables.score(suite, probe, fraction, metric)
     record[tables.score_column(probe, fraction, metric)] = entry["mean"] if entry else None
   for name, column in tables.CHANCE_COLUMNS.items():
     record[column] = suite.get("chance", {}).get(name)
+  r2 = tables.behaviour_r2(suite)
+  record[tables.BEHAVIOUR_R2_COLUMN] = r2["mean"] if r2 else None
   return record
 
 
 def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
                    records: Sequence[Mapping[str, Any]], *, dataset: str) -> dict[str, str]:
-  """`table1.md` (action, with Ours' lead fold by fold) and `table2.md` (identity).
+  """`table1.md` (action, with Ours' lead fold by fold), `table2.md` (identity) and
+  `decoders.md` (linear and kNN action probes and the behaviour decoder on new animals).
 
   Args:
     summaries: row -> aggregated results or None (`summaries_from_records`, or
@@ -126,7 +129,31 @@ def dataset_tables(summaries: Mapping[str, Mapping[str, Any] | None],
           "## Accuracy\n\n" + tables.identity_table(summaries, paper=paper) +
           "\n## Balanced accuracy\n\n" +
           tables.identity_table(summaries, metric="balanced_accuracy", paper=paper)),
+      "decoders.md": decoders_text(summaries, title=title),
   }
+
+
+# The decoders table's rows: the methods and references, without the ablations.
+DECODER_ROWS = tuple(row for row in tables.ROW_LABELS if row != "random")
+
+
+def decoders_text(summaries: Mapping[str, Mapping[str, Any] | None], *, title: str) -> str:
+  """`decoders.md`: `tables.decoders_table` at label fraction 1.0, accuracy and balanced
+  accuracy, under a heading that says what each column decodes."""
+  fraction = tables.FRACTIONS[-1]
+  note = (f"Mean ± std over runs (population std), label fraction {fraction:.1f}. "
+          "Multi-Animal linear / kNN: action probes (logistic regression / k-nearest "
+          "neighbours on standardised features) trained on the training animals, tested on "
+          "the held-out animals (%). Behaviour R²: ridge regression from the features to the "
+          "normalised behaviour of each window's centre frame, trained on the training "
+          "animals and scored on the held-out animals (R² averaged over the behaviour "
+          "dimensions; 1 is perfect, 0 predicts no better than the mean). '–': not run, or a "
+          "run made before the score was recorded.\n\n")
+  return (f"# Decoders on new animals, {title}\n\n" + note + "## Accuracy\n\n" +
+          tables.decoders_table(summaries, fraction=fraction, rows=DECODER_ROWS) +
+          "\n## Balanced accuracy\n\n" +
+          tables.decoders_table(summaries, metric="balanced_accuracy", fraction=fraction,
+                                rows=DECODER_ROWS))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,12 +184,17 @@ def summaries_from_records(records: Sequence[Mapping[str, Any]], rows: Sequence[
       summaries[row] = None
       continue
     mine, summary = by_row[row], {}
-    for probe, fraction, metric in tables.SCORES:
+    for probe, fraction, metric in tables.SCORES + tables.KNN_SCORES:
       column = tables.score_column(probe, fraction, metric)
       values = mine[column].dropna().tolist() if column in mine else []
       if values:
         summary.setdefault(probe, {}).setdefault(protocol_lib.fraction_key(fraction), {})[
             metric] = {**protocol_lib.summarise(values), "runs": values}
+    column = tables.BEHAVIOUR_R2_COLUMN
+    values = mine[column].dropna().tolist() if column in mine else []
+    if values:
+      summary[protocol_lib.BEHAVIOUR_DECODING] = {
+          "r2": {**protocol_lib.summarise(values), "runs": values}}
     chance = {name: mine[column].dropna() for name, column in tables.CHANCE_COLUMNS.items()
               if column in mine}
     if len(chance) == len(tables.CHANCE_COLUMNS) and all(len(v) for v in chance.values()):
@@ -192,8 +224,8 @@ def merge_runs_csv(paths: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
 
 def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | pathlib.Path,
                            *, dataset: str = "pose") -> dict[str, str]:
-  """Writes `table1.md`, `table2.md`, `runs.csv` and `summary.csv` of some runs into `out_dir`.
-  Returns the tables.
+  """Writes `table1.md`, `table2.md`, `decoders.md`, `runs.csv` and `summary.csv` of some runs
+  into `out_dir`. Returns the tables.
 
   Args:
     records: `runs.csv` records, e.g. `merge_runs_csv` of the files of invocations with
@@ -377,7 +409,8 @@ def _ours_settings(preset: presets.Preset) -> str:
 
 def write_tables(runs: Sequence[execution.Run], preset: presets.Preset, out_dir: pathlib.Path,
                  ablation_seeds: int) -> dict[str, str]:
-  """Writes table1.md, table2.md, ablation.md, runs.csv and summary.csv. Returns the tables."""
+  """Writes table1.md, table2.md, decoders.md, ablation.md, runs.csv and summary.csv. Returns
+  the tables."""
   summaries = _summaries(runs, tuple(tables.ROW_LABELS) + tuple(preset.ablations))
   finished = [r for r in runs if r.finished]
   records = [run_record(r.row, r.group, r.seed, execution.load_results(r)) for r in finished]
@@ -453,8 +486,9 @@ def write_readme(runs: Sequence[execution.Run], preset: presets.Preset, out_dir:
           [[r.name, " ".join(execution.load_results(r).get("held_out_animals", [])),
             f"{_wall_seconds(r):.0f} s"] for r in finished]),
   ]
-  for name in ("table1.md", "table2.md", "ablation.md"):
-    lines += [texts[name].replace("# ", "## ", 1)]
+  for name in ("table1.md", "table2.md", "decoders.md", "ablation.md"):
+    if name in texts:
+      lines += [texts[name].replace("# ", "## ", 1)]
   if figures:
     lines += ["## Figures", ""] + [f"![{name}](figures/{name})" for name in figures]
   (out_dir / "README.md").write_text("\n".join(lines) + "\n")
@@ -522,7 +556,7 @@ def main(argv: Sequence[str]) -> None:
   records = merge_runs_csv(_RUNS_CSV.value)
   if _OUT.value:
     write_tables_from_runs(records, _OUT.value, dataset=_DATASET.value)
-    print(f"wrote table1.md, table2.md, runs.csv and summary.csv to {_OUT.value}")
+    print(f"wrote table1.md, table2.md, decoders.md, runs.csv and summary.csv to {_OUT.value}")
   print("\n".join(lead_section(records, metric=metric) for metric in protocol_lib.METRICS))
 
 
@@ -532,8 +566,8 @@ if __name__ == "__main__":
       "runs_csv", None, "Reproductions' runs.csv files (comma-separated); a run (row, seed) "
       "may be in one of them only.")
   _OUT = flags.DEFINE_string(
-      "out", None, "Also write table1.md, table2.md, runs.csv and summary.csv of all their "
-      "runs here.")
+      "out", None, "Also write table1.md, table2.md, decoders.md, runs.csv and summary.csv of "
+      "all their runs here.")
   _DATASET = flags.DEFINE_string(
       "dataset", "pose", "The runs' dataset (a name of DATASETS in "
       "experiments/configs/reproduce.py): the tables' title and paper column.")

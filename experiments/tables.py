@@ -1,5 +1,6 @@
 """The text of results: row labels, score cells, the markdown tables in the seed's layout
-(Table 1 action, Table 2 identity, the ablations) and the CSVs, from summaries of runs.
+(Table 1 action, Table 2 identity, the ablations), the decoders table (linear and kNN action
+probes and the behaviour decoder on new animals) and the CSVs, from summaries of runs.
 
 A summary maps probe -> label fraction -> metric -> `{"mean", "std", "count", ...}`, as
 `experiments.report.aggregate_runs` and `summaries_from_records` make it.
@@ -71,13 +72,13 @@ def score(summary: Mapping[str, Any] | None, probe: str, fraction: float,
   return entry if isinstance(entry, Mapping) and "mean" in entry else None
 
 
-def format_score(entry: Mapping[str, Any] | None) -> str:
-  """"53.2 ± 9.8" over several runs, "53.2" for one, "–" when absent."""
+def format_score(entry: Mapping[str, Any] | None, digits: int = 1) -> str:
+  """"53.2 ± 9.8" over several runs, "53.2" for one, "–" when absent (`digits` decimals)."""
   if entry is None:
     return MISSING
   if entry.get("count", 1) > 1:
-    return f"{entry['mean']:.1f} ± {entry['std']:.1f}"
-  return f"{entry['mean']:.1f}"
+    return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
+  return f"{entry['mean']:.{digits}f}"
 
 
 def _paper_cell(row: str, probe: str, fraction: float) -> str:
@@ -180,6 +181,67 @@ def ablation_table(summaries: Mapping[str, Mapping[str, Any] | None],
   return markdown_table(header, lines)
 
 
+def behaviour_r2(summary: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+  """`{"mean", "std", "count", ...}` of the behaviour decoder's R² on new animals, or None."""
+  if summary is None:
+    return None
+  entry = summary.get(protocol_lib.BEHAVIOUR_DECODING, {}).get("r2")
+  return entry if protocol_lib.is_summary(entry) else None
+
+
+DECODER_COLUMNS = ("Multi-Animal linear", "Multi-Animal kNN", "Behaviour R² (new animals)")
+
+
+def decoders_table(summaries: Mapping[str, Mapping[str, Any] | None], *,
+                   metric: str = "accuracy", fraction: float = 1.0,
+                   rows: Sequence[str] | None = None) -> str:
+  """The decoders on new animals: linear and kNN action probes, and behaviour regression.
+
+  Args:
+    summaries: row -> aggregated results (None for a row without a finished run).
+    metric: the action probes' metric, "accuracy" or "balanced_accuracy" (%).
+    fraction: the action probes' label fraction.
+    rows: the rows, in order; default: those of `ROW_LABELS` in `summaries` but the random
+      guess, then the others (ablations) in the order of `summaries`.
+
+  Returns:
+    A markdown table: per row, the multi-animal action score of the linear and of the kNN
+    probe, the behaviour decoder's R² (mean over behaviour dimensions, 2 decimals) and the
+    runs; "–" where a score is absent (e.g. runs made before the kNN probe and the decoder).
+
+  Example:
+    >>> ours = {"action_multi_animal": {"1.0": {"accuracy": {"mean": 61.0, "std": 2.0,
+    ...                                                       "count": 3}}},
+    ...         "behaviour_decoding": {"r2": {"mean": 0.42, "std": 0.05, "count": 3}}}
+    >>> print(decoders_table({"ours": ours, "simclr": None}), end="")
+    | Method | Multi-Animal linear | Multi-Animal kNN | Behaviour R² (new animals) | runs |
+    |---|---|---|---|---|
+    | SimCLR | – | – | – | 0 |
+    | Ours | 61.0 ± 2.0 | – | 0.42 ± 0.05 | 3 |
+  """
+  if rows is None:
+    rows = [row for row in ROW_LABELS if row in summaries and row != "random"]
+    rows += [row for row in summaries if row not in ROW_LABELS]
+  lines = []
+  for row in rows:
+    summary = summaries.get(row)
+    lines.append([
+        row_label(row),
+        format_score(score(summary, protocol_lib.ACTION_MULTI_ANIMAL, fraction, metric)),
+        format_score(score(summary, protocol_lib.ACTION_MULTI_ANIMAL_KNN, fraction, metric)),
+        format_score(behaviour_r2(summary), digits=2),
+        _decoder_runs_cell(summary)])
+  return markdown_table(["Method", *DECODER_COLUMNS, "runs"], lines)
+
+
+def _decoder_runs_cell(summary: Mapping[str, Any] | None) -> str:
+  """Runs behind the row's cells: the most any of its decoders' scores counts."""
+  entries = [score(summary, probe, fraction, "accuracy") for fraction in FRACTIONS
+             for probe in (protocol_lib.ACTION_MULTI_ANIMAL, protocol_lib.ACTION_MULTI_ANIMAL_KNN)]
+  counts = [entry.get("count", 1) for entry in entries + [behaviour_r2(summary)] if entry]
+  return str(max(counts, default=0))
+
+
 def format_table(results: Mapping[str, Any], *, metric: str = "accuracy") -> str:
   """Tables 1 (action) and 2 (identity) of one or more methods' probe-suite results, as text.
 
@@ -222,12 +284,22 @@ def format_table(results: Mapping[str, Any], *, metric: str = "accuracy") -> str
 # ----------------------------------------------------------------------------------------------
 _PROBE_COLUMNS = {protocol_lib.ACTION_SINGLE_ANIMAL: "single_animal",
                   protocol_lib.ACTION_MULTI_ANIMAL: "multi_animal",
-                  protocol_lib.IDENTITY: "identity"}
+                  protocol_lib.IDENTITY: "identity",
+                  protocol_lib.ACTION_MULTI_ANIMAL_KNN: "multi_animal_knn"}
 
 
-# Every score of a run: (probe, label fraction, metric).
+# Every score of a run in Tables 1 and 2: (probe, label fraction, metric).
 SCORES = tuple((probe, fraction, metric) for probe in PROBE_NAMES
                for fraction in FRACTIONS for metric in protocol_lib.METRICS)
+
+
+# The kNN probe's scores, kept in the CSVs after those of `SCORES` (older files lack them).
+KNN_SCORES = tuple((protocol_lib.ACTION_MULTI_ANIMAL_KNN, fraction, metric)
+                   for fraction in FRACTIONS for metric in protocol_lib.METRICS)
+
+
+# The behaviour decoder's R² on new animals (mean over behaviour dimensions).
+BEHAVIOUR_R2_COLUMN = "behaviour_decoding_r2"
 
 
 def score_column(probe: str, fraction: float, metric: str) -> str:
@@ -258,7 +330,8 @@ CHANCE_COLUMNS = {"action": "action_chance", "identity": "identity_chance"}
 
 RUN_COLUMNS = (("row", "group", "seed", "held_out_animals", "train_steps", "wall_seconds",
                 "evaluation_seconds") + tuple(score_column(*s) for s in SCORES) +
-               tuple(CHANCE_COLUMNS.values()))
+               tuple(CHANCE_COLUMNS.values()) + tuple(score_column(*s) for s in KNN_SCORES) +
+               (BEHAVIOUR_R2_COLUMN,))
 
 
 def runs_csv(records: Sequence[Mapping[str, Any]]) -> str:
@@ -283,6 +356,8 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
     columns += [f"{name}_mean", f"{name}_std"]
     if paper and metric == "accuracy":
       columns.append(f"{name}_paper")
+  for name in [score_column(*s) for s in KNN_SCORES] + [BEHAVIOUR_R2_COLUMN]:
+    columns += [f"{name}_mean", f"{name}_std"]
   records = []
   for row, summary in summaries.items():
     record = {"row": row, "label": row_label(row), "group": groups.get(row, ""),
@@ -295,5 +370,10 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
       record[f"{name}_std"] = entry["std"] if entry else None
       if paper and metric == "accuracy":
         record[f"{name}_paper"] = paper_results.paper_accuracy(row, probe, fraction)
+    decoders = {score_column(*s): score(summary, *s) for s in KNN_SCORES}
+    decoders[BEHAVIOUR_R2_COLUMN] = behaviour_r2(summary)
+    for name, entry in decoders.items():
+      record[f"{name}_mean"] = entry["mean"] if entry else None
+      record[f"{name}_std"] = entry["std"] if entry else None
     records.append(record)
   return _csv_text(columns, records)

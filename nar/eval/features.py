@@ -1,7 +1,8 @@
 """Frozen features of windows: encoded in batches into a `FeatureTable`, saved and loaded.
 
 The probes (`nar.eval.protocol`) read a `FeatureTable`: the features of every window of one
-selection, with its animal, trial, label, centre frame and identity time block.
+selection, with its animal, trial, label, centre frame and identity time block, and the
+(normalised) behaviour of its centre frame for the continuous decoders.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from nar.data import normalise
 from nar.data import pipeline
 from nar.data import shards
 from nar.data import windows
+
+
+# The columns every table has, one row per window.
+ROW_COLUMNS = ("features", "label", "animal", "trial", "centre_frame", "time_block")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +38,10 @@ class FeatureTable:
     num_time_blocks: how many blocks each trial is cut into.
     animals: animal names, indexed by `animal`.
     class_names: class names, indexed by `label`.
+    behaviour: `[N, B]` optional normalised behaviour features of each window's centre frame
+      (the targets of the behaviour decoder), or None where not recorded (older tables).
+    behaviour_names: names of the B behaviour dimensions (`BehaviourSpec.feature_names`), or
+      () where unknown.
   """
 
   features: np.ndarray
@@ -44,14 +53,21 @@ class FeatureTable:
   num_time_blocks: int
   animals: tuple[str, ...]
   class_names: tuple[str, ...] = ()
+  behaviour: np.ndarray | None = None
+  behaviour_names: tuple[str, ...] = ()
 
   def __post_init__(self):
-    lengths = {len(getattr(self, name)) for name in
-               ("features", "label", "animal", "trial", "centre_frame", "time_block")}
+    lengths = {len(getattr(self, name)) for name in self.row_columns()}
     if len(lengths) != 1:
       raise ValueError(f"feature table columns differ in length: {sorted(lengths)}")
     if self.features.ndim != 2:
       raise ValueError(f"features must be [N, D], got shape {self.features.shape}")
+    if self.behaviour is not None and self.behaviour.ndim != 2:
+      raise ValueError(f"behaviour must be [N, B], got shape {self.behaviour.shape}")
+
+  def row_columns(self) -> tuple[str, ...]:
+    """The names of the columns with a row per window (`behaviour` where present)."""
+    return ROW_COLUMNS + (() if self.behaviour is None else ("behaviour",))
 
   def __len__(self) -> int:
     return len(self.label)
@@ -103,19 +119,25 @@ def encode_windows(encode: Callable[..., Any], source: pipeline.WindowSource, *,
 
   Returns:
     `(features [N, D], fields)`, fields holding `label`, `animal`, `trial`, `centre_frame`
-    `[N]`.
+    `[N]` and, where the source yields pose windows, `behaviour` `[N, B]`: the normalised
+    behaviour features of each window's centre frame.
   """
   features = []
   fields = {"label": [], "animal": [], "trial": [], "centre_frame": []}
   loader = pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
   for batch in loader:
+    if "pose" in batch:
+      # The centre frame sits at offset 0 of the window, index pose_frames // 2
+      # (`windows.WindowSpec.pose_offsets`).
+      pose = np.asarray(batch["pose"])
+      fields.setdefault("behaviour", []).append(pose[:, pose.shape[1] // 2])
     neural = np.asarray(batch[neural_key])
     count = len(neural)
     arguments = [_pad_batch(neural, batch_size)]
     if with_animal:
       arguments.append(_pad_batch(np.asarray(batch["animal"], np.int32), batch_size))
     features.append(np.asarray(encode(*arguments), np.float32)[:count])
-    for name in fields:
+    for name in ("label", "animal", "trial", "centre_frame"):
       fields[name].append(np.asarray(batch[name]))
   return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
 
@@ -148,7 +170,8 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
     neural_normalizer: the per-animal standardisation the encoder was trained with, or None.
 
   Returns:
-    The feature table; unlabelled windows and `drop_classes` are excluded.
+    The feature table, with the normalised behaviour of each window's centre frame;
+    unlabelled windows and `drop_classes` are excluded.
   """
   index = pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
                                         drop_classes=tuple(drop_classes))
@@ -157,13 +180,16 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
                                        pad_rois=pad_rois, neural_normalizer=neural_normalizer)
   features, fields = encode_windows(encode, source, neural_key=neural_key,
                                     batch_size=batch_size, with_animal=with_animal)
+  behaviour = fields.get("behaviour")
   return FeatureTable(
       features=features, label=fields["label"].astype(np.int64),
       animal=fields["animal"].astype(np.int64), trial=fields["trial"].astype(np.int64),
       centre_frame=fields["centre_frame"].astype(np.int64),
       time_block=window_time_blocks(dataset, spec, index, num_time_blocks),
       num_time_blocks=num_time_blocks, animals=tuple(dataset.animals),
-      class_names=tuple(dataset.class_names))
+      class_names=tuple(dataset.class_names),
+      behaviour=None if behaviour is None else behaviour.astype(np.float32),
+      behaviour_names=tuple(dataset.behaviour_spec.feature_names))
 
 
 def save_feature_table(table: FeatureTable, path, animals: Sequence[str] | None = None) -> None:
@@ -174,22 +200,38 @@ def save_feature_table(table: FeatureTable, path, animals: Sequence[str] | None 
     path: where to write (a local or `etils.epath` path).
     animals: names of the animals whose windows are kept; `animal` keeps indexing the
       table's full `animals`.
+
+  Example:
+    >>> import tempfile
+    >>> table = FeatureTable(
+    ...     features=np.zeros((2, 3), np.float32), label=np.array([0, 1]),
+    ...     animal=np.array([0, 1]), trial=np.array([0, 1]), centre_frame=np.array([5, 5]),
+    ...     time_block=np.array([0, 0]), num_time_blocks=2, animals=("fly0", "fly1"),
+    ...     behaviour=np.ones((2, 4), np.float32))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...   save_feature_table(table, f"{folder}/features.npz", animals=["fly1"])
+    ...   loaded = load_feature_table(f"{folder}/features.npz")
+    >>> len(loaded), loaded.behaviour.shape, loaded.animals
+    (1, (1, 4), ('fly0', 'fly1'))
   """
   rows = np.ones(len(table), bool) if animals is None else np.isin(
       table.animal, table.animal_index(animals))
-  columns = {name: getattr(table, name)[rows] for name in
-             ("features", "label", "animal", "trial", "centre_frame", "time_block")}
+  columns = {name: getattr(table, name)[rows] for name in table.row_columns()}
   with epath.Path(path).open("wb") as f:
     np.savez(f, **columns, num_time_blocks=table.num_time_blocks,
-             animals=np.array(table.animals, str), class_names=np.array(table.class_names, str))
+             animals=np.array(table.animals, str), class_names=np.array(table.class_names, str),
+             behaviour_names=np.array(table.behaviour_names, str))
 
 
 def load_feature_table(path) -> FeatureTable:
-  """Reads a table written by `save_feature_table`."""
+  """Reads a table written by `save_feature_table`; one written before tables had a
+  behaviour column reads back with `behaviour=None`."""
   with epath.Path(path).open("rb") as f, np.load(f) as arrays:
     return FeatureTable(
         features=arrays["features"], label=arrays["label"], animal=arrays["animal"],
         trial=arrays["trial"], centre_frame=arrays["centre_frame"],
         time_block=arrays["time_block"], num_time_blocks=int(arrays["num_time_blocks"]),
         animals=tuple(str(a) for a in arrays["animals"]),
-        class_names=tuple(str(c) for c in arrays["class_names"]))
+        class_names=tuple(str(c) for c in arrays["class_names"]),
+        behaviour=arrays["behaviour"] if "behaviour" in arrays else None,
+        behaviour_names=tuple(str(n) for n in arrays.get("behaviour_names", ())))

@@ -1,7 +1,7 @@
 """Figures of an evaluation: feature embeddings, confusion matrices and training curves.
 
-Every function returns a `matplotlib.figure.Figure` built without pyplot, so it needs no
-display and leaves no global figure state; save it with `figure.savefig(path)`.
+Every figure function returns a `matplotlib.figure.Figure` built without pyplot, so it needs
+no display and leaves no global figure state; save it with `figure.savefig(path)`.
 """
 
 from __future__ import annotations
@@ -155,4 +155,138 @@ def curves_figure(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray
     axis.tick_params(labelsize=6)
   figure.supxlabel("step", fontsize=8)
   figure.supylabel(ylabel, fontsize=8)
+  return figure
+
+
+# Unlabelled windows (action -1) are drawn in this grey, which no palette colour repeats.
+UNLABELLED_COLOUR = (0.6, 0.6, 0.6, 1.0)
+
+
+def distinct_colours(count: int) -> np.ndarray:
+  """`[count, 4]` RGBA colours, no two alike, for `count` classes or animals.
+
+  Up to 54: the qualitative palettes tab20 (its 9 dark colours first, then their light
+  pairs), tab20b and tab20c, without their greys (grey is the unlabelled windows' colour).
+  Beyond: evenly spaced samples of the perceptual colormap "turbo".
+
+  Example:
+    >>> colours = distinct_colours(20)
+    >>> colours.shape, len({tuple(c) for c in colours})
+    ((20, 4), 20)
+  """
+  if count < 0:
+    raise ValueError(f"count must be >= 0, got {count}")
+  tab20 = np.asarray(matplotlib.colormaps["tab20"].colors)
+  palette = np.concatenate([tab20[0::2], tab20[1::2],
+                            np.asarray(matplotlib.colormaps["tab20b"].colors),
+                            np.asarray(matplotlib.colormaps["tab20c"].colors)])
+  palette = palette[np.ptp(palette, axis=1) > 0]  # drop the greys
+  if count <= len(palette):
+    return np.concatenate([palette[:count], np.ones((count, 1))], axis=1)
+  return matplotlib.colormaps["turbo"](np.linspace(0, 1, count))
+
+
+def _group_name(names: Sequence[str] | None, group: int) -> str:
+  return names[group] if names is not None and 0 <= group < len(names) else str(group)
+
+
+def _draw_groups(axis, points: np.ndarray, groups: np.ndarray, names: Sequence[str] | None,
+                 title: str) -> None:
+  """Scatters points coloured by group (negative groups: unlabelled), legend outside."""
+  labelled = groups[groups >= 0]
+  count = max(len(names) if names is not None else 0,
+              int(labelled.max()) + 1 if len(labelled) else 0)
+  colours = distinct_colours(count)
+  for group in np.unique(groups):
+    chosen = groups == group
+    if group < 0:
+      colour, name = UNLABELLED_COLOUR, "unlabelled"
+    else:
+      # Colour by the group's own index, so that a name has one colour whichever are drawn.
+      colour, name = colours[group], _group_name(names, int(group))
+    axis.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.7, color=colour,
+                 label=name, linewidths=0)
+  axis.set_title(title, fontsize=9)
+  axis.set_xticks([])
+  axis.set_yticks([])
+  entries = len(np.unique(groups))
+  axis.legend(fontsize=6, markerscale=2, frameon=False, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), ncols=-(-entries // 25))
+
+
+def _labels(values, name: str, length: int) -> np.ndarray | None:
+  if values is None:
+    return None
+  values = np.asarray(values)
+  if values.ndim != 1 or len(values) != length:
+    raise ValueError(f"{name} must hold one label per embedding row ({length}), got shape "
+                     f"{values.shape}")
+  if not np.issubdtype(values.dtype, np.integer):
+    raise ValueError(f"{name} must be integer labels, got dtype {values.dtype}")
+  return values.astype(np.int64)
+
+
+def plot_embeddings(embeddings: np.ndarray, *, actions: np.ndarray | None = None,
+                    animals: np.ndarray | None = None,
+                    class_names: Sequence[str] | None = None,
+                    animal_names: Sequence[str] | None = None, method: str = "pca",
+                    seed: int = 0, max_points: int = 20000) -> figure_lib.Figure:
+  """2-D projection of embeddings, one panel coloured by action and one by animal.
+
+  Only the panels whose labels are given are drawn (a single uncoloured panel without any).
+  Colours never repeat within a panel (`distinct_colours`); unlabelled windows (action -1)
+  are grey, "unlabelled" in the legend, which sits outside the axes.
+
+  Args:
+    embeddings: `[N, D]` features or embeddings of N windows.
+    actions: `[N]` optional action class of each window, -1 where unlabelled.
+    animals: `[N]` optional animal index of each window.
+    class_names: names of the action classes, indexed by `actions`.
+    animal_names: names of the animals, indexed by `animals`.
+    method: "pca" or "tsne", see `embed_2d`.
+    seed: the subset and t-SNE seed.
+    max_points: windows drawn at most: a seeded random subset beyond it.
+
+  Returns:
+    The figure.
+
+  Raises:
+    ValueError: `embeddings` is not `[N, D]`, or `actions` / `animals` do not hold one
+      integer label per row.
+
+  Example:
+    >>> rng = np.random.default_rng(0)
+    >>> embeddings = rng.normal(size=(300, 8))
+    >>> figure = plot_embeddings(embeddings, actions=rng.integers(-1, 3, 300),
+    ...                          animals=rng.integers(0, 12, 300),
+    ...                          class_names=("walk", "groom", "rest"))
+    >>> [axis.get_title() for axis in figure.axes]
+    ['coloured by action', 'coloured by animal']
+    >>> legend = figure.axes[1].get_legend()
+    >>> len({tuple(handle.get_facecolor()[0]) for handle in legend.legend_handles})
+    12
+  """
+  embeddings = np.asarray(embeddings)
+  if embeddings.ndim != 2:
+    raise ValueError(f"embeddings must be [N, D], got shape {embeddings.shape}")
+  if max_points < 3:
+    raise ValueError(f"max_points must be >= 3 (a 2-D embedding needs 3 points), got "
+                     f"{max_points}")
+  panels = [(values, names, title) for values, names, title in (
+      (_labels(actions, "actions", len(embeddings)), class_names, "coloured by action"),
+      (_labels(animals, "animals", len(embeddings)), animal_names, "coloured by animal"))
+            if values is not None]
+  rows = np.arange(len(embeddings))
+  if len(rows) > max_points:
+    rows = np.sort(np.random.default_rng(seed).choice(rows, max_points, replace=False))
+  points = embed_2d(embeddings[rows], method, seed)
+  figure = figure_lib.Figure(figsize=(4.6 * max(len(panels), 1), 3.6), layout="constrained")
+  axes = figure.subplots(1, max(len(panels), 1), squeeze=False)[0]
+  for axis, (values, names, title) in zip(axes, panels):
+    _draw_groups(axis, points, values[rows], names, title)
+  if not panels:
+    axes[0].scatter(points[:, 0], points[:, 1], s=4, alpha=0.7, linewidths=0)
+    axes[0].set_xticks([])
+    axes[0].set_yticks([])
+  figure.suptitle(f"{_EMBEDDING_TITLES[method]} of {len(rows)} windows", fontsize=10)
   return figure

@@ -10,8 +10,16 @@ label fraction of the probe's training windows (0.5 and 1.0 by default):
   animals only.
 * `identity`: one probe predicting the animal over all animals, trained on the first time
   blocks and tested on the last one (LOWER is better: domain invariance).
+* `action_multi_animal_knn`: as `action_multi_animal`, with a k-nearest-neighbours probe
+  (`probes.fit_knn_probe`) in place of the linear one.
 
-Scores are accuracy and balanced accuracy in %. Classes that appear in a probe's test windows
+and, once (ridge regression draws nothing at random, so seeds would repeat it):
+
+* `behaviour_decoding`: ridge regression from the features to the normalised behaviour of each
+  window's centre frame (`FeatureTable.behaviour`), trained on the training animals' windows
+  and scored on the held-out animals' windows by R² per behaviour dimension.
+
+Class scores are accuracy and balanced accuracy in %. Classes that appear in a probe's test windows
 but not in its training windows are kept and scored as errors: the probe cannot predict them,
 so they lower accuracy and contribute a recall of 0 to balanced accuracy. Probes that cannot be
 fitted (too few windows, a single class) are skipped and listed under `skipped` with a reason.
@@ -35,9 +43,10 @@ from nar.eval import probes
 ACTION_SINGLE_ANIMAL = "action_single_animal"
 ACTION_MULTI_ANIMAL = "action_multi_animal"
 IDENTITY = "identity"
+ACTION_MULTI_ANIMAL_KNN = "action_multi_animal_knn"
+BEHAVIOUR_DECODING = "behaviour_decoding"
 METRICS = ("accuracy", "balanced_accuracy")
-
-
+CLASSIFIERS = ("linear", "knn")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,6 +68,8 @@ class ProbeProtocol:
     min_test_windows: probes with fewer test windows are skipped.
     regularisation_grid: inverse regularisation strengths C searched by CV.
     max_iter: logistic-regression iterations.
+    neighbours_grid: neighbour counts k the kNN probe searches by CV.
+    ridge_alphas: regularisation strengths the behaviour decoder searches by CV.
     probe_threads: BLAS threads during the fits (None leaves them as they are); small probes
       fit faster on one thread than on many that contend.
     probe_jobs: processes that make a probe's cross-validation fits in parallel (joblib's
@@ -75,6 +86,8 @@ class ProbeProtocol:
   max_iter: int = 1000
   probe_threads: int | None = 1
   probe_jobs: int = -1
+  neighbours_grid: tuple[int, ...] = (5, 15, 45)
+  ridge_alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 
   def __post_init__(self):
     if self.single_animal_split not in ("time_blocks", "trials"):
@@ -85,6 +98,10 @@ class ProbeProtocol:
     for fraction in self.label_fractions:
       if not 0 < fraction <= 1:
         raise ValueError(f"label fractions must lie in (0, 1], got {fraction}")
+    if not self.neighbours_grid or min(self.neighbours_grid) < 1:
+      raise ValueError(f"neighbours_grid needs counts >= 1, got {self.neighbours_grid!r}")
+    if not self.ridge_alphas or min(self.ridge_alphas) <= 0:
+      raise ValueError(f"ridge_alphas needs strengths > 0, got {self.ridge_alphas!r}")
     if not isinstance(self.probe_jobs, int) or self.probe_jobs == 0:
       raise ValueError("probe_jobs must be a nonzero integer (-1: every core), got "
                        f"{self.probe_jobs!r}")
@@ -124,7 +141,7 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                   test_y: np.ndarray, *, fraction: float, seed: int,
                   protocol: ProbeProtocol, train_groups: np.ndarray | None = None,
                   test_groups: np.ndarray | None = None,
-                  confusion_classes: np.ndarray | None = None
+                  confusion_classes: np.ndarray | None = None, classifier: str = "linear"
                   ) -> tuple[dict[str, Any] | None, str | None]:
   """Fits one probe on a label fraction of its training windows and scores it.
 
@@ -142,11 +159,14 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
       each group.
     confusion_classes: optional classes (rows and columns, in order) of a confusion matrix of
       the test windows to return as `confusion` (counts, rows true, columns predicted).
+    classifier: "linear" (`probes.fit_linear_probe`) or "knn" (`probes.fit_knn_probe`).
 
   Returns:
     `(scores, None)` with `accuracy`, `balanced_accuracy` (%), `num_train`, `num_test` and,
     with `test_groups`, `per_group` scores; or `(None, reason)` when the probe was skipped.
   """
+  if classifier not in CLASSIFIERS:
+    raise ValueError(f"unknown classifier {classifier!r}; choose one of {list(CLASSIFIERS)}")
   chosen = label_subset(train_y, fraction, seed)
   train_x, train_y = train_x[chosen], train_y[chosen]
   if train_groups is not None:
@@ -164,10 +184,15 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     # from a test split; both only warn, and both are expected on small animals.
     warnings.simplefilter("ignore", UserWarning)
     warnings.simplefilter("ignore", RuntimeWarning)
-    probe = probes.fit_linear_probe(train_x, train_y, groups=train_groups, seed=seed,
-                                    regularisation_grid=protocol.regularisation_grid,
-                                    max_iter=protocol.max_iter,
-                                    n_jobs=protocol.probe_jobs)
+    if classifier == "knn":
+      probe = probes.fit_knn_probe(train_x, train_y, groups=train_groups, seed=seed,
+                                   neighbours_grid=protocol.neighbours_grid,
+                                   n_jobs=protocol.probe_jobs)
+    else:
+      probe = probes.fit_linear_probe(train_x, train_y, groups=train_groups, seed=seed,
+                                      regularisation_grid=protocol.regularisation_grid,
+                                      max_iter=protocol.max_iter,
+                                      n_jobs=protocol.probe_jobs)
     scores: dict[str, Any] = dict(probes.probe_scores(probe, test_x, test_y))
     if test_groups is not None:
       scores["per_group"] = {
@@ -299,6 +324,39 @@ def _over_seeds(runs: list[dict[str, Any]], group_names: Sequence[str] | None
   return entry
 
 
+def _multi_animal_probe(table: features_lib.FeatureTable, training_animals: Sequence[str],
+                        held_out_animals: Sequence[str], protocol: ProbeProtocol,
+                        skipped: list[dict[str, Any]], *, probe: str, classifier: str,
+                        with_confusion: bool) -> dict[str, Any]:
+  """An action probe trained on the training animals, tested on the held-out animals only."""
+  results: dict[str, Any] = {}
+  if not held_out_animals:
+    skipped.append(dict(probe=probe, reason="no held-out animal"))
+    return results
+  train = np.isin(table.animal, table.animal_index(training_animals))
+  test = np.isin(table.animal, table.animal_index(held_out_animals))
+  classes = None
+  if with_confusion:
+    # Every evaluated class, so that the matrices of all methods on one dataset align.
+    classes = np.unique(table.label)
+    results["confusion_classes"] = [
+        table.class_names[c] if c < len(table.class_names) else str(c) for c in classes]
+  groups = window_groups(table)[train]
+  for fraction in protocol.label_fractions:
+    runs = []
+    for seed in protocol.seeds:
+      scores, reason = fit_and_score(
+          table.features[train], table.label[train], table.features[test], table.label[test],
+          fraction=fraction, seed=seed, protocol=protocol, train_groups=groups,
+          test_groups=table.animal[test], confusion_classes=classes, classifier=classifier)
+      if scores is None:
+        skipped.append(dict(probe=probe, fraction=fraction, seed=seed, reason=reason))
+      else:
+        runs.append(scores)
+    results[fraction_key(fraction)] = _over_seeds(runs, table.animals) if runs else {}
+  return results
+
+
 def action_multi_animal(table: features_lib.FeatureTable, training_animals: Sequence[str],
                         held_out_animals: Sequence[str], protocol: ProbeProtocol,
                         skipped: list[dict[str, Any]]) -> dict[str, Any]:
@@ -310,30 +368,112 @@ def action_multi_animal(table: features_lib.FeatureTable, training_animals: Sequ
     counts summed over seeds, rows true, columns predicted), empty where skipped; and
     `confusion_classes`, the class names of the confusion matrices' rows and columns.
   """
-  results: dict[str, Any] = {}
+  return _multi_animal_probe(table, training_animals, held_out_animals, protocol, skipped,
+                             probe=ACTION_MULTI_ANIMAL, classifier="linear",
+                             with_confusion=True)
+
+
+def action_multi_animal_knn(table: features_lib.FeatureTable,
+                            training_animals: Sequence[str], held_out_animals: Sequence[str],
+                            protocol: ProbeProtocol,
+                            skipped: list[dict[str, Any]]) -> dict[str, Any]:
+  """`action_multi_animal` with a k-nearest-neighbours probe (`probes.fit_knn_probe`).
+
+  Same training and test windows, label fractions and seeds as the linear probe; a
+  representation whose classes form neighbourhoods but are not linearly separable scores
+  higher here.
+
+  Returns:
+    Per label fraction key: per metric `{"mean", "std", "count", "per_seed", "per_animal"}`,
+    empty where skipped.
+  """
+  return _multi_animal_probe(table, training_animals, held_out_animals, protocol, skipped,
+                             probe=ACTION_MULTI_ANIMAL_KNN, classifier="knn",
+                             with_confusion=False)
+
+
+def behaviour_decoding(table: features_lib.FeatureTable, training_animals: Sequence[str],
+                       held_out_animals: Sequence[str], protocol: ProbeProtocol,
+                       skipped: list[dict[str, Any]]) -> dict[str, Any]:
+  """Ridge regression from features to behaviour, trained on the training animals' windows
+  and scored on the held-out animals' windows (R², higher is better).
+
+  The targets are the normalised behaviour features of each window's centre frame
+  (`FeatureTable.behaviour`); windows with a non-finite target are left out. Alpha is chosen
+  by CV over stretches of recording (`window_groups`). The fit draws nothing at random, so
+  it is made once whatever the protocol's seeds and label fractions.
+
+  Args:
+    table: the evaluated windows of every animal.
+    training_animals: animals the decoder trains on.
+    held_out_animals: animals it is scored on.
+    protocol: the suite's settings (`ridge_alphas`, `min_train_windows`, `min_test_windows`).
+    skipped: the reason is appended here where the decoder is not fitted (no held-out
+      animal, no behaviour column, too few windows).
+
+  Returns:
+    `{"r2": {"mean", "std", "count", "per_animal"}` (R² averaged over the behaviour
+    dimensions that vary in the test windows; `per_animal`: of each held-out animal's
+    windows), `"r2_per_dimension"` (None for a dimension that does not vary),
+    `"dimension_names"` (where the table names them), `"alpha"`, `"num_train"`,
+    `"num_test"}`; empty where skipped.
+
+  Example:
+    >>> rng = np.random.default_rng(0)
+    >>> features = rng.normal(size=(80, 3)).astype(np.float32)
+    >>> table = features_lib.FeatureTable(
+    ...     features=features, label=np.zeros(80, int), animal=np.repeat([0, 1], 40),
+    ...     trial=np.repeat([0, 1], 40), centre_frame=np.tile(np.arange(40), 2),
+    ...     time_block=np.tile(np.arange(40) // 20, 2), num_time_blocks=2,
+    ...     animals=("fly0", "fly1"), behaviour=2 * features[:, :2],
+    ...     behaviour_names=("speed", "turn"))
+    >>> skipped = []
+    >>> result = behaviour_decoding(table, ["fly0"], ["fly1"], ProbeProtocol(), skipped)
+    >>> round(result["r2"]["mean"], 2), result["dimension_names"], skipped
+    (1.0, ['speed', 'turn'], [])
+  """
   if not held_out_animals:
-    skipped.append(dict(probe=ACTION_MULTI_ANIMAL, reason="no held-out animal"))
-    return results
-  train = np.isin(table.animal, table.animal_index(training_animals))
-  test = np.isin(table.animal, table.animal_index(held_out_animals))
-  # Every evaluated class, so that the matrices of all methods on one dataset align.
-  classes = np.unique(table.label)
-  results["confusion_classes"] = [
-      table.class_names[c] if c < len(table.class_names) else str(c) for c in classes]
-  groups = window_groups(table)[train]
-  for fraction in protocol.label_fractions:
-    runs = []
-    for seed in protocol.seeds:
-      scores, reason = fit_and_score(
-          table.features[train], table.label[train], table.features[test], table.label[test],
-          fraction=fraction, seed=seed, protocol=protocol, train_groups=groups,
-          test_groups=table.animal[test], confusion_classes=classes)
-      if scores is None:
-        skipped.append(dict(probe=ACTION_MULTI_ANIMAL, fraction=fraction, seed=seed,
-                            reason=reason))
-      else:
-        runs.append(scores)
-    results[fraction_key(fraction)] = _over_seeds(runs, table.animals) if runs else {}
+    skipped.append(dict(probe=BEHAVIOUR_DECODING, reason="no held-out animal"))
+    return {}
+  if table.behaviour is None:
+    skipped.append(dict(probe=BEHAVIOUR_DECODING,
+                        reason="the feature table has no behaviour column"))
+    return {}
+  finite = np.isfinite(table.behaviour).all(axis=1) & np.isfinite(table.features).all(axis=1)
+  train = np.isin(table.animal, table.animal_index(training_animals)) & finite
+  test = np.isin(table.animal, table.animal_index(held_out_animals)) & finite
+  reason = None
+  if train.sum() < protocol.min_train_windows:
+    reason = (f"{train.sum()} training windows, fewer than "
+              f"min_train_windows={protocol.min_train_windows}")
+  elif test.sum() < protocol.min_test_windows:
+    reason = (f"{test.sum()} test windows, fewer than "
+              f"min_test_windows={protocol.min_test_windows}")
+  if reason is not None:
+    skipped.append(dict(probe=BEHAVIOUR_DECODING, reason=reason))
+    return {}
+  with threadpoolctl.threadpool_limits(protocol.probe_threads):
+    decoder = probes.fit_ridge_decoder(
+        table.features[train], table.behaviour[train], groups=window_groups(table)[train],
+        alphas=protocol.ridge_alphas)
+    scores = probes.ridge_scores(decoder, table.features[test], table.behaviour[test])
+    per_animal = {}
+    for animal in np.unique(table.animal[test]):
+      rows = test & (table.animal == animal)
+      animal_scores = probes.ridge_scores(decoder, table.features[rows], table.behaviour[rows])
+      if animal_scores["r2_mean"] is not None:
+        per_animal[table.animals[int(animal)]] = animal_scores["r2_mean"]
+  if scores["r2_mean"] is None:
+    skipped.append(dict(probe=BEHAVIOUR_DECODING,
+                        reason="no behaviour dimension varies in the test windows"))
+    return {}
+  results: dict[str, Any] = {
+      "r2": {**summarise([scores["r2_mean"]]), "per_animal": per_animal},
+      "r2_per_dimension": scores["r2_per_dimension"]}
+  if len(table.behaviour_names) == table.behaviour.shape[1]:
+    results["dimension_names"] = list(table.behaviour_names)
+  results.update(alpha=float(decoder.named_steps["ridge"].alpha),
+                 num_train=int(train.sum()), num_test=int(test.sum()))
   return results
 
 
@@ -379,8 +519,9 @@ def run_probe_suite(table: features_lib.FeatureTable, *, training_animals: Seque
     protocol: the suite's settings.
 
   Returns:
-    A JSON-serialisable dict: `action_single_animal`, `action_multi_animal`, `identity` (per
-    label fraction key `"0.5"`, `"1.0"`, per metric `{"mean", "std", ...}`), `chance`
+    A JSON-serialisable dict: `action_single_animal`, `action_multi_animal`, `identity`,
+    `action_multi_animal_knn` (per label fraction key `"0.5"`, `"1.0"`, per metric
+    `{"mean", "std", ...}`), `behaviour_decoding` (see `behaviour_decoding`), `chance`
     (uniform chance in %), `num_windows`, `skipped` (probes not fitted, with reasons) and
     `protocol`.
   """
@@ -392,6 +533,12 @@ def run_probe_suite(table: features_lib.FeatureTable, *, training_animals: Seque
       ACTION_MULTI_ANIMAL: action_multi_animal(table, training_animals, held_out_animals,
                                                protocol, skipped),
       IDENTITY: identity(table, protocol, skipped),
+      # After the linear probes, which they share no random state with: the linear
+      # probes' numbers do not depend on them.
+      ACTION_MULTI_ANIMAL_KNN: action_multi_animal_knn(table, training_animals,
+                                                       held_out_animals, protocol, skipped),
+      BEHAVIOUR_DECODING: behaviour_decoding(table, training_animals, held_out_animals,
+                                             protocol, skipped),
   }
   classes, counts = np.unique(table.label, return_counts=True)
   animals, animal_counts = np.unique(table.animal, return_counts=True)
@@ -446,4 +593,6 @@ def protocol_from_config(eval_config, seed: int = 0) -> ProbeProtocol:
           float(c) for c in get("regularisation_grid", defaults.regularisation_grid)),
       max_iter=int(get("max_iter", defaults.max_iter)),
       probe_threads=get("probe_threads", defaults.probe_threads),
-      probe_jobs=int(get("probe_jobs", defaults.probe_jobs)))
+      probe_jobs=int(get("probe_jobs", defaults.probe_jobs)),
+      neighbours_grid=tuple(int(k) for k in get("neighbours_grid", defaults.neighbours_grid)),
+      ridge_alphas=tuple(float(a) for a in get("ridge_alphas", defaults.ridge_alphas)))
