@@ -8,7 +8,8 @@ holds the neural encoder and whatever a training method needs beside it.
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Any, Sequence
 
 from flax import nnx
 import jax
@@ -333,3 +334,53 @@ class ContrastiveModel(nnx.Module):
     if self.per_animal_input:
       return self.neural_encoder(neural, animal)
     return self.neural_encoder(neural)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShapes:
+  """What a model is built for besides its config: the shapes of its data.
+
+  Attributes:
+    pose_dim: behaviour features per frame.
+    neural_key: the neural array the encoder reads ("roi_traces" or "neural_images").
+    num_rois: the width of ROI trace windows (padded with a per-animal input), else None.
+    image_shape: `(H, W)` of neural images, else None.
+    roi_counts: with a per-animal input layer, every dataset animal's ROI count, else None.
+    num_animals: the dataset's animals (rows of per-animal parameters).
+    num_classes: the dataset's behaviour classes.
+    pose_frames: behaviour frames of a window.
+  """
+
+  pose_dim: int
+  neural_key: str
+  num_rois: int | None
+  image_shape: tuple[int, int] | None
+  roi_counts: tuple[int, ...] | None
+  num_animals: int
+  num_classes: int
+  pose_frames: int
+
+  def to_json(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, value: dict[str, Any]) -> "ModelShapes":
+    value = dict(value)
+    for name in ("image_shape", "roi_counts"):
+      if value.get(name) is not None:
+        value[name] = tuple(int(v) for v in value[name])
+    return cls(**value)
+
+
+def build_model(config: ml_collections.ConfigDict, shapes: ModelShapes,
+                rngs: nnx.Rngs) -> ContrastiveModel:
+  """The `ContrastiveModel` of an experiment config for data of the given shapes."""
+  return ContrastiveModel(
+      config.model, pose_dim=shapes.pose_dim, neural_key=shapes.neural_key,
+      num_rois=shapes.num_rois, rngs=rngs, image_shape=shapes.image_shape,
+      method=config.method, pose_frames=shapes.pose_frames,
+      num_states=config.behavenet_states, num_animals=shapes.num_animals,
+      decoder=config.regression_decoder, domain_penalty=config.domain_penalty,
+      roi_counts=shapes.roi_counts,
+      behaviour_predictor=bool(config.behaviour_residual_weight),
+      num_classes=shapes.num_classes)

@@ -20,6 +20,7 @@ import optax
 import tqdm
 
 from nar import models
+from nar import run as run_lib
 from nar.data import behaviour as behaviour_lib
 from nar.data import pipeline
 from nar.train import inputs as inputs_lib
@@ -185,3 +186,34 @@ def fits_held_out_input_layers(config, inputs: inputs_lib.Input) -> bool:
   """Whether training is followed by fitting the held-out animals' input layers."""
   return (inputs.roi_counts is not None and bool(inputs.held_out_animals)
           and config.adapt.num_steps > 0)
+
+
+def input_layer_arrays(params) -> tuple[np.ndarray, np.ndarray]:
+  """`(kernel [A, R_pad, width], bias [A, width])` of a model's per-animal input layer."""
+  layer = params["neural_encoder"]["input"]
+  return np.asarray(layer["kernel"][...]), np.asarray(layer["bias"][...])
+
+
+def write_input_layers(workdir, params, dataset_animals: Sequence[str], animals: Sequence[str],
+                       roi_counts: Sequence[int], *, report: dict[str, Any] | None = None
+                       ) -> list:
+  """Keeps the fitted input rows of `animals` beside a run (`nar.run.write_input_layer`).
+
+  Args:
+    workdir: the run folder.
+    params: the model's parameters, with those animals' rows fitted.
+    dataset_animals: the animals the rows are indexed by.
+    animals: the animals to keep.
+    roi_counts: every row's ROI count (in `dataset_animals` order).
+    report: how the rows were fitted.
+
+  Returns:
+    The paths written.
+  """
+  kernel, bias = input_layer_arrays(params)
+  written = []
+  for animal in animals:
+    row = list(dataset_animals).index(animal)
+    written.append(run_lib.write_input_layer(
+        workdir, animal, kernel[row, :int(roi_counts[row])], bias[row], report=report))
+  return written

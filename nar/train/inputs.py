@@ -13,6 +13,7 @@ from absl import logging
 import jax
 import ml_collections
 
+from nar import models
 from nar.data import normalise
 from nar.data import pipeline
 from nar.data import shards
@@ -157,3 +158,13 @@ def neural_image_shape(inputs: Input) -> tuple[int, int] | None:
     return None
   height, width = inputs.train_source[0]["neural_images"].shape[-2:]
   return int(height), int(width)
+
+
+def model_shapes(inputs: Input) -> models.ModelShapes:
+  """The shapes of the run's data that its model is built for (kept in `run.json`)."""
+  image_shape = neural_image_shape(inputs)
+  return models.ModelShapes(
+      pose_dim=int(inputs.train_source[0]["pose"].shape[-1]), neural_key=inputs.neural_key,
+      num_rois=inputs.num_rois, image_shape=image_shape, roi_counts=inputs.roi_counts,
+      num_animals=len(inputs.dataset.animals), num_classes=len(inputs.dataset.class_names),
+      pose_frames=inputs.spec.pose_frames)

@@ -131,7 +131,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   inputs = inputs_lib.create_input(config, datasets)
   if jax.process_index() == 0:  # what the run is made of, before any step (`nar.run`)
     run_lib.write_run_record(workdir, run_lib.run_record(
-        config, inputs.dataset, inputs.training_animals, inputs.held_out_animals))
+        config, inputs.dataset, inputs.training_animals, inputs.held_out_animals,
+        model=inputs_lib.model_shapes(inputs).to_json()))
+    run_lib.write_normalisers(workdir, inputs.normalizer, inputs.neural_normalizer)
   # --- Mesh ---
   mesh = step_lib.make_mesh()
   validate.check_config(config, inputs, mesh.size)
@@ -220,6 +222,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     # is deterministic given the seed, so a resumed run fits the same rows.
     params, adaptation = adapt.fit_input_layers(graphdef, params, inputs, config, mesh,
                                                 inputs.held_out_animals, constants=bank)
+    if is_chief:  # kept, so that the run embeds its held-out animals when loaded back
+      adapt.write_input_layers(workdir, params, inputs.dataset.animals,
+                               inputs.held_out_animals, inputs.roi_counts, report=adaptation)
   elif inputs.roi_counts is not None and inputs.held_out_animals:
     logging.warning("adapt.num_steps=0: the held-out animals %s embed through the initial "
                     "rows of their input layers", list(inputs.held_out_animals))

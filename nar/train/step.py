@@ -286,16 +286,7 @@ def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
 def create_train_state(config: ml_collections.ConfigDict, inputs: inputs_lib.Input):
   """Initialises the model and optimiser. Returns `(graphdef, tx, state)` on the host."""
   init_key, train_key, _ = run_keys(config.seed)
-  model = models.ContrastiveModel(
-      config.model, pose_dim=inputs.train_source[0]["pose"].shape[-1],
-      neural_key=inputs.neural_key, num_rois=inputs.num_rois, rngs=nnx.Rngs(init_key),
-      image_shape=inputs_lib.neural_image_shape(inputs),
-      method=config.method, pose_frames=inputs.spec.pose_frames,
-      num_states=config.behavenet_states, num_animals=len(inputs.dataset.animals),
-      decoder=config.regression_decoder, domain_penalty=config.domain_penalty,
-      roi_counts=inputs.roi_counts,
-      behaviour_predictor=bool(config.behaviour_residual_weight),
-      num_classes=len(inputs.dataset.class_names))
+  model = models.build_model(config, inputs_lib.model_shapes(inputs), nnx.Rngs(init_key))
   graphdef, params = nnx.split(model)
   trainable_rows = None
   if inputs.roi_counts is not None:

@@ -1,0 +1,576 @@
+"""Trained runs read back, and the embedding of any built dataset with them.
+
+`load_run(workdir)` rebuilds a finished run from its folder alone (`nar.run`): the model with
+its trained parameters, its input normalisers and the input layers fitted to animals after
+training. `embed(run, dataset, out_dir=...)` writes one file per trial with the neural
+encoder's features of every valid window, labelled or not; animals the run has not seen are
+embedded directly by a shared encoder, and through input layers fitted label-free
+(`adapt_steps`) where the run has a per-animal input layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Sequence
+
+from absl import logging
+from etils import epath
+from flax import nnx
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import tqdm
+
+from nar import logs
+from nar import models
+from nar import paths
+from nar import run as run_lib
+from nar.data import normalise
+from nar.data import pipeline
+from nar.data import shards
+from nar.data import windows
+from nar.train import adapt
+from nar.train import inputs as inputs_lib
+from nar.train import step as step_lib
+
+CHECKPOINT_DIR = "checkpoints"
+SUMMARY_FILE = "embed.json"
+
+
+class RunLoadError(ValueError):
+  """A run folder that cannot be loaded back: the message names the file and what to do."""
+
+
+class EmbedInputError(ValueError):
+  """Data the run cannot embed as it is: the message names the file or field and what to do."""
+
+
+@dataclasses.dataclass
+class Run:
+  """A trained run, read back from its folder by `load_run`.
+
+  Attributes:
+    workdir: the run folder.
+    record: its `run.json` (`nar.run.run_record`).
+    config: the resolved config it was trained with.
+    shapes: the shapes its model was built for.
+    graphdef: the model's graph definition.
+    params: its trained parameters (an `nnx.State`).
+    step: the training step of the checkpoint read.
+    pose_normalizer: the z-scoring of behaviour fitted on the training animals.
+    neural_normalizer: the per-animal neural standardisation it was trained with, or None.
+    input_layers: animal -> input layer fitted after training (`nar.run.read_input_layers`).
+  """
+
+  workdir: epath.Path
+  record: dict[str, Any]
+  config: ml_collections.ConfigDict
+  shapes: models.ModelShapes
+  graphdef: Any
+  params: Any
+  step: int
+  pose_normalizer: windows.PoseNormalizer
+  neural_normalizer: normalise.NeuralNormalizer | None
+  input_layers: dict[str, dict[str, Any]]
+
+  @property
+  def animals(self) -> tuple[str, ...]:
+    """The animals of the dataset the run was trained on (the rows of per-animal layers)."""
+    return tuple(self.record["dataset"]["animals"])
+
+  @property
+  def training_animals(self) -> tuple[str, ...]:
+    return tuple(self.record["training_animals"])
+
+  @property
+  def held_out_animals(self) -> tuple[str, ...]:
+    return tuple(self.record["held_out_animals"])
+
+  @property
+  def per_animal_input(self) -> bool:
+    """Whether each animal's ROIs go through an input layer of its own."""
+    return self.shapes.roi_counts is not None
+
+  @property
+  def spec(self) -> windows.WindowSpec:
+    return windows.WindowSpec(**self.config.data.window)
+
+  def embeddable_animals(self) -> dict[str, int]:
+    """Animal -> ROI count of the animals this run embeds as it is (with a per-animal input
+    layer: its training animals and those with a fitted input layer); empty for a shared
+    encoder, which embeds any animal."""
+    if not self.per_animal_input:
+      return {}
+    counts = dict(zip(self.animals, self.shapes.roi_counts))
+    known = {animal: counts[animal] for animal in self.training_animals}
+    known.update({animal: layer["roi_count"] for animal, layer in self.input_layers.items()})
+    return known
+
+
+def _strip_variable_values(tree):
+  """A restored state's nested dicts, with `{"value": array}` leaves (`nnx.Variable`s as Orbax
+  stores them) turned into the arrays themselves."""
+  if isinstance(tree, dict):
+    if set(tree) == {"value"}:
+      return tree["value"]
+    return {key: _strip_variable_values(value) for key, value in tree.items()}
+  return tree
+
+
+def finished_steps(workdir: str | os.PathLike) -> list[int]:
+  """The steps of a run folder's complete checkpoints (Orbax's half-written ones excluded)."""
+  folder = epath.Path(workdir) / CHECKPOINT_DIR
+  if not folder.exists():
+    return []
+  return sorted(int(path.name) for path in folder.iterdir()
+                if path.name.isdigit() and (path / "state").exists()
+                and ((path / "commit_success.txt").exists()
+                     or (path / "_CHECKPOINT_METADATA").exists()))
+
+
+def load_run(workdir: str | os.PathLike, *, dataset: shards.ShardedDataset | str | None = None,
+             allow_unfinished: bool = False) -> Run:
+  """Reads a trained run back from its folder, ready to embed, with no flags.
+
+  Args:
+    workdir: the run folder (`python -m experiments.train --workdir=...`).
+    dataset: if given (an opened dataset or its path), the run must have been trained on it:
+      a dataset with another fingerprint (other trials, animals or lengths) is an error.
+    allow_unfinished: read the latest checkpoint of a run whose training has not reached
+      `config.optim.num_train_steps` (by default an error).
+
+  Returns:
+    The run.
+
+  Raises:
+    RunLoadError: the folder is not a run folder, holds no finished checkpoint, or a
+      damaged one, or was trained on another dataset than `dataset`; the message names the
+      file and what to do.
+
+  Example:
+    >>> run = load_run(workdir)  # doctest: +SKIP
+    >>> summary = embed(run, dataset_dir, out_dir="/tmp/embeddings")  # doctest: +SKIP
+  """
+  workdir = epath.Path(workdir)
+  try:
+    record = run_lib.read_run_record(workdir)
+  except FileNotFoundError as error:
+    raise RunLoadError(str(error)) from None
+  if not record.get("model"):
+    raise RunLoadError(f"{workdir / run_lib.RUN_FILE} does not say which shapes the model was "
+                       "built for (made by an earlier version of NAR); train it again to "
+                       "embed with it")
+  config = ml_collections.ConfigDict(record["config"])
+  if dataset is not None:
+    opened = dataset if isinstance(dataset, shards.ShardedDataset) else shards.open_dataset(
+        dataset)
+    fingerprint = run_lib.dataset_fingerprint(opened)
+    if fingerprint != record["dataset"]["fingerprint"]:
+      raise RunLoadError(
+          f"{workdir} was trained on {record['dataset']['path']} (fingerprint "
+          f"{record['dataset']['fingerprint']}), not on {opened.path} (fingerprint "
+          f"{fingerprint}); pass the dataset it was trained on, or embed this one with "
+          "nar.embed, which reads any dataset")
+  steps = finished_steps(workdir)
+  if not steps:
+    raise RunLoadError(f"{workdir / CHECKPOINT_DIR} holds no finished checkpoint; train the "
+                       f"run (python -m experiments.train --workdir={workdir}) first")
+  num_steps = int(config.optim.num_train_steps)
+  if steps[-1] < num_steps and not allow_unfinished:
+    raise RunLoadError(f"{workdir} stopped at step {steps[-1]} of {num_steps}; resume it "
+                       f"(python -m experiments.train --workdir={workdir} with its config) or "
+                       "pass allow_unfinished=True")
+  shapes = models.ModelShapes.from_json(record["model"])
+  abstract = nnx.eval_shape(lambda: models.build_model(config, shapes, nnx.Rngs(0)))
+  graphdef, params = nnx.split(abstract)
+  step = steps[-1]
+  logs.quiet_checkpoint_logs()
+  checkpoint = workdir / CHECKPOINT_DIR / str(step) / "state"
+  try:
+    restored = ocp.StandardCheckpointer().restore(checkpoint)
+    nnx.replace_by_pure_dict(params, _strip_variable_values(restored["params"]))
+  except (ValueError, KeyError, TypeError, OSError) as error:
+    raise RunLoadError(f"{checkpoint} cannot be read back into the model its run.json "
+                       f"describes ({type(error).__name__}: {str(error)[:300]}); the "
+                       "checkpoint is damaged or was written by another run") from None
+  params = jax.tree.map(np.asarray, params)
+  try:
+    pose_normalizer, neural_normalizer = run_lib.read_normalisers(workdir)
+  except FileNotFoundError as error:
+    raise RunLoadError(str(error)) from None
+  return Run(workdir=workdir, record=record, config=config, shapes=shapes, graphdef=graphdef,
+             params=params, step=step, pose_normalizer=pose_normalizer,
+             neural_normalizer=neural_normalizer,
+             input_layers=run_lib.read_input_layers(workdir))
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks of a dataset against a run, before anything is read or compiled.
+# ----------------------------------------------------------------------------------------------
+def _trial_file(dataset: shards.ShardedDataset, trial: int) -> str:
+  info = dataset.trials[trial]
+  return f"{dataset.path} (animal {info['animal_id']!r}, trial {info['trial_id']!r})"
+
+
+def check_dataset(run: Run, dataset: shards.ShardedDataset, *,
+                  adapt_steps: int = 0) -> list[str]:
+  """The animals of `dataset` whose input layer must be fitted before they can be embedded.
+
+  Raises:
+    EmbedInputError: the dataset lacks the run's neural array, its behaviour has another
+      format or dimension, an animal's ROI count or image shape differs from what the run
+      reads, or (without `adapt_steps`) an animal needs an input layer of its own; every
+      problem is listed, each naming the dataset, trial and field.
+  """
+  problems = []
+  key = run.shapes.neural_key
+  if key not in dataset.neural_keys:
+    problems.append(f"{dataset.path}: no {key!r}, which the run's encoder reads "
+                    f"(data.neural_key); the dataset holds {list(dataset.neural_keys)}")
+  behaviour = run.record["dataset"].get("behaviour", {})
+  for field in run_lib.BEHAVIOUR_FIELDS:
+    if field in behaviour and dataset.metadata.get(field) != behaviour[field]:
+      problems.append(f"{dataset.path}: {field} is {dataset.metadata.get(field)!r}, the run "
+                      f"was trained on {behaviour[field]!r}")
+  feature_dim = int(dataset.behaviour_features.shape[-1])
+  run_dim = run.pose_normalizer.feature_dim
+  if feature_dim != run_dim:
+    problems.append(f"{dataset.path}: behaviour has {feature_dim} features per frame, the "
+                    f"run's has {run_dim}")
+  needs_adapter = []
+  if key in dataset.neural_keys and key == "roi_traces":
+    known = run.embeddable_animals()
+    for trial, info in enumerate(dataset.trials):
+      count, animal = int(info["num_rois"]), info["animal_id"]
+      if not run.per_animal_input:
+        if count != run.shapes.num_rois:
+          problems.append(f"{_trial_file(dataset, trial)}: roi_traces has {count} ROIs, the "
+                          f"run's shared encoder reads {run.shapes.num_rois}")
+      elif animal in known and known[animal] != count:
+        problems.append(f"{_trial_file(dataset, trial)}: roi_traces has {count} ROIs, the "
+                        f"input layer of {animal!r} maps {known[animal]}; name the animal "
+                        "apart if these are other cells")
+      elif animal not in known and animal not in needs_adapter:
+        needs_adapter.append(animal)
+  elif key in dataset.neural_keys:
+    shape = tuple(dataset.metadata["neural_image_shape"])
+    if run.shapes.image_shape is not None and shape != tuple(run.shapes.image_shape):
+      problems.append(f"{dataset.path}: neural_images are {shape}, the run's encoder reads "
+                      f"{tuple(run.shapes.image_shape)}")
+  if needs_adapter and adapt_steps <= 0:
+    problems.append(
+        f"{dataset.path}: animals {needs_adapter} are new to the run, whose per-animal input "
+        "layer has no row for their ROIs; fit one label-free first with --adapt_steps=N "
+        "(nar.embed(..., adapt_steps=N), e.g. 200), which keeps it beside the run")
+  if problems:
+    raise EmbedInputError("; ".join(problems))
+  return needs_adapter
+
+
+# ----------------------------------------------------------------------------------------------
+# The encoder for a dataset's animals.
+# ----------------------------------------------------------------------------------------------
+def _shapes_for(run: Run, dataset: shards.ShardedDataset) -> models.ModelShapes:
+  roi_counts = tuple(dataset.roi_counts.values()) if run.per_animal_input else None
+  return dataclasses.replace(
+      run.shapes, roi_counts=roi_counts, num_animals=len(dataset.animals),
+      num_rois=dataset.max_rois if run.per_animal_input else run.shapes.num_rois)
+
+
+def _encoder_config(run: Run) -> ml_collections.ConfigDict:
+  # The animal classifier of a GRL penalty has one output per training-dataset animal; neither
+  # embedding nor a label-free input-layer fit of new animals reads it.
+  config = ml_collections.ConfigDict(run.config.to_dict())
+  config.domain_penalty = "none"
+  return config
+
+
+def model_for_dataset(run: Run, dataset: shards.ShardedDataset, *, seed: int = 0):
+  """`(graphdef, params)` of the run's model with per-animal rows for `dataset`'s animals.
+
+  Every parameter is the run's; with a per-animal input layer, each of the dataset's animals
+  gets its trained row (a training animal), its fitted one (`run.input_layers`), or, for an
+  animal new to the run, a freshly initialised row (seeded) to be fitted (`adapt_animals`).
+  """
+  config = _encoder_config(run)
+  model = models.build_model(config, _shapes_for(run, dataset), nnx.Rngs(seed))
+  graphdef, params = nnx.split(model)
+  target = nnx.to_pure_dict(params)
+  source = nnx.to_pure_dict(run.params)
+
+  def copy(target_node, source_node):
+    for name, value in target_node.items():
+      if name not in source_node:
+        continue
+      if isinstance(value, dict):
+        copy(value, source_node[name])
+      elif np.shape(value) == np.shape(source_node[name]):
+        target_node[name] = np.asarray(source_node[name])
+
+  copy(target, source)
+  if run.per_animal_input:
+    kernel = np.array(target["neural_encoder"]["input"]["kernel"])
+    bias = np.array(target["neural_encoder"]["input"]["bias"])
+    trained_kernel, trained_bias = adapt.input_layer_arrays(run.params)
+    counts = dataset.roi_counts
+    for row, animal in enumerate(dataset.animals):
+      count = counts[animal]
+      if animal in run.input_layers:
+        layer = run.input_layers[animal]
+        kernel[row] = 0.0
+        kernel[row, :count], bias[row] = layer["kernel"], layer["bias"]
+      elif animal in run.training_animals:
+        trained_row = run.animals.index(animal)
+        kernel[row] = 0.0
+        kernel[row, :count] = trained_kernel[trained_row, :count]
+        bias[row] = trained_bias[trained_row]
+    target["neural_encoder"]["input"]["kernel"] = kernel
+    target["neural_encoder"]["input"]["bias"] = bias
+  nnx.replace_by_pure_dict(params, target)
+  return graphdef, params
+
+
+def _neural_normalizer(run: Run, dataset: shards.ShardedDataset, progress: bool
+                       ) -> normalise.NeuralNormalizer | None:
+  """The run's standardisation, with every animal's statistics from its own recordings."""
+  if run.neural_normalizer is None:
+    return None
+  return normalise.NeuralNormalizer.fit(
+      dataset, run.neural_normalizer.key,
+      calibration_fraction=run.neural_normalizer.calibration_fraction, progress=progress)
+
+
+def _dataset_input(run: Run, dataset: shards.ShardedDataset, new_animals: Sequence[str],
+                   neural_normalizer) -> inputs_lib.Input:
+  """The data side of a label-free input-layer fit on `dataset`'s windows."""
+  spec = run.spec
+  index = pipeline.select_windows(dataset, spec, animals=list(new_animals))
+  source = pipeline.WindowSource(dataset, index, spec, run.pose_normalizer,
+                                 neural_keys=(run.shapes.neural_key,), pad_rois=True,
+                                 neural_normalizer=neural_normalizer)
+  known = tuple(a for a in dataset.animals if a not in new_animals)
+  return inputs_lib.Input(
+      dataset=dataset, spec=spec, training_animals=known, held_out_animals=tuple(new_animals),
+      normalizer=run.pose_normalizer, train_source=source, neural_key=run.shapes.neural_key,
+      num_rois=dataset.max_rois, neural_input="per_animal",
+      roi_counts=tuple(dataset.roi_counts.values()), neural_normalizer=neural_normalizer)
+
+
+def adapt_animals(run: Run, dataset: shards.ShardedDataset, animals: Sequence[str], *,
+                  num_steps: int, mesh: jax.sharding.Mesh | None = None,
+                  neural_normalizer: normalise.NeuralNormalizer | None = None
+                  ) -> dict[str, Any]:
+  """Fits input layers of animals new to the run, label-free, and keeps them beside it.
+
+  The trunk, the heads and the behaviour encoder stay frozen; each animal's row is fitted
+  through the run's objective against the animal's own behaviour (no labels are read), as
+  `nar.train.adapt.fit_input_layers` does for held-out animals after training. The rows are
+  written to `run.workdir/input_layers/` and added to `run.input_layers`.
+
+  Returns:
+    The fit's report (objective before and after, steps, windows, seconds).
+  """
+  if run.config.method == "behavenet":
+    raise NotImplementedError("fitting input layers of new animals to a BehaveNet-style run "
+                              "needs its behavioural states, which a run folder does not keep")
+  mesh = mesh or step_lib.make_mesh()
+  if neural_normalizer is None:
+    neural_normalizer = _neural_normalizer(run, dataset, progress=True)
+  inputs = _dataset_input(run, dataset, animals, neural_normalizer)
+  config = _encoder_config(run)
+  config.adapt.num_steps = int(num_steps)
+  config.data.drop_unlabelled = False  # label-free: every window of the animal
+  config.data.drop_classes = ()
+  graphdef, params = model_for_dataset(run, dataset, seed=int(config.seed))
+  params, report = adapt.fit_input_layers(graphdef, params, inputs, config, mesh, animals)
+  report["dataset"] = os.fspath(dataset.path)
+  if jax.process_index() == 0:
+    adapt.write_input_layers(run.workdir, params, dataset.animals, animals,
+                             inputs.roi_counts, report=report)
+  run.input_layers = run_lib.read_input_layers(run.workdir)
+  return report
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedding.
+# ----------------------------------------------------------------------------------------------
+def trial_file_name(animal_id: str, trial_id: str) -> str:
+  """The output file of one trial's embeddings: safe names of the animal and the trial.
+
+  Example:
+    >>> trial_file_name("200101_G23xU1_Fly1", "003")
+    '200101_G23xU1_Fly1__003.npz'
+  """
+  return f"{paths.safe_file_name(animal_id)}__{paths.safe_file_name(trial_id)}.npz"
+
+
+def _write_trial(path: epath.Path, arrays: dict[str, np.ndarray]) -> None:
+  temporary = path.parent / f".{path.name}.tmp"
+  with temporary.open("wb") as f:
+    np.savez(f, **arrays)
+  temporary.replace(path)  # over an earlier file, unlike `rename`
+
+
+def embed(run: Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
+          out_dir: str | os.PathLike, hop: int = 1, batch_size: int = 256,
+          adapt_steps: int = 0, progress: bool = True,
+          mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
+  """Embeds every valid window of every trial of a built dataset, one output file per trial.
+
+  Windows are read in order, encoded in batches by the jitted neural encoder, data-parallel
+  over every device of `mesh`, and each trial's file is written as soon as its last window is
+  encoded: memory does not grow with the number of trials.
+
+  Args:
+    run: a trained run (`load_run`).
+    dataset: a built dataset (`python -m data_prep.build`), opened or its path.
+    out_dir: where the files go (created if needed).
+    hop: embed every `hop`-th valid centre frame.
+    batch_size: windows per encoder call (rounded up to a multiple of the device count).
+    adapt_steps: with a per-animal input layer, steps of the label-free fit of the input
+      layer of every animal new to the run (`adapt_animals`); 0 makes a new animal an error.
+    progress: show a progress bar.
+    mesh: the devices to encode on (default: all).
+
+  Returns:
+    A summary (also written to `out_dir/embed.json`): `files` (names in `out_dir`), `num_windows`,
+    `num_trials`, `seconds` and `windows_per_second` of the encoding, `adapted` (the fit's
+    report, if any).
+
+  Each file `<animal>__<trial>.npz` holds `embeddings` `[N, D]` float32, `centre_frame` `[N]`
+  (behaviour frame of each window's centre), `timestamps` `[N]` (seconds from the trial's
+  first behaviour frame), `label` `[N]` (-1 where unlabelled), `class_names`, `animal_id`,
+  `trial_id` and `run` (the run folder).
+
+  Raises:
+    EmbedInputError: the dataset does not fit the run (`check_dataset`), before anything is
+      read or compiled.
+
+  Example:
+    >>> summary = embed(load_run(workdir), dataset_dir, out_dir=out)  # doctest: +SKIP
+    >>> np.load(f"{out}/{summary['files'][0]}")["embeddings"].shape  # doctest: +SKIP
+    (1130, 64)
+  """
+  if hop < 1 or batch_size < 1:
+    raise ValueError(f"hop and batch_size must be >= 1, got hop={hop}, batch_size={batch_size}")
+  if not isinstance(dataset, shards.ShardedDataset):
+    dataset = shards.open_dataset(dataset, neural_cache_bytes=256 << 20)
+  new_animals = check_dataset(run, dataset, adapt_steps=adapt_steps)
+  mesh = mesh or step_lib.make_mesh()
+  neural_normalizer = _neural_normalizer(run, dataset, progress)
+  adapted = None
+  if new_animals:
+    adapted = adapt_animals(run, dataset, new_animals, num_steps=adapt_steps, mesh=mesh,
+                            neural_normalizer=neural_normalizer)
+  graphdef, params = model_for_dataset(run, dataset)
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+  params = jax.device_put(params, replicated)
+
+  @functools.partial(jax.jit, out_shardings=replicated)
+  def encode(params, neural, animal):
+    return nnx.merge(graphdef, params).encode_neural(neural, animal)
+
+  spec = run.spec
+  key = run.shapes.neural_key
+  index = pipeline.select_windows(dataset, spec, hop=hop)
+  source = pipeline.WindowSource(dataset, index, spec, run.pose_normalizer, neural_keys=(key,),
+                                 pad_rois=run.per_animal_input,
+                                 neural_normalizer=neural_normalizer)
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  out_dir = epath.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  trial_ends = np.cumsum(np.bincount(index.trial, minlength=dataset.behaviour_index.num_trials))
+  files, pending, done = [], [], 0
+  class_names = np.array(dataset.class_names, str)
+
+  def flush(trial: int):
+    info = dataset.trials[trial]
+    parts = {name: np.concatenate([part[name] for part in pending]) for name in pending[0]}
+    path = out_dir / trial_file_name(info["animal_id"], info["trial_id"])
+    _write_trial(path, {
+        "embeddings": parts["embeddings"], "centre_frame": parts["centre_frame"],
+        "timestamps": parts["centre_frame"] / float(info["fps_behaviour"]),
+        "label": parts["label"], "class_names": class_names,
+        "animal_id": np.array(info["animal_id"]), "trial_id": np.array(info["trial_id"]),
+        "run": np.array(os.fspath(run.workdir))})
+    files.append(path.name)
+    pending.clear()
+
+  loader = pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
+  bar = tqdm.tqdm(total=len(index), desc="embed", unit="window", disable=not progress)
+  start, timed_from, timed_windows = time.perf_counter(), None, 0
+  for batch in loader:
+    count = len(batch["trial"])
+    neural = _pad(np.asarray(batch[key]), batch_size)
+    animal = _pad(np.asarray(batch["animal"], np.int32), batch_size)
+    features = np.asarray(encode(params, jax.device_put(neural, batch_sharding),
+                                 jax.device_put(animal, batch_sharding)))[:count]
+    if timed_from is None:  # the first call compiles
+      timed_from = time.perf_counter()
+    else:
+      timed_windows += count
+    trials = np.asarray(batch["trial"])
+    row = 0
+    while row < count:  # the batch's windows, trial by trial
+      trial = int(trials[row])
+      end = min(count, row + int(trial_ends[trial]) - done)
+      pending.append({"embeddings": features[row:end].astype(np.float32),
+                      "centre_frame": np.asarray(batch["centre_frame"][row:end], np.int64),
+                      "label": np.asarray(batch["label"][row:end], np.int32)})
+      done += end - row
+      row = end
+      if done == trial_ends[trial]:
+        flush(trial)
+    bar.update(count)
+  bar.close()
+  elapsed = time.perf_counter() - (timed_from or start)
+  summary = {
+      "run": os.fspath(run.workdir), "dataset": os.fspath(dataset.path), "hop": hop,
+      "files": files, "num_trials": len(files), "num_windows": int(len(index)),
+      "seconds": time.perf_counter() - start,
+      "windows_per_second": (timed_windows / elapsed if timed_windows and elapsed > 0
+                             else None),
+      "adapted": adapted,
+  }
+  logs.write_json_atomically(out_dir / SUMMARY_FILE, summary)
+  logging.info("Embedded %d windows of %d trials into %s", len(index), len(files), out_dir)
+  return summary
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+  """Fills a short last batch up to `size` by repeating its last window."""
+  if len(array) >= size:
+    return array
+  return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
+
+
+def read_embeddings(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Every trial file of an `embed` output folder, concatenated, with `animal_id` and
+  `trial_id` per window (for probes and plots).
+
+  Example:
+    >>> table = read_embeddings(out)  # doctest: +SKIP
+    >>> table["embeddings"].shape, table["animal_id"][:2]  # doctest: +SKIP
+  """
+  out_dir = epath.Path(out_dir)
+  summary = json.loads((out_dir / SUMMARY_FILE).read_text())
+  columns: dict[str, list] = {"embeddings": [], "centre_frame": [], "timestamps": [],
+                              "label": [], "animal_id": [], "trial_id": []}
+  class_names = None
+  for name in summary["files"]:
+    with (out_dir / name).open("rb") as f, np.load(f) as arrays:
+      count = len(arrays["embeddings"])
+      for name in ("embeddings", "centre_frame", "timestamps", "label"):
+        columns[name].append(arrays[name])
+      columns["animal_id"].append(np.full(count, str(arrays["animal_id"]), object))
+      columns["trial_id"].append(np.full(count, str(arrays["trial_id"]), object))
+      class_names = arrays["class_names"]
+  table = {name: np.concatenate(parts) for name, parts in columns.items()}
+  table["class_names"] = class_names
+  return table
