@@ -16,7 +16,7 @@ from absl import logging
 
 from data_prep import nwb
 from data_prep import readers
-from data_prep import tfds_builder
+from nar.data import builder as tfds_builder
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of recordings.", required=True)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory to write.", required=True)

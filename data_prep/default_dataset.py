@@ -22,10 +22,10 @@ import tqdm
 
 from data_prep import mc2p_writer
 from data_prep import readers
-from data_prep import tfds_builder
 from data_prep import trial_files
 from nar import paths
 from nar import simulation
+from nar.data import builder as tfds_builder
 from nar.data import shards
 
 SIMULATION_RECORD = "simulation.json"

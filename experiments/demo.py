@@ -15,11 +15,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from data_prep import default_dataset
-from data_prep import tfds_builder
 from experiments import tables
 from nar import logs
 from nar import paths
 from nar import train
+from nar.data import builder as tfds_builder
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "swap_cpu.py"),

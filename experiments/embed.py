@@ -19,9 +19,9 @@ from absl import flags
 from absl import logging
 
 from data_prep import readers
-from data_prep import tfds_builder
 from nar import embedding as embed_lib
 from nar import logs
+from nar.data import builder as tfds_builder
 from nar.data import recording
 from nar.data import shards
 

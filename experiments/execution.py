@@ -79,6 +79,7 @@ FIELDS_ADDED_LATER = {
     "model.baseline_features": None,
     "augment.neural.local_gain": 0.0,
     "data.held_out_animals": [],  # as JSON: no named animals, the seeded draw as before
+    "eval.enabled": True,
 }
 
 

@@ -27,7 +27,7 @@ def data_dir(tmp_path_factory) -> str:
   """A small built dataset (4 animals x 2 trials of synthetic recordings) for trainer tests."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import synthetic_data  # pylint: disable=g-import-not-at-top
-  from data_prep import tfds_builder  # pylint: disable=g-import-not-at-top
+  from nar.data import builder as tfds_builder  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(1)
   recordings = [synthetic_data.recording(a, t, 600, rng) for a in range(4) for t in range(2)]
   directory = tmp_path_factory.mktemp("tfds")
@@ -43,7 +43,7 @@ def locomotion_data_dir(tmp_path_factory) -> str:
   of 3 named dimensions, 4 actions) and ROI traces of 6, 3, 9 and 4 ROIs.
   """
   from data_prep import readers  # pylint: disable=g-import-not-at-top
-  from data_prep import tfds_builder  # pylint: disable=g-import-not-at-top
+  from nar.data import builder as tfds_builder  # pylint: disable=g-import-not-at-top
   from data_prep import trial_files  # pylint: disable=g-import-not-at-top
   from nar import simulation  # pylint: disable=g-import-not-at-top
   import synthetic_data  # pylint: disable=g-import-not-at-top

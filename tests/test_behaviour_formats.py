@@ -9,9 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from data_prep import tfds_builder
 from nar import train
 from nar.data import behaviour
+from nar.data import builder as tfds_builder
 from nar.data import normalise
 from nar.data import pipeline
 from nar.data import recording as recording_lib

@@ -9,9 +9,9 @@ import pytest
 import synthetic_data
 from test_evaluation import ANIMALS, HELD_OUT, PROTOCOL, TRAINING, run, synthetic_table
 
-from data_prep import tfds_builder
 from experiments import report
 from experiments import tables
+from nar.data import builder as tfds_builder
 from nar.data import pipeline
 from nar.data import shards
 from nar.data import windows

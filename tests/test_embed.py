@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import nar
-from data_prep import tfds_builder
 from data_prep import trial_files
 from nar import embedding as embed_lib
 from nar import run as run_lib
 from nar import simulation
 from nar import train
+from nar.data import builder as tfds_builder
 from nar.data import shards
 from nar.eval import features as features_lib
 from synthetic_data import LOCOMOTION_DATASET_NAME

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import synthetic_data
 
-from data_prep import tfds_builder
+from nar.data import builder as tfds_builder
 from nar.data import pipeline
 from nar.data import shards
 from nar.data import windows

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import synthetic_data
-from data_prep import tfds_builder
 from nar import train
+from nar.data import builder as tfds_builder
 from nar.data import normalise
 from nar.data import pipeline
 from nar.data import shards

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import synthetic_data
 
-from data_prep import tfds_builder
+from nar.data import builder as tfds_builder
 from nar.data import keypoints
 from nar.data import normalise
 from nar.data import pipeline

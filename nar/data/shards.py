@@ -1,7 +1,7 @@
 """Reads datasets built as TFDS array_record shards (no TensorFlow needed).
 
 A built dataset is a TFDS version directory holding one split of trial segments
-(`data_prep.tfds_builder` writes it) and `behaviour_index.npz`: every trial's behaviour,
+(`nar.data.builder` writes it) and `behaviour_index.npz`: every trial's behaviour,
 keypoint mask, sync and labels. The behaviour index is small and held in memory; neural
 frames are read from the shards on demand, one or two segments per window.
 """

@@ -230,8 +230,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                     "rows of their input layers", list(inputs.held_out_animals))
   # --- Evaluation ---
   eval_start_time = time.perf_counter()
-  results = evaluate(graphdef, params, inputs, config, mesh,
-                     features_path=workdir / "features.npz" if is_chief else None)
+  if config.eval.get("enabled", True):
+    results = evaluate(graphdef, params, inputs, config, mesh,
+                       features_path=workdir / "features.npz" if is_chief else None)
+  else:
+    results = {"training_animals": list(inputs.training_animals),
+               "held_out_animals": list(inputs.held_out_animals), "probes": None}
   # Of this invocation only: a resumed run does not count the time before it was interrupted.
   results["wall_seconds"] = {"total": time.perf_counter() - start_time,
                              "evaluation": time.perf_counter() - eval_start_time}
@@ -246,6 +250,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def summary_line(results: dict[str, Any]) -> str:
   """One line: held-out-animal action accuracy and identity accuracy against chance."""
+  if "probes" in results and results["probes"] is None:
+    return "eval: off (config.eval.enabled=False)"
   parts = []
   if results.get("action_held_out_animals"):
     parts.append(f"action on held-out animals {results['action_held_out_animals']['accuracy']:.1f}%"
