@@ -35,6 +35,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.probes
 	$(BIN)/python -m benchmarks.neural_swap_partners
 	$(BIN)/python -m benchmarks.reproduce_workers
+	$(BIN)/python -m benchmarks.embed
 
 # The same seeds give the same numbers at BASE and in this tree (smoke reproductions and the
 # demo, from empty data roots; ~15 min): make same-numbers BASE=<commit>

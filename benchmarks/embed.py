@@ -37,10 +37,25 @@ def _embed_in_child(workdir: str, dataset_dir: str, out_dir: str, batch_size: in
   import nar  # pylint: disable=g-import-not-at-top
   summary = nar.embed(nar.load_run(workdir), dataset_dir, out_dir=out_dir,
                       batch_size=batch_size, progress=False)
-  # ru_maxrss is in KiB on Linux.
   results.put({"windows_per_second": summary["windows_per_second"],
                "num_windows": summary["num_windows"], "num_trials": summary["num_trials"],
-               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "peak_rss_mib": _peak_rss_mib()})
+
+
+def _peak_rss_mib() -> float:
+  """This process's peak resident memory since it started its program.
+
+  Linux's `VmHWM` belongs to the process's address space, which `exec` replaces; `ru_maxrss`
+  would also count the parent's memory at the fork that started it.
+  """
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024  # kB
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _embed(workdir: str, dataset_dir: str, out_dir: str, batch_size: int) -> dict:

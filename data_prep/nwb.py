@@ -569,3 +569,55 @@ def write_nwb_file(rec: Recording, path: str | os.PathLike, *,
   with pynwb.NWBHDF5IO(str(path), "w") as io:
     io.write(nwbfile)
   return path
+
+
+# ----------------------------------------------------------------------------------------
+# Embeddings.
+# ----------------------------------------------------------------------------------------
+EMBEDDING_MODULE = "nar"
+
+
+def write_embedding_file(embeddings_file: str | os.PathLike, source: Recording,
+                         path: str | os.PathLike) -> pathlib.Path:
+  """Writes one trial's embeddings (`nar.embed`'s file) as an NWB processing module.
+
+  The new file holds the session of the NWB file the recording was read from (its
+  identifier, start time and subject) and a processing module `nar` with a `TimeSeries`
+  `embeddings` `[N, D]` at the times of the windows' centre frames (the source's behaviour
+  times) and a `TimeSeries` `labels` `[N]` (-1: unlabelled; the classes in its
+  description).
+
+  Args:
+    embeddings_file: a trial file written by `nar.embed`.
+    source: the recording it embeds, as read from its NWB file (`read_nwb_file`).
+    path: the NWB file to write (must not exist).
+
+  Returns:
+    The path written.
+  """
+  pynwb, _ = _nwb_modules()
+  path = pathlib.Path(path)
+  if path.exists():
+    raise FileExistsError(f"{path} exists")
+  with np.load(embeddings_file) as arrays:
+    embeddings, centres = arrays["embeddings"], arrays["centre_frame"]
+    labels, class_names = arrays["label"], [str(c) for c in arrays["class_names"]]
+  with pynwb.NWBHDF5IO(str(source.source), "r", load_namespaces=True) as io:
+    original = io.read()
+    start_time, identifier = original.session_start_time, original.identifier
+  times = source.behaviour_times()[centres]
+  nwbfile = pynwb.NWBFile(
+      session_description=f"NAR embeddings of trial {source.trial_id} of {source.animal_id}",
+      identifier=f"{identifier}_nar_embeddings", session_id=source.trial_id,
+      session_start_time=start_time, subject=pynwb.file.Subject(subject_id=source.animal_id))
+  module = nwbfile.create_processing_module(
+      name=EMBEDDING_MODULE, description="NAR embeddings of neural windows (nar.embed)")
+  module.add(pynwb.TimeSeries(name="embeddings", data=embeddings, unit="a.u.",
+                              timestamps=times, description="one row per window centre"))
+  module.add(pynwb.TimeSeries(name="labels", data=labels, unit="class index",
+                              timestamps=module["embeddings"],
+                              description=f"-1: unlabelled; classes {class_names}"))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with pynwb.NWBHDF5IO(str(path), "w") as io:
+    io.write(nwbfile)
+  return path

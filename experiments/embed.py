@@ -16,7 +16,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from data_prep import readers
 from nar import embedding as embed_lib
@@ -42,20 +41,22 @@ _PLOT = flags.DEFINE_bool("plot", False, "Also draw the embeddings coloured by a
                           "animal into --out/embeddings.png.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of an input error.")
 
+EMBEDDING_MODULE = "nar"
 # Errors of the user's input: printed as one line (the traceback with --verbose).
 INPUT_ERRORS = (embed_lib.RunLoadError, embed_lib.EmbedInputError, recording.RecordingError,
                 shards.DatasetNotFoundError)
 
 
 def open_input(input_path: str, out_dir: str, *, name: str = "default",
-               layout: str = "auto") -> tuple[shards.ShardedDataset, str]:
+               layout: str = "auto") -> tuple[shards.ShardedDataset, str, list]:
   """Opens `--input`: a built dataset as it is, recordings after building them.
 
   Returns:
-    `(dataset, layout)`, layout "built" for a built dataset, else the recordings' layout.
+    `(dataset, layout, recordings)`: layout "built" for a built dataset (recordings empty),
+    else the recordings' layout and the recordings read.
   """
   try:
-    return shards.open_dataset(input_path, name, neural_cache_bytes=256 << 20), "built"
+    return shards.open_dataset(input_path, name, neural_cache_bytes=256 << 20), "built", []
   except shards.DatasetNotFoundError:
     if not os.path.isdir(input_path):
       raise
@@ -63,7 +64,21 @@ def open_input(input_path: str, out_dir: str, *, name: str = "default",
   recordings = readers.read_recordings(input_path, layout=layout)
   built = tfds_builder.build_dataset(recordings, os.path.join(out_dir, "dataset"),
                                      config_name="embedded", overwrite=True)
-  return shards.open_dataset(built, neural_cache_bytes=256 << 20), layout
+  return shards.open_dataset(built, neural_cache_bytes=256 << 20), layout, recordings
+
+
+def write_nwb_modules(out_dir: str, recordings) -> list[str]:
+  """Each embedded trial of NWB recordings as `<animal>__<trial>.nwb` beside its `.npz`."""
+  from data_prep import nwb  # pylint: disable=g-import-not-at-top
+  written = []
+  for rec in recordings:
+    npz = os.path.join(out_dir, embed_lib.trial_file_name(rec.animal_id, rec.trial_id))
+    if os.path.exists(npz):
+      target = npz[:-len(".npz")] + nwb.SUFFIX
+      if os.path.exists(target):
+        os.remove(target)  # a rerun's
+      written.append(str(nwb.write_embedding_file(npz, rec, target)))
+  return written
 
 
 def write_plot(out_dir: str) -> str:
@@ -85,8 +100,8 @@ def main(argv):
   logs.quiet_checkpoint_logs()
   try:
     run = embed_lib.load_run(_WORKDIR.value)
-    dataset, layout = open_input(_INPUT.value, _OUT.value, name=_NAME.value,
-                                 layout=_LAYOUT.value)
+    dataset, layout, recordings = open_input(_INPUT.value, _OUT.value, name=_NAME.value,
+                                             layout=_LAYOUT.value)
     summary = embed_lib.embed(run, dataset, out_dir=_OUT.value, hop=_HOP.value,
                               batch_size=_BATCH_SIZE.value, adapt_steps=_ADAPT_STEPS.value)
   except INPUT_ERRORS as error:
@@ -94,9 +109,8 @@ def main(argv):
       raise
     sys.exit(f"error: {error}")
   if layout == "nwb":
-    from data_prep import nwb  # pylint: disable=g-import-not-at-top
-    written = nwb.write_embedding_modules(_OUT.value, summary["files"], _INPUT.value)
-    logging.info("Wrote %d NWB files of embeddings", len(written))
+    print(f"wrote {len(write_nwb_modules(_OUT.value, recordings))} NWB files of embeddings "
+          f"(processing module {EMBEDDING_MODULE!r})")
   rate = summary["windows_per_second"]
   print(f"embedded {summary['num_windows']} windows of {summary['num_trials']} trials into "
         f"{_OUT.value} in {summary['seconds']:.1f} s"

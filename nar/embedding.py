@@ -444,8 +444,9 @@ def embed(run: Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
 
   Each file `<animal>__<trial>.npz` holds `embeddings` `[N, D]` float32, `centre_frame` `[N]`
   (behaviour frame of each window's centre), `timestamps` `[N]` (seconds from the trial's
-  first behaviour frame), `label` `[N]` (-1 where unlabelled), `class_names`, `animal_id`,
-  `trial_id` and `run` (the run folder).
+  first behaviour frame), `label` `[N]` (-1 where unlabelled), `class_names`, `behaviour`
+  `[N, D]` (the centre frame's behaviour features, before z-scoring, NaN where missing) and
+  `behaviour_names`, `animal_id`, `trial_id` and `run` (the run folder).
 
   Raises:
     EmbedInputError: the dataset does not fit the run (`check_dataset`), before anything is
@@ -479,55 +480,94 @@ def embed(run: Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
   spec = run.spec
   key = run.shapes.neural_key
   index = pipeline.select_windows(dataset, spec, hop=hop)
-  source = pipeline.WindowSource(dataset, index, spec, run.pose_normalizer, neural_keys=(key,),
-                                 pad_rois=run.per_animal_input,
-                                 neural_normalizer=neural_normalizer)
   batch_size = -(-batch_size // mesh.size) * mesh.size
   out_dir = epath.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  trial_ends = np.cumsum(np.bincount(index.trial, minlength=dataset.behaviour_index.num_trials))
-  files, pending, done = [], [], 0
   class_names = np.array(dataset.class_names, str)
+  behaviour_names = np.array(dataset.behaviour_spec.feature_names, str)
+  behaviour_features = dataset.behaviour_features
+  behaviour_index = dataset.behaviour_index
+  roi_width = dataset.max_rois if run.per_animal_input else None
+  animal_row = {animal: row for row, animal in enumerate(dataset.animals)}
+  files = []
 
-  def flush(trial: int):
+  def write(trial: int, embeddings: np.ndarray, centres: np.ndarray):
     info = dataset.trials[trial]
-    parts = {name: np.concatenate([part[name] for part in pending]) for name in pending[0]}
+    frames = int(behaviour_index.offsets[trial]) + centres
     path = out_dir / trial_file_name(info["animal_id"], info["trial_id"])
     _write_trial(path, {
-        "embeddings": parts["embeddings"], "centre_frame": parts["centre_frame"],
-        "timestamps": parts["centre_frame"] / float(info["fps_behaviour"]),
-        "label": parts["label"], "class_names": class_names,
+        "embeddings": embeddings, "centre_frame": centres,
+        "timestamps": centres / float(info["fps_behaviour"]),
+        "label": behaviour_index.labels[frames].astype(np.int32), "class_names": class_names,
+        "behaviour": behaviour_features[frames], "behaviour_names": behaviour_names,
         "animal_id": np.array(info["animal_id"]), "trial_id": np.array(info["trial_id"]),
         "run": np.array(os.fspath(run.workdir))})
     files.append(path.name)
-    pending.clear()
 
-  loader = pipeline.make_loader(source, batch_size=batch_size, train=False, shard=(0, 1))
+  def encode_batch(neural: np.ndarray, animal: np.ndarray) -> np.ndarray:
+    count = len(neural)
+    features = encode(params, jax.device_put(_pad(neural, batch_size), batch_sharding),
+                      jax.device_put(_pad(animal, batch_size), batch_sharding))
+    return np.asarray(features)[:count].astype(np.float32)
+
   bar = tqdm.tqdm(total=len(index), desc="embed", unit="window", disable=not progress)
   start, timed_from, timed_windows = time.perf_counter(), None, 0
-  for batch in loader:
-    count = len(batch["trial"])
-    neural = _pad(np.asarray(batch[key]), batch_size)
-    animal = _pad(np.asarray(batch["animal"], np.int32), batch_size)
-    features = np.asarray(encode(params, jax.device_put(neural, batch_sharding),
-                                 jax.device_put(animal, batch_sharding)))[:count]
-    if timed_from is None:  # the first call compiles
-      timed_from = time.perf_counter()
-    else:
-      timed_windows += count
-    trials = np.asarray(batch["trial"])
-    row = 0
-    while row < count:  # the batch's windows, trial by trial
-      trial = int(trials[row])
-      end = min(count, row + int(trial_ends[trial]) - done)
-      pending.append({"embeddings": features[row:end].astype(np.float32),
-                      "centre_frame": np.asarray(batch["centre_frame"][row:end], np.int64),
-                      "label": np.asarray(batch["label"][row:end], np.int32)})
-      done += end - row
-      row = end
-      if done == trial_ends[trial]:
-        flush(trial)
-    bar.update(count)
+  # Windows of consecutive trials fill one batch; a trial's file is written once its last
+  # window is encoded, and only its own frames are held in memory meanwhile.
+  # (trial, its standardised neural frames, first neural frame and centre of each window)
+  queued: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+  done: dict[int, list[np.ndarray]] = {}
+  queued_windows = 0
+
+  def drain(final: bool):
+    nonlocal queued_windows, timed_from, timed_windows
+    while queued_windows >= batch_size or (final and queued_windows):
+      take, parts, owners = batch_size, [], []
+      while take and queued:
+        trial, frames, starts, centres = queued[0]
+        used = min(take, len(starts))
+        parts.append(frames[starts[:used, None] + np.arange(spec.neural_frames)[None]])
+        owners.append((trial, used, centres[:used]))
+        if used == len(starts):
+          queued.pop(0)
+        else:
+          queued[0] = (trial, frames, starts[used:], centres[used:])
+        take -= used
+      animal = np.concatenate([np.full(used, animal_row[str(
+          behaviour_index.animal_ids[trial])], np.int32) for trial, used, _ in owners])
+      features = encode_batch(np.concatenate(parts), animal)
+      if timed_from is None:  # the first call compiles
+        timed_from = time.perf_counter()
+      else:
+        timed_windows += len(features)
+      row = 0
+      for trial, used, centres in owners:
+        done.setdefault(trial, []).append(features[row:row + used])
+        row += used
+        if sum(map(len, done[trial])) == trial_counts[trial]:
+          write(trial, np.concatenate(done.pop(trial)), trial_centres.pop(trial))
+      queued_windows -= len(features)
+      bar.update(len(features))
+
+  trial_counts = np.bincount(index.trial, minlength=behaviour_index.num_trials)
+  trial_centres: dict[int, np.ndarray] = {}
+  first_offset = int(spec.neural_offsets()[0])
+  for trial in np.unique(index.trial):
+    trial = int(trial)
+    centres = index.centre[index.trial == trial].astype(np.int64)
+    animal = str(behaviour_index.animal_ids[trial])
+    neural = dataset.read_neural(trial, 0, int(dataset.trials[trial]["num_neural_frames"]))[key]
+    if neural_normalizer is not None and neural_normalizer.key == key:
+      neural = neural_normalizer(animal, neural)
+    if roi_width is not None and neural.shape[-1] < roi_width:
+      neural = np.pad(neural, ((0, 0), (0, roi_width - neural.shape[-1])))
+    sync = behaviour_index.trial_array("sync", trial).astype(np.int64)
+    starts = sync[centres] + first_offset
+    trial_centres[trial] = centres
+    queued.append((trial, np.asarray(neural, np.float32), starts, centres))
+    queued_windows += len(starts)
+    drain(final=False)
+  drain(final=True)
   bar.close()
   elapsed = time.perf_counter() - (timed_from or start)
   summary = {
@@ -561,16 +601,18 @@ def read_embeddings(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
   out_dir = epath.Path(out_dir)
   summary = json.loads((out_dir / SUMMARY_FILE).read_text())
   columns: dict[str, list] = {"embeddings": [], "centre_frame": [], "timestamps": [],
-                              "label": [], "animal_id": [], "trial_id": []}
-  class_names = None
+                              "label": [], "behaviour": [], "animal_id": [], "trial_id": []}
+  class_names = behaviour_names = None
   for name in summary["files"]:
     with (out_dir / name).open("rb") as f, np.load(f) as arrays:
       count = len(arrays["embeddings"])
-      for name in ("embeddings", "centre_frame", "timestamps", "label"):
+      for name in ("embeddings", "centre_frame", "timestamps", "label", "behaviour"):
         columns[name].append(arrays[name])
       columns["animal_id"].append(np.full(count, str(arrays["animal_id"]), object))
       columns["trial_id"].append(np.full(count, str(arrays["trial_id"]), object))
       class_names = arrays["class_names"]
+      behaviour_names = arrays["behaviour_names"]
   table = {name: np.concatenate(parts) for name, parts in columns.items()}
   table["class_names"] = class_names
+  table["behaviour_names"] = behaviour_names
   return table

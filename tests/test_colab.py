@@ -1,4 +1,4 @@
-"""The Colab quickstart notebook runs top to bottom (tiny settings, CPU) and plots."""
+"""The Colab notebooks run top to bottom (tiny settings, CPU) and plot."""
 
 import ast
 import json
@@ -7,8 +7,11 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO_ROOT / "colab" / "nar_quickstart.ipynb"
+QUICKSTART = REPO_ROOT / "colab" / "nar_quickstart.ipynb"
+YOUR_DATA = REPO_ROOT / "colab" / "nar_your_data.ipynb"
 
 # Injected after the notebook's "parameters" cell (as papermill does): a tiny simulated
 # dataset and model, a few steps.
@@ -24,7 +27,7 @@ CONFIG_OVERRIDES = {
 """
 
 # Appended: what the notebook's last cells must have produced.
-CHECKS = """
+QUICKSTART_CHECKS = """
 from matplotlib import figure as figure_lib
 assert results["probes"]["identity"]["1.0"]["accuracy"]["mean"] >= 0
 assert len(steps) == 2 and steps[-1] == 4, steps
@@ -36,14 +39,43 @@ print("NOTEBOOK OK")
 """
 
 
-def _cells():
-  notebook = json.loads(NOTEBOOK.read_text())
+# The own-data notebook: four simulated flies on a ball, two steps, tiny model.
+YOUR_DATA_PARAMETERS = """
+SIMULATOR_SETTINGS = dict(num_animals=4, trials_per_animal=2, trial_seconds=12.0)
+CONFIG_OVERRIDES = {
+    "optim.num_train_steps": 2, "optim.warmup_steps": 1, "optim.global_batch_size": 16,
+    "adapt.num_steps": 2, "eval.hop": 40, "log_every_steps": 1, "checkpoint_every_steps": 2,
+    "model.width": 8, "model.features": 8, "model.head_hidden": 16, "model.embedding": 8,
+}
+"""
+
+YOUR_DATA_CHECKS = """
+from matplotlib import figure as figure_lib
+assert run.step == 2 and run.held_out_animals == held_out == tuple(dataset.animals[-2:])
+assert summary["num_trials"] == 8 and table["embeddings"].shape[1] == 8
+assert set(decoding) == {"linear", "kNN", "ridge"}, decoding
+assert 0 <= decoding["kNN"]["accuracy"] <= 100
+assert len(decoding["ridge"]["r2_per_dimension"]) == 3  # the three ball velocities
+figures = [shown for shown in DISPLAYED.values() if isinstance(shown, figure_lib.Figure)]
+assert len(figures) == 1, DISPLAYED
+print("NOTEBOOK OK")
+"""
+
+NOTEBOOKS = {
+    "quickstart": (QUICKSTART, TINY_PARAMETERS, QUICKSTART_CHECKS),
+    "your_data": (YOUR_DATA, YOUR_DATA_PARAMETERS, YOUR_DATA_CHECKS),
+}
+
+
+def _cells(notebook_path=QUICKSTART):
+  notebook = json.loads(notebook_path.read_text())
   assert notebook["nbformat"] == 4
   return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
 
 
-def test_every_code_cell_is_valid_python_without_outputs():
-  for cell in _cells():
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_code_cell_is_valid_python_without_outputs(name):
+  for cell in _cells(NOTEBOOKS[name][0]):
     ast.parse("".join(cell["source"]))
     assert not cell["outputs"] and cell["execution_count"] is None  # stored clean
 
@@ -58,14 +90,17 @@ def _displaying_last_expression(source: str, index: int) -> str:
   return ast.unparse(tree)
 
 
-def test_notebook_runs_top_to_bottom(tmp_path):
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_top_to_bottom(name, tmp_path):
+  path, parameters, checks = NOTEBOOKS[name]
   script = []
-  for index, cell in enumerate(_cells()):
+  for index, cell in enumerate(_cells(path)):
     script.append(_displaying_last_expression("".join(cell["source"]), index))
     if "parameters" in cell.get("metadata", {}).get("tags", []):
-      script.append(TINY_PARAMETERS + f"WORKDIR = {str(tmp_path / 'run')!r}\n")
+      script.append(parameters + f"WORKDIR = {str(tmp_path / 'run')!r}\n"
+                    f"WORK_DIR = {str(tmp_path / 'work')!r}\n")
   script.insert(0, "DISPLAYED = {}\n")
-  script.append(CHECKS)
+  script.append(checks)
   script_path = tmp_path / "notebook.py"
   script_path.write_text("\n".join(script))
   result = subprocess.run(
@@ -76,4 +111,4 @@ def test_notebook_runs_top_to_bottom(tmp_path):
                             filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
   assert result.returncode == 0, result.stderr[-4000:]
   assert "NOTEBOOK OK" in result.stdout
-  assert "identity" in result.stdout  # the printed evaluation table
+  assert "identity" in result.stdout  # the printed evaluation

@@ -107,6 +107,10 @@ def test_every_valid_window_of_every_trial_is_embedded_labelled_or_not(images_ru
                   and i["trial_id"] == str(arrays["trial_id"]))
       np.testing.assert_allclose(arrays["timestamps"], centre / info["fps_behaviour"])
       assert np.isfinite(arrays["embeddings"]).all()
+      start = int(dataset.behaviour_index.offsets[dataset.trials.index(info)])
+      np.testing.assert_array_equal(arrays["behaviour"],
+                                    dataset.behaviour_features[start + centre])
+      assert len(arrays["behaviour_names"]) == arrays["behaviour"].shape[1] == 90
       total += len(centre)
   assert total == summary["num_windows"]
   written = json.loads((tmp_path / embed_lib.SUMMARY_FILE).read_text())
@@ -232,3 +236,50 @@ def test_the_embed_command_says_what_is_wrong_in_one_line(tmp_path):
   assert "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith("error: ")
   assert "run.json" in result.stderr
+
+
+def test_nwb_recordings_also_get_their_embeddings_as_an_nwb_processing_module(images_run,
+                                                                              tmp_path):
+  import pynwb  # pylint: disable=g-import-not-at-top
+  import synthetic_data  # pylint: disable=g-import-not-at-top
+  from data_prep import nwb  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  recordings = []
+  for trial in range(2):
+    rec = synthetic_data.recording(0, trial, 600, rng)
+    rec = dataclasses.replace(rec, sync=trial_files.sync_from_timestamps(
+        rec.behaviour_times(), rec.neural_times()))
+    nwb.write_nwb_file(rec, tmp_path / "nwb" / f"trial{trial}.nwb")
+    recordings.append(rec)
+  result = _embed_cli(f"--workdir={images_run}", f"--input={tmp_path / 'nwb'}",
+                      f"--out={tmp_path / 'out'}", "--hop=5")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "wrote 2 NWB files of embeddings" in result.stdout
+  for rec in recordings:
+    stem = embed_lib.trial_file_name(rec.animal_id, rec.trial_id)[:-len(".npz")]
+    with np.load(tmp_path / "out" / f"{stem}.npz") as arrays:
+      embeddings, centres = arrays["embeddings"], arrays["centre_frame"]
+    with pynwb.NWBHDF5IO(str(tmp_path / "out" / f"{stem}.nwb"), "r") as io:
+      series = io.read().processing["nar"]["embeddings"]
+      np.testing.assert_array_equal(series.data[:], embeddings)
+      np.testing.assert_allclose(series.timestamps[:], rec.behaviour_times()[centres])
+
+
+def test_embedding_on_eight_devices_equals_one_device(images_run, data_dir, tmp_path):
+  script = f"""
+import jax, nar
+assert jax.device_count() == 8, jax.devices()
+nar.embed(nar.load_run({str(images_run)!r}), {data_dir!r}, out_dir={str(tmp_path / 'eight')!r},
+          hop=7, batch_size=20, progress=False)
+"""
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=False,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu",
+                               "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  nar.embed(nar.load_run(images_run), data_dir, out_dir=tmp_path / "one", hop=7,
+            batch_size=20, progress=False)
+  eight = embed_lib.read_embeddings(tmp_path / "eight")
+  one = embed_lib.read_embeddings(tmp_path / "one")
+  np.testing.assert_array_equal(eight["centre_frame"], one["centre_frame"])
+  np.testing.assert_allclose(eight["embeddings"], one["embeddings"], rtol=1e-5, atol=1e-6)

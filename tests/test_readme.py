@@ -73,9 +73,32 @@ COMMANDS = {
 }
 
 
-def readme_commands() -> list[str]:
-  """The command lines of the README's bash blocks (continuations joined, comments dropped)."""
-  blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+# The section a new user follows with their own recordings: its commands run in order, as
+# written (through bash, quotes included), with paths under /tmp/ moved into the test's folder
+# and these flags appended to shrink the work; then its Python block.
+OWN_DATA_SECTION = "## Your own data, start to finish"
+OWN_DATA_TINY = {
+    "-m data_prep.simulate": ("--trial_seconds=16", "wrote"),
+    "-m data_prep.build": ("", "animals: 6"),
+    "-m experiments.train": (
+        "--config.optim.num_train_steps=2 --config.optim.warmup_steps=1 --config.eval.hop=40 "
+        "--config.adapt.num_steps=2 --config.optim.global_batch_size=16",
+        "eval: action on held-out animals"),
+    "-m experiments.embed": ("--hop=4", "embedded"),
+}
+
+
+def section_text(heading: str) -> str:
+  """The README's text from `heading` to the next heading of its level."""
+  text = README.read_text()
+  start = text.index(heading + "\n")
+  following = re.search(r"^## ", text[start + len(heading):], flags=re.M)
+  return text[start:start + len(heading) + following.start()] if following else text[start:]
+
+
+def bash_commands(text: str) -> list[str]:
+  """The command lines of the bash blocks of `text` (continuations joined, comments gone)."""
+  blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
   commands = []
   for block in blocks:
     for line in block.replace("\\\n", " ").splitlines():
@@ -83,6 +106,12 @@ def readme_commands() -> list[str]:
       if line and not line.startswith("#"):
         commands.append(re.sub(r"\s+", " ", line))
   return commands
+
+
+def readme_commands() -> list[str]:
+  """The README's commands, less those of the own-data section (run in order below)."""
+  own = set(bash_commands(section_text(OWN_DATA_SECTION)))
+  return [c for c in bash_commands(README.read_text()) if c not in own]
 
 
 def test_every_readme_command_is_run_here_or_exempt_with_a_reason():
@@ -137,7 +166,8 @@ def test_readme_command_runs(readme_command, workspace):
 
 def test_readme_python_block_runs(workspace):
   folder, _ = workspace
-  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+  text = README.read_text().replace(section_text(OWN_DATA_SECTION), "")
+  blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
   assert blocks
   code = "\n".join(blocks).replace("/tmp/tfds", str(folder / "tfds"))
   code += "\nbatch = next(iter(loader))\nprint(sorted(batch))\n"
@@ -186,3 +216,27 @@ def test_the_headline_table_quotes_the_cpu_reproduction():
     # table2: Method, Identity 0.5, paper, Identity 1.0, paper
     assert [identity_10, identity_paper] == identity_by_row[method][3:5], method
   assert len(rows) >= 5
+
+
+def test_the_own_data_section_runs_start_to_finish(tmp_path):
+  text = section_text(OWN_DATA_SECTION)
+  assert len(text.splitlines()) <= 60, "the section is a short walk-through"
+  commands = bash_commands(text)
+  assert [next(k for k in OWN_DATA_TINY if k in c) for c in commands] == list(OWN_DATA_TINY)
+  env = {**os.environ, "NAR_HOME": str(tmp_path / "nar_home"), "JAX_PLATFORMS": "cpu",
+         "MPLBACKEND": "Agg"}
+  for command in commands:
+    flags, expected = next(v for k, v in OWN_DATA_TINY.items() if k in command)
+    line = command.replace("/tmp/", f"{tmp_path}/") + " " + flags
+    result = subprocess.run(["bash", "-c", line], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, check=False, timeout=600)
+    assert result.returncode == 0, f"{line}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    assert expected in result.stdout + result.stderr, line
+  assert (tmp_path / "own_embeddings" / "embeddings.png").exists()
+  (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+  result = subprocess.run([sys.executable, "-c", code.replace("/tmp/", f"{tmp_path}/")],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "kNN" in result.stdout and "R²" in result.stdout
+  assert (tmp_path / "own_embeddings" / "by_animal.png").exists()
