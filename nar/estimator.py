@@ -67,6 +67,12 @@ class NAREstimator(base.TransformerMixin, base.BaseEstimator):
     workdir: where the dataset and the run go; None: a new temporary folder.
     seed: the run's seed.
 
+  Of `sklearn.utils.estimator_checks`, the checks of an estimator's parameters pass (no
+  attribute set in `__init__`, default-constructible, `get_params` / `set_params`, `clone`,
+  repr, tags: `tests/test_estimator.py`). Those that fit on sklearn's own random 2-D `X` and
+  `y` do not apply: a fit takes sessions of neural activity, their behaviour and their
+  animals, and trains a network.
+
   Attributes (after `fit`):
     run_: the trained run (`nar.Run`).
     workdir_: the working folder.
