@@ -18,6 +18,7 @@ import tqdm
 
 from data_prep import nwb
 from data_prep import readers
+from nar import paths
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of recordings.", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder to write the NWB files into (must not "
@@ -27,8 +28,17 @@ _LAYOUT = flags.DEFINE_enum("layout", "auto", list(readers.LAYOUTS),
 
 
 def nwb_path(out_dir: str | pathlib.Path, animal_id: str, trial_id: str) -> pathlib.Path:
-  """Where the trial of `animal_id` goes: one folder per animal, one file per trial."""
-  return pathlib.Path(out_dir) / animal_id / f"{animal_id}_{trial_id}{nwb.SUFFIX}"
+  """Where the trial of `animal_id` goes: one folder per animal, one file per trial.
+
+  The names are made safe first (`nar.paths.safe_file_name`: path separators and `..` never
+  leave `out_dir`); the file keeps the original ids inside.
+
+  Example:
+    >>> nwb_path("/out", "../fly1", "002").parent.parent
+    PosixPath('/out')
+  """
+  animal, trial = paths.safe_file_name(animal_id), paths.safe_file_name(trial_id)
+  return pathlib.Path(out_dir) / animal / f"{animal}_{trial}{nwb.SUFFIX}"
 
 
 def convert(input_dir: str, out_dir: str, *, layout: str = "auto") -> list[pathlib.Path]:

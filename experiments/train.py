@@ -18,9 +18,18 @@ import jax
 from ml_collections import config_flags
 
 from nar import logs
+from nar import paths
 from nar import train
+from nar.data import recording
+from nar.data import shards
+from nar.train import loop
+from nar.train import validate
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+# The files of CONFIG_DIR whose `get_config` returns a training config (the others hold the
+# baselines' and the reproduction's definitions).
+TRAINING_CONFIGS = ("swap_cpu", "swap_gpu", "swap_tpu", "locomotion_cpu", "baseline_cpu",
+                    "baseline_tpu")
 
 
 def resolve_config_argument(argv: list[str]) -> list[str]:
@@ -31,10 +40,9 @@ def resolve_config_argument(argv: list[str]) -> list[str]:
       name, _, variant = arg[len("--config="):].partition(":")
       if not name.endswith(".py") and os.sep not in name:
         path = os.path.join(CONFIG_DIR, name + ".py")
-        if not os.path.exists(path):
-          known = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
-                         if f.endswith(".py") and not f.startswith("_") and f != "common.py")
-          raise SystemExit(f"unknown config {name!r}; known configs: {', '.join(known)}")
+        if name not in TRAINING_CONFIGS or not os.path.exists(path):
+          raise SystemExit(f"unknown config {name!r}; known configs: "
+                           f"{', '.join(TRAINING_CONFIGS)}")
         arg = "--config=" + path + (":" + variant if variant else "")
     resolved.append(arg)
   return resolved
@@ -47,22 +55,48 @@ _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() (one process per host).")
 
 
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of an input error.")
+
+# Errors of the user's input or of the run's files: printed as one line (--verbose: the
+# traceback), each naming the file or field and what to do.
+INPUT_ERRORS = (validate.ConfigError, loop.NonFiniteError, loop.CheckpointError,
+                shards.DatasetNotFoundError, recording.RecordingError)
+
+
+def check_data_dir(config) -> None:
+  """Simulates the default dataset only into the default data root; a named `data_dir`
+  that holds no dataset is an error, not a new simulated one."""
+  if not config.data.data_dir:
+    raise validate.ConfigError("config.data.data_dir is empty: pass "
+                               "--config.data.data_dir=...")
+  is_default_root = (os.path.abspath(os.path.expanduser(config.data.data_dir))
+                     == os.path.abspath(paths.default_data_dir()))
+  if config.data.simulate_if_missing and is_default_root:
+    from data_prep import default_dataset  # pylint: disable=g-import-not-at-top
+    default_dataset.ensure_dataset(data_dir=config.data.data_dir, name=config.data.name)
+
+
 def main(argv):
   del argv
   logs.quiet_checkpoint_logs()
   if _MULTIHOST.value:
     jax.distributed.initialize()
   config = _CONFIG.value
-  if not config.data.data_dir:
-    raise app.UsageError("config.data.data_dir is empty: pass --config.data.data_dir=...")
   logging.info("Process %d of %d; devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
-  if config.data.simulate_if_missing:
-    from data_prep import default_dataset  # pylint: disable=g-import-not-at-top
-    default_dataset.ensure_dataset(data_dir=config.data.data_dir, name=config.data.name)
-  results = train.train_and_evaluate(config, _WORKDIR.value)
+  try:
+    check_data_dir(config)
+    results = train.train_and_evaluate(config, _WORKDIR.value)
+  except INPUT_ERRORS as error:
+    if _VERBOSE.value:
+      raise
+    sys.exit(f"error: {error}")
   if jax.process_index() == 0:
-    print(train.summary_line(results))
+    if results.get("preempted"):
+      print(f"stopped at step {results['step']} by a signal; checkpoint saved; rerun the same "
+            "command to resume")
+    else:
+      print(train.summary_line(results))
 
 
 if __name__ == "__main__":

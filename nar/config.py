@@ -122,6 +122,9 @@ def make_config() -> ml_collections.ConfigDict:
   config.optim.warmup_steps = 50
   config.optim.weight_decay = 1e-4
   config.optim.grad_clip = 1.0
+  # A step whose loss or gradients are not finite: "stop" ends training (no checkpoint holds
+  # non-finite parameters), "skip" leaves the parameters as they were and goes on.
+  config.optim.nan_policy = "stop"
   # InfoNCE temperature of the multimodal objective (Ours, no swap). On the default simulated
   # dataset 0.5 transferred to held-out animals better than 0.05, 0.1 or 1.0 (the cpu
   # preset's seed-0 run, 300 steps: 32 / 35 / 42 / 40 % multi-animal; results/README.md gives

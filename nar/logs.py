@@ -65,3 +65,24 @@ def write_json_atomically(path: str | os.PathLike, value) -> None:
   partial = path.parent / (path.name + ".partial")
   partial.write_text(json.dumps(value, indent=2))
   partial.replace(path)  # over an earlier result (a rerun's), unlike `rename`
+
+
+def truncate_metrics(path: str | os.PathLike, last_step: int) -> int:
+  """Drops the lines of a `metrics.jsonl` logged after `last_step` (a resumed run's restored
+  step), so that the steps it trains again are logged once. Returns the lines dropped."""
+  path = epath.Path(path)
+  if not path.exists():
+    return 0
+  lines = path.read_text().splitlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line).get("step", 0) <= last_step:
+        kept.append(line)
+    except json.JSONDecodeError:  # a line cut short by a kill
+      continue
+  if len(kept) != len(lines):
+    partial = path.parent / (path.name + ".partial")
+    partial.write_text("".join(line + "\n" for line in kept))
+    partial.replace(path)
+  return len(lines) - len(kept)

@@ -172,6 +172,10 @@ def test_a_workdir_holding_another_models_checkpoints_is_refused_clearly(data_di
   config.behaviour_residual_weight = 0.0
   train.train_and_evaluate(config, str(tmp_path))
   config.behaviour_residual_weight, config.optim.num_train_steps = 1.0, 4  # one more layer
+  with pytest.raises(ValueError, match="checkpoints of a run made with another model") as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  assert "config.behaviour_residual_weight: 0.0 (checkpoints) vs 1.0 (now)" in str(error.value)
+  (tmp_path / run_lib.RUN_FILE).unlink()  # a folder that does not say what made it
   with pytest.raises(ValueError, match="holds checkpoints of another model"):
     train.train_and_evaluate(config, str(tmp_path))
 

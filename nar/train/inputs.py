@@ -88,8 +88,33 @@ def resolve_neural_input(choice: str, dataset: shards.ShardedDataset, neural_key
   return choice
 
 
+def open_and_split(config: ml_collections.ConfigDict,
+                   datasets: shards.DatasetCache | None = None
+                   ) -> tuple[shards.ShardedDataset, tuple[str, ...], tuple[str, ...]]:
+  """Opens the dataset (metadata and behaviour only) and chooses the animal split.
+
+  The held-out animals are those `config.data.held_out_animals` names, when it names any (an
+  unknown name is an error that lists the dataset's animals); else
+  `config.data.num_held_out_animals` drawn with `config.data.split_seed`.
+
+  Returns:
+    `(dataset, training_animals, held_out_animals)`, before any neural data is read.
+  """
+  open_dataset = shards.open_dataset if datasets is None else datasets.open
+  dataset = open_dataset(config.data.data_dir, config.data.name,
+                         neural_cache_bytes=config.data.neural_cache_mb << 20)
+  if config.data.held_out_animals:
+    training, held_out = pipeline.named_split(dataset.animals, config.data.held_out_animals)
+  else:
+    training, held_out = pipeline.split_animals(
+        dataset.animals, config.data.num_held_out_animals, config.data.split_seed)
+  return dataset, training, held_out
+
+
 def create_input(config: ml_collections.ConfigDict,
-                 datasets: shards.DatasetCache | None = None) -> Input:
+                 datasets: shards.DatasetCache | None = None, *,
+                 split: tuple[shards.ShardedDataset, tuple[str, ...], tuple[str, ...]]
+                 | None = None) -> Input:
   """Opens the dataset, chooses the animal split and builds the training windows.
 
   Given `datasets`, the dataset (with its preloaded neural data and behaviour features) comes
@@ -100,19 +125,12 @@ def create_input(config: ml_collections.ConfigDict,
   held-out ones too) share one shape. With `config.data.neural_normalisation="animal"`, every
   animal's neural input (held-out animals' too) is standardised with its own statistics,
   fitted without labels on the first `data.neural_calibration_fraction` of each trial
-  (`nar.data.normalise`). The held-out animals are those `config.data.held_out_animals`
-  names, when it names any (an unknown name is an error that lists the dataset's animals);
-  else `config.data.num_held_out_animals` drawn with `config.data.split_seed`.
+  (`nar.data.normalise`). The dataset and split come from `open_and_split` unless `split`
+  gives them.
   """
-  open_dataset = shards.open_dataset if datasets is None else datasets.open
-  dataset = open_dataset(config.data.data_dir, config.data.name,
-                         neural_cache_bytes=config.data.neural_cache_mb << 20)
-  # Chosen before the neural data is preloaded, so that a misnamed animal costs nothing.
-  if config.data.held_out_animals:
-    training, held_out = pipeline.named_split(dataset.animals, config.data.held_out_animals)
-  else:
-    training, held_out = pipeline.split_animals(
-        dataset.animals, config.data.num_held_out_animals, config.data.split_seed)
+  if split is None:
+    split = open_and_split(config, datasets)
+  dataset, training, held_out = split
   if config.data.preload_neural and not dataset.preload_neural():
     logging.warning("Neural data (%.0f MiB) exceeds data.neural_cache_mb; reading on demand",
                     dataset.neural_bytes() / 2**20)

@@ -10,7 +10,10 @@ animals' input layers (`nar.train.adapt`), and a final linear-probe evaluation w
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import signal
+import threading
 import time
 from typing import Any
 
@@ -19,6 +22,7 @@ from etils import epath
 from flax import nnx
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -105,6 +109,132 @@ def _write_metrics(path: epath.Path, step: int, metrics: dict, writer) -> None:
       writer.add_scalar(name, value, step)
 
 
+CHECKPOINT_ITEMS = ("state", "data", "checksum")
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a non-finite loss or parameters (`optim.nan_policy="stop"`)."""
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a workdir can be restored: the message names each and why."""
+
+
+def params_checksum(params) -> str:
+  """SHA-256 of every parameter's bytes, in the state's order: flipped bytes change it."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(params)):
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(str((array.dtype, array.shape)).encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def _checkpoint_steps(folder: epath.Path) -> list[int]:
+  if not folder.exists():
+    return []
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def _restore_latest(manager, state, loader, workdir: epath.Path):
+  """The state and data iterator of the newest checkpoint that restores whole.
+
+  A checkpoint that fails to restore, or whose parameters do not match the checksum saved
+  with them, is skipped with a warning naming its step, for the one before it. A checkpoint
+  of another model is an error (`check_resume` catches most before this).
+
+  Returns:
+    `(state, iterator)`: as initialised when the workdir holds no checkpoint.
+  """
+  damaged = []
+  for step in reversed(manager.all_steps()):
+    iterator = iter(loader)  # fresh: a failed restore may have moved it
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(state),
+          data=grain.checkpoint.CheckpointRestore(iterator)))
+    except ValueError as error:
+      if "do not match" in str(error):  # orbax: the saved and the new state differ
+        raise validate.ConfigError(
+            f"{manager.directory} holds checkpoints of another model (made with another "
+            "config, or by an earlier version of NAR), so this run cannot resume from them; "
+            "pass another workdir, or delete that folder to start over") from error
+      damaged.append((step, f"{type(error).__name__}: {str(error)[:200]}"))
+      continue
+    except Exception as error:  # pylint: disable=broad-except
+      # A truncated or overwritten file surfaces as many kinds of errors (JSON, tensorstore).
+      damaged.append((step, f"{type(error).__name__}: {str(error)[:200]}"))
+      continue
+    checksum_dir = epath.Path(manager.directory) / str(step) / "checksum"
+    if checksum_dir.exists():
+      try:
+        saved = manager.restore(step, args=ocp.args.Composite(
+            checksum=ocp.args.JsonRestore()))["checksum"]["params_sha256"]
+      except Exception as error:  # pylint: disable=broad-except
+        damaged.append((step, f"its checksum cannot be read ({type(error).__name__})"))
+        continue
+      if saved != params_checksum(restored["state"].params):
+        damaged.append((step, "its parameters do not match the checksum saved with them"))
+        continue
+    for bad_step, reason in damaged:
+      logging.warning("Checkpoint %d of %s is damaged (%s); resuming from step %d instead",
+                      bad_step, workdir, reason, step)
+    logging.info("Resumed from step %d", int(restored["state"].step))
+    return restored["state"], iterator
+  if damaged:
+    raise CheckpointError(
+        f"no checkpoint of {manager.directory} restores: "
+        + "; ".join(f"step {step}: {reason}" for step, reason in damaged)
+        + "; delete the folder to start over")
+  return state, iter(loader)
+
+
+def _stop_if_non_finite(metrics, params, step: int, manager) -> None:
+  """Raises `NonFiniteError` (saving nothing) if the loss or any parameter is not finite."""
+  values = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm") if k in metrics})
+  finite = all(np.isfinite(v) for v in values.values()) and bool(_all_finite(params))
+  if not finite:
+    last = manager.latest_step()
+    raise NonFiniteError(
+        f"training diverged by step {step}: the loss ({float(values['loss'])!r}) or the "
+        f"parameters are not finite; nothing was saved, the last checkpoint is "
+        f"{'step ' + str(last) if last is not None else 'none'}. Lower optim.learning_rate, "
+        "or set optim.nan_policy='skip' to skip such steps")
+
+
+@jax.jit
+def _all_finite(params) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)
+            if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+class _PreemptionFlag:
+  """Within its `with`, SIGTERM and SIGINT set a flag (the loop then saves and stops) instead
+  of killing the process; outside, the previous handlers are back. Only the main thread can
+  install signal handlers; elsewhere signals keep their usual effect."""
+
+  def __enter__(self):
+    self._event = threading.Event()
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self._event
+
+  def _handle(self, signum, frame):
+    del frame
+    if self._event.is_set():  # a second signal: stop now
+      raise KeyboardInterrupt(f"signal {signum}")
+    logging.warning("Signal %d: saving a checkpoint at the end of this step", signum)
+    self._event.set()
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        datasets: shards.DatasetCache | None = None) -> dict[str, Any]:
   """Trains, checkpoints, resumes if `workdir` holds checkpoints, and evaluates.
@@ -126,9 +256,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   start_time = time.perf_counter()
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  # --- Checks of the config alone, before any data is read ---
+  validate.check_ranges(config)
+  validate.check_model_config(config.model)
   # --- Input pipeline ---
-  inputs = inputs_lib.create_input(config, datasets)
+  split = inputs_lib.open_and_split(config, datasets)
+  checkpoint_dir = workdir / "checkpoints"
+  if _checkpoint_steps(checkpoint_dir) and (workdir / run_lib.RUN_FILE).exists():
+    # Before the neural data is preloaded: a resume on other terms costs nothing.
+    validate.check_resume(workdir, run_lib.read_run_record(workdir),
+                          run_lib.run_record(config, *split))
+  workdir.mkdir(parents=True, exist_ok=True)
+  inputs = inputs_lib.create_input(config, datasets, split=split)
   if jax.process_index() == 0:  # what the run is made of, before any step (`nar.run`)
     run_lib.write_run_record(workdir, run_lib.run_record(
         config, inputs.dataset, inputs.training_animals, inputs.held_out_animals,
@@ -140,7 +279,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
   # --- Model, optimiser and swap pool ---
-  validate.check_model_config(config.model)
   graphdef, tx, state = step_lib.create_train_state(config, inputs)
   state = jax.device_put(state, replicated)
   bank, bank_row_of_animal = step_lib.create_step_constants(config, inputs)
@@ -155,29 +293,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   loader = pipeline.make_loader(
       inputs.train_source, batch_size=config.optim.global_batch_size // jax.process_count(),
       train=True, seed=config.seed, worker_count=config.data.worker_count)
-  iterator = iter(loader)
   manager = ocp.CheckpointManager(
-      workdir / "checkpoints",
+      checkpoint_dir,
       options=ocp.CheckpointManagerOptions(
           save_interval_steps=config.checkpoint_every_steps, max_to_keep=config.keep_checkpoints,
           enable_async_checkpointing=False),
-      item_names=("state", "data"))
-  if manager.latest_step() is not None:
-    try:
-      restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(state),
-          data=grain.checkpoint.CheckpointRestore(iterator)))
-    except ValueError as error:
-      if "do not match" not in str(error):  # orbax: the saved and the new state differ
-        raise
-      raise ValueError(
-          f"{workdir / 'checkpoints'} holds checkpoints of another model (made with another "
-          "config, or by an earlier version of NAR), so this run cannot resume from them; "
-          "pass another workdir, or delete that folder to start over") from error
-    state = restored["state"]
-    logging.info("Resumed from step %d", int(state.step))
-  # --- Training loop ---
+      item_names=CHECKPOINT_ITEMS)
+  state, iterator = _restore_latest(manager, state, loader, workdir)
   is_chief = jax.process_index() == 0
+  if is_chief:  # a resumed run logs each step once: what came after its checkpoint goes
+    logs.truncate_metrics(workdir / logs.METRICS_FILE, int(state.step))
+  # --- Training loop ---
   writer = None
   if is_chief:
     import tensorboardX  # pylint: disable=g-import-not-at-top
@@ -187,31 +313,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   progress = tqdm.tqdm(range(first_step, num_steps), initial=first_step, total=num_steps,
                        desc="train", disable=not is_chief)
   last_metrics, timer_start, timed_steps = {}, None, 0
-  for step in progress:
-    local = step_lib.step_batch(next(iterator), inputs.neural_key, bank_row_of_animal,
-                                labels=step_lib.reads_labels(config))
-    batch = {key: jax.make_array_from_process_local_data(batch_sharding, value)
-             for key, value in local.items()}
-    state, metrics = step_fn(state, batch, bank)
-    done = step + 1
-    if timer_start is None:  # the first step includes compilation
-      jax.block_until_ready(state)
-      timer_start = time.perf_counter()
-    else:
-      timed_steps += 1
-    if done % config.log_every_steps == 0 or done == num_steps:
-      last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if timed_steps:
-        last_metrics["windows_per_second"] = (
-            timed_steps * config.optim.global_batch_size / (time.perf_counter() - timer_start))
-      progress.set_postfix(loss=f"{last_metrics['loss']:.3f}",
-                           windows_s=f"{last_metrics.get('windows_per_second', 0):.0f}")
-      if is_chief:
-        _write_metrics(workdir / logs.METRICS_FILE, done, last_metrics, writer)
-    # The last step is saved whatever the interval, so a finished run's checkpoint holds the
-    # parameters it was evaluated with.
-    manager.save(done, force=done == num_steps, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)))
+  stop_on_non_finite = config.optim.get("nan_policy", "stop") == "stop"
+  with _PreemptionFlag() as preempted:
+    for step in progress:
+      local = step_lib.step_batch(next(iterator), inputs.neural_key, bank_row_of_animal,
+                                  labels=step_lib.reads_labels(config))
+      batch = {key: jax.make_array_from_process_local_data(batch_sharding, value)
+               for key, value in local.items()}
+      state, metrics = step_fn(state, batch, bank)
+      done = step + 1
+      if timer_start is None:  # the first step includes compilation
+        jax.block_until_ready(state)
+        timer_start = time.perf_counter()
+      else:
+        timed_steps += 1
+      logged = done % config.log_every_steps == 0 or done == num_steps
+      # The last step is saved whatever the interval, so a finished run's checkpoint holds
+      # the parameters it was evaluated with; a preempted run saves where it stopped.
+      saving = (done == num_steps or preempted.is_set()
+                or manager.should_save(done))
+      if stop_on_non_finite and (logged or saving):
+        _stop_if_non_finite(metrics, state.params, done, manager)
+      if logged:
+        last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if timed_steps:
+          last_metrics["windows_per_second"] = (
+              timed_steps * config.optim.global_batch_size / (time.perf_counter() - timer_start))
+        progress.set_postfix(loss=f"{last_metrics['loss']:.3f}",
+                             windows_s=f"{last_metrics.get('windows_per_second', 0):.0f}")
+        if is_chief:
+          _write_metrics(workdir / logs.METRICS_FILE, done, last_metrics, writer)
+      if saving:
+        manager.save(done, force=True, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator),
+            checksum=ocp.args.JsonSave({"params_sha256": params_checksum(state.params)})))
+      if preempted.is_set() and done < num_steps:
+        manager.wait_until_finished()
+        logging.warning("Stopped by a signal at step %d; its checkpoint is saved, and a rerun "
+                        "with the same workdir resumes from it", done)
+        if writer is not None:
+          writer.close()
+        return {"preempted": True, "step": done}
   manager.wait_until_finished()
   if writer is not None:
     writer.close()

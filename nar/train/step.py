@@ -211,7 +211,14 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics.update(loss_metrics, loss=loss, grad_norm=optax.tree.norm(grads))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    if config.optim.get("nan_policy", "stop") == "skip":
+      # A non-finite loss or gradient leaves the parameters and the optimiser as they were.
+      finite = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
+      kept = state.replace(step=state.step + 1)
+      new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, kept)
+      metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
+    return new_state, metrics
 
   return train_step
 

@@ -1,12 +1,17 @@
 """Checks of a run's config against its data, made before the first step compiles.
 
-`check_config` and `check_model_config` list what a config gets wrong (methods, weights,
-probabilities, batch sizes, adaptation) with the field to change; `check_step_shapes` traces
-the step on abstract shapes so that a model that does not fit the data fails early.
+`check_ranges` lists every numeric field out of its range before the dataset is opened;
+`check_resume` refuses to resume a workdir whose checkpoints were made with another model,
+dataset or animal split; `check_config` and `check_model_config` list what a config gets
+wrong (methods, weights, probabilities, batch sizes, adaptation) with the field to change;
+`check_step_shapes` traces the step on abstract shapes so that a model that does not fit the
+data fails early.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +24,155 @@ from nar.method import swap
 from nar.train import adapt
 from nar.train import inputs as inputs_lib
 from nar.train import step as step_lib
+
+
+class ConfigError(ValueError):
+  """A config, or a resume, that cannot run as asked: the message lists every field to change."""
+
+
+# (field, lower bound, whether the bound itself is allowed, integer only).
+_RANGES = (
+    ("optim.num_train_steps", 1, True, True),
+    ("optim.global_batch_size", 1, True, True),
+    ("optim.warmup_steps", 0, True, True),
+    ("optim.learning_rate", 0.0, False, False),
+    ("optim.weight_decay", 0.0, True, False),
+    ("optim.grad_clip", 0.0, False, False),
+    ("optim.temperature", 0.0, False, False),
+    ("log_every_steps", 1, True, True),
+    ("checkpoint_every_steps", 1, True, True),
+    ("keep_checkpoints", 1, True, True),
+    ("eval.hop", 1, True, True),
+    ("eval.batch_size", 1, True, True),
+    ("eval.identity_time_blocks", 2, True, True),
+    ("adapt.num_steps", 0, True, True),
+    ("adapt.learning_rate", 0.0, False, False),
+    ("data.num_held_out_animals", 0, True, True),
+    ("data.neural_cache_mb", 0, True, True),
+)
+NAN_POLICIES = ("stop", "skip")
+
+
+def _field(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+  """Checks every numeric field's range; run before the dataset is opened.
+
+  Raises:
+    ConfigError: listing every field out of range (not a number, NaN, infinite, negative,
+      zero where a positive value is needed, fractional where a count is), and an unknown
+      `optim.nan_policy`.
+
+  Example:
+    >>> from nar import config as config_lib
+    >>> config = config_lib.make_config()
+    >>> config.optim.learning_rate, config.log_every_steps = -1.0, 0
+    >>> try:
+    ...   check_ranges(config)
+    ... except ConfigError as error:
+    ...   print(error)
+    invalid config:
+      - optim.learning_rate must be > 0, got -1.0
+      - log_every_steps must be an integer >= 1, got 0
+  """
+  problems = []
+  for name, low, inclusive, integer in _RANGES:
+    value = _field(config, name)
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if integer:
+      valid = isinstance(value, int) and not isinstance(value, bool) and value >= low
+      if not valid:
+        problems.append(f"{name} must be an integer >= {low}, got {value!r}")
+      continue
+    valid = is_number and math.isfinite(value) and (value >= low if inclusive else value > low)
+    if not valid:
+      problems.append(f"{name} must be {'>=' if inclusive else '>'} {low:g}, got {value!r}")
+  policy = config.optim.get("nan_policy", "stop")
+  if policy not in NAN_POLICIES:
+    problems.append(f"optim.nan_policy must be one of {NAN_POLICIES}, got {policy!r}")
+  if problems:
+    raise ConfigError("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+# Fields a resumed run may change: how long it trains and logs, how it reads its data, how it
+# is evaluated and how its new animals are fitted after training. Any other field changes the
+# model, the objective or the data it was trained on.
+RESUMABLE_FIELDS = (
+    "optim.num_train_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+    "data.data_dir", "data.worker_count", "data.neural_cache_mb", "data.preload_neural",
+    "data.simulate_if_missing", "eval.", "adapt.",
+)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+  """What a resume would change: fields of two run records (`nar.run.run_record`) that
+  differ, other than `RESUMABLE_FIELDS`, the dataset's fingerprint and the animal split.
+
+  Fields the saved record lacks (made before they existed) are not compared.
+
+  Example:
+    >>> saved = {"config": {"seed": 0, "data": {"split_seed": 0}},
+    ...          "dataset": {"fingerprint": "a"}, "held_out_animals": ["x"]}
+    >>> now = {"config": {"seed": 0, "data": {"split_seed": 1}},
+    ...        "dataset": {"fingerprint": "a"}, "held_out_animals": ["y"]}
+    >>> resume_differences(saved, now)
+    ['config.data.split_seed: 0 (checkpoints) vs 1 (now)', "held_out_animals: ['x'] (checkpoints) vs ['y'] (now)"]
+  """
+  problems = []
+  saved_config, now_config = _flatten(saved["config"]), _flatten(now["config"])
+  for name in sorted(set(saved_config) & set(now_config)):
+    if any(name == field or (field.endswith(".") and name.startswith(field))
+           for field in RESUMABLE_FIELDS):
+      continue
+    if _normalised(saved_config[name]) != _normalised(now_config[name]):
+      problems.append(f"config.{name}: {saved_config[name]!r} (checkpoints) vs "
+                      f"{now_config[name]!r} (now)")
+  if saved["dataset"]["fingerprint"] != now["dataset"]["fingerprint"]:
+    problems.append(f"dataset: {saved['dataset'].get('path')} (fingerprint "
+                    f"{saved['dataset']['fingerprint']}, checkpoints) vs "
+                    f"{now['dataset'].get('path')} (fingerprint {now['dataset']['fingerprint']}, "
+                    "now)")
+  for key in ("training_animals", "held_out_animals"):
+    if key in saved and list(saved[key]) != list(now.get(key, [])):
+      problems.append(f"{key}: {list(saved[key])} (checkpoints) vs {list(now.get(key, []))} "
+                      "(now)")
+  return problems
+
+
+def _normalised(value):
+  return list(value) if isinstance(value, tuple) else value
+
+
+def check_resume(workdir, saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> None:
+  """Refuses to resume `workdir`'s checkpoints with another model, dataset or split.
+
+  Raises:
+    ConfigError: listing the differences, and what to do.
+  """
+  if saved is None:
+    return
+  problems = resume_differences(saved, now)
+  if problems:
+    raise ConfigError(
+        f"{workdir} holds checkpoints of a run made with another model, dataset or animal "
+        "split, so resuming would train (and evaluate) on the wrong terms; pass another "
+        "workdir, or delete its checkpoints to start over. Differences:\n"
+        + "\n".join(f"  - {p}" for p in problems))
 
 
 def check_model_config(model_config: ml_collections.ConfigDict) -> None:
