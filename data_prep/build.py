@@ -9,6 +9,7 @@ is written if one is bad), and writes array_record shards readable with
 """
 
 import dataclasses
+import sys
 
 from absl import app
 from absl import flags
@@ -17,6 +18,7 @@ from absl import logging
 from data_prep import nwb
 from data_prep import readers
 from nar.data import builder as tfds_builder
+from nar.data import recording
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of recordings.", required=True)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory to write.", required=True)
@@ -37,15 +39,25 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "an error.")
 
 
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of an input error.")
+
+
 def main(argv):
   del argv
   nwb_objects = nwb.NwbObjects(**{name: flag.value for name, flag in _NWB_OBJECTS.items()})
-  recordings = readers.read_recordings(_INPUT_DIR.value, layout=_LAYOUT.value,
-                                       class_names=_CLASS_NAMES.value, nwb_objects=nwb_objects)
-  logging.info("Read %d recordings from %s", len(recordings), _INPUT_DIR.value)
-  dataset_dir = tfds_builder.build_dataset(
-      recordings, _DATA_DIR.value, config_name=_NAME.value,
-      segment_seconds=_SEGMENT_SECONDS.value, overwrite=_OVERWRITE.value)
+  try:
+    recordings = readers.read_recordings(_INPUT_DIR.value, layout=_LAYOUT.value,
+                                         class_names=_CLASS_NAMES.value,
+                                         nwb_objects=nwb_objects)
+    logging.info("Read %d recordings from %s", len(recordings), _INPUT_DIR.value)
+    dataset_dir = tfds_builder.build_dataset(
+        recordings, _DATA_DIR.value, config_name=_NAME.value,
+        segment_seconds=_SEGMENT_SECONDS.value, overwrite=_OVERWRITE.value)
+  except (recording.RecordingError, FileExistsError, FileNotFoundError) as error:
+    if _VERBOSE.value:
+      raise
+    # Every bad trial is in the message, one per line; no traceback.
+    sys.exit(f"error: {error}")
   print(tfds_builder.describe(dataset_dir))
 
 

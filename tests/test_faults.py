@@ -1,6 +1,8 @@
 """Bad configs, diverging runs, damaged checkpoints, preemption and unsafe names: a clear
 error before compute, and nothing wrong kept."""
 
+import copy
+import dataclasses
 import json
 import os
 import pathlib
@@ -16,6 +18,7 @@ import pytest
 from experiments import train as train_entry
 from experiments.configs import swap_cpu
 from nar import train
+from nar.data import recording as recording_lib
 from nar.data import shards
 from nar.train import loop
 from nar.train import step as step_lib
@@ -203,3 +206,90 @@ def test_to_nwb_keeps_every_file_inside_its_output_folder(tmp_path):
   for animal in ("../fly1", "a/b", "..", "/abs"):
     path = to_nwb.nwb_path(tmp_path / "out", animal, "../2")
     assert path.resolve().is_relative_to((tmp_path / "out").resolve()), path
+
+
+def _trial(seed: int = 0, **changes):
+  from nar import simulation  # pylint: disable=g-import-not-at-top
+  config = simulation.LocomotionConfig(num_animals=2, trials_per_animal=1, trial_seconds=6.0,
+                                       min_rois=3, max_rois=4)
+  recordings = simulation.simulate_dataset(config, seed=seed).recordings
+  return [dataclasses.replace(rec, **changes) for rec in recordings]
+
+
+def test_an_empty_trial_file_is_an_error_naming_the_file(tmp_path):
+  from data_prep import readers  # pylint: disable=g-import-not-at-top
+  np.savez(tmp_path / "empty.npz", animal_id="fly1", trial_id="001",
+           behaviour=np.zeros((0, 3), np.float32), behaviour_names=["a", "b", "c"],
+           roi_traces=np.zeros((0, 4), np.float32), sync=np.zeros(0, np.int64))
+  with pytest.raises(recording_lib.RecordingError) as error:
+    readers.read_recordings(tmp_path, layout="trial_files")
+  assert "empty.npz" in str(error.value) and "no frames" in str(error.value)
+
+
+def test_behaviour_that_is_mostly_missing_or_infinite_is_an_error(tmp_path):
+  (rec, _) = _trial()
+  missing = rec.behaviour.copy()
+  missing[: int(0.6 * len(missing))] = np.nan
+  with pytest.raises(recording_lib.RecordingError, match="missing .* in 60% of its frames"):
+    dataclasses.replace(rec, behaviour=missing, keypoint_mask=None)
+  infinite = rec.behaviour.copy()
+  infinite[5, 1] = np.inf
+  with pytest.raises(recording_lib.RecordingError, match="infinite values in 1 frames"):
+    dataclasses.replace(rec, behaviour=infinite, keypoint_mask=None)
+  partly_tracked = copy.copy(rec)  # the share is a parameter of the check
+  object.__setattr__(partly_tracked, "behaviour", missing)
+  object.__setattr__(partly_tracked, "keypoint_mask", ~np.isnan(missing))
+  assert recording_lib.recording_problems(partly_tracked)
+  assert not recording_lib.recording_problems(partly_tracked, max_missing_behaviour=0.7)
+
+
+def test_neural_timestamps_must_cover_the_behaviour(tmp_path):
+  (rec, _) = _trial()
+  behaviour_times = np.arange(rec.num_behaviour_frames) / rec.fps_behaviour
+  half = np.arange(rec.num_neural_frames) / rec.fps_neural / 2  # half the trial's span
+  with pytest.raises(recording_lib.RecordingError, match="do not cover the behaviour"):
+    dataclasses.replace(rec, behaviour_timestamps=behaviour_times, neural_timestamps=half)
+
+
+def test_an_interrupted_overwrite_leaves_the_old_dataset_whole(tmp_path, monkeypatch):
+  from nar.data import builder  # pylint: disable=g-import-not-at-top
+  first = builder.build_dataset(_trial(seed=0), str(tmp_path))
+  before = shards.open_dataset(first).metadata
+
+  def killed(self, *args, **kwargs):
+    raise KeyboardInterrupt("killed while writing")
+
+  monkeypatch.setattr(builder.NarRecordings, "download_and_prepare", killed)
+  with pytest.raises(KeyboardInterrupt):
+    builder.build_dataset(_trial(seed=1), str(tmp_path), overwrite=True)
+  assert shards.open_dataset(first).metadata == before
+  assert sorted(p.name for p in pathlib.Path(first).parent.iterdir()) == ["1.0.0"]
+  monkeypatch.undo()
+  builder.build_dataset(_trial(seed=1), str(tmp_path), overwrite=True)
+  assert shards.open_dataset(first).metadata != before
+
+
+def test_an_unfinished_build_is_never_opened_and_the_next_build_removes_it(tmp_path):
+  from nar.data import builder  # pylint: disable=g-import-not-at-top
+  leftover = tmp_path / shards.BUILDER_NAME / "default" / "incomplete.1a2b" / "1.0.0"
+  leftover.mkdir(parents=True)
+  (leftover.parent / "dataset_info.json").write_text("{}")
+  (leftover / "dataset_info.json").write_text("{}")
+  with pytest.raises(shards.DatasetNotFoundError):
+    shards.open_dataset(tmp_path)
+  builder.build_dataset(_trial(), str(tmp_path))
+  assert not leftover.parent.exists()
+  assert shards.open_dataset(tmp_path).animals
+
+
+def test_the_build_command_lists_bad_trials_without_a_traceback(tmp_path):
+  np.savez(tmp_path / "empty.npz", animal_id="fly1", trial_id="001",
+           behaviour=np.zeros((0, 3), np.float32), behaviour_names=["a", "b", "c"],
+           roi_traces=np.zeros((0, 4), np.float32), sync=np.zeros(0, np.int64))
+  result = subprocess.run(
+      [sys.executable, "-m", "data_prep.build", f"--input_dir={tmp_path}",
+       f"--data_dir={tmp_path}/tfds"], cwd=REPO_ROOT, capture_output=True, text=True,
+      check=False, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert "error: " in result.stderr and "empty.npz" in result.stderr
+  assert not (tmp_path / "tfds").exists()

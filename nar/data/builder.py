@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import uuid
 from typing import Iterator, Sequence
 
 from etils import epath
@@ -279,20 +280,53 @@ def build_dataset(recordings: Sequence[recording_lib.Recording], data_dir: str, 
   # the builder would read the existing dataset's features, which need not match these
   # recordings.
   dataset_dir = epath.Path(data_dir) / shards_lib.BUILDER_NAME / config_name / _VERSION
-  if dataset_dir.exists():
-    if not overwrite:
-      # Reusing it would silently ignore `recordings`.
-      raise FileExistsError(
-          f"{dataset_dir} already holds a built dataset {config_name!r}; pass overwrite=True "
-          "(--overwrite for python -m data_prep.build) to replace it with these recordings, "
-          "choose another name (config_name, --name) or data_dir, or open the existing one "
-          "with nar.data.shards.open_dataset")
-    dataset_dir.rmtree()
-  config = tfds.core.BuilderConfig(name=config_name, description=f"NAR dataset {config_name}")
-  builder = NarRecordings(recordings=recordings, segment_seconds=segment_seconds,
-                          shard_bytes=shard_bytes, data_dir=data_dir, config=config)
-  builder.download_and_prepare()
-  return builder.data_dir
+  if dataset_dir.exists() and not overwrite:
+    # Reusing it would silently ignore `recordings`.
+    raise FileExistsError(
+        f"{dataset_dir} already holds a built dataset {config_name!r}; pass overwrite=True "
+        "(--overwrite for python -m data_prep.build) to replace it with these recordings, "
+        "choose another name (config_name, --name) or data_dir, or open the existing one "
+        "with nar.data.shards.open_dataset")
+  remove_unfinished_builds(data_dir, config_name)
+  # Built in a staging data dir beside the dataset, and moved into place by a rename only once
+  # complete: a killed build leaves the old dataset (with --overwrite) whole.
+  staging = epath.Path(data_dir) / shards_lib.BUILDER_NAME / config_name / (
+      f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}")
+  try:
+    config = tfds.core.BuilderConfig(name=config_name,
+                                     description=f"NAR dataset {config_name}")
+    builder = NarRecordings(recordings=recordings, segment_seconds=segment_seconds,
+                            shard_bytes=shard_bytes, data_dir=os.fspath(staging),
+                            config=config)
+    builder.download_and_prepare()
+    built = epath.Path(builder.data_dir)
+    replaced = None
+    if dataset_dir.exists():
+      replaced = dataset_dir.parent / f"{STAGING_PREFIX}replaced-{uuid.uuid4().hex[:8]}"
+      dataset_dir.rename(replaced)
+    built.rename(dataset_dir)
+    if replaced is not None:
+      replaced.rmtree()
+  finally:
+    if staging.exists():
+      staging.rmtree()
+  return os.fspath(dataset_dir)
+
+
+STAGING_PREFIX = ".building-"
+
+
+def remove_unfinished_builds(data_dir: str | os.PathLike, config_name: str) -> list[str]:
+  """Removes what killed builds of a dataset left: staging folders and TFDS's `incomplete.*`
+  folders. Returns the paths removed."""
+  parent = epath.Path(data_dir) / shards_lib.BUILDER_NAME / config_name
+  removed = []
+  if parent.exists():
+    for path in parent.iterdir():
+      if path.name.startswith(STAGING_PREFIX) or "incomplete." in path.name:
+        path.rmtree()
+        removed.append(os.fspath(path))
+  return removed
 
 
 def describe(dataset_dir: str) -> str:

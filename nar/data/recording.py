@@ -128,7 +128,10 @@ class Recording:
       object.__setattr__(self, "sync", sync.astype(np.int64))
     if self.keypoint_mask is None and isinstance(self.behaviour, np.ndarray):
       if self.behaviour.ndim >= 2:
-        finite = np.isfinite(self.behaviour.reshape(self.behaviour.shape[:2] + (-1,)))
+        # An explicit last size: a trial without frames (an error, reported below) cannot
+        # infer a -1.
+        values = int(np.prod(self.behaviour.shape[2:], dtype=np.int64))
+        finite = np.isfinite(self.behaviour.reshape(self.behaviour.shape[:2] + (values,)))
         object.__setattr__(self, "keypoint_mask", finite.all(axis=-1))
     problems = recording_problems(self)
     if problems:
@@ -210,8 +213,36 @@ def _check_timestamps(name, stamps, length, problems):
     problems.append(f"{name} must be strictly increasing")
 
 
-def recording_problems(rec: Recording) -> list[str]:
-  """Lists every problem of a recording; empty when it is valid."""
+# Behaviour may be missing (NaN) in at most this share of a trial's frames: beyond it, the
+# trial is more likely misread than partly tracked.
+MAX_MISSING_BEHAVIOUR = 0.5
+
+
+def _coverage_problems(rec: Recording, num_frames: int, num_neural: int) -> list[str]:
+  """Behaviour frames that lie outside the neural recording's time span, by their times."""
+  if rec.behaviour_timestamps is None and rec.neural_timestamps is None:
+    return []
+  behaviour, neural = rec.behaviour_times(), rec.neural_times()
+  if len(behaviour) != num_frames or len(neural) != num_neural or not num_neural:
+    return []  # reported as shape problems
+  interval = 1.0 / float(rec.fps_neural)
+  outside = (behaviour < neural[0] - interval) | (behaviour > neural[-1] + interval)
+  if not outside.any():
+    return []
+  return [f"neural_timestamps ({neural[0]:.3f}-{neural[-1]:.3f} s) do not cover the behaviour "
+          f"({behaviour[0]:.3f}-{behaviour[-1]:.3f} s): {int(outside.sum())} of {num_frames} "
+          "behaviour frames lie outside the neural recording"]
+
+
+def recording_problems(rec: Recording, *,
+                       max_missing_behaviour: float = MAX_MISSING_BEHAVIOUR) -> list[str]:
+  """Lists every problem of a recording; empty when it is valid.
+
+  Args:
+    rec: the recording.
+    max_missing_behaviour: the largest share of frames whose behaviour may be missing (NaN
+      in every value: nothing tracked); infinite values are always an error.
+  """
   problems: list[str] = []
   for field in ("animal_id", "trial_id"):
     value = getattr(rec, field)
@@ -253,6 +284,16 @@ def recording_problems(rec: Recording) -> list[str]:
   num_frames = behaviour.shape[0]
   if num_frames == 0:
     problems.append("behaviour has no frames")
+  elif np.issubdtype(behaviour.dtype, np.floating):
+    flat = behaviour.reshape(num_frames, -1)
+    infinite = np.isinf(flat).any(axis=1)
+    if infinite.any():
+      problems.append(f"behaviour holds infinite values in {int(infinite.sum())} frames "
+                      f"(first: {int(np.argmax(infinite))}); mark missing values NaN")
+    missing = np.isnan(flat).all(axis=1).mean()
+    if missing > max_missing_behaviour:
+      problems.append(f"behaviour is missing (NaN in every value) in {missing:.0%} of its "
+                      f"frames, more than {max_missing_behaviour:.0%}")
 
   mask = rec.keypoint_mask
   if not isinstance(mask, np.ndarray) or mask.shape != behaviour.shape[:2]:
@@ -261,7 +302,8 @@ def recording_problems(rec: Recording) -> list[str]:
   elif mask.dtype != np.bool_:
     problems.append(f"keypoint_mask must be bool, got {mask.dtype}")
   else:
-    finite = np.isfinite(behaviour.reshape(behaviour.shape[:2] + (-1,))).all(axis=-1)
+    values = int(np.prod(behaviour.shape[2:], dtype=np.int64))
+    finite = np.isfinite(behaviour.reshape(behaviour.shape[:2] + (values,))).all(axis=-1)
     bad = mask & ~finite
     if bad.any():
       frame, point = np.argwhere(bad)[0]
@@ -304,6 +346,8 @@ def recording_problems(rec: Recording) -> list[str]:
   if len(set(neural_lengths.values())) > 1:
     problems.append(f"neural lengths do not match: {neural_lengths}")
   num_neural = min(neural_lengths.values()) if neural_lengths else None
+  if num_neural == 0:
+    problems.append("the neural data has no frames")
 
   sync = rec.sync
   if not isinstance(sync, np.ndarray) or sync.shape != (num_frames,):
@@ -353,6 +397,8 @@ def recording_problems(rec: Recording) -> list[str]:
   _check_timestamps("behaviour_timestamps", rec.behaviour_timestamps, num_frames, problems)
   if num_neural is not None:
     _check_timestamps("neural_timestamps", rec.neural_timestamps, num_neural, problems)
+    if not problems:
+      problems.extend(_coverage_problems(rec, num_frames, num_neural))
   return problems
 
 

@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import functools
 import os
+import re
 from typing import Sequence
 import uuid
 
@@ -322,6 +323,9 @@ class ShardedDataset:
             for key in segments[0] if np.ndim(segments[0][key]) > 0}
 
 
+_VERSION_NAME = re.compile(r"^\d+\.\d+\.\d+$")
+
+
 def resolve_dataset_dir(data_dir: str | os.PathLike, name: str = "default") -> epath.Path:
   """Finds the version directory of a dataset.
 
@@ -334,8 +338,9 @@ def resolve_dataset_dir(data_dir: str | os.PathLike, name: str = "default") -> e
   if (path / "dataset_info.json").exists():
     return path
   parent = path / BUILDER_NAME / name
-  versions = sorted(p for p in parent.glob("*") if (p / "dataset_info.json").exists()) \
-      if parent.is_dir() else []
+  # Only version folders: a killed build's `incomplete.*` or staging folder is never opened.
+  versions = sorted(p for p in parent.glob("*") if _VERSION_NAME.match(p.name)
+                    and (p / "dataset_info.json").exists()) if parent.is_dir() else []
   if not versions:
     raise DatasetNotFoundError(
         f"no complete NAR dataset {name!r} under {path} (looked for "
