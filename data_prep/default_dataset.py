@@ -185,3 +185,22 @@ def open_dataset(data_dir: str | os.PathLike | None = None,
   if data_dir:
     return shards.open_dataset(data_dir, name)
   return shards.open_dataset(ensure_dataset(name=name))
+
+
+def simulate_if_missing(config) -> bool:
+  """Simulates and builds a run's dataset when its config asks for it and it is absent, but
+  only into the default data root: a `data_dir` the user named is never filled with a
+  simulation (a misspelt one must fail, not train on simulated data).
+
+  Args:
+    config: an experiment config (`config.data.data_dir`, `.name`, `.simulate_if_missing`).
+
+  Returns:
+    Whether the dataset is (now) the simulated default one.
+  """
+  data_dir = os.path.abspath(os.path.expanduser(config.data.data_dir))
+  if not config.data.simulate_if_missing or data_dir != os.path.abspath(
+      paths.default_data_dir()):
+    return False
+  ensure_dataset(data_dir=data_dir, name=config.data.name)
+  return True

@@ -20,6 +20,7 @@ from nar import logs
 from nar import paths
 from nar import train
 from nar.data import builder as tfds_builder
+from nar.data import shards
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "swap_cpu.py"),
@@ -33,8 +34,9 @@ def main(argv):
   del argv
   logs.quiet_checkpoint_logs()
   config = _CONFIG.value
-  dataset_dir = default_dataset.ensure_dataset(data_dir=config.data.data_dir,
-                                               name=config.data.name)
+  # Simulated only into the default data root; a named data_dir must hold the dataset.
+  default_dataset.simulate_if_missing(config)
+  dataset_dir = shards.resolve_dataset_dir(config.data.data_dir, config.data.name)
   print(tfds_builder.describe(str(dataset_dir)))
   results = train.train_and_evaluate(config, _WORKDIR.value)
   print(f"run: {_WORKDIR.value}")

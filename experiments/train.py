@@ -18,7 +18,6 @@ import jax
 from ml_collections import config_flags
 
 from nar import logs
-from nar import paths
 from nar import train
 from nar.data import recording
 from nar.data import shards
@@ -69,11 +68,8 @@ def check_data_dir(config) -> None:
   if not config.data.data_dir:
     raise validate.ConfigError("config.data.data_dir is empty: pass "
                                "--config.data.data_dir=...")
-  is_default_root = (os.path.abspath(os.path.expanduser(config.data.data_dir))
-                     == os.path.abspath(paths.default_data_dir()))
-  if config.data.simulate_if_missing and is_default_root:
-    from data_prep import default_dataset  # pylint: disable=g-import-not-at-top
-    default_dataset.ensure_dataset(data_dir=config.data.data_dir, name=config.data.name)
+  from data_prep import default_dataset  # pylint: disable=g-import-not-at-top
+  default_dataset.simulate_if_missing(config)
 
 
 def main(argv):
