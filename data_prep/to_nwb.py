@@ -11,6 +11,7 @@ written if one is bad), then written as `<out_dir>/<animal>/<animal>_<trial>.nwb
 from __future__ import annotations
 
 import pathlib
+import sys
 
 from absl import app
 from absl import flags
@@ -19,6 +20,7 @@ import tqdm
 from data_prep import nwb
 from data_prep import readers
 from nar import paths
+from nar.data import recording
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of recordings.", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder to write the NWB files into (must not "
@@ -52,20 +54,24 @@ def convert(input_dir: str, out_dir: str, *, layout: str = "auto") -> list[pathl
     DatasetReadError: if a recording cannot be read (nothing is written).
   """
   recordings = readers.read_recordings(input_dir, layout=layout)
-  paths = [nwb_path(out_dir, rec.animal_id, rec.trial_id) for rec in recordings]
-  existing = [str(p) for p in paths if p.exists()]
+  targets = [nwb_path(out_dir, rec.animal_id, rec.trial_id) for rec in recordings]
+  existing = [str(p) for p in targets if p.exists()]
   if existing:
     raise FileExistsError(f"{len(existing)} NWB file(s) exist already, e.g. {existing[0]}")
-  for rec, path in tqdm.tqdm(list(zip(recordings, paths)), desc="Writing NWB files",
+  for rec, path in tqdm.tqdm(list(zip(recordings, targets)), desc="Writing NWB files",
                              unit="trial"):
     nwb.write_nwb_file(rec, path)
-  return paths
+  return targets
 
 
 def main(argv):
   del argv
-  paths = convert(_INPUT_DIR.value, _OUT_DIR.value, layout=_LAYOUT.value)
-  print(f"wrote {len(paths)} NWB file(s) under {_OUT_DIR.value}")
+  try:
+    written = convert(_INPUT_DIR.value, _OUT_DIR.value, layout=_LAYOUT.value)
+  except (recording.RecordingError, FileExistsError, FileNotFoundError,
+          NotImplementedError) as error:
+    sys.exit(f"error: {error}")
+  print(f"wrote {len(written)} NWB file(s) under {_OUT_DIR.value}")
 
 
 if __name__ == "__main__":

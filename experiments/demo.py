@@ -9,6 +9,7 @@ folder layout, reads it back, builds its TFDS shards and prints a summary; then 
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -21,6 +22,7 @@ from nar import paths
 from nar import train
 from nar.data import builder as tfds_builder
 from nar.data import shards
+from nar.train import validate
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "swap_cpu.py"),
@@ -35,10 +37,15 @@ def main(argv):
   logs.quiet_checkpoint_logs()
   config = _CONFIG.value
   # Simulated only into the default data root; a named data_dir must hold the dataset.
-  default_dataset.simulate_if_missing(config)
-  dataset_dir = shards.resolve_dataset_dir(config.data.data_dir, config.data.name)
-  print(tfds_builder.describe(str(dataset_dir)))
-  results = train.train_and_evaluate(config, _WORKDIR.value)
+  try:
+    default_dataset.simulate_if_missing(config)
+    dataset_dir = shards.resolve_dataset_dir(config.data.data_dir, config.data.name)
+    print(tfds_builder.describe(str(dataset_dir)))
+    results = train.train_and_evaluate(config, _WORKDIR.value)
+  except (validate.ConfigError, shards.DatasetNotFoundError) as error:
+    sys.exit(f"error: {error}")
+  if results.get("preempted"):
+    sys.exit(0)
   print(f"run: {_WORKDIR.value}")
   print(tables.format_table({"Ours (swap_cpu)": results["probes"]}))
   print(train.summary_line(results))

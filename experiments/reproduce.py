@@ -58,10 +58,12 @@ from experiments import report
 from experiments import tables as tables_lib
 from experiments.configs import reproduce as presets
 from nar import logs
+from nar.data import recording
 from nar.data import shards
 from nar.eval import features as features_lib
 from nar.eval import plots
 from nar.eval import protocol as protocol_lib
+from nar.train import validate
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,7 +405,8 @@ def main(argv):
                         folds=parse_folds(_FOLDS.value),
                         workers=_WORKERS.value,
                         command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
-  except execution.SettingsError as error:
+  except (execution.SettingsError, validate.ConfigError, recording.RecordingError,
+          shards.DatasetNotFoundError) as error:
     raise SystemExit(f"experiments.reproduce: {error}") from error
   print(pathlib.Path(_OUT.value, "table1.md").read_text())
   print(pathlib.Path(_OUT.value, "table2.md").read_text())

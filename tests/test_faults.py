@@ -109,7 +109,8 @@ def _damage(path: pathlib.Path) -> None:
   path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["flipped_array_bytes", "truncated_metadata"])
+@pytest.mark.parametrize("damage", ["flipped_array_bytes", "truncated_metadata",
+                                    "truncated_iterator_state"])
 def test_a_damaged_checkpoint_falls_back_to_the_one_before(damage, data_dir, tmp_path,
                                                            caplog):
   config = tiny_config(data_dir, num_train_steps=4)
@@ -120,9 +121,12 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(damage, data_dir, tmp
     assert arrays, sorted(state_dir.rglob("*"))
     for path in arrays:
       _damage(path)
-  else:
+  elif damage == "truncated_metadata":
     metadata = state_dir / "_METADATA"
     metadata.write_bytes(metadata.read_bytes()[:20])
+  else:
+    (iterator_state,) = (tmp_path / "checkpoints" / "4" / "data").glob("process_*.json")
+    iterator_state.write_text(iterator_state.read_text()[:10])
   config.optim.num_train_steps = 6
   with caplog.at_level("WARNING"):
     train.train_and_evaluate(config, str(tmp_path))
