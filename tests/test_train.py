@@ -134,7 +134,8 @@ def test_a_killed_run_resumes_to_the_parameters_of_an_uninterrupted_run(data_dir
 
     def save_then_die(self, step, *args, **kwargs):
       saved = save(self, step, *args, **kwargs)
-      if step == 4:  # hard kill midway, right after the second checkpoint
+      if step == 4:  # hard kill midway, once the second checkpoint is on disk (saves are async)
+        self.wait_until_finished()
         os.kill(os.getpid(), signal.SIGKILL)
       return saved
 

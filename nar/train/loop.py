@@ -297,7 +297,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       checkpoint_dir,
       options=ocp.CheckpointManagerOptions(
           save_interval_steps=config.checkpoint_every_steps, max_to_keep=config.keep_checkpoints,
-          enable_async_checkpointing=False),
+          # The train state is written in a background thread while training goes on (grain's
+          # iterator state, a small JSON, is written at once); a save lands on disk before the
+          # next one starts, and before the run evaluates or stops.
+          enable_async_checkpointing=True),
       item_names=CHECKPOINT_ITEMS)
   state, iterator = _restore_latest(manager, state, loader, workdir)
   is_chief = jax.process_index() == 0
