@@ -170,6 +170,8 @@ def _read_pose_result(path: pathlib.Path) -> np.ndarray:
   if points.ndim != 3 or points.shape[1:] != (keypoints.NUM_KEYPOINTS, 3):
     raise _FileProblem(
         path, f"'points3d' must have shape (T, {keypoints.NUM_KEYPOINTS}, 3), got {points.shape}")
+  if not len(points):
+    raise _FileProblem(path, "'points3d' holds no frames: the trial is empty")
   return points.astype(np.float32)
 
 

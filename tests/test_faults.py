@@ -297,3 +297,17 @@ def test_the_build_command_lists_bad_trials_without_a_traceback(tmp_path):
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert "error: " in result.stderr and "empty.npz" in result.stderr
   assert not (tmp_path / "tfds").exists()
+
+
+def test_an_empty_mc2p_trial_is_an_error_naming_its_folder(tmp_path):
+  import pickle  # pylint: disable=g-import-not-at-top
+  import synthetic_data  # pylint: disable=g-import-not-at-top
+  from data_prep import mc2p_writer  # pylint: disable=g-import-not-at-top
+  from data_prep import readers  # pylint: disable=g-import-not-at-top
+  rec = synthetic_data.recording(0, 0, 600, np.random.default_rng(0))
+  folder = mc2p_writer.write_trial(rec, tmp_path)
+  with open(folder / "pose_result.pkl", "wb") as f:
+    pickle.dump({"points3d": np.zeros((0, 38, 3))}, f)
+  with pytest.raises(recording_lib.RecordingError) as error:
+    readers.read_recordings(tmp_path, layout="mc2p")
+  assert folder.name in str(error.value) and "no frames" in str(error.value)
