@@ -20,6 +20,7 @@ from absl import flags
 from data_prep import readers
 from nar import embedding as embed_lib
 from nar import logs
+from nar import run as run_lib
 from nar.data import builder as tfds_builder
 from nar.data import recording
 from nar.data import shards
@@ -43,7 +44,7 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of an input e
 
 EMBEDDING_MODULE = "nar"
 # Errors of the user's input: printed as one line (the traceback with --verbose).
-INPUT_ERRORS = (embed_lib.RunLoadError, embed_lib.EmbedInputError, recording.RecordingError,
+INPUT_ERRORS = (run_lib.RunLoadError, embed_lib.EmbedInputError, recording.RecordingError,
                 shards.DatasetNotFoundError)
 
 
@@ -99,7 +100,7 @@ def main(argv):
   del argv
   logs.quiet_checkpoint_logs()
   try:
-    run = embed_lib.load_run(_WORKDIR.value)
+    run = run_lib.load_run(_WORKDIR.value)
     dataset, layout, recordings = open_input(_INPUT.value, _OUT.value, name=_NAME.value,
                                              layout=_LAYOUT.value)
     summary = embed_lib.embed(run, dataset, out_dir=_OUT.value, hop=_HOP.value,

@@ -14,8 +14,8 @@ import importlib
 from nar.version import __version__
 
 _PUBLIC = {
-    "load_run": "nar.embedding", "embed": "nar.embedding", "read_embeddings": "nar.embedding",
-    "Run": "nar.embedding", "NAREstimator": "nar.estimator",
+    "load_run": "nar.run", "Run": "nar.run", "embed": "nar.embedding",
+    "read_embeddings": "nar.embedding", "NAREstimator": "nar.estimator",
 }
 
 __all__ = ["__version__", *_PUBLIC]

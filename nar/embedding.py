@@ -1,8 +1,6 @@
-"""Trained runs read back, and the embedding of any built dataset with them.
+"""The embedding of any built dataset with a trained run (`nar.run.load_run`).
 
-`load_run(workdir)` rebuilds a finished run from its folder alone (`nar.run`): the model with
-its trained parameters, its input normalisers and the input layers fitted to animals after
-training. `embed(run, dataset, out_dir=...)` writes one file per trial with the neural
+`embed(run, dataset, out_dir=...)` writes one file per trial with the neural
 encoder's features of every valid window, labelled or not; animals the run has not seen are
 embedded directly by a shared encoder, and through input layers fitted label-free
 (`adapt_steps`) where the run has a per-animal input layer.
@@ -23,7 +21,6 @@ from flax import nnx
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import tqdm
 
 from nar import logs
@@ -33,180 +30,16 @@ from nar import run as run_lib
 from nar.data import normalise
 from nar.data import pipeline
 from nar.data import shards
-from nar.data import windows
+from nar.eval import features as features_lib
 from nar.train import adapt
 from nar.train import inputs as inputs_lib
 from nar.train import step as step_lib
 
-CHECKPOINT_DIR = "checkpoints"
 SUMMARY_FILE = "embed.json"
-
-
-class RunLoadError(ValueError):
-  """A run folder that cannot be loaded back: the message names the file and what to do."""
 
 
 class EmbedInputError(ValueError):
   """Data the run cannot embed as it is: the message names the file or field and what to do."""
-
-
-@dataclasses.dataclass
-class Run:
-  """A trained run, read back from its folder by `load_run`.
-
-  Attributes:
-    workdir: the run folder.
-    record: its `run.json` (`nar.run.run_record`).
-    config: the resolved config it was trained with.
-    shapes: the shapes its model was built for.
-    graphdef: the model's graph definition.
-    params: its trained parameters (an `nnx.State`).
-    step: the training step of the checkpoint read.
-    pose_normalizer: the z-scoring of behaviour fitted on the training animals.
-    neural_normalizer: the per-animal neural standardisation it was trained with, or None.
-    input_layers: animal -> input layer fitted after training (`nar.run.read_input_layers`).
-  """
-
-  workdir: epath.Path
-  record: dict[str, Any]
-  config: ml_collections.ConfigDict
-  shapes: models.ModelShapes
-  graphdef: Any
-  params: Any
-  step: int
-  pose_normalizer: windows.PoseNormalizer
-  neural_normalizer: normalise.NeuralNormalizer | None
-  input_layers: dict[str, dict[str, Any]]
-
-  @property
-  def animals(self) -> tuple[str, ...]:
-    """The animals of the dataset the run was trained on (the rows of per-animal layers)."""
-    return tuple(self.record["dataset"]["animals"])
-
-  @property
-  def training_animals(self) -> tuple[str, ...]:
-    return tuple(self.record["training_animals"])
-
-  @property
-  def held_out_animals(self) -> tuple[str, ...]:
-    return tuple(self.record["held_out_animals"])
-
-  @property
-  def per_animal_input(self) -> bool:
-    """Whether each animal's ROIs go through an input layer of its own."""
-    return self.shapes.roi_counts is not None
-
-  @property
-  def spec(self) -> windows.WindowSpec:
-    return windows.WindowSpec(**self.config.data.window)
-
-  def embeddable_animals(self) -> dict[str, int]:
-    """Animal -> ROI count of the animals this run embeds as it is (with a per-animal input
-    layer: its training animals and those with a fitted input layer); empty for a shared
-    encoder, which embeds any animal."""
-    if not self.per_animal_input:
-      return {}
-    counts = dict(zip(self.animals, self.shapes.roi_counts))
-    known = {animal: counts[animal] for animal in self.training_animals}
-    known.update({animal: layer["roi_count"] for animal, layer in self.input_layers.items()})
-    return known
-
-
-def _strip_variable_values(tree):
-  """A restored state's nested dicts, with `{"value": array}` leaves (`nnx.Variable`s as Orbax
-  stores them) turned into the arrays themselves."""
-  if isinstance(tree, dict):
-    if set(tree) == {"value"}:
-      return tree["value"]
-    return {key: _strip_variable_values(value) for key, value in tree.items()}
-  return tree
-
-
-def finished_steps(workdir: str | os.PathLike) -> list[int]:
-  """The steps of a run folder's complete checkpoints (Orbax's half-written ones excluded)."""
-  folder = epath.Path(workdir) / CHECKPOINT_DIR
-  if not folder.exists():
-    return []
-  return sorted(int(path.name) for path in folder.iterdir()
-                if path.name.isdigit() and (path / "state").exists()
-                and ((path / "commit_success.txt").exists()
-                     or (path / "_CHECKPOINT_METADATA").exists()))
-
-
-def load_run(workdir: str | os.PathLike, *, dataset: shards.ShardedDataset | str | None = None,
-             allow_unfinished: bool = False) -> Run:
-  """Reads a trained run back from its folder, ready to embed, with no flags.
-
-  Args:
-    workdir: the run folder (`python -m experiments.train --workdir=...`).
-    dataset: if given (an opened dataset or its path), the run must have been trained on it:
-      a dataset with another fingerprint (other trials, animals or lengths) is an error.
-    allow_unfinished: read the latest checkpoint of a run whose training has not reached
-      `config.optim.num_train_steps` (by default an error).
-
-  Returns:
-    The run.
-
-  Raises:
-    RunLoadError: the folder is not a run folder, holds no finished checkpoint, or a
-      damaged one, or was trained on another dataset than `dataset`; the message names the
-      file and what to do.
-
-  Example:
-    >>> run = load_run(workdir)  # doctest: +SKIP
-    >>> summary = embed(run, dataset_dir, out_dir="/tmp/embeddings")  # doctest: +SKIP
-  """
-  workdir = epath.Path(workdir)
-  try:
-    record = run_lib.read_run_record(workdir)
-  except FileNotFoundError as error:
-    raise RunLoadError(str(error)) from None
-  if not record.get("model"):
-    raise RunLoadError(f"{workdir / run_lib.RUN_FILE} does not say which shapes the model was "
-                       "built for (made by an earlier version of NAR); train it again to "
-                       "embed with it")
-  config = ml_collections.ConfigDict(record["config"])
-  if dataset is not None:
-    opened = dataset if isinstance(dataset, shards.ShardedDataset) else shards.open_dataset(
-        dataset)
-    fingerprint = run_lib.dataset_fingerprint(opened)
-    if fingerprint != record["dataset"]["fingerprint"]:
-      raise RunLoadError(
-          f"{workdir} was trained on {record['dataset']['path']} (fingerprint "
-          f"{record['dataset']['fingerprint']}), not on {opened.path} (fingerprint "
-          f"{fingerprint}); pass the dataset it was trained on, or embed this one with "
-          "nar.embed, which reads any dataset")
-  steps = finished_steps(workdir)
-  if not steps:
-    raise RunLoadError(f"{workdir / CHECKPOINT_DIR} holds no finished checkpoint; train the "
-                       f"run (python -m experiments.train --workdir={workdir}) first")
-  num_steps = int(config.optim.num_train_steps)
-  if steps[-1] < num_steps and not allow_unfinished:
-    raise RunLoadError(f"{workdir} stopped at step {steps[-1]} of {num_steps}; resume it "
-                       f"(python -m experiments.train --workdir={workdir} with its config) or "
-                       "pass allow_unfinished=True")
-  shapes = models.ModelShapes.from_json(record["model"])
-  abstract = nnx.eval_shape(lambda: models.build_model(config, shapes, nnx.Rngs(0)))
-  graphdef, params = nnx.split(abstract)
-  step = steps[-1]
-  logs.quiet_checkpoint_logs()
-  checkpoint = workdir / CHECKPOINT_DIR / str(step) / "state"
-  try:
-    restored = ocp.StandardCheckpointer().restore(checkpoint)
-    nnx.replace_by_pure_dict(params, _strip_variable_values(restored["params"]))
-  except (ValueError, KeyError, TypeError, OSError) as error:
-    raise RunLoadError(f"{checkpoint} cannot be read back into the model its run.json "
-                       f"describes ({type(error).__name__}: {str(error)[:300]}); the "
-                       "checkpoint is damaged or was written by another run") from None
-  params = jax.tree.map(np.asarray, params)
-  try:
-    pose_normalizer, neural_normalizer = run_lib.read_normalisers(workdir)
-  except FileNotFoundError as error:
-    raise RunLoadError(str(error)) from None
-  return Run(workdir=workdir, record=record, config=config, shapes=shapes, graphdef=graphdef,
-             params=params, step=step, pose_normalizer=pose_normalizer,
-             neural_normalizer=neural_normalizer,
-             input_layers=run_lib.read_input_layers(workdir))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,7 +50,7 @@ def _trial_file(dataset: shards.ShardedDataset, trial: int) -> str:
   return f"{dataset.path} (animal {info['animal_id']!r}, trial {info['trial_id']!r})"
 
 
-def check_dataset(run: Run, dataset: shards.ShardedDataset, *,
+def check_dataset(run: run_lib.Run, dataset: shards.ShardedDataset, *,
                   adapt_steps: int = 0) -> list[str]:
   """The animals of `dataset` whose input layer must be fitted before they can be embedded.
 
@@ -275,14 +108,14 @@ def check_dataset(run: Run, dataset: shards.ShardedDataset, *,
 # ----------------------------------------------------------------------------------------------
 # The encoder for a dataset's animals.
 # ----------------------------------------------------------------------------------------------
-def _shapes_for(run: Run, dataset: shards.ShardedDataset) -> models.ModelShapes:
+def _shapes_for(run: run_lib.Run, dataset: shards.ShardedDataset) -> models.ModelShapes:
   roi_counts = tuple(dataset.roi_counts.values()) if run.per_animal_input else None
   return dataclasses.replace(
       run.shapes, roi_counts=roi_counts, num_animals=len(dataset.animals),
       num_rois=dataset.max_rois if run.per_animal_input else run.shapes.num_rois)
 
 
-def _encoder_config(run: Run) -> ml_collections.ConfigDict:
+def _encoder_config(run: run_lib.Run) -> ml_collections.ConfigDict:
   # The animal classifier of a GRL penalty has one output per training-dataset animal; neither
   # embedding nor a label-free input-layer fit of new animals reads it.
   config = ml_collections.ConfigDict(run.config.to_dict())
@@ -290,7 +123,7 @@ def _encoder_config(run: Run) -> ml_collections.ConfigDict:
   return config
 
 
-def model_for_dataset(run: Run, dataset: shards.ShardedDataset, *, seed: int = 0):
+def model_for_dataset(run: run_lib.Run, dataset: shards.ShardedDataset, *, seed: int = 0):
   """`(graphdef, params)` of the run's model with per-animal rows for `dataset`'s animals.
 
   Every parameter is the run's; with a per-animal input layer, each of the dataset's animals
@@ -335,7 +168,7 @@ def model_for_dataset(run: Run, dataset: shards.ShardedDataset, *, seed: int = 0
   return graphdef, params
 
 
-def _neural_normalizer(run: Run, dataset: shards.ShardedDataset, progress: bool
+def _neural_normalizer(run: run_lib.Run, dataset: shards.ShardedDataset, progress: bool
                        ) -> normalise.NeuralNormalizer | None:
   """The run's standardisation, with every animal's statistics from its own recordings."""
   if run.neural_normalizer is None:
@@ -345,7 +178,7 @@ def _neural_normalizer(run: Run, dataset: shards.ShardedDataset, progress: bool
       calibration_fraction=run.neural_normalizer.calibration_fraction, progress=progress)
 
 
-def _dataset_input(run: Run, dataset: shards.ShardedDataset, new_animals: Sequence[str],
+def _dataset_input(run: run_lib.Run, dataset: shards.ShardedDataset, new_animals: Sequence[str],
                    neural_normalizer) -> inputs_lib.Input:
   """The data side of a label-free input-layer fit on `dataset`'s windows."""
   spec = run.spec
@@ -361,7 +194,7 @@ def _dataset_input(run: Run, dataset: shards.ShardedDataset, new_animals: Sequen
       roi_counts=tuple(dataset.roi_counts.values()), neural_normalizer=neural_normalizer)
 
 
-def adapt_animals(run: Run, dataset: shards.ShardedDataset, animals: Sequence[str], *,
+def adapt_animals(run: run_lib.Run, dataset: shards.ShardedDataset, animals: Sequence[str], *,
                   num_steps: int, mesh: jax.sharding.Mesh | None = None,
                   neural_normalizer: normalise.NeuralNormalizer | None = None
                   ) -> dict[str, Any]:
@@ -409,14 +242,7 @@ def trial_file_name(animal_id: str, trial_id: str) -> str:
   return f"{paths.safe_file_name(animal_id)}__{paths.safe_file_name(trial_id)}.npz"
 
 
-def _write_trial(path: epath.Path, arrays: dict[str, np.ndarray]) -> None:
-  temporary = path.parent / f".{path.name}.tmp"
-  with temporary.open("wb") as f:
-    np.savez(f, **arrays)
-  temporary.replace(path)  # over an earlier file, unlike `rename`
-
-
-def embed(run: Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
+def embed(run: run_lib.Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
           out_dir: str | os.PathLike, hop: int = 1, batch_size: int = 256,
           adapt_steps: int = 0, progress: bool = True,
           mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
@@ -495,7 +321,7 @@ def embed(run: Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
     info = dataset.trials[trial]
     frames = int(behaviour_index.offsets[trial]) + centres
     path = out_dir / trial_file_name(info["animal_id"], info["trial_id"])
-    _write_trial(path, {
+    logs.write_npz_atomically(path, {
         "embeddings": embeddings, "centre_frame": centres,
         "timestamps": centres / float(info["fps_behaviour"]),
         "label": behaviour_index.labels[frames].astype(np.int32), "class_names": class_names,
@@ -506,8 +332,8 @@ def embed(run: Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
 
   def encode_batch(neural: np.ndarray, animal: np.ndarray) -> np.ndarray:
     count = len(neural)
-    features = encode(params, jax.device_put(_pad(neural, batch_size), batch_sharding),
-                      jax.device_put(_pad(animal, batch_size), batch_sharding))
+    features = encode(params, jax.device_put(features_lib.pad_batch(neural, batch_size), batch_sharding),
+                      jax.device_put(features_lib.pad_batch(animal, batch_size), batch_sharding))
     return np.asarray(features)[:count].astype(np.float32)
 
   bar = tqdm.tqdm(total=len(index), desc="embed", unit="window", disable=not progress)
@@ -581,13 +407,6 @@ def embed(run: Run, dataset: shards.ShardedDataset | str | os.PathLike, *,
   logs.write_json_atomically(out_dir / SUMMARY_FILE, summary)
   logging.info("Embedded %d windows of %d trials into %s", len(index), len(files), out_dir)
   return summary
-
-
-def _pad(array: np.ndarray, size: int) -> np.ndarray:
-  """Fills a short last batch up to `size` by repeating its last window."""
-  if len(array) >= size:
-    return array
-  return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
 
 
 def read_embeddings(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:

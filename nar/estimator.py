@@ -20,6 +20,7 @@ from sklearn.utils import validation
 
 from nar import config as config_lib
 from nar import embedding
+from nar import run as run_lib
 from nar.data import builder
 from nar.data import recording as recording_lib
 from nar.train import loop
@@ -191,7 +192,7 @@ class NAREstimator(base.TransformerMixin, base.BaseEstimator):
     loop.train_and_evaluate(config, os.fspath(run_dir))
     (workdir / ESTIMATOR_FILE).write_text(json.dumps(self.get_params(), default=str))
     self.workdir_ = workdir
-    self.run_ = embedding.load_run(run_dir)
+    self.run_ = run_lib.load_run(run_dir)
     self.n_features_out_ = int(self.run_.config.model.features)
     self.behaviour_dim_ = int(recordings[0].behaviour.shape[1])
     return self
@@ -266,7 +267,7 @@ class NAREstimator(base.TransformerMixin, base.BaseEstimator):
     params = {k: v for k, v in saved["params"].items() if k != "workdir"}
     model = cls(**params, workdir=os.fspath(path))
     model.workdir_ = path
-    model.run_ = embedding.load_run(path / RUN_DIR)
+    model.run_ = run_lib.load_run(path / RUN_DIR)
     model.n_features_out_ = int(model.run_.config.model.features)
     model.behaviour_dim_ = int(saved["behaviour_dim"])
     return model

@@ -86,3 +86,12 @@ def truncate_metrics(path: str | os.PathLike, last_step: int) -> int:
     partial.write_text("".join(line + "\n" for line in kept))
     partial.replace(path)
   return len(lines) - len(kept)
+
+
+def write_npz_atomically(path: str | os.PathLike, arrays) -> None:
+  """Writes an `.npz` whole or not at all: into a temporary file renamed into place."""
+  path = epath.Path(path)
+  temporary = path.parent / f".{path.name}.tmp"
+  with temporary.open("wb") as f:
+    np.savez(f, **arrays)
+  temporary.replace(path)  # over an earlier file, unlike `rename`

@@ -1,5 +1,5 @@
-"""Self-describing run folders: what a run was made of, written beside its checkpoints, so
-that the folder can be read back (`nar.load_run`) without the flags that made it.
+"""Self-describing run folders: what a run was made of, written beside its checkpoints, and
+the run read back from them (`load_run`, `nar.load_run`) without the flags that made it.
 
 A run folder holds `run.json` (the resolved config, the dataset, the package version, the
 animal split and the shapes the model was built for), `normalisers.npz` (the pose z-scoring of
@@ -10,17 +10,22 @@ held-out animals, and new animals adapted by `nar.embed`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 from typing import Any
 
 from etils import epath
+from flax import nnx
+import jax
 import ml_collections
 
 import numpy as np
+import orbax.checkpoint as ocp
 
 from nar import logs
+from nar import models
 from nar import paths
 from nar import version
 from nar.data import normalise
@@ -123,7 +128,7 @@ def write_normalisers(workdir: str | os.PathLike, pose: windows.PoseNormalizer,
       arrays[f"neural_mean_{i}"] = neural.mean[animal]
       arrays[f"neural_scale_{i}"] = neural.scale[animal]
   path = epath.Path(workdir) / NORMALISERS_FILE
-  _write_npz_atomically(path, arrays)
+  logs.write_npz_atomically(path, arrays)
   return path
 
 
@@ -183,7 +188,7 @@ def write_input_layer(workdir: str | os.PathLike, animal: str, kernel: np.ndarra
                      f"{kernel.shape} and {bias.shape}")
   path = input_layer_path(workdir, animal)
   path.parent.mkdir(parents=True, exist_ok=True)
-  _write_npz_atomically(path, {"animal": np.array(animal), "kernel": kernel, "bias": bias,
+  logs.write_npz_atomically(path, {"animal": np.array(animal), "kernel": kernel, "bias": bias,
                                "report": np.array(json.dumps(report or {}, default=str))})
   return path
 
@@ -204,9 +209,171 @@ def read_input_layers(workdir: str | os.PathLike) -> dict[str, dict[str, Any]]:
   return layers
 
 
-def _write_npz_atomically(path: epath.Path, arrays: dict[str, np.ndarray]) -> None:
-  """Writes an `.npz` whole or not at all: into a temporary file renamed into place."""
-  temporary = path.parent / f".{path.name}.tmp"
-  with temporary.open("wb") as f:
-    np.savez(f, **arrays)
-  temporary.replace(path)  # over an earlier file, unlike `rename`
+# ----------------------------------------------------------------------------------------------
+# A run read back.
+# ----------------------------------------------------------------------------------------------
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunLoadError(ValueError):
+  """A run folder that cannot be loaded back: the message names the file and what to do."""
+
+
+
+@dataclasses.dataclass
+class Run:
+  """A trained run, read back from its folder by `load_run`.
+
+  Attributes:
+    workdir: the run folder.
+    record: its `run.json` (`nar.run.run_record`).
+    config: the resolved config it was trained with.
+    shapes: the shapes its model was built for.
+    graphdef: the model's graph definition.
+    params: its trained parameters (an `nnx.State`).
+    step: the training step of the checkpoint read.
+    pose_normalizer: the z-scoring of behaviour fitted on the training animals.
+    neural_normalizer: the per-animal neural standardisation it was trained with, or None.
+    input_layers: animal -> input layer fitted after training (`nar.run.read_input_layers`).
+  """
+
+  workdir: epath.Path
+  record: dict[str, Any]
+  config: ml_collections.ConfigDict
+  shapes: models.ModelShapes
+  graphdef: Any
+  params: Any
+  step: int
+  pose_normalizer: windows.PoseNormalizer
+  neural_normalizer: normalise.NeuralNormalizer | None
+  input_layers: dict[str, dict[str, Any]]
+
+  @property
+  def animals(self) -> tuple[str, ...]:
+    """The animals of the dataset the run was trained on (the rows of per-animal layers)."""
+    return tuple(self.record["dataset"]["animals"])
+
+  @property
+  def training_animals(self) -> tuple[str, ...]:
+    return tuple(self.record["training_animals"])
+
+  @property
+  def held_out_animals(self) -> tuple[str, ...]:
+    return tuple(self.record["held_out_animals"])
+
+  @property
+  def per_animal_input(self) -> bool:
+    """Whether each animal's ROIs go through an input layer of its own."""
+    return self.shapes.roi_counts is not None
+
+  @property
+  def spec(self) -> windows.WindowSpec:
+    return windows.WindowSpec(**self.config.data.window)
+
+  def embeddable_animals(self) -> dict[str, int]:
+    """Animal -> ROI count of the animals this run embeds as it is (with a per-animal input
+    layer: its training animals and those with a fitted input layer); empty for a shared
+    encoder, which embeds any animal."""
+    if not self.per_animal_input:
+      return {}
+    counts = dict(zip(self.animals, self.shapes.roi_counts))
+    known = {animal: counts[animal] for animal in self.training_animals}
+    known.update({animal: layer["roi_count"] for animal, layer in self.input_layers.items()})
+    return known
+
+
+def _strip_variable_values(tree):
+  """A restored state's nested dicts, with `{"value": array}` leaves (`nnx.Variable`s as Orbax
+  stores them) turned into the arrays themselves."""
+  if isinstance(tree, dict):
+    if set(tree) == {"value"}:
+      return tree["value"]
+    return {key: _strip_variable_values(value) for key, value in tree.items()}
+  return tree
+
+
+def finished_steps(workdir: str | os.PathLike) -> list[int]:
+  """The steps of a run folder's complete checkpoints (Orbax's half-written ones excluded)."""
+  folder = epath.Path(workdir) / CHECKPOINT_DIR
+  if not folder.exists():
+    return []
+  return sorted(int(path.name) for path in folder.iterdir()
+                if path.name.isdigit() and (path / "state").exists()
+                and ((path / "commit_success.txt").exists()
+                     or (path / "_CHECKPOINT_METADATA").exists()))
+
+
+def load_run(workdir: str | os.PathLike, *, dataset: shards.ShardedDataset | str | None = None,
+             allow_unfinished: bool = False) -> Run:
+  """Reads a trained run back from its folder, ready to embed, with no flags.
+
+  Args:
+    workdir: the run folder (`python -m experiments.train --workdir=...`).
+    dataset: if given (an opened dataset or its path), the run must have been trained on it:
+      a dataset with another fingerprint (other trials, animals or lengths) is an error.
+    allow_unfinished: read the latest checkpoint of a run whose training has not reached
+      `config.optim.num_train_steps` (by default an error).
+
+  Returns:
+    The run.
+
+  Raises:
+    RunLoadError: the folder is not a run folder, holds no finished checkpoint, or a
+      damaged one, or was trained on another dataset than `dataset`; the message names the
+      file and what to do.
+
+  Example:
+    >>> run = load_run(workdir)  # doctest: +SKIP
+    >>> summary = nar.embed(run, dataset_dir, out_dir="/tmp/embeddings")  # doctest: +SKIP
+  """
+  workdir = epath.Path(workdir)
+  try:
+    record = read_run_record(workdir)
+  except FileNotFoundError as error:
+    raise RunLoadError(str(error)) from None
+  if not record.get("model"):
+    raise RunLoadError(f"{workdir / RUN_FILE} does not say which shapes the model was "
+                       "built for (made by an earlier version of NAR); train it again to "
+                       "embed with it")
+  config = ml_collections.ConfigDict(record["config"])
+  if dataset is not None:
+    opened = dataset if isinstance(dataset, shards.ShardedDataset) else shards.open_dataset(
+        dataset)
+    fingerprint = dataset_fingerprint(opened)
+    if fingerprint != record["dataset"]["fingerprint"]:
+      raise RunLoadError(
+          f"{workdir} was trained on {record['dataset']['path']} (fingerprint "
+          f"{record['dataset']['fingerprint']}), not on {opened.path} (fingerprint "
+          f"{fingerprint}); pass the dataset it was trained on, or embed this one with "
+          "nar.embed, which reads any dataset")
+  steps = finished_steps(workdir)
+  if not steps:
+    raise RunLoadError(f"{workdir / CHECKPOINT_DIR} holds no finished checkpoint; train the "
+                       f"run (python -m experiments.train --workdir={workdir}) first")
+  num_steps = int(config.optim.num_train_steps)
+  if steps[-1] < num_steps and not allow_unfinished:
+    raise RunLoadError(f"{workdir} stopped at step {steps[-1]} of {num_steps}; resume it "
+                       f"(python -m experiments.train --workdir={workdir} with its config) or "
+                       "pass allow_unfinished=True")
+  shapes = models.ModelShapes.from_json(record["model"])
+  abstract = nnx.eval_shape(lambda: models.build_model(config, shapes, nnx.Rngs(0)))
+  graphdef, params = nnx.split(abstract)
+  step = steps[-1]
+  logs.quiet_checkpoint_logs()
+  checkpoint = workdir / CHECKPOINT_DIR / str(step) / "state"
+  try:
+    restored = ocp.StandardCheckpointer().restore(checkpoint)
+    nnx.replace_by_pure_dict(params, _strip_variable_values(restored["params"]))
+  except (ValueError, KeyError, TypeError, OSError) as error:
+    raise RunLoadError(f"{checkpoint} cannot be read back into the model its run.json "
+                       f"describes ({type(error).__name__}: {str(error)[:300]}); the "
+                       "checkpoint is damaged or was written by another run") from None
+  params = jax.tree.map(np.asarray, params)
+  try:
+    pose_normalizer, neural_normalizer = read_normalisers(workdir)
+  except FileNotFoundError as error:
+    raise RunLoadError(str(error)) from None
+  return Run(workdir=workdir, record=record, config=config, shapes=shapes, graphdef=graphdef,
+             params=params, step=step, pose_normalizer=pose_normalizer,
+             neural_normalizer=neural_normalizer,
+             input_layers=read_input_layers(workdir))

@@ -157,21 +157,21 @@ def test_a_shared_encoder_embeds_an_animal_it_has_not_seen_directly(images_run, 
 
 
 def test_load_run_refuses_folders_it_cannot_read_back(locomotion_run, data_dir, tmp_path):
-  with pytest.raises(embed_lib.RunLoadError, match="run.json"):
+  with pytest.raises(run_lib.RunLoadError, match="run.json"):
     nar.load_run(tmp_path)
   copy = tmp_path / "copy"
   shutil.copytree(locomotion_run, copy)
-  with pytest.raises(embed_lib.RunLoadError, match="trained on"):
+  with pytest.raises(run_lib.RunLoadError, match="trained on"):
     nar.load_run(copy, dataset=shards.open_dataset(data_dir))
   # A run that stopped before its last step.
   shutil.rmtree(copy / "checkpoints" / "8")
-  with pytest.raises(embed_lib.RunLoadError, match="stopped at step 6 of 8"):
+  with pytest.raises(run_lib.RunLoadError, match="stopped at step 6 of 8"):
     nar.load_run(copy)
   assert nar.load_run(copy, allow_unfinished=True).step == 6
   # A half-written checkpoint (Orbax's temporary folder) is not a checkpoint.
   for step in [p for p in (copy / "checkpoints").iterdir() if p.name.isdigit()]:
     step.rename(step.with_name(f"{step.name}.orbax-checkpoint-tmp-1"))
-  with pytest.raises(embed_lib.RunLoadError, match="no finished checkpoint"):
+  with pytest.raises(run_lib.RunLoadError, match="no finished checkpoint"):
     nar.load_run(copy)
 
 
@@ -181,7 +181,7 @@ def test_a_damaged_checkpoint_is_an_error_naming_it(locomotion_run, tmp_path):
   for path in (copy / "checkpoints" / "8" / "state").rglob("*"):
     if path.is_file() and path.name in ("_METADATA", "manifest.ocdbt"):
       path.write_bytes(path.read_bytes()[:10])
-  with pytest.raises(embed_lib.RunLoadError, match="checkpoints/8/state"):
+  with pytest.raises(run_lib.RunLoadError, match="checkpoints/8/state"):
     nar.load_run(copy)
 
 

@@ -95,8 +95,14 @@ def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
   return blocks
 
 
-def _pad_batch(array: np.ndarray, size: int) -> np.ndarray:
-  """Fills a short last batch up to `size` by repeating its last window."""
+def pad_batch(array: np.ndarray, size: int) -> np.ndarray:
+  """Fills a short last batch up to `size` by repeating its last window, so that a jitted
+  encoder sees one batch shape.
+
+  Example:
+    >>> pad_batch(np.array([1, 2]), 4).tolist()
+    [1, 2, 2, 2]
+  """
   if len(array) >= size:
     return array
   return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
@@ -133,9 +139,9 @@ def encode_windows(encode: Callable[..., Any], source: pipeline.WindowSource, *,
       fields.setdefault("behaviour", []).append(pose[:, pose.shape[1] // 2])
     neural = np.asarray(batch[neural_key])
     count = len(neural)
-    arguments = [_pad_batch(neural, batch_size)]
+    arguments = [pad_batch(neural, batch_size)]
     if with_animal:
-      arguments.append(_pad_batch(np.asarray(batch["animal"], np.int32), batch_size))
+      arguments.append(pad_batch(np.asarray(batch["animal"], np.int32), batch_size))
     features.append(np.asarray(encode(*arguments), np.float32)[:count])
     for name in ("label", "animal", "trial", "centre_frame"):
       fields[name].append(np.asarray(batch[name]))

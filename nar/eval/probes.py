@@ -54,6 +54,15 @@ def _search_jobs(n_jobs: int | None, fits: int) -> int | None:
   return None if n_jobs == 1 else n_jobs
 
 
+def _checked_targets(targets) -> np.ndarray:
+  """The targets as an array, checked to hold two classes or more."""
+  targets = np.asarray(targets)
+  classes = np.unique(targets)
+  if len(classes) < 2:
+    raise ValueError(f"a probe needs at least two classes, got {classes.tolist()}")
+  return targets
+
+
 def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
                      groups: np.ndarray | None = None, seed: int = 0,
                      regularisation_grid=(0.01, 0.1, 1.0),
@@ -87,10 +96,7 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, *,
     >>> {k: round(v, 1) for k, v in probe_scores(probe, features, targets).items()}
     {'accuracy': 98.3, 'balanced_accuracy': 98.4}
   """
-  targets = np.asarray(targets)
-  classes = np.unique(targets)
-  if len(classes) < 2:
-    raise ValueError(f"a probe needs at least two classes, got {classes.tolist()}")
+  targets = _checked_targets(targets)
   if not regularisation_grid:
     raise ValueError("the regularisation grid is empty")
   probe = pipeline.make_pipeline(
@@ -140,10 +146,7 @@ def fit_knn_probe(features: np.ndarray, targets: np.ndarray, *,
     >>> probe_scores(probe, features, targets)["accuracy"] > 90
     True
   """
-  targets = np.asarray(targets)
-  classes = np.unique(targets)
-  if len(classes) < 2:
-    raise ValueError(f"a probe needs at least two classes, got {classes.tolist()}")
+  targets = _checked_targets(targets)
   if not neighbours_grid:
     raise ValueError("the neighbours grid is empty")
   if min(neighbours_grid) < 1:

@@ -130,12 +130,6 @@ def params_checksum(params) -> str:
   return digest.hexdigest()
 
 
-def _checkpoint_steps(folder: epath.Path) -> list[int]:
-  if not folder.exists():
-    return []
-  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
-
-
 def _restore_latest(manager, state, loader, workdir: epath.Path):
   """The state and data iterator of the newest checkpoint that restores whole.
 
@@ -261,8 +255,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   validate.check_model_config(config.model)
   # --- Input pipeline ---
   split = inputs_lib.open_and_split(config, datasets)
-  checkpoint_dir = workdir / "checkpoints"
-  if _checkpoint_steps(checkpoint_dir) and (workdir / run_lib.RUN_FILE).exists():
+  checkpoint_dir = workdir / run_lib.CHECKPOINT_DIR
+  if run_lib.finished_steps(workdir) and (workdir / run_lib.RUN_FILE).exists():
     # Before the neural data is preloaded: a resume on other terms costs nothing.
     validate.check_resume(workdir, run_lib.read_run_record(workdir),
                           run_lib.run_record(config, *split))
