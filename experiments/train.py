@@ -3,6 +3,11 @@ r"""Trains and evaluates a NAR model.
   python -m experiments.train --config=swap_cpu --workdir=/tmp/nar/swap_cpu
   python -m experiments.train --config=swap_tpu --workdir=gs://bucket/run \
       --config.data.data_dir=gs://bucket/tfds
+  # two processes on one machine (CPU), e.g. to try a multi-host job:
+  python -m experiments.train --config=locomotion_cpu:smoke --workdir=/tmp/nar/two \
+      --multihost --coordinator_address=localhost:12355 --num_processes=2 --process_id=0 &
+  python -m experiments.train --config=locomotion_cpu:smoke --workdir=/tmp/nar/two \
+      --multihost --coordinator_address=localhost:12355 --num_processes=2 --process_id=1
 
 `--config=NAME` resolves to `experiments/configs/NAME.py` (a path works too; `NAME:arg` passes
 `arg` to the config's `get_config`); `--config.a.b=value` overrides a field.
@@ -51,7 +56,13 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_c
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and results go.",
                                required=True)
 _MULTIHOST = flags.DEFINE_bool(
-    "multihost", False, "Call jax.distributed.initialize() (one process per host).")
+    "multihost", False, "Call jax.distributed.initialize() (one process per host). On a TPU "
+    "pod slice or a SLURM/Kubernetes job it finds its peers itself; elsewhere pass "
+    "--coordinator_address, --num_processes and --process_id.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for --multihost outside a TPU pod.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes of a --multihost job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in the job.")
 
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of an input error.")
@@ -76,7 +87,10 @@ def main(argv):
   del argv
   logs.quiet_checkpoint_logs()
   if _MULTIHOST.value:
-    jax.distributed.initialize()
+    # CPU devices of several processes exchange their collectives through gloo (the setting
+    # leaves accelerators alone; the backend must not be started before initialize()).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = _CONFIG.value
   logging.info("Process %d of %d; devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())

@@ -49,6 +49,12 @@ def make_config() -> ml_collections.ConfigDict:
   # Decoded neural segments kept in memory per process; small datasets are read once.
   config.data.neural_cache_mb = 2048
   config.data.preload_neural = True
+  # Where the training windows come from (nar/data/device.py): "device" places the frames
+  # they read on every device and the step gathers its batches there; "host": grain reads
+  # the windows every step; "auto": "device" when the frames fit in device_memory_fraction of
+  # a device's memory.
+  config.data.input_path = "auto"
+  config.data.device_memory_fraction = 0.25
 
   config.model = ml_collections.ConfigDict()
   config.model.width = 64
@@ -102,6 +108,13 @@ def make_config() -> ml_collections.ConfigDict:
   # the top-K table then holds neighbours of those frames only. See benchmarks/README.md for
   # what thinning saves per step.
   config.swap.pool_stride = 1
+  # How the exact swap finds its draws (the same distribution either way): "scan" computes
+  # the distance to every frame of the target animal (nar/method/swap.py), "cells" rejects
+  # from bounding boxes of cells of cell_size frames (nar/method/swap_cells.py), far less work
+  # for behaviour of few dimensions; "auto": cells for at most swap_cells.MAX_CELL_DIM
+  # dimensions (ball velocities), scan otherwise (pose).
+  config.swap.kernel = "auto"
+  config.swap.cell_size = 256
 
   config.augment = ml_collections.ConfigDict()
   config.augment.pose_enabled = True

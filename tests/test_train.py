@@ -373,32 +373,26 @@ def test_fields_that_default_to_none_can_be_set_from_the_command_line():
   assert done.stdout.split() == ["0.5", "16"]
 
 
-def test_a_run_over_two_processes_trains_and_evaluates(data_dir, tmp_path):
-  # Each process owns one device of the mesh: features the encoder leaves sharded over the
-  # batch would span a device the other process owns, and reading them would fail.
+def test_a_run_over_two_processes_trains_and_evaluates(locomotion_data_dir, tmp_path):
+  # Through the entry point, as a multi-host job runs it. Each process owns one device of the
+  # mesh: features the encoder leaves sharded over the batch would span a device the other
+  # process owns, and reading them would fail.
   with socket.socket() as probe:
     probe.bind(("localhost", 0))
     port = probe.getsockname()[1]
-  script = _PRELUDE + f"""
-    import jax
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize("localhost:{port}", num_processes=2,
-                               process_id=int(sys.argv[1]))
-    config = tiny_config({data_dir!r})
-    config.optim.num_train_steps = 2
-    results = train.train_and_evaluate(config, {str(tmp_path / "run")!r})
-    assert results["probes"], results
-    print("OK", jax.process_index())
-  """
+  command = [sys.executable, "-m", "experiments.train", "--config=locomotion_cpu:smoke",
+             f"--config.data.data_dir={locomotion_data_dir}", f"--workdir={tmp_path / 'run'}",
+             "--multihost", f"--coordinator_address=localhost:{port}", "--num_processes=2"]
   processes = [subprocess.Popen(
-      [sys.executable, "-c", textwrap.dedent(script), str(index)], cwd=REPO_ROOT,
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"}) for index in range(2)]
+      command + [f"--process_id={index}"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+      for index in range(2)]
   outputs = [process.communicate(timeout=600) for process in processes]
-  for process, (stdout, stderr) in zip(processes, outputs):
+  for process, (_, stderr) in zip(processes, outputs):
     assert process.returncode == 0, stderr[-4000:]
-    assert "OK" in stdout
-  assert (tmp_path / "run" / "eval.json").exists()
+    assert "Process %d of 2" % processes.index(process) in stderr
+  assert "eval: action on held-out animals" in outputs[0][0]
+  assert json.loads((tmp_path / "run" / "eval.json").read_text())["probes"]
 
 
 def test_named_held_out_animals_win_over_the_seeded_draw(data_dir):

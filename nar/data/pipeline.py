@@ -403,6 +403,67 @@ class WindowSource:
         np.int32)
     return batch
 
+  def frame_arrays_bytes(self, neural_key: str) -> int:
+    """The bytes `frame_arrays(neural_key)` would hold, computed without reading them."""
+    sample = self[0]
+    frame_bytes = int(np.prod(sample[neural_key].shape[1:])) * 4
+    trials = np.unique(self._index.trial)
+    neural = sum(int(self._dataset.trials[t]["num_neural_frames"]) for t in trials)
+    pose = self._pose.shape[0] * self._pose.shape[1] * 4
+    return neural * frame_bytes + pose + 5 * 4 * len(self)
+
+  def frame_arrays(self, neural_key: str) -> dict[str, np.ndarray]:
+    """Every frame the windows read and where each window starts: a copy that can live on a
+    device (`nar.data.device`), from which `read_batch` is a gather.
+
+    Window i of `read_batch([i])` is `pose[pose_start[i] + pose_offsets]`,
+    `neural[neural_start[i]:neural_start[i] + neural_frames]` (standardised and ROI-padded as
+    `read_batch` does), `bank_frame_index = bank_start[i] + pose_offsets`, `animal[i]` and
+    `label[i]`.
+
+    Args:
+      neural_key: the neural array to hold (one of the source's).
+
+    Returns:
+      `pose [F, D]` float32 (every behaviour frame of the dataset), `neural [N, ...]` float32
+      (the neural frames of the trials the windows come from, trial after trial),
+      `pose_start`, `neural_start`, `bank_start`, `animal`, `label` `[W]` int32 and
+      `pose_offsets [T]` int32.
+    """
+    if neural_key not in self._neural_keys:
+      raise ValueError(f"the source reads {list(self._neural_keys)}, not {neural_key!r}")
+    behaviour = self._dataset.behaviour_index
+    trials = np.unique(self._index.trial).astype(np.int64)
+    neural, first_neural_frame = [], {}
+    offset = 0
+    for trial in trials:
+      length = int(self._dataset.trials[trial]["num_neural_frames"])
+      values = self._dataset.read_neural(int(trial), 0, length)[neural_key]
+      standardise = self._neural_normalizer
+      if standardise is not None and standardise.key == neural_key:
+        values = standardise(str(behaviour.animal_ids[trial]), values)
+      if neural_key == "roi_traces" and self._roi_width:
+        values = np.pad(values, ((0, 0), (0, self._roi_width - values.shape[1])))
+      neural.append(np.asarray(values, np.float32))
+      first_neural_frame[int(trial)] = offset
+      offset += length
+    window_trials = self._index.trial.astype(np.int64)
+    centres = self._index.centre.astype(np.int64)
+    trial_starts = behaviour.offsets[window_trials].astype(np.int64)
+    neural_starts = (behaviour.sync[trial_starts + centres].astype(np.int64)
+                     + int(self._spec.neural_offsets()[0])
+                     + np.array([first_neural_frame[t] for t in window_trials], np.int64))
+    return {
+        "pose": np.asarray(self._pose, np.float32),
+        "neural": np.concatenate(neural),
+        "pose_start": (trial_starts + centres).astype(np.int32),
+        "neural_start": neural_starts.astype(np.int32),
+        "bank_start": (self._trial_bank_offset[window_trials] + centres).astype(np.int32),
+        "animal": self._trial_animal[window_trials].astype(np.int32),
+        "label": behaviour.labels[trial_starts + centres].astype(np.int32),
+        "pose_offsets": np.asarray(self._spec.pose_offsets(), np.int32),
+    }
+
   def __repr__(self) -> str:
     return f"WindowSource({len(self)} windows of {self._dataset.path})"
 
@@ -440,9 +501,14 @@ def exit_when_orphaned(worker_index: int, worker_count: int) -> None:
   threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
 
 
+def _window_indices(items: np.ndarray) -> dict[str, np.ndarray]:
+  return {"window": np.asarray(items, np.int32)}
+
+
 def make_loader(source: WindowSource, *, batch_size: int, train: bool, seed: int = 0,
                 num_epochs: int | None = None, worker_count: int = 0,
-                shard: tuple[int, int] | None = None) -> grain.IterDataset:
+                shard: tuple[int, int] | None = None,
+                read_windows: bool = True) -> grain.IterDataset:
   """Wraps a window source into a grain pipeline of batches.
 
   Args:
@@ -455,6 +521,8 @@ def make_loader(source: WindowSource, *, batch_size: int, train: bool, seed: int
     worker_count: grain worker processes (0 reads in the main process).
     shard: `(index, count)` of this host's part of the windows; by default
       `(jax.process_index(), jax.process_count())`, so each host reads its own part.
+    read_windows: False yields the same batches as window indices only, `{"window": [B]}`
+      int32, for a step that gathers them from a device-resident copy (`nar.data.device`).
 
   Returns:
     A `grain.IterDataset`; `iter()` of it has `get_state` / `set_state` for checkpointing.
@@ -474,7 +542,8 @@ def make_loader(source: WindowSource, *, batch_size: int, train: bool, seed: int
   epochs = num_epochs if num_epochs is not None else (None if train else 1)
   if epochs != 1:
     dataset = dataset.repeat(epochs)
-  dataset = dataset.batch(batch_size, drop_remainder=train).map(source.read_batch)
+  dataset = dataset.batch(batch_size, drop_remainder=train).map(
+      source.read_batch if read_windows else _window_indices)
   # Reading in the calling thread: grain's thread prefetching costs more than it saves for
   # windows that are cut from memory in tens of microseconds.
   iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))

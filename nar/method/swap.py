@@ -47,6 +47,12 @@ work is at most (queries + animals × query_chunk) × pool frames, so one ŝ per
 per frame cost about the same, and windows that are not swapped cost nothing. Banks may hold
 animals of different sizes: the scan of an animal stops at its last block.
 
+Few behaviour dimensions. For ball velocities (D = 3) the scan's work is all pool length and
+no arithmetic: `swap_pose_windows(..., cells=swap_cells.build_cell_index(bank))` draws from the
+same distribution by rejection from bounding boxes of cells of frames (`nar.method.swap_cells`),
+scanning one box per cell instead of every frame; the train step does so for behaviour of at
+most `swap_cells.MAX_CELL_DIM` dimensions (`swap.kernel="auto"`).
+
 Numerics: the matmul form loses about 1e-7 × ||b||² of the squared distance to cancellation,
 i.e. distances below ~1e-3 for unit-scale poses are not resolved; irrelevant at temperature 1.
 Matmuls run at `Precision.HIGHEST` so that GPUs do not fall back to TF32.
@@ -62,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nar.method import pose_bank
+from nar.method import swap_cells
 
 
 # Chunk sizes tuned on a 2-core CPU (see benchmarks/README.md); on a GPU larger chunks (e.g.
@@ -372,9 +379,35 @@ def draw_swap_targets(key: jax.Array, source_animal: jax.Array, num_animals: int
   return jnp.where(swapped_like_target, target, -1), swapped
 
 
+def _draw_bank_frames(key, queries, query_target, bank, inv_temperature, cells, query_chunk,
+                      pool_chunk, group_size=1):
+  """`[N]` exact draws from the bank: by the cells when given, else by the streamed kernel.
+
+  Queries that the cells' rejection rounds leave without a frame take the streamed kernel's
+  (exact too: a draw after rejected trials has the target distribution).
+  """
+  query_ids = jnp.arange(queries.shape[0], dtype=jnp.uint32)
+  if cells is None:
+    return _draw_grouped(seed_words(key), queries, query_ids, query_target, bank.frames,
+                         bank.valid, bank.num_frames, inv_temperature, query_chunk, pool_chunk,
+                         bank.distance_scale)
+  rejection_key, rest_key = jax.random.split(key)
+  drawn, done = swap_cells.draw_by_rejection(rejection_key, queries, query_target, bank, cells,
+                                             inv_temperature, group_size=group_size)
+
+  def streamed_rest(drawn):
+    rest = _draw_grouped(seed_words(rest_key), queries, query_ids,
+                         jnp.where(done, -1, query_target), bank.frames, bank.valid,
+                         bank.num_frames, inv_temperature, query_chunk, pool_chunk,
+                         bank.distance_scale)
+    return jnp.where(done, drawn, rest)
+
+  return lax.cond(jnp.all(done), lambda drawn: drawn, streamed_rest, drawn)
+
+
 @functools.partial(jax.jit, static_argnames=("per_frame_target", "query_chunk", "pool_chunk"))
 def _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probability,
-                           temperature, *, per_frame_target, query_chunk, pool_chunk):
+                           temperature, cells, *, per_frame_target, query_chunk, pool_chunk):
   batch, window_length, dim = pose_windows.shape
   num_queries = batch * window_length
   target_key, draw_key = jax.random.split(key)
@@ -385,10 +418,13 @@ def _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probabil
   queries = pose_windows.reshape(num_queries, dim).astype(jnp.float32)
   # Query ids are window-major frame positions, so a window's draw does not depend on which
   # other windows are swapped.
-  drawn = _draw_grouped(
-      seed_words(draw_key), queries, jnp.arange(num_queries, dtype=jnp.uint32), frame_target,
-      bank.frames, bank.valid, bank.num_frames, 1.0 / jnp.asarray(temperature, jnp.float32),
-      query_chunk, pool_chunk, bank.distance_scale)
+  # Frames of a window share their target unless it is drawn per frame, so groups of them
+  # may share the cells' envelope.
+  group_size = 1 if per_frame_target else max(
+      g for g in range(1, swap_cells.DEFAULT_GROUP_SIZE + 1) if window_length % g == 0)
+  drawn = _draw_bank_frames(draw_key, queries, frame_target, bank,
+                            1.0 / jnp.asarray(temperature, jnp.float32), cells, query_chunk,
+                            pool_chunk, group_size)
   # The distance is weighted, the frames swapped in are the bank's own.
   replaced = drawn >= 0
   new_frames = bank.frames[jnp.maximum(frame_target, 0), jnp.maximum(drawn, 0)]
@@ -421,7 +457,8 @@ def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: ja
                       bank: pose_bank.PoseBank, *, swap_probability: float = 0.5,
                       temperature: float = 1.0, per_frame_target: bool = False,
                       query_chunk: int = DEFAULT_WINDOW_QUERY_CHUNK,
-                      pool_chunk: int = DEFAULT_POOL_CHUNK) -> tuple[jax.Array, dict]:
+                      pool_chunk: int = DEFAULT_POOL_CHUNK,
+                      cells: swap_cells.CellIndex | None = None) -> tuple[jax.Array, dict]:
   """Cross-animal pose swap of a batch of windows, with the exact full-softmax draw.
 
   With probability `swap_probability` a window of animal s gets a target animal ŝ ≠ s drawn
@@ -442,6 +479,9 @@ def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: ja
     per_frame_target: draw ŝ per frame instead of per window (an ablation).
     query_chunk: query frames per chunk (static); see `DEFAULT_WINDOW_QUERY_CHUNK`.
     pool_chunk: pool frames per chunk (static), a multiple of `FRAME_BLOCK`.
+    cells: `nar.method.swap_cells.build_cell_index(bank)` to draw by rejection from the
+      cells' boxes instead of scanning every pool frame: the same distribution, far less work
+      for low-dimensional behaviour (`swap_cells.MAX_CELL_DIM`); None scans.
 
   Returns:
     `(swapped_windows [B, T, D], info)` with info:
@@ -457,6 +497,8 @@ def swap_pose_windows(key: jax.Array, pose_windows: jax.Array, source_animal: ja
   check_windows(pose_windows, source_animal, bank)
   check_settings(swap_probability=swap_probability, temperature=temperature,
                  query_chunk=query_chunk, pool_chunk=pool_chunk)
+  if cells is not None:
+    swap_cells.check_cells(cells, bank)
   return _swap_pose_windows_jit(key, pose_windows, source_animal, bank, swap_probability,
-                                temperature, per_frame_target=per_frame_target,
+                                temperature, cells, per_frame_target=per_frame_target,
                                 query_chunk=query_chunk, pool_chunk=pool_chunk)

@@ -20,10 +20,11 @@ from nar.train.step import keep_animal_rows
 from nar.train.step import make_mesh
 from nar.train.step import run_keys
 from nar.train.step import step_batch
+from nar.train.step import swap_kernel
 from nar.train.step import TrainState
 
 __all__ = [
     "Input", "TrainState", "compile_train_step", "create_input", "create_step_constants",
     "create_train_state", "evaluate", "fit_input_layers", "fit_windows", "keep_animal_rows",
-    "make_mesh", "run_keys", "step_batch", "summary_line", "train_and_evaluate",
+    "make_mesh", "run_keys", "step_batch", "summary_line", "swap_kernel", "train_and_evaluate",
 ]

@@ -30,6 +30,7 @@ import tqdm
 
 from nar import logs
 from nar import run as run_lib
+from nar.data import device as device_lib
 from nar.data import pipeline
 from nar.data import shards
 from nar.eval import features as features_lib
@@ -277,6 +278,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   state = jax.device_put(state, replicated)
   bank, bank_row_of_animal = step_lib.create_step_constants(config, inputs)
   bank = jax.device_put(bank, replicated)
+  resident, input_path = device_lib.choose_path(
+      config.data.get("input_path", "host"),
+      inputs.train_source.frame_arrays_bytes(inputs.neural_key),
+      config.data.get("device_memory_fraction", 0.25), mesh.devices.flat[0])
+  logging.info("Training windows: %s", input_path)
+  if resident:
+    bank["windows"] = device_lib.make_device_windows(inputs.train_source, inputs.neural_key,
+                                                     bank_row_of_animal, mesh)
   # --- Update step ---
   step_fn = step_lib.compile_train_step(graphdef, tx, config, inputs.neural_key, mesh,
                                         len(inputs.dataset.animals),
@@ -286,7 +295,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # --- Data iterator and checkpoints ---
   loader = pipeline.make_loader(
       inputs.train_source, batch_size=config.optim.global_batch_size // jax.process_count(),
-      train=True, seed=config.seed, worker_count=config.data.worker_count)
+      train=True, seed=config.seed, worker_count=0 if resident else config.data.worker_count,
+      read_windows=not resident)
   manager = ocp.CheckpointManager(
       checkpoint_dir,
       options=ocp.CheckpointManagerOptions(
@@ -313,8 +323,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   stop_on_non_finite = config.optim.get("nan_policy", "stop") == "stop"
   with _PreemptionFlag() as preempted:
     for step in progress:
-      local = step_lib.step_batch(next(iterator), inputs.neural_key, bank_row_of_animal,
-                                  labels=step_lib.reads_labels(config))
+      local = next(iterator)
+      if not resident:
+        local = step_lib.step_batch(local, inputs.neural_key, bank_row_of_animal,
+                                    labels=step_lib.reads_labels(config))
       batch = {key: jax.make_array_from_process_local_data(batch_sharding, value)
                for key, value in local.items()}
       state, metrics = step_fn(state, batch, bank)

@@ -20,13 +20,16 @@ import numpy as np
 import optax
 
 from nar import models
+from nar import run as run_lib
 from nar.data import behaviour as behaviour_lib
+from nar.data import device as device_lib
 from nar.method import augment
 from nar.method import losses
 from nar.method import neural_swap
 from nar.method import objectives
 from nar.method import pose_bank
 from nar.method import swap
+from nar.method import swap_cells
 from nar.method import swap_table
 from nar.train import inputs as inputs_lib
 
@@ -160,7 +163,9 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
   """Builds the pure update step `(state, batch, constants) -> (state, metrics)`.
 
   `constants` holds the device-resident arrays the method needs (the swap's pose bank and
-  top-K table, BehaveNet's state centroids), see `create_step_constants`. `behaviour_spec`
+  top-K table, BehaveNet's state centroids), see `create_step_constants`, and with
+  device-resident data its `windows` (`nar.data.device.DeviceWindows`): a batch of window
+  indices, `{"window": [B]}`, is then gathered from them inside the step. `behaviour_spec`
   (`dataset.behaviour_spec`) chooses the behavioural augmentations that make sense for the
   behaviour's format (DeepFly3D pose by default).
 
@@ -174,6 +179,9 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
   loss_fn = make_loss_fn(graphdef, config, num_animals)
 
   def train_step(state: TrainState, batch, constants):
+    if "window" in batch:  # window indices: the batch is gathered from device-resident frames
+      batch = device_lib.gather_batch(constants["windows"], batch["window"],
+                                      labels=reads_labels(config))
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     swap_key, pose_key, neural_key_, view_key = jax.random.split(key, 4)
     target_pose = pose = batch["pose"]
@@ -188,7 +196,8 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
       pose, info = swap.swap_pose_windows(
           swap_key, pose, batch["bank_animal"], constants["frames"],
           swap_probability=swap_config.probability, temperature=swap_config.temperature,
-          pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target)
+          pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target,
+          cells=constants.get("cells"))
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     raw_neural, neural_animal = batch[neural_key], batch["animal"]
     if swap_config.enabled and swap_config.neural_probability > 0:
@@ -315,12 +324,33 @@ def _behaviour_state_centroids(config, inputs: inputs_lib.Input) -> np.ndarray:
   return objectives.fit_behaviour_states(pose, config.behavenet_states, config.seed)
 
 
+SWAP_KERNELS = ("auto", "scan", "cells")
+
+
+def swap_kernel(config: ml_collections.ConfigDict, behaviour_dim: int) -> str:
+  """The exact swap's kernel for behaviour of `behaviour_dim` features: "scan" or "cells".
+
+  Example:
+    >>> from nar import config as config_lib
+    >>> config = config_lib.make_config()
+    >>> swap_kernel(config, 3), swap_kernel(config, 90)
+    ('cells', 'scan')
+  """
+  kernel = config.swap.get("kernel", "scan")
+  if kernel not in SWAP_KERNELS:
+    raise ValueError(f"swap.kernel must be one of {SWAP_KERNELS}, got {kernel!r}")
+  if kernel == "auto":
+    return "cells" if behaviour_dim <= swap_cells.MAX_CELL_DIM else "scan"
+  return kernel
+
+
 def create_step_constants(config: ml_collections.ConfigDict, inputs: inputs_lib.Input):
   """Device-independent arrays the step reads, and the bank row of every dataset animal.
 
   Returns:
     `(constants, bank_row_of_animal)`: constants is a dict with the swap's pose bank
-    (`frames`, a `nar.method.pose_bank.PoseBank`) and, in top-K mode, its `table`; BehaveNet's
+    (`frames`, a `nar.method.pose_bank.PoseBank`), with the "cells" kernel its `cells`
+    (`nar.method.swap_cells.CellIndex`) and, in top-K mode, its `table`; BehaveNet's
     `state_centroids`; empty for methods that need none of these.
   """
   rows = {a: i for i, a in enumerate(inputs.training_animals)}
@@ -336,10 +366,18 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: inputs_lib.
                                     inputs.training_animals,
                                     pool_stride=config.swap.pool_stride)
   constants["frames"] = frames
+  if config.swap.mode == "exact" and swap_kernel(config, frames.pose_dim) == "cells":
+    constants["cells"] = swap_cells.build_cell_index(frames, config.swap.get("cell_size", swap_cells.DEFAULT_CELL_SIZE))
+    logging.info("Exact swap by rejection from %d cells of <= %d frames per animal (%d-d "
+                 "behaviour)", constants["cells"].num_cells, constants["cells"].cell_size,
+                 frames.pose_dim)
   if config.swap.mode == "topk":
-    constants["table"] = swap_table.build_topk_table(
+    # Built once per dataset and settings, then read from beside the dataset (in memory only,
+    # with a warning, where its folder cannot be written).
+    constants["table"] = swap_table.cached_topk_table(
         frames, config.swap.topk, temperature=config.swap.temperature,
-        pool_chunk=config.swap.pool_chunk)
+        pool_chunk=config.swap.pool_chunk, cache_dir=inputs.dataset.path,
+        dataset_fingerprint=run_lib.dataset_fingerprint(inputs.dataset))
     logging.info("Top-%d swap table: truncated probability mass %s", config.swap.topk,
                  constants["table"].truncated_mass_stats())
   return constants, bank_row_of_animal

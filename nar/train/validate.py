@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from nar.data import device
 from nar.data import pipeline
 from nar.method import objectives
 from nar.method import swap
@@ -105,7 +106,10 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
 RESUMABLE_FIELDS = (
     "optim.num_train_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
     "data.data_dir", "data.worker_count", "data.neural_cache_mb", "data.preload_neural",
-    "data.simulate_if_missing", "eval.", "adapt.",
+    "data.simulate_if_missing", "data.input_path", "data.device_memory_fraction",
+    "eval.", "adapt.",
+    # How the exact swap computes its draws; their distribution is the same.
+    "swap.kernel", "swap.cell_size", "swap.pool_chunk",
 )
 
 
@@ -245,6 +249,16 @@ def check_config(config, inputs: inputs_lib.Input, num_devices: int) -> None:
                         temperature=config.swap.temperature, pool_chunk=config.swap.pool_chunk)
   except ValueError as error:
     raise ValueError(f"config.swap: {error}") from None
+  if config.data.get("input_path", "host") not in device.INPUT_PATHS:
+    raise ValueError(f"data.input_path must be one of {device.INPUT_PATHS}, got "
+                     f"{config.data.input_path!r}")
+  if not 0.0 < config.data.get("device_memory_fraction", 0.25) <= 1.0:
+    raise ValueError(f"data.device_memory_fraction must lie in (0, 1], got "
+                     f"{config.data.device_memory_fraction!r}")
+  if config.swap.get("kernel", "scan") not in step_lib.SWAP_KERNELS:
+    raise ValueError(f"swap.kernel must be one of {step_lib.SWAP_KERNELS}, got {config.swap.kernel!r}")
+  if not isinstance(config.swap.get("cell_size", 1), int) or config.swap.get("cell_size", 1) < 1:
+    raise ValueError(f"swap.cell_size must be a positive int, got {config.swap.cell_size!r}")
   if not 0.0 <= config.swap.neural_probability <= 1.0:
     raise ValueError(f"swap.neural_probability must lie in [0, 1], got "
                      f"{config.swap.neural_probability!r}")
