@@ -25,10 +25,16 @@ a bank of several animals, one target animal per window and per frame), and the 
 build (`nar.method.swap_table`) for `table_queries` frames against one pool of `table_pool_size`
 frames, projected to the full build at MC2P scale: per (query frame, pool frame) time ×
 `table_animals` × `table_frames_per_animal` queries × (`table_animals` - 1) pools ×
-`table_frames_per_animal` frames.
+`table_frames_per_animal` frames. It then times the build spread over every local device (one
+query chunk per device, as `build_topk_table` runs it) and projects the full build onto
+`projected_devices` accelerators: that work / (the per-device rate measured in this run ×
+`projected_devices`), against the bar of 1 h. On CPU, where the devices are host devices
+sharing the CPU's cores (`XLA_FLAGS=--xla_force_host_platform_device_count=8`), the figure
+is a CPU projection, not an accelerator's.
 """
 
 import functools
+import os
 import resource
 import statistics
 import time
@@ -71,10 +77,13 @@ _TABLE_K = flags.DEFINE_integer("table_k", 16, "Neighbours per (frame, animal) i
 _TABLE_ANIMALS = flags.DEFINE_integer("table_animals", 40, "Animals of the projected build.")
 _TABLE_FRAMES = flags.DEFINE_integer("table_frames_per_animal", 190_000,
                                      "Frames per animal of the projected build (100 Hz).")
+_PROJECTED_DEVICES = flags.DEFINE_integer(
+    "projected_devices", 8, "Accelerators the full table build is projected onto.")
 
 SPEEDUP_OVER_NUMPY_BAR = 2.0
 RATIO_TO_FLOOR_BAR = 1.5
 PEAK_MEMORY_BAR_BYTES = 1 << 30
+FULL_TABLE_BUILD_BAR_SECONDS = 3600.0
 
 
 def _max_rss_bytes() -> int:
@@ -277,6 +286,47 @@ def _time_table_build(dim: int) -> None:
   print(f"projected full build, {animals} animals x {frames} frames against {animals - 1} "
         f"pools each: {total / 3600:.1f} h on {jax.devices()[0].device_kind}; the table takes "
         f"{table_bytes / 2**30:.1f} GiB")
+  _time_table_build_over_devices(bank, num_queries, pool_size, k,
+                                 total_pairs=animals * frames * (animals - 1) * frames)
+
+
+def _time_table_build_over_devices(bank, num_queries: int, pool_size: int, k: int, *,
+                                   total_pairs: int) -> None:
+  """Times one query chunk per local device at once, and projects the full build from it."""
+  devices = jax.local_devices()
+  num_devices, projected_devices = len(devices), _PROJECTED_DEVICES.value
+  mesh = jax.sharding.Mesh(np.array(devices), (swap_table.DATA_AXIS,))
+  split = jax.sharding.NamedSharding(mesh, jax.P(swap_table.DATA_AXIS))
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  # Every device takes the chunk of query frames against the pool, as the build spreads them.
+  first_frames = jax.device_put(np.zeros(num_devices, np.int32), split)
+  query_animals = jax.device_put(np.zeros(num_devices, np.int32), split)
+  bank_arrays = jax.device_put((bank.frames, bank.valid, bank.num_frames, jnp.float32(1.0),
+                                bank.distance_scale), replicated)
+  build = lambda: swap_table._top_k_of_query_chunks(  # pylint: disable=protected-access
+      query_animals, first_frames, *bank_arrays, k=k, pool_chunk=_POOL_CHUNK.value,
+      query_chunk=num_queries, mesh=mesh)
+  jax.block_until_ready(build())
+  seconds = _median_seconds(build, max(1, _REPEATS.value // 2))
+  # The devices run at once: each one's rate is its own chunk's pairs over the call's time.
+  pairs_per_second_per_device = num_queries * pool_size / seconds
+  projected = total_pairs / (pairs_per_second_per_device * projected_devices)
+  kind = devices[0].device_kind
+  print(f"top-K table build over {num_devices} local device(s) ({kind}), one chunk of "
+        f"{num_queries} queries x {pool_size} pool frames each: {1e3 * seconds:.1f} ms = "
+        f"{pairs_per_second_per_device / 1e9:.3f} G (query, pool frame) pairs/s per device")
+  if devices[0].platform == "cpu":
+    basis = (f"a CPU projection: {num_devices} host device(s) sharing {os.cpu_count()} CPU "
+             f"cores, not {projected_devices} accelerators")
+  elif num_devices == projected_devices:
+    basis = f"measured on {num_devices} {kind} in this run"
+  else:
+    basis = (f"the per-device rate measured on {num_devices} {kind} in this run, assumed to "
+             f"hold on {projected_devices}")
+  under_bar = projected < FULL_TABLE_BUILD_BAR_SECONDS
+  print(f"projected full table build on {projected_devices} accelerators (per-device rate x "
+        f"work / {projected_devices}): {projected / 3600:.2f} h, under 1 h: "
+        f"{'yes' if under_bar else 'no'} ({basis})")
 
 
 def main(argv):

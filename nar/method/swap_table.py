@@ -22,15 +22,32 @@ M ≈ 190,000 frames at 100 Hz) and K = 16 that is 40 × 190,000 × 40 × 16 × 
 table belongs on the host or on disk (subsample the frames, e.g. the 33 Hz frames a window
 uses, and keep only the training animals), and only toy and medium tables on the accelerator.
 The temperature is fixed when the table is built.
+
+The build spreads its query chunks over every local device (one chunk per device at a time, the
+bank replicated) and over the processes of a multi-host job (process p builds every
+`process_count`-th chunk, then the chunks are gathered); each chunk is computed as on one
+device, so the table is the same bit for bit whatever the devices. `cached_topk_table` builds a
+table once and saves it beside its dataset, so that later runs on the same dataset and settings
+load it instead; `place_topk_table` replicates a table over a mesh, or splits it along its
+frame axis when it is too large for one device.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import os
+from typing import Any, Callable, Sequence
+import uuid
+import zipfile
 
+from absl import logging
+from etils import epath
 import jax
 from jax import lax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 import tqdm
@@ -67,6 +84,11 @@ class TopKTable:
   @property
   def k(self) -> int:
     return int(self.indices.shape[-1])
+
+  @property
+  def nbytes(self) -> int:
+    """Bytes of the table's three arrays (on one device, when replicated)."""
+    return int(self.indices.nbytes + self.log_weights.nbytes + self.truncated_mass.nbytes)
 
   def truncated_mass_stats(self) -> dict[str, float]:
     """Mean and max of the truncated mass over all (frame, other animal) pairs."""
@@ -142,26 +164,50 @@ def _top_k_against_bank(queries: jax.Array, source_animal: jax.Array, frames: ja
   return (indices.transpose(1, 0, 2), log_weights.transpose(1, 0, 2), truncated.T)
 
 
-def build_topk_table(bank: pose_bank.PoseBank, k: int, *, temperature: float = 1.0,
-                     query_chunk: int = 1024, pool_chunk: int = swap_lib.DEFAULT_POOL_CHUNK,
-                     progress: bool = True) -> TopKTable:
-  """Builds the top-K neighbour table of a bank with the streamed distance kernel.
+# The axis of the build's mesh (and of `place_topk_table`'s) that query chunks are split along.
+DATA_AXIS = "data"
+
+
+@functools.partial(jax.jit, static_argnames=("k", "pool_chunk", "query_chunk", "mesh"))
+def _top_k_of_query_chunks(animals: jax.Array, starts: jax.Array, frames: jax.Array,
+                           valid: jax.Array, num_frames: jax.Array, inv_temperature: jax.Array,
+                           distance_scale: jax.Array | None, *, k: int, pool_chunk: int,
+                           query_chunk: int, mesh: jax.sharding.Mesh):
+  """One query chunk per device of `mesh`: `_top_k_against_bank` of each, the bank replicated.
 
   Args:
-    bank: the training animals' frames.
-    k: neighbours per (frame, other animal); at most the bank's `max_frames`.
-    temperature: > 0; fixed for the table.
-    query_chunk: query frames per call (one progress-bar step).
-    pool_chunk: pool frames per chunk.
-    progress: show a tqdm progress bar.
+    animals, starts: `[num_devices]` int32 bank row and first frame of each device's chunk,
+      split along the mesh axis.
+    frames, valid, num_frames, inv_temperature, distance_scale: as `_top_k_against_bank`,
+      replicated.
+    k, pool_chunk: as `_top_k_against_bank`.
+    query_chunk: query frames per chunk (static).
+    mesh: a one-axis (`DATA_AXIS`) mesh (static).
 
   Returns:
-    The table (see `TopKTable`); `truncated_mass_stats()` summarises how far it is from the
-    exact draw.
-
-  Raises:
-    ValueError: fewer than two animals, a bad K, temperature or chunk size.
+    `(indices [N, Q, A, K], log_weights [N, Q, A, K], truncated_mass [N, Q, A])` for the N
+    chunks, split along the mesh axis.
   """
+
+  def per_device(animal, start, frames, valid, num_frames, inv_temperature, distance_scale):
+    # Each device slices its queries from its replica of the bank: nothing crosses devices.
+    queries = lax.dynamic_slice(frames, (animal[0], start[0], 0),
+                                (1, query_chunk, frames.shape[-1]))[0]
+    outputs = _top_k_against_bank(queries, animal[0], frames, valid, num_frames,
+                                  inv_temperature, distance_scale, k=k, pool_chunk=pool_chunk)
+    return jax.tree.map(lambda x: x[None], outputs)
+
+  split, replicated = jax.P(DATA_AXIS), jax.P()
+  # No collectives: the body is the single-device kernel as it stands, its loop carries not
+  # annotated as varying over the mesh (which the check would ask for).
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(split, split) + (replicated,) * 5,
+                       out_specs=split, check_vma=False)(
+                           animals, starts, frames, valid, num_frames, inv_temperature,
+                           distance_scale)
+
+
+def _check_build_settings(bank: pose_bank.PoseBank, k: int, temperature: float,
+                          query_chunk: int, pool_chunk: int) -> None:
   if bank.num_animals < 2:
     raise ValueError(f"the swap needs at least two training animals, the bank has "
                      f"{list(bank.animals)}")
@@ -172,35 +218,341 @@ def build_topk_table(bank: pose_bank.PoseBank, k: int, *, temperature: float = 1
   # Unlike the draw's, the table's pool chunk need not be a multiple of FRAME_BLOCK.
   if not isinstance(pool_chunk, (int, np.integer)) or pool_chunk < 1:
     raise ValueError(f"pool_chunk must be a positive int, got {pool_chunk!r}")
+
+
+def _build_on_host(bank: pose_bank.PoseBank, k: int, *, temperature: float, query_chunk: int,
+                   pool_chunk: int, progress: bool, devices: Sequence[jax.Device] | None,
+                   process_index: int | None = None, process_count: int | None = None,
+                   allgather: Callable[[Any], Any] = multihost_utils.process_allgather
+                   ) -> TopKTable:
+  """`build_topk_table`, its arrays left in host memory (NumPy).
+
+  `process_index`, `process_count` (the job's, by default) and `allgather` (a gather of a
+  pytree of arrays over the processes, stacked along a new leading axis) say which chunks this
+  process builds and how the others' chunks reach it.
+  """
+  _check_build_settings(bank, k, temperature, query_chunk, pool_chunk)
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  devices = list(jax.local_devices() if devices is None else devices)
+  mesh = jax.sharding.Mesh(np.array(devices), (DATA_AXIS,),
+                           axis_types=(jax.sharding.AxisType.Auto,))
+  num_devices = len(devices)
   num_animals = bank.num_animals
+  max_frames = int(bank.frames.shape[1])
   num_frames = np.asarray(bank.num_frames)
-  inv_temperature = jnp.float32(1.0 / temperature)
   indices = np.full((num_animals, max_frames, num_animals, k), -1, np.int32)
   log_weights = np.full((num_animals, max_frames, num_animals, k), -np.inf, np.float32)
   truncated = np.full((num_animals, max_frames, num_animals), np.nan, np.float32)
   query_chunk = min(query_chunk, max_frames)
-  steps = [(animal, start) for animal in range(num_animals)
+  # Fixed-size query chunks (the last one of an animal shifted back) compile once.
+  steps = [(animal, min(start, max_frames - query_chunk)) for animal in range(num_animals)
            for start in range(0, int(num_frames[animal]), query_chunk)]
-  for animal, start in tqdm.tqdm(steps, desc="top-K swap table", disable=not progress):
-    # Fixed-size query chunks (the last one shifted back) compile once.
-    start = min(start, max_frames - query_chunk)
-    chunk = lax.dynamic_slice(bank.frames, (animal, start, 0),
-                              (1, query_chunk, bank.pose_dim))[0]
-    chunk_indices, chunk_weights, chunk_truncated = _top_k_against_bank(
-        chunk, jnp.int32(animal), bank.frames, bank.valid, bank.num_frames, inv_temperature,
-        bank.distance_scale, k=k, pool_chunk=pool_chunk)
+  # Every chunk costs about the same (a scan of every other pool): a stride balances the load.
+  own_steps = steps[process_index::process_count]
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  split = jax.sharding.NamedSharding(mesh, jax.P(DATA_AXIS))
+  bank_arrays = jax.device_put((bank.frames, bank.valid, bank.num_frames,
+                                jnp.float32(1.0 / temperature), bank.distance_scale), replicated)
+  groups = [own_steps[i:i + num_devices] for i in range(0, len(own_steps), num_devices)]
+
+  def dispatch(group):
+    # A short last group repeats its last chunk on the idle devices; the copies are dropped.
+    padded = group + [group[-1]] * (num_devices - len(group))
+    animals = np.array([animal for animal, _ in padded], np.int32)
+    starts = np.array([start for _, start in padded], np.int32)
+    return _top_k_of_query_chunks(jax.device_put(animals, split), jax.device_put(starts, split),
+                                  *bank_arrays, k=k, pool_chunk=pool_chunk,
+                                  query_chunk=query_chunk, mesh=mesh)
+
+  def write(animal, start, chunk_indices, chunk_weights, chunk_truncated):
     rows = slice(start, start + query_chunk)
-    indices[animal, rows] = np.asarray(chunk_indices)
-    log_weights[animal, rows] = np.asarray(chunk_weights)
-    truncated[animal, rows] = np.asarray(chunk_truncated)
+    indices[animal, rows] = chunk_indices
+    log_weights[animal, rows] = chunk_weights
+    truncated[animal, rows] = chunk_truncated
+
+  gathered_shape = (-(-len(steps) // process_count), query_chunk, num_animals)
+  if process_count > 1:  # this process's chunks, in its order, until gathered
+    own = (np.full(gathered_shape + (k,), -1, np.int32),
+           np.full(gathered_shape + (k,), -np.inf, np.float32),
+           np.full(gathered_shape, np.nan, np.float32))
+  position = 0
+  pending = dispatch(groups[0]) if groups else None
+  with tqdm.tqdm(total=len(own_steps), desc="top-K swap table", disable=not progress) as bar:
+    for group_index, group in enumerate(groups):
+      outputs = pending
+      # The next group runs on the devices while this one is copied to the host.
+      pending = dispatch(groups[group_index + 1]) if group_index + 1 < len(groups) else None
+      outputs = [np.asarray(x) for x in outputs]
+      for slot, (animal, start) in enumerate(group):
+        if process_count > 1:
+          for buffer, output in zip(own, outputs):
+            buffer[position] = output[slot]
+        else:
+          write(animal, start, *(output[slot] for output in outputs))
+        position += 1
+      bar.update(len(group))
+  if process_count > 1:
+    everyone = [np.asarray(x) for x in allgather(own)]
+    # In the single-process order, so that rows two chunks share end up the same.
+    for step_index, (animal, start) in enumerate(steps):
+      source = (step_index % process_count, step_index // process_count)
+      write(animal, start, *(x[source] for x in everyone))
   for animal in range(num_animals):
     # Rows past an animal's frames are padding, not frames.
     indices[animal, num_frames[animal]:] = -1
     log_weights[animal, num_frames[animal]:] = -np.inf
     truncated[animal, num_frames[animal]:] = np.nan
-  return TopKTable(indices=jnp.asarray(indices), log_weights=jnp.asarray(log_weights),
-                   truncated_mass=jnp.asarray(truncated), animals=bank.animals,
-                   temperature=float(temperature))
+  return TopKTable(indices=indices, log_weights=log_weights, truncated_mass=truncated,
+                   animals=bank.animals, temperature=float(temperature))
+
+
+def build_topk_table(bank: pose_bank.PoseBank, k: int, *, temperature: float = 1.0,
+                     query_chunk: int = 1024, pool_chunk: int = swap_lib.DEFAULT_POOL_CHUNK,
+                     progress: bool = True,
+                     devices: Sequence[jax.Device] | None = None) -> TopKTable:
+  """Builds the top-K neighbour table of a bank with the streamed distance kernel.
+
+  The query chunks are spread over `devices` (one chunk per device at a time, the bank
+  replicated on each) and, in a multi-process job, over the processes (each builds every
+  `jax.process_count()`-th chunk; every process returns the whole table). Every chunk is
+  computed as on a single device, so the table does not depend on the devices.
+
+  Args:
+    bank: the training animals' frames.
+    k: neighbours per (frame, other animal); at most the bank's `max_frames`.
+    temperature: > 0; fixed for the table.
+    query_chunk: query frames per chunk (one chunk per device per call).
+    pool_chunk: pool frames per chunk.
+    progress: show a tqdm progress bar.
+    devices: the devices that build this process's chunks; None: all its local devices.
+
+  Returns:
+    The table (see `TopKTable`), on the default device; `truncated_mass_stats()` summarises
+    how far it is from the exact draw.
+
+  Raises:
+    ValueError: fewer than two animals, a bad K, temperature or chunk size.
+  """
+  table = _build_on_host(bank, k, temperature=temperature, query_chunk=query_chunk,
+                         pool_chunk=pool_chunk, progress=progress, devices=devices)
+  return _on_default_device(table)
+
+
+def _on_default_device(table: TopKTable) -> TopKTable:
+  return dataclasses.replace(table, indices=jnp.asarray(table.indices),
+                             log_weights=jnp.asarray(table.log_weights),
+                             truncated_mass=jnp.asarray(table.truncated_mass))
+
+
+def place_topk_table(table: TopKTable, mesh: jax.sharding.Mesh, *,
+                     max_replicated_bytes: int, axis_name: str = DATA_AXIS) -> TopKTable:
+  """The table on `mesh`: replicated if it fits the budget, else split along its frame axis.
+
+  A table split along the frames (`NamedSharding(mesh, P(None, axis_name))` for each of its
+  arrays) holds an n-th of it on each of the axis's n devices; `swap_with_table` reads it
+  inside jit all the same (the compiler turns its gather into one across devices), and draws
+  the same frames as from a replicated table.
+
+  Args:
+    table: a table, on the host (NumPy arrays) or on devices.
+    mesh: the mesh to place it on (e.g. the training step's, `nar.train.make_mesh()`).
+    max_replicated_bytes: the largest `table.nbytes` replicated on every device.
+    axis_name: the mesh axis that a table over budget is split along.
+
+  Returns:
+    The table with its arrays placed.
+
+  Raises:
+    ValueError: a table over budget whose frame count does not divide over the axis's
+      devices.
+  """
+  if table.nbytes <= max_replicated_bytes:
+    spec = jax.P()
+  else:
+    num_shards = mesh.shape[axis_name]
+    max_frames = int(table.indices.shape[1])
+    if max_frames % num_shards:
+      raise ValueError(f"the table ({table.nbytes / 2**30:.2f} GiB, over the budget of "
+                       f"{max_replicated_bytes / 2**30:.2f} GiB) cannot be split along its "
+                       f"{max_frames} frames over {num_shards} devices")
+    spec = jax.P(None, axis_name)
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+
+  def put(array):
+    if isinstance(array, jax.Array) and sharding.is_fully_addressable:
+      return jax.device_put(array, sharding)
+    host = np.asarray(array)
+    # Each process puts the parts its own devices hold (the whole table is on every host).
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return dataclasses.replace(table, indices=put(table.indices),
+                             log_weights=put(table.log_weights),
+                             truncated_mass=put(table.truncated_mass))
+
+
+# ------------------------------------------------------------------------------------------
+# Tables saved beside their dataset
+# ------------------------------------------------------------------------------------------
+
+# The folder of a dataset's tables, and the version of the file layout and of what enters the
+# key: a change to either must not read old files as current ones.
+TABLE_CACHE_DIR = "swap_tables"
+_TABLE_FILE_FORMAT = 1
+
+
+def table_cache_key(bank: pose_bank.PoseBank, k: int, temperature: float,
+                    dataset_fingerprint: str) -> str:
+  """What a saved table was built from: JSON of everything its entries depend on.
+
+  The dataset (its fingerprint, `nar.run.dataset_fingerprint`), the bank's animals, pool
+  stride, distance scale and frame counts, K and the temperature; and a digest of the bank's
+  frames and masks, since the fingerprint covers the dataset's metadata only (and the frames
+  are normalised by statistics of the training animals). Chunk sizes and devices are left
+  out: they do not change the table.
+
+  Example:
+    >>> import numpy as np
+    >>> bank = pose_bank.make_pose_bank({"a": np.zeros((3, 2)), "b": np.ones((5, 2))}, None,
+    ...                                 ["a", "b"])
+    >>> key = json.loads(table_cache_key(bank, 2, 0.5, "0123abcd"))
+    >>> key["dataset"], key["animals"], key["num_frames"], key["k"], key["temperature"]
+    ('0123abcd', ['a', 'b'], [3, 5], 2, 0.5)
+  """
+  scale = bank.distance_scale
+  frames_digest = hashlib.sha256()
+  for array in (bank.frames, bank.valid):
+    frames_digest.update(np.ascontiguousarray(np.asarray(array)).data)  # no copy
+  return json.dumps({
+      "format": _TABLE_FILE_FORMAT,
+      "dataset": str(dataset_fingerprint),
+      "animals": list(bank.animals),
+      "pool_stride": int(bank.pool_stride),
+      # float32 values as Python floats: exact, so equal scales give equal keys.
+      "distance_scale": None if scale is None else np.asarray(scale, np.float32).tolist(),
+      "num_frames": np.asarray(bank.num_frames).astype(int).tolist(),
+      "frames_sha256": frames_digest.hexdigest()[:16],
+      "k": int(k),
+      "temperature": float(temperature),
+  }, sort_keys=True)
+
+
+def table_cache_path(cache_dir: str | os.PathLike, key: str) -> epath.Path:
+  """The file of the table with `key` (`table_cache_key`): `cache_dir/swap_tables/*.npz`."""
+  digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+  return epath.Path(cache_dir) / TABLE_CACHE_DIR / f"topk_{digest}.npz"
+
+
+def _expected_shapes(bank: pose_bank.PoseBank, k: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+  num_animals, max_frames = bank.num_animals, int(bank.frames.shape[1])
+  pairs = (num_animals, max_frames, num_animals)
+  return {"indices": (pairs + (k,), np.int32), "log_weights": (pairs + (k,), np.float32),
+          "truncated_mass": (pairs, np.float32)}
+
+
+def _read_table(path: epath.Path, key: str, bank: pose_bank.PoseBank, k: int,
+                temperature: float) -> tuple[TopKTable | None, str]:
+  """The saved table at `path` if it is the one of `key`, else None and why not."""
+  if not path.exists():
+    return None, "no saved table"
+  try:
+    with path.open("rb") as file, np.load(file, allow_pickle=False) as saved:
+      if str(saved["key"]) != key:
+        return None, "the saved table was built from other data or settings"
+      arrays = {}
+      for name, (shape, dtype) in _expected_shapes(bank, k).items():
+        array = saved[name]  # reading checks the archive's CRC: a damaged file fails here
+        if array.shape != shape or array.dtype != dtype:
+          return None, (f"its {name} is {array.dtype}{list(array.shape)}, not "
+                        f"{np.dtype(dtype)}{list(shape)}")
+        arrays[name] = array
+  except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
+    return None, f"the saved table cannot be read ({type(error).__name__}: {error})"
+  return TopKTable(**arrays, animals=bank.animals, temperature=float(temperature)), ""
+
+
+def _write_table(path: epath.Path, key: str, table: TopKTable) -> None:
+  """Saves `table` so that `path` is either absent, the old file or the whole new one."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # A unique name in the same folder: concurrent writers never share a partial file, and the
+  # final rename (os.replace on a local disk) stays within one file system.
+  partial = path.parent / f".{path.name}.{uuid.uuid4().hex}.partial"
+  try:
+    with partial.open("wb") as file:
+      np.savez(file, key=np.array(key), indices=np.asarray(table.indices),
+               log_weights=np.asarray(table.log_weights),
+               truncated_mass=np.asarray(table.truncated_mass))
+    partial.replace(path)
+  finally:
+    if partial.exists():
+      partial.unlink()
+
+
+def _all_processes_agree(found: bool) -> bool:
+  """Whether every process found the table: the build is collective, so all build or none."""
+  if jax.process_count() == 1:
+    return found
+  return bool(np.all(multihost_utils.process_allgather(np.array(found))))
+
+
+def cached_topk_table(bank: pose_bank.PoseBank, k: int, *, temperature: float = 1.0,
+                      pool_chunk: int = swap_lib.DEFAULT_POOL_CHUNK, cache_dir: str | os.PathLike,
+                      dataset_fingerprint: str, query_chunk: int = 1024, progress: bool = True,
+                      devices: Sequence[jax.Device] | None = None,
+                      mesh: jax.sharding.Mesh | None = None,
+                      max_replicated_bytes: int | None = None) -> TopKTable:
+  """`build_topk_table`, built once and then loaded from `cache_dir/swap_tables/`.
+
+  The file is named by a hash of `table_cache_key` (the dataset fingerprint, the bank's
+  animals, pool stride, distance scale, frame counts and a digest of its frames, K, the
+  temperature) and holds that key. A file whose key or array shapes differ from this bank's and settings', or that cannot
+  be read, is never used: the table is built again and the file replaced. The file is written
+  whole or not at all (a temporary file in the same folder, then a rename), by the first
+  process only. Where the folder cannot be written, the table is built in memory (a warning
+  says so).
+
+  Args:
+    bank: the training animals' frames.
+    k, temperature, pool_chunk, query_chunk, progress, devices: as `build_topk_table`.
+    cache_dir: the folder to keep tables in, e.g. the dataset's (`ShardedDataset.path`).
+    dataset_fingerprint: identifies the dataset the bank was made from
+      (`nar.run.dataset_fingerprint`).
+    mesh: place the table on this mesh (`place_topk_table`, with `max_replicated_bytes`)
+      straight from the host; None: on the default device, as `build_topk_table`.
+    max_replicated_bytes: with `mesh`, the largest table replicated on every device.
+
+  Returns:
+    The table, loaded or built.
+
+  Raises:
+    ValueError: as `build_topk_table`; `mesh` without `max_replicated_bytes`.
+  """
+  if mesh is not None and max_replicated_bytes is None:
+    raise ValueError("placing the table on a mesh needs max_replicated_bytes")
+  _check_build_settings(bank, k, temperature, query_chunk, pool_chunk)
+  key = table_cache_key(bank, k, temperature, dataset_fingerprint)
+  path = table_cache_path(cache_dir, key)
+  table, why_not = _read_table(path, key, bank, k, temperature)
+  if not _all_processes_agree(table is not None):
+    table = None
+  if table is not None:
+    logging.info("Top-%d swap table loaded from %s", k, path)
+  else:
+    logging.info("Building the top-%d swap table (%s at %s)", k, why_not or "not on every host",
+                 path)
+    table = _build_on_host(bank, k, temperature=temperature, query_chunk=query_chunk,
+                           pool_chunk=pool_chunk, progress=progress, devices=devices)
+    if jax.process_index() == 0:
+      try:
+        _write_table(path, key, table)
+        logging.info("Top-%d swap table built and saved to %s", k, path)
+      except OSError as error:
+        logging.warning("Top-%d swap table built in memory only: it cannot be saved to %s "
+                        "(%s: %s); the next run builds it again", k, path,
+                        type(error).__name__, error)
+  if mesh is None:
+    return _on_default_device(table)
+  return place_topk_table(table, mesh, max_replicated_bytes=max_replicated_bytes)
 
 
 @functools.partial(jax.jit, static_argnames=("per_frame_target",))
