@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Compiled XLA programs are reused across test processes and runs.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.venv/jax_cache
 
-.PHONY: install demo test benchmarks reproduce same-numbers clean
+.PHONY: install demo test benchmarks device-check tpu-preset reproduce same-numbers clean
 
 install: $(STAMP)
 
@@ -36,6 +36,17 @@ benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.neural_swap_partners
 	$(BIN)/python -m benchmarks.reproduce_workers
 	$(BIN)/python -m benchmarks.embed
+	$(BIN)/python -m benchmarks.train_step --config=locomotion_cpu --topk=False
+	$(BIN)/python -m benchmarks.swap_draws
+
+# Every accelerator benchmark in one call (< 8 min on a GPU), into one JSON.
+device-check: $(STAMP)
+	bash benchmarks/device_check.sh $(CURDIR)/runs/device_check.json
+
+# swap_tpu's shapes for 50 steps on 8 simulated CPU devices (~7 min on 2 cores).
+tpu-preset: $(STAMP)
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \
+	    $(BIN)/python -m benchmarks.tpu_preset --steps=50 --global_batch=64
 
 # The same seeds give the same numbers at BASE and in this tree (smoke reproductions and the
 # demo, from empty data roots; ~15 min): make same-numbers BASE=<commit>

@@ -237,6 +237,17 @@ def _time_kernel_and_floors(queries, pool, valid, key) -> None:
     dense_seconds = _median_seconds(lambda: dense(queries, pool), repeats)
     print(f"(dense floor, one [N, M] matrix: {1e3 * dense_seconds:.1f} ms; ours / dense = "
           f"{seconds['ours'] / dense_seconds:.2f}x)")
+    # The matmul alone: what the hardware's FP32 matrix rate allows for these distances.
+    matmul = jax.jit(lambda a, b: jnp.sum(
+        lax.dot_general(a, b, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST),
+        axis=-1))
+    matmul(queries, pool).block_until_ready()
+    matmul_seconds = _median_seconds(lambda: matmul(queries, pool), repeats)
+    matmul_ratio = seconds["ours"] / matmul_seconds
+    on_gpu = jax.default_backend() == "gpu"
+    print(f"FP32 matmul of the same distances: {1e3 * matmul_seconds:.1f} ms; ours / matmul = "
+          f"{matmul_ratio:.2f}x (bar <= 2x on a GPU): "
+          + (_verdict(matmul_ratio <= 2.0) if on_gpu else "no bar on this backend"))
 
 
 def _time_window_swap(dim: int, key) -> None:

@@ -29,6 +29,18 @@ EXEMPT = {
     "make same-numbers BASE=c92b83b": "two smoke reproductions and two demos (~15 min); "
                                       "experiments.compare_runs, which it calls, runs below",
     "make benchmarks": "every benchmark at full size; benchmarks.swap runs below",
+    "make device-check": "tests/test_device_check.py runs benchmarks/device_check.sh at tiny "
+                         "shapes (SMOKE=1)",
+    'gcloud compute tpus tpu-vm ssh NAME --worker=all --command="cd nar && .venv/bin/python '
+    '-m experiments.train --config=swap_tpu --multihost --workdir=gs://B/run '
+    '--config.data.data_dir=gs://B/tfds"': "needs a TPU pod slice; the multi-process job "
+                                           "runs in test_train's two-process test",
+    f"{PYTHON} -m experiments.train --config=swap_gpu --workdir=/tmp/nar/swap_gpu":
+        "needs a GPU for its shapes; the same entry point runs below at swap_cpu's",
+    f"{PYTHON} -m experiments.train --config=swap_gpu --workdir=/shared/run --multihost "
+    "--coordinator_address=HOST0:12355 --num_processes=2 --process_id=0":
+        "needs two GPU processes; tests/test_train.py runs the same flags as a two-process "
+        "CPU job (test_a_run_over_two_processes_trains_and_evaluates)",
 }
 # README command -> (the command this test runs, a text its output must contain).
 # `{tmp}` is this test's folder, `{tfds}` a tiny dataset built in it by the commands above.

@@ -415,3 +415,38 @@ def test_held_out_animals_are_named_on_the_command_line():
                                   sys_argv=argv)
   flag_values(argv)
   assert tuple(flag_values.config.data.held_out_animals) == ("fly_a", "fly_b")
+
+
+def test_a_top_k_table_split_over_eight_devices_trains_like_a_replicated_one(data_dir):
+  script = _PRELUDE + f"""
+    import jax, numpy as np
+    from nar.data import pipeline
+    from nar.train import step as step_lib
+    config = tiny_config({data_dir!r})
+    config.swap.update(mode="topk", topk=4)
+    inputs = train.create_input(config)
+    graphdef, tx, state = train.create_train_state(config, inputs)
+    state = jax.device_get(state)
+    constants, rows = train.create_step_constants(config, inputs)
+    mesh = train.make_mesh()
+    loader = pipeline.make_loader(inputs.train_source, batch_size=16, train=True, seed=0)
+    local = train.step_batch(next(iter(loader)), "neural_images", rows)
+    batch = {{k: jax.device_put(v, jax.sharding.NamedSharding(mesh, jax.P("data")))
+             for k, v in local.items()}}
+    step = train.compile_train_step(graphdef, tx, config, "neural_images", mesh, 4)
+    replicated = jax.sharding.NamedSharding(mesh, jax.P())
+    results = []
+    for budget in (2**40, 0):
+      placed = step_lib.place_step_constants(constants, mesh, max_replicated_bytes=budget)
+      shards = {{s.data.shape for s in placed["table"].indices.addressable_shards}}
+      assert len(shards) == 1
+      results.append((shards.pop()[1], step(jax.device_put(state, replicated), batch, placed)))
+    (full, (state_a, metrics_a)), (split, (state_b, metrics_b)) = results
+    assert split * 8 == full, (split, full)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state_a.params),
+                 jax.device_get(state_b.params))
+    print("OK")
+  """
+  result = _run(script, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert "OK" in result.stdout

@@ -277,11 +277,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   graphdef, tx, state = step_lib.create_train_state(config, inputs)
   state = jax.device_put(state, replicated)
   bank, bank_row_of_animal = step_lib.create_step_constants(config, inputs)
-  bank = jax.device_put(bank, replicated)
+  memory_fraction = config.data.get("device_memory_fraction", 0.25)
+  bank = step_lib.place_step_constants(bank, mesh, max_replicated_bytes=int(
+      memory_fraction * device_lib.device_memory_bytes(mesh.devices.flat[0])))
   resident, input_path = device_lib.choose_path(
       config.data.get("input_path", "host"),
-      inputs.train_source.frame_arrays_bytes(inputs.neural_key),
-      config.data.get("device_memory_fraction", 0.25), mesh.devices.flat[0])
+      inputs.train_source.frame_arrays_bytes(inputs.neural_key), memory_fraction,
+      mesh.devices.flat[0])
   logging.info("Training windows: %s", input_path)
   if resident:
     bank["windows"] = device_lib.make_device_windows(inputs.train_source, inputs.neural_key,

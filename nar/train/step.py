@@ -383,6 +383,23 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: inputs_lib.
   return constants, bank_row_of_animal
 
 
+def place_step_constants(constants: dict, mesh: jax.sharding.Mesh, *,
+                         max_replicated_bytes: int) -> dict:
+  """The step's constants on `mesh`: replicated on every device, except a top-K table larger
+  than `max_replicated_bytes`, which is split along its frames over the devices
+  (`swap_table.place_topk_table`); the jitted step reads either placement."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.P())
+  placed = {name: value if name == "table" else jax.device_put(value, replicated)
+            for name, value in constants.items()}
+  if "table" in constants:
+    placed["table"] = swap_table.place_topk_table(constants["table"], mesh,
+                                                  max_replicated_bytes=max_replicated_bytes)
+    logging.info("Top-K table: %.1f MiB, %s", constants["table"].nbytes / 2**20,
+                 "replicated" if constants["table"].nbytes <= max_replicated_bytes
+                 else f"split over {mesh.size} devices")
+  return placed
+
+
 def reads_labels(config) -> bool:
   """Whether the training step reads action labels (the supervised reference only)."""
   return config.method == "supervised"
@@ -402,10 +419,11 @@ def step_batch(local: dict[str, np.ndarray], neural_key: str,
 def compile_train_step(graphdef, tx, config, neural_key: str, mesh: jax.sharding.Mesh,
                        num_animals: int, *,
                        behaviour_spec: behaviour_lib.BehaviourSpec = behaviour_lib.POSE_SPEC):
-  """Jits the step over `mesh`: state and constants replicated, batch split along `data`."""
+  """Jits the step over `mesh`: state replicated, batch split along `data`, constants as
+  placed (`place_step_constants`: replicated, a large top-K table split)."""
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
   return jax.jit(make_train_step(graphdef, tx, config, neural_key, num_animals,
                                  behaviour_spec=behaviour_spec),
-                 in_shardings=(replicated, batch_sharding, replicated),
+                 in_shardings=(replicated, batch_sharding, None),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))
