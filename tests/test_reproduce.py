@@ -415,7 +415,8 @@ def test_the_plan_covers_every_method_ablation_and_fold():
 @pytest.mark.parametrize("arguments, message", [
     (dict(num_seeds=0), "--seeds must be at least 1"),
     (dict(dataset="nope"),
-     "unknown --dataset 'nope'; choose one of \\['locomotion', 'pose'\\]"),
+     "unknown --dataset 'nope'; choose one of "
+     "\\['locomotion', 'locomotion_calibrated', 'pose'\\]"),
     (dict(dataset="locomotion"), "the preset was made for --dataset=pose, not locomotion"),
     (dict(only=["ours", "nope"]), "--only names unknown rows \\['nope'\\]"),
     (dict(only=[]), "--only is empty"),

@@ -121,14 +121,48 @@ def locomotion_dataset(size: str) -> SimulatedDataset:
   return sizes[size]
 
 
+def calibrated_locomotion_dataset(size: str) -> SimulatedDataset:
+  """The locomotion simulation calibrated to a real public 19-fly set
+  (`nar.simulation.locomotion.calibrated_config`; `experiments.calibrate` compares them).
+
+  Args:
+    size: "default" (19 flies x 4 trials x 240 s at 11.4 Hz, 32 ROIs each), "large" (the
+      same; the real set has 19 flies) or "tiny" (4 flies x 2 trials x 30 s, 8 ROIs).
+  """
+  from nar.simulation import locomotion  # pylint: disable=g-import-not-at-top
+  sizes = {
+      "default": SimulatedDataset("locomotion_calibrated", locomotion.calibrated_config()),
+      "large": SimulatedDataset("locomotion_calibrated", locomotion.calibrated_config()),
+      "tiny": SimulatedDataset("locomotion_calibrated_tiny", locomotion.calibrated_config(
+          num_animals=4, trials_per_animal=2, trial_seconds=30.0, min_rois=8, max_rois=8)),
+  }
+  if size not in sizes:
+    raise ValueError(f"unknown dataset size {size!r}; choose one of {sorted(sizes)}")
+  return sizes[size]
+
+
 # Name (the `--dataset` flag) -> the dataset at a size.
 DATASETS: dict[str, Callable[[str], SimulatedDataset]] = {
-    "pose": pose_dataset, "locomotion": locomotion_dataset}
+    "pose": pose_dataset, "locomotion": locomotion_dataset,
+    "locomotion_calibrated": calibrated_locomotion_dataset}
 # Name -> what the tables' titles call it.
 DATASET_TITLES = {
     "pose": "simulated pose and two-photon imaging",
     "locomotion": "simulated locomotion: ball velocities and ROI traces",
+    "locomotion_calibrated": "simulated locomotion calibrated to a real 19-fly set",
 }
+# The real set's protocol: 8-frame windows of behaviour and neural data at 11.4 Hz, folds of
+# 4 held-out flies.
+CALIBRATED_WINDOW = dict(pose_frames=8, pose_stride=1, neural_frames=8)
+CALIBRATED_HELD_OUT = 4
+
+
+def _calibrated(training: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A locomotion training config made for the calibrated dataset's shapes and folds."""
+  training.data.window = dict(CALIBRATED_WINDOW)
+  training.data.num_held_out_animals = CALIBRATED_HELD_OUT
+  training.eval.hop = 4
+  return training
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,7 +243,7 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
 
 
 def _smoke_training(dataset: str) -> ml_collections.ConfigDict:
-  if dataset == "locomotion":
+  if dataset.startswith("locomotion"):
     config = locomotion_cpu.get_config("smoke")
   else:
     config = swap_cpu.get_config("smoke")
@@ -256,7 +290,7 @@ def get_config(preset: str = "cpu", dataset: str = "pose") -> Preset:
   """The named preset ("cpu" (default), "tpu" or "smoke") for a dataset of `DATASETS`."""
   if dataset not in DATASETS:
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
-  locomotion = dataset == "locomotion"
+  locomotion = dataset.startswith("locomotion")
   if preset == "cpu":
     if locomotion:
       training = _locomotion_cpu_training()
@@ -281,6 +315,10 @@ def get_config(preset: str = "cpu", dataset: str = "pose") -> Preset:
     cpu_workers = 1
   else:
     raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+  if dataset == "locomotion_calibrated":
+    training = _calibrated(training)
+    if preset == "smoke":
+      training.data.num_held_out_animals = 1
   return Preset(name=preset, dataset=dataset, training=training,
                 methods=(OURS,) + tuple(baselines.BASELINES),
                 ablations=ablations_of(training), ablation_seeds=ablation_seeds,

@@ -90,6 +90,9 @@ class LocomotionConfig:
     max_bout_seconds: bouts are truncated to this duration.
     transition: `[4][4]` probability of the next action (columns) after each (rows).
     inertia_seconds: time constant of the low-pass filter of the velocities.
+    unlabelled_bout_fraction: probability that a bout is left unannotated (its frames
+      labelled `UNLABELLED`; the behaviour and neural activity are simulated all the same),
+      as annotators skip bouts they are unsure of.
 
   Behaviour:
     forward_speed_mm_s: forward speed of a forward bout.
@@ -126,6 +129,9 @@ class LocomotionConfig:
     indicators: the kernels an animal's indicator is drawn from (GCaMP6f by default: the
       slow GCaMP6s smears short bouts over several seconds).
     rate_noise_std: std of each cell's private, slow drive noise.
+    dff_baseline_percentile: if set, each ROI's trace has this percentile of its trial
+      subtracted, as ΔF/F pipelines take a low percentile of a trial as an ROI's baseline;
+      None leaves the offsets of `roi_offset_std` in place.
   """
 
   num_animals: int = 8
@@ -147,6 +153,7 @@ class LocomotionConfig:
       (0.25, 0.6, 0.15, 0.0),
   )
   inertia_seconds: float = 0.12
+  unlabelled_bout_fraction: float = 0.0
 
   forward_speed_mm_s: float = 9.0
   turn_forward_speed_mm_s: float = 3.0
@@ -176,6 +183,7 @@ class LocomotionConfig:
   kinetics_std: float = 0.3
   indicators: tuple[str, ...] = ("gcamp6f",)
   rate_noise_std: float = 0.15
+  dff_baseline_percentile: float | None = None
 
   def __post_init__(self):
     problems = []
@@ -189,6 +197,13 @@ class LocomotionConfig:
                  "turning_speed_deg_s"):
       if not getattr(self, name) > 0:
         problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+    if self.dff_baseline_percentile is not None and not (
+        0.0 <= self.dff_baseline_percentile <= 100.0):
+      problems.append(f"dff_baseline_percentile must lie in [0, 100], got "
+                      f"{self.dff_baseline_percentile}")
+    if not 0.0 <= self.unlabelled_bout_fraction < 1.0:
+      problems.append(f"unlabelled_bout_fraction must lie in [0, 1), got "
+                      f"{self.unlabelled_bout_fraction}")
     if self.cells_per_roi < 1:
       problems.append(f"cells_per_roi must be >= 1, got {self.cells_per_roi}")
     for field in dataclasses.fields(self):
@@ -408,6 +423,8 @@ def simulate_roi_traces(animal: LocomotionAnimal, velocity: np.ndarray, times: n
   neuropil = config.neuropil * frame_cells.mean(axis=1, keepdims=True)
   roi_dff = animal.roi_gain * (frame_cells @ animal.roi_cells.T + neuropil) + animal.roi_offset
   traces = roi_dff + animal.roi_noise_std * rng.standard_normal(roi_dff.shape)
+  if config.dff_baseline_percentile is not None:
+    traces = traces - np.percentile(traces, config.dff_baseline_percentile, axis=0)
   truth = {"firing_rates": frame_rates.astype(np.float32),
            "cell_dff": frame_cells.astype(np.float32), "roi_dff": roi_dff.astype(np.float32)}
   return traces.astype(np.float32), truth
@@ -429,13 +446,54 @@ def simulate_trial(animal: LocomotionAnimal, index: int, config: LocomotionConfi
   times, fps_neural = imaging.frame_times(config, rng)
   traces, truth = simulate_roi_traces(animal, velocity, times, config, rng)
   rest = (np.abs(velocity[:, 0]) < 1.0) & (np.abs(velocity[:, 2]) < 15.0)
+  annotated = labels
+  if config.unlabelled_bout_fraction > 0:  # drawn last: other settings' trials are unchanged
+    skipped = rng.random(len(label)) < config.unlabelled_bout_fraction
+    annotated = np.where(np.repeat(skipped, end - start), recording_lib.UNLABELLED,
+                         labels).astype(np.int32)
   rec = recording_lib.Recording(
       animal_id=animal.animal_id, trial_id=dataset_lib.trial_id(index), behaviour=velocity,
-      sync=dataset_lib.sync_indices(times, num_frames, fps), labels=labels,
+      sync=dataset_lib.sync_indices(times, num_frames, fps), labels=annotated,
       class_names=CLASS_NAMES, fps_behaviour=fps, fps_neural=fps_neural, roi_traces=traces,
       rest=rest, neural_timestamps=times, behaviour_format="vector",
       behaviour_names=BEHAVIOUR_NAMES, source=source)
   return rec, {"actions": labels, **truth}
+
+
+def calibrated_config(**overrides) -> LocomotionConfig:
+  """The locomotion preset with the shape of a real public multi-fly set (19 flies, ROI
+  traces and ball velocities, both at 11.4 Hz, 32 ROIs per fly, two indicators with
+  different kinetics), its action frequencies and unannotated share, and animal differences
+  set so that the project's probes on raw windows measure what they measure on that set
+  (`python -m experiments.calibrate` prints both side by side).
+
+  Example:
+    >>> config = calibrated_config()
+    >>> config.num_animals, config.fps_neural, (config.min_rois, config.max_rois)
+    (19, 11.4, (32, 32))
+  """
+  settings = dict(CALIBRATED_SETTINGS)
+  settings.update(overrides)
+  return LocomotionConfig(**settings)
+
+
+# The settings of `calibrated_config`; see `experiments/calibrate.py` for what they match.
+CALIBRATED_SETTINGS = dict(
+    num_animals=19, trials_per_animal=4, trial_seconds=240.0,
+    fps_behaviour=11.4, fps_neural=11.4, min_rois=32, max_rois=32,
+    indicators=("gcamp6s", "gcamp6f"),
+    # Bout lengths that give stand 39 %, forward 24 %, turn left 20 %, turn right 17 % of
+    # the labelled frames with the default transitions.
+    mean_bout_seconds=(3.7, 1.3, 2.0, 1.7),
+    unlabelled_bout_fraction=0.4,
+    # Behaviour differs a little more between these flies than in the default preset
+    # (identity from behaviour windows 9.8 % on the real set).
+    speed_scale_std=0.25, turning_bias_deg_s=15.0,
+    # ROI traces as ΔF/F pipelines give them: each ROI's 10th percentile of a trial as its
+    # baseline; a strong shared (neuropil) component and noise, so that identity from raw
+    # windows falls towards the real set's (it stays above it: experiments.calibrate).
+    dff_baseline_percentile=10.0, neuropil=3.0, roi_noise_std=0.6, composition_spread=0.1,
+)
 
 
 class LocomotionSimulator:
