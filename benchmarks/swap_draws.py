@@ -39,8 +39,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the queries.")
 def main(argv):
   del argv
   config = importlib.import_module(f"experiments.configs.{_CONFIG.value}").get_config()
-  if config.data.simulate_if_missing:
-    default_dataset.ensure_dataset(data_dir=config.data.data_dir, name=config.data.name)
+  default_dataset.simulate_if_missing(config)
   inputs = train.create_input(config)
   dataset = inputs.dataset
   animals = list(inputs.training_animals)

@@ -119,8 +119,7 @@ def _loader_rate(inputs, batch_size: int, workers: int, num_batches: int,
 def main(argv):
   del argv
   config = importlib.import_module(f"experiments.configs.{_CONFIG.value}").get_config()
-  if config.data.simulate_if_missing:
-    default_dataset.ensure_dataset(data_dir=config.data.data_dir, name=config.data.name)
+  default_dataset.simulate_if_missing(config)
   inputs = train.create_input(config)
   batch_size = config.optim.global_batch_size
   mesh = train.make_mesh()

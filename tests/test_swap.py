@@ -9,32 +9,10 @@ from scipy import stats
 from nar.method import pose_bank
 from nar.method import swap
 from nar.method import swap_table
+import distributions
 import reference_swap
 
 NUM_DRAWS = 20000
-
-
-def _softmax_probabilities(query: np.ndarray, pool: np.ndarray, temperature: float,
-                           valid: np.ndarray | None = None) -> np.ndarray:
-  """Exact P(l) ∝ exp(-||b_l - q|| / temperature) in float64."""
-  logits = -np.linalg.norm(pool.astype(np.float64) - query, axis=-1) / temperature
-  if valid is not None:
-    logits = np.where(valid, logits, -np.inf)
-  probabilities = np.exp(logits - logits.max())
-  return probabilities / probabilities.sum()
-
-
-def _chi_square_p_value(drawn: np.ndarray, probabilities: np.ndarray) -> float:
-  """Chi-square goodness of fit, with categories of expected count < 5 pooled."""
-  observed = np.bincount(drawn, minlength=len(probabilities)).astype(np.float64)
-  expected = probabilities * len(drawn)
-  assert observed[expected == 0].sum() == 0, "drew a frame of probability 0"
-  small = expected < 5
-  observed = np.append(observed[~small], observed[small].sum())
-  expected = np.append(expected[~small], expected[small].sum())
-  if expected[-1] == 0:
-    observed, expected = observed[:-1], expected[:-1]
-  return stats.chisquare(observed, expected).pvalue
 
 
 def _tagged_bank_frames(rng, counts: dict[str, int], dim: int) -> dict[str, np.ndarray]:
@@ -61,8 +39,8 @@ def test_draws_over_keys_follow_the_exact_softmax(temperature):
   keys = jax.random.split(jax.random.key(1), NUM_DRAWS)
   drawn = jax.vmap(lambda key: swap.draw_pool_frames(
       key, query, pool, temperature=temperature, pool_chunk=64))(keys)
-  p_value = _chi_square_p_value(np.asarray(drawn).ravel(),
-                                _softmax_probabilities(query[0], pool, temperature))
+  p_value = distributions.chi_square_p_value(np.asarray(drawn).ravel(),
+                                distributions.softmax_probabilities(query[0], pool, temperature))
   assert p_value > 1e-3
 
 
@@ -77,10 +55,11 @@ def test_draws_over_query_ids_follow_the_exact_softmax_across_blocks_and_chunks(
                                            pool, valid, temperature=0.7, query_chunk=4096,
                                            pool_chunk=128))
   assert valid[drawn].all()
-  probabilities = _softmax_probabilities(query, pool, 0.7, valid)
-  assert _chi_square_p_value(drawn, probabilities) > 1e-3
+  probabilities = distributions.softmax_probabilities(query, pool, 0.7, valid)
+  assert distributions.chi_square_p_value(drawn, probabilities) > 1e-3
   block_probabilities = np.add.reduceat(probabilities, np.arange(0, 300, pose_bank.FRAME_BLOCK))
-  assert _chi_square_p_value(drawn // pose_bank.FRAME_BLOCK, block_probabilities) > 1e-3
+  blocks = drawn // pose_bank.FRAME_BLOCK
+  assert distributions.chi_square_p_value(blocks, block_probabilities) > 1e-3
 
 
 def test_draws_of_neighbouring_queries_are_independent():
@@ -298,9 +277,9 @@ def test_full_top_k_table_draws_the_exact_softmax(two_animal_bank):
       jnp.full((batch, time), source_frame), table, bank, swap_probability=1.0)
   assert (np.asarray(info["target_animal"]) == 1).all()
   drawn = np.asarray(info["frame_index"]).ravel()
-  exact = _softmax_probabilities(frames["fly0"][source_frame], frames["fly1"], 0.8,
+  exact = distributions.softmax_probabilities(frames["fly0"][source_frame], frames["fly1"], 0.8,
                                  valid["fly1"])
-  assert _chi_square_p_value(drawn, exact) > 1e-3
+  assert distributions.chi_square_p_value(drawn, exact) > 1e-3
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -324,7 +303,7 @@ def test_small_top_k_table_reports_the_truncated_mass(two_animal_bank):
   for source, target in [(0, 1), (1, 0)]:
     pool, pool_valid = frames[bank.animals[target]], valid[bank.animals[target]]
     for index, query in enumerate(frames[bank.animals[source]]):
-      probabilities = _softmax_probabilities(query, pool, 1.0, pool_valid)
+      probabilities = distributions.softmax_probabilities(query, pool, 1.0, pool_valid)
       nearest = np.argsort(-probabilities)[:k]
       np.testing.assert_array_equal(np.sort(indices[source, index, target]), np.sort(nearest))
       expected.append(1.0 - probabilities[nearest].sum())
@@ -427,7 +406,8 @@ def test_weighted_swap_draws_the_exact_softmax_of_the_weighted_distance(weighted
   logits = np.where(valid["fly1"], logits, -np.inf)
   probabilities = np.exp(logits - logits.max())
   probabilities /= probabilities.sum()
-  assert _chi_square_p_value(np.asarray(info["frame_index"]).ravel(), probabilities) > 1e-3
+  drawn = np.asarray(info["frame_index"]).ravel()
+  assert distributions.chi_square_p_value(drawn, probabilities) > 1e-3
 
 
 def test_uniform_weights_scale_the_distance_and_all_ones_keep_the_plain_kernel(tagged_bank):

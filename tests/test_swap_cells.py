@@ -11,28 +11,11 @@ from nar.method import pose_bank
 from nar.method import swap
 from nar.method import swap_cells
 from nar.train import step as step_lib
+import distributions
 
 NUM_DRAWS = 20000
-
-
-def _exact_probabilities(query, pool, valid, temperature, weights=None):
-  weights = np.ones(pool.shape[1]) if weights is None else weights
-  distances = np.sqrt((((pool.astype(np.float64) - query) ** 2) * weights).sum(-1))
-  logits = np.where(valid, -distances / temperature, -np.inf)
-  probabilities = np.exp(logits - logits.max())
-  return probabilities / probabilities.sum()
-
-
-def _p_value(drawn, probabilities):
-  observed = np.bincount(drawn, minlength=len(probabilities)).astype(np.float64)
-  expected = probabilities * len(drawn)
-  assert observed[expected == 0].sum() == 0, "drew a frame of probability 0"
-  small = expected < 5
-  observed = np.append(observed[~small], observed[small].sum())
-  expected = np.append(expected[~small], expected[small].sum())
-  if expected[-1] == 0:
-    observed, expected = observed[:-1], expected[:-1]
-  return stats.chisquare(observed, expected).pvalue
+# The exact draw of `swap_pose_windows`: the cells' rounds, then the scan for what is left.
+draw_bank_frames = swap._draw_bank_frames  # pylint: disable=protected-access
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +53,9 @@ def test_rejection_draws_follow_the_exact_softmax_of_every_valid_frame(bank_and_
       jax.random.key(0), queries, jnp.full((NUM_DRAWS,), 1, jnp.int32), bank, cells,
       jnp.float32(1 / temperature), max_rounds=64)
   assert bool(jnp.all(done))
-  probabilities = _exact_probabilities(query, frames["b"], valid["b"], temperature)
-  assert _p_value(np.asarray(drawn), probabilities) > 1e-3
+  probabilities = distributions.softmax_probabilities(query, frames["b"], temperature,
+                                                      valid["b"])
+  assert distributions.chi_square_p_value(np.asarray(drawn), probabilities) > 1e-3
 
 
 def test_weighted_distance_is_used_by_the_boxes_and_the_acceptance():
@@ -85,8 +69,9 @@ def test_weighted_distance_is_used_by_the_boxes_and_the_acceptance():
   drawn, _ = swap_cells.draw_by_rejection(
       jax.random.key(1), jnp.asarray(np.tile(query, (NUM_DRAWS, 1))),
       jnp.ones((NUM_DRAWS,), jnp.int32), bank, cells, jnp.float32(2.0))
-  probabilities = _exact_probabilities(query, frames["b"], np.ones(120, bool), 0.5, weights)
-  assert _p_value(np.asarray(drawn), probabilities) > 1e-3
+  probabilities = distributions.softmax_probabilities(query, frames["b"], 0.5,
+                                                      weights=weights)
+  assert distributions.chi_square_p_value(np.asarray(drawn), probabilities) > 1e-3
 
 
 def test_window_swap_with_cells_matches_the_scan_in_distribution(bank_and_frames):
@@ -119,10 +104,10 @@ def test_queries_left_after_the_rounds_take_the_streamed_kernel_exactly(bank_and
   drawn, done = swap_cells.draw_by_rejection(jax.random.key(3), queries, target, bank, cells,
                                              jnp.float32(1.0), max_rounds=0)
   assert not bool(jnp.any(done))
-  drawn = swap._draw_bank_frames(jax.random.key(3), queries, target, bank,  # pylint: disable=protected-access
+  drawn = draw_bank_frames(jax.random.key(3), queries, target, bank,
                                  jnp.float32(1.0), cells, 128, 64)
-  probabilities = _exact_probabilities(query, frames["b"], valid["b"], 1.0)
-  assert _p_value(np.asarray(drawn), probabilities) > 1e-3
+  probabilities = distributions.softmax_probabilities(query, frames["b"], 1.0, valid["b"])
+  assert distributions.chi_square_p_value(np.asarray(drawn), probabilities) > 1e-3
 
 
 def test_very_low_temperature_draws_the_nearest_valid_frame(bank_and_frames):
@@ -131,7 +116,7 @@ def test_very_low_temperature_draws_the_nearest_valid_frame(bank_and_frames):
   queries = frames["b"][:10] + 0.01
   nearest = [int(np.argmin(np.where(valid["b"], np.linalg.norm(frames["b"] - q, axis=1),
                                     np.inf))) for q in queries]
-  drawn = swap._draw_bank_frames(jax.random.key(4), jnp.asarray(queries),  # pylint: disable=protected-access
+  drawn = draw_bank_frames(jax.random.key(4), jnp.asarray(queries),
                                  jnp.ones((10,), jnp.int32), bank, jnp.float32(1e4), cells,
                                  128, 64)
   np.testing.assert_array_equal(drawn, nearest)

@@ -14,6 +14,7 @@ from nar import run as run_lib
 from nar import train
 from nar.method import pose_bank
 from nar.method import swap_table
+from nar.method import swap_table_cache
 import test_train
 
 FINGERPRINT = "0123456789abcdef"
@@ -66,24 +67,24 @@ def assert_same_table(table, other) -> None:
 def count_builds(monkeypatch):
   """The number of tables built (not loaded) so far."""
   calls = []
-  build = swap_table._build_on_host  # pylint: disable=protected-access
+  build = swap_table.build_on_host  # pylint: disable=protected-access
 
   def counting_build(*args, **kwargs):
     calls.append(kwargs)
     return build(*args, **kwargs)
 
-  monkeypatch.setattr(swap_table, "_build_on_host", counting_build)
+  monkeypatch.setattr(swap_table, "build_on_host", counting_build)
   return calls
 
 
 def _cached(bank, tmp_path, *, k=4, temperature=0.7, fingerprint=FINGERPRINT, **kwargs):
-  return swap_table.cached_topk_table(bank, k, temperature=temperature, pool_chunk=40,
+  return swap_table_cache.cached_topk_table(bank, k, temperature=temperature, pool_chunk=40,
                                       query_chunk=48, cache_dir=tmp_path,
                                       dataset_fingerprint=fingerprint, progress=False, **kwargs)
 
 
 def _saved_files(tmp_path):
-  return sorted((tmp_path / swap_table.TABLE_CACHE_DIR).glob("*.npz"))
+  return sorted((tmp_path / swap_table_cache.TABLE_CACHE_DIR).glob("*.npz"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -98,8 +99,8 @@ def test_the_first_call_builds_and_saves_the_table_and_the_second_loads_it(tmp_p
   first = _cached(bank, tmp_path)
   assert len(builds) == 1
   (path,) = _saved_files(tmp_path)
-  assert path == swap_table.table_cache_path(
-      tmp_path, swap_table.table_cache_key(bank, 4, 0.7, FINGERPRINT))
+  assert path == swap_table_cache.table_cache_path(
+      tmp_path, swap_table_cache.table_cache_key(bank, 4, 0.7, FINGERPRINT))
   assert "built and saved to" in caplog.text and str(path) in caplog.text
   # Nothing but the table is left in the folder (no partial file).
   assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -148,7 +149,7 @@ def _flip_a_byte(path, bank):
 def _other_key(path, bank):
   with np.load(path) as saved:
     arrays = dict(saved)
-  arrays["key"] = np.array(swap_table.table_cache_key(bank, 4, 0.9, FINGERPRINT))
+  arrays["key"] = np.array(swap_table_cache.table_cache_key(bank, 4, 0.9, FINGERPRINT))
   with path.open("wb") as file:
     np.savez(file, **arrays)
 
@@ -203,19 +204,19 @@ def test_a_folder_that_cannot_be_written_gives_the_table_in_memory_with_a_warnin
 
 def test_the_key_holds_what_the_table_depends_on():
   bank = _bank()
-  key = swap_table.table_cache_key(bank, 4, 0.7, FINGERPRINT)
-  for other in (swap_table.table_cache_key(bank, 5, 0.7, FINGERPRINT),
-                swap_table.table_cache_key(bank, 4, 0.71, FINGERPRINT),
-                swap_table.table_cache_key(bank, 4, 0.7, "another"),
-                swap_table.table_cache_key(_bank(weighted=False), 4, 0.7, FINGERPRINT),
-                swap_table.table_cache_key(_bank(frame_counts=(130, 71, 200)), 4, 0.7,
+  key = swap_table_cache.table_cache_key(bank, 4, 0.7, FINGERPRINT)
+  for other in (swap_table_cache.table_cache_key(bank, 5, 0.7, FINGERPRINT),
+                swap_table_cache.table_cache_key(bank, 4, 0.71, FINGERPRINT),
+                swap_table_cache.table_cache_key(bank, 4, 0.7, "another"),
+                swap_table_cache.table_cache_key(_bank(weighted=False), 4, 0.7, FINGERPRINT),
+                swap_table_cache.table_cache_key(_bank(frame_counts=(130, 71, 200)), 4, 0.7,
                                            FINGERPRINT)):
     assert other != key
-    assert swap_table.table_cache_path("/data", other) != swap_table.table_cache_path(
+    assert swap_table_cache.table_cache_path("/data", other) != swap_table_cache.table_cache_path(
         "/data", key)
   # Other frames of the same counts (the same dataset metadata, say): another key.
-  assert swap_table.table_cache_key(_bank(seed=1), 4, 0.7, FINGERPRINT) != key
-  assert swap_table.table_cache_key(_bank(), 4, 0.7, FINGERPRINT) == key
+  assert swap_table_cache.table_cache_key(_bank(seed=1), 4, 0.7, FINGERPRINT) != key
+  assert swap_table_cache.table_cache_key(_bank(), 4, 0.7, FINGERPRINT) == key
 
 
 def test_the_training_step_constants_reuse_the_table_saved_beside_the_dataset(data_dir, caplog):
@@ -225,7 +226,7 @@ def test_the_training_step_constants_reuse_the_table_saved_beside_the_dataset(da
   config.swap.topk = 3
   inputs = train.create_input(config)
   first, _ = train.create_step_constants(config, inputs)
-  saved = swap_table.table_cache_path(inputs.dataset.path, swap_table.table_cache_key(
+  saved = swap_table_cache.table_cache_path(inputs.dataset.path, swap_table_cache.table_cache_key(
       first["frames"], 3, config.swap.temperature, run_lib.dataset_fingerprint(inputs.dataset)))
   assert saved.exists()
   caplog.clear()
@@ -251,7 +252,7 @@ def test_two_processes_each_building_half_the_chunks_give_the_whole_table():
       barrier.wait()
       return jax.tree.map(lambda *trees: np.stack(trees), arrivals[0], arrivals[1])
     try:
-      tables[process_index] = swap_table._build_on_host(  # pylint: disable=protected-access
+      tables[process_index] = swap_table.build_on_host(  # pylint: disable=protected-access
           bank, 4, temperature=0.7, query_chunk=48, pool_chunk=40, progress=False,
           devices=None, process_index=process_index, process_count=2, allgather=allgather)
     except Exception as error:  # pylint: disable=broad-except

@@ -31,6 +31,7 @@ from nar.method import pose_bank
 from nar.method import swap
 from nar.method import swap_cells
 from nar.method import swap_table
+from nar.method import swap_table_cache
 from nar.train import inputs as inputs_lib
 
 
@@ -367,14 +368,15 @@ def create_step_constants(config: ml_collections.ConfigDict, inputs: inputs_lib.
                                     pool_stride=config.swap.pool_stride)
   constants["frames"] = frames
   if config.swap.mode == "exact" and swap_kernel(config, frames.pose_dim) == "cells":
-    constants["cells"] = swap_cells.build_cell_index(frames, config.swap.get("cell_size", swap_cells.DEFAULT_CELL_SIZE))
+    constants["cells"] = swap_cells.build_cell_index(
+        frames, config.swap.get("cell_size", swap_cells.DEFAULT_CELL_SIZE))
     logging.info("Exact swap by rejection from %d cells of <= %d frames per animal (%d-d "
                  "behaviour)", constants["cells"].num_cells, constants["cells"].cell_size,
                  frames.pose_dim)
   if config.swap.mode == "topk":
     # Built once per dataset and settings, then read from beside the dataset (in memory only,
     # with a warning, where its folder cannot be written).
-    constants["table"] = swap_table.cached_topk_table(
+    constants["table"] = swap_table_cache.cached_topk_table(
         frames, config.swap.topk, temperature=config.swap.temperature,
         pool_chunk=config.swap.pool_chunk, cache_dir=inputs.dataset.path,
         dataset_fingerprint=run_lib.dataset_fingerprint(inputs.dataset))
