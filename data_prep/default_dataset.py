@@ -39,7 +39,8 @@ TRIAL_FILES_FOLDER = "trials"
 # simulates what the simulator did without them: at that value they stay out of the record,
 # so that raw folders simulated before the field existed still match.
 SIMULATOR_FIELDS_ADDED_LATER = {"identified_cells": 0, "repertoire_std": 0.0,
-                                "unlabelled_bout_fraction": 0.0, "dff_baseline_percentile": None}
+                                "unlabelled_bout_fraction": 0.0, "dff_baseline_percentile": None,
+                                "locomotion_drive": 0.0, "roi_noise_seconds": 0.0}
 
 
 def _simulation_record(config, seed: int) -> dict:

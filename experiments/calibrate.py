@@ -18,7 +18,6 @@ import sys
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from data_prep import default_dataset
 from experiments import calibration
@@ -51,25 +50,17 @@ def main(argv):
   default_dataset.ensure_dataset(choice.simulator, choice.seed, data_dir=config.data.data_dir,
                                  name=choice.name)
   dataset = shards.open_dataset(config.data.data_dir, config.data.name)
-  figures = {name: [value] for name, value in calibration.label_shares(dataset).items()}
-  for fold in range(_FOLDS.value):
-    for name, value in calibration.probe_figures(calibration.fold_config(config, fold)).items():
-      figures.setdefault(name, []).append(value)
+  rows = calibration.compare(
+      dataset, [calibration.fold_config(config, fold) for fold in range(_FOLDS.value)])
   print(f"dataset {config.data.name}: {len(dataset.animals)} animals; probes over "
         f"{_FOLDS.value} fold(s) of {config.data.num_held_out_animals} held-out animals; "
         f"chance: identity {100 / len(dataset.animals):.1f} %, action "
         f"{100 / len(dataset.class_names):.1f} %")
   print(f"{'statistic':60s} {'real':>7s} {'simulated':>16s} {'sim - real':>11s}")
-  rows = []
-  for name, real in calibration.REAL.items():
-    values = figures.get(name)
-    if not values:
-      continue
-    mean, std = float(np.mean(values)), float(np.std(values))
-    spread = f" ± {std:4.1f}" if len(values) > 1 else ""
-    print(f"{calibration.ROW_NAMES[name]:60s} {real:7.1f} {mean:9.1f}{spread:7s} {mean - real:+11.1f}")
-    rows.append({"statistic": name, "real": real, "simulated": mean, "std": std,
-                 "folds": len(values)})
+  for row in rows:
+    spread = f" ± {row['std']:4.1f}" if row["folds"] > 1 else ""
+    print(f"{calibration.ROW_NAMES[row['statistic']]:60s} {row['real']:7.1f} "
+          f"{row['simulated']:9.1f}{spread:7s} {row['simulated'] - row['real']:+11.1f}")
   if _JSON.value:
     with open(_JSON.value, "w", encoding="utf-8") as file:
       json.dump(rows, file, indent=2)

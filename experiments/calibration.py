@@ -90,6 +90,55 @@ def with_settings(choice: presets.SimulatedDataset,
                              simulator=dataclasses.replace(choice.simulator, **changes))
 
 
+# The datasets made to imitate a real set: name -> what the real set measured.
+CALIBRATED_DATASETS = {"locomotion_calibrated": REAL}
+
+
+def compare(dataset: shards.ShardedDataset, fold_configs, real: dict[str, float] = REAL
+            ) -> list[dict]:
+  """The real set's statistics beside the simulated dataset's, one row each.
+
+  Args:
+    dataset: the opened simulated dataset.
+    fold_configs: training configs of the held-out folds the probes average over.
+    real: what the real set measured (`REAL`).
+
+  Returns:
+    `[{"statistic", "real", "simulated" (mean over folds), "std", "folds"}]` in the order of
+    `real`, for the statistics measured.
+  """
+  figures = {name: [value] for name, value in label_shares(dataset).items()}
+  for config in fold_configs:
+    for name, value in probe_figures(config).items():
+      figures.setdefault(name, []).append(value)
+  rows = []
+  for name, real_value in real.items():
+    values = figures.get(name)
+    if values:
+      rows.append({"statistic": name, "real": real_value, "simulated": float(np.mean(values)),
+                   "std": float(np.std(values)), "folds": len(values)})
+  return rows
+
+
+def markdown(rows: list[dict]) -> str:
+  """`compare`'s rows as a markdown table (statistic, real, simulated ± std, difference).
+
+  Example:
+    >>> print(markdown([{"statistic": "stand", "real": 39.0, "simulated": 38.0, "std": 0.0,
+    ...                  "folds": 1}]), end="")
+    | statistic | real | simulated | simulated − real |
+    | --- | --- | --- | --- |
+    | stand, % of labelled frames | 39.0 | 38.0 | −1.0 |
+  """
+  lines = ["| statistic | real | simulated | simulated − real |", "| --- | --- | --- | --- |"]
+  for row in rows:
+    spread = f" ± {row['std']:.1f}" if row["folds"] > 1 else ""
+    difference = f"{row['simulated'] - row['real']:+.1f}".replace("-", "−")
+    lines.append(f"| {ROW_NAMES[row['statistic']]} | {row['real']:.1f} | "
+                 f"{row['simulated']:.1f}{spread} | {difference} |")
+  return "\n".join(lines) + "\n"
+
+
 def fold_config(config, fold: int):
   """The config of fold `fold`: seed and held-out animals as the reproduction's seed `fold`."""
   config = ml_collections.ConfigDict(config.to_dict())

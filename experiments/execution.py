@@ -76,6 +76,11 @@ FIELDS_ADDED_LATER = {
     "swap.pool_stride": 1,
     "behaviour_residual_weight": 0.0,
     "neural_view_weight": 0.0,
+    "same_animal_negatives_weight": 0.0,
+    "partner_positive_weight": 0.0,
+    "swap.schedule": "constant",
+    "swap.schedule_fraction": 0.5,
+    "data.num_training_animals": None,
     "model.baseline_features": None,
     "augment.neural.local_gain": 0.0,
     "data.held_out_animals": [],  # as JSON: no named animals, the seeded draw as before
@@ -240,6 +245,8 @@ def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
     table = raw_features.raw_feature_table(
         inputs.dataset, inputs.spec, inputs.normalizer, kind=kind,
         neural_key=config.data.neural_key, neural_normalizer=inputs.neural_normalizer, **common)
+  if len(inputs.evaluated_animals) < len(inputs.dataset.animals):  # data.num_training_animals
+    table = table.of_animals(inputs.evaluated_animals)
   return table, inputs
 
 

@@ -224,8 +224,8 @@ def merge_runs_csv(paths: Sequence[str | pathlib.Path]) -> list[dict[str, Any]]:
 
 def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | pathlib.Path,
                            *, dataset: str = "pose") -> dict[str, str]:
-  """Writes `table1.md`, `table2.md`, `decoders.md`, `runs.csv` and `summary.csv` of some runs
-  into `out_dir`. Returns the tables.
+  """Writes `table1.md`, `table2.md`, `decoders.md`, `objectives.md`, `runs.csv` and
+  `summary.csv` of some runs into `out_dir`. Returns the tables.
 
   Args:
     records: `runs.csv` records, e.g. `merge_runs_csv` of the files of invocations with
@@ -247,6 +247,9 @@ def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | 
           frame.groupby("row", sort=False)["wall_seconds"].mean().dropna().items()}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
+  texts["objectives.md"] = objective_table(
+      records, objective_variants(groups),
+      title=presets.DATASET_TITLES.get(dataset, dataset))
   for name, text in texts.items():
     (out_dir / name).write_text(text)
   (out_dir / "runs.csv").write_text(tables.runs_csv(records))
@@ -365,6 +368,120 @@ def lead_section(records: Sequence[Mapping[str, Any]], *, reference: str = prese
           "\n\n" + lead_table(records, reference=reference, metric=metric))
 
 
+# ----------------------------------------------------------------------------------------------
+# The objective switches against no-swap and the standardised input, fold by fold.
+# ----------------------------------------------------------------------------------------------
+# Ours' identity target: within this many points of the standardised input's.
+IDENTITY_TARGET_POINTS = 3.0
+
+
+def _paired(first: Mapping[int, float], second: Mapping[int, float]) -> np.ndarray:
+  """`first - second` on the folds (seeds) both have."""
+  folds = sorted(set(first) & set(second))
+  return np.array([first[s] - second[s] for s in folds])
+
+
+def objective_rows(records: Sequence[Mapping[str, Any]], variants: Sequence[str], *,
+                   baseline: str = "no_swap",
+                   identity_reference: str = "neural_standardised") -> dict[str, dict[str, Any]]:
+  """Each variant of Ours against `baseline` on new animals and against the identity of
+  `identity_reference`, paired by fold.
+
+  Args:
+    records: `run_record`s (runs.csv lines).
+    variants: rows to compare (Ours, ablations); those without a run are left out.
+    baseline: the row whose held-out action score each variant must beat.
+    identity_reference: the row whose identity each variant should come near.
+
+  Returns:
+    variant -> {"action": (mean, std), "folds", "lead": (mean, std) over the folds shared
+    with `baseline` (None without any), "ahead": folds ahead, "paired": their number,
+    "clear": lead > the larger of the two rows' std over those folds, "identity": (mean, std),
+    "identity_gap": mean identity minus `identity_reference`'s over shared folds (None
+    without any), "near": gap <= IDENTITY_TARGET_POINTS}.
+
+  Example:
+    >>> records = [{"row": row, "seed": seed, "multi_animal_1.0_balanced_accuracy": acc,
+    ...             "identity_1.0_accuracy": identity}
+    ...            for row, seed, acc, identity in [
+    ...                ("ours", 0, 50.0, 12.0), ("ours", 1, 54.0, 14.0),
+    ...                ("no_swap", 0, 45.0, 20.0), ("no_swap", 1, 47.0, 22.0),
+    ...                ("neural_standardised", 0, 30.0, 10.0),
+    ...                ("neural_standardised", 1, 31.0, 10.0)]]
+    >>> row = objective_rows(records, ["ours"])["ours"]
+    >>> row["lead"], row["ahead"], row["clear"], row["identity_gap"], row["near"]
+    ((6.0, 1.0), 2, True, 3.0, True)
+  """
+  action_column = tables.score_column(protocol_lib.ACTION_MULTI_ANIMAL, 1.0, "balanced_accuracy")
+  identity_column = tables.score_column(protocol_lib.IDENTITY, 1.0, "accuracy")
+  base_action = _fold_scores(records, baseline, action_column)
+  reference_identity = _fold_scores(records, identity_reference, identity_column)
+  rows = {}
+  for variant in variants:
+    action = _fold_scores(records, variant, action_column)
+    if not action:
+      continue
+    identity = _fold_scores(records, variant, identity_column)
+    differences = _paired(action, base_action)
+    gaps = _paired(identity, reference_identity)
+    shared = sorted(set(action) & set(base_action))
+    spread = max([float(np.std([action[s] for s in shared])),
+                  float(np.std([base_action[s] for s in shared]))] if shared else [0.0])
+    lead = (float(differences.mean()), float(differences.std())) if len(differences) else None
+    rows[variant] = {
+        "action": (float(np.mean(list(action.values()))), float(np.std(list(action.values())))),
+        "folds": len(action), "lead": lead, "ahead": int((differences > 0).sum()),
+        "paired": len(differences), "clear": bool(lead is not None and lead[0] > spread),
+        "identity": ((float(np.mean(list(identity.values()))),
+                      float(np.std(list(identity.values())))) if identity else None),
+        "identity_gap": float(gaps.mean()) if len(gaps) else None,
+        "near": bool(len(gaps) and gaps.mean() <= IDENTITY_TARGET_POINTS)}
+  return rows
+
+
+def objective_variants(rows) -> tuple[str, ...]:
+  """The rows of `objectives.md` among `rows`: Ours, its objective switches and the encoder
+  at initialisation, in that order."""
+  return (presets.OURS,) + tuple(row for row in presets.OBJECTIVE_SWITCHES
+                                 + ("encoder_at_initialisation",) if row in rows)
+
+
+def objective_table(records: Sequence[Mapping[str, Any]], variants: Sequence[str], *,
+                    title: str, baseline: str = "no_swap",
+                    identity_reference: str = "neural_standardised") -> str:
+  """`objectives.md`: `objective_rows` as a table, then which variants meet both targets."""
+  rows = objective_rows(records, variants, baseline=baseline,
+                        identity_reference=identity_reference)
+  base, reference = tables.row_label(baseline), tables.row_label(identity_reference)
+  text = (f"# The objective switches, {title}\n\n"
+          f"Each row is Ours with one switch (`experiments/configs/reproduce.py`, "
+          f"`objective_switches`). Multi-animal balanced accuracy on held-out animals, and "
+          f"its lead over {base} paired by fold (mean ± std of the differences over the folds "
+          f"both ran; ahead = folds on which the row scores higher; clear = the lead exceeds "
+          f"the seed-to-seed std of both rows). Identity accuracy (lower is better) and its "
+          f"gap to {reference}'s on the same folds; near = within "
+          f"{IDENTITY_TARGET_POINTS:.0f} points.\n\n")
+  if not rows:
+    return text + "No variant has a finished run.\n"
+  cell = lambda pair: tables.MISSING if pair is None else f"{pair[0]:.1f} ± {pair[1]:.1f}"
+  header = ["Variant", "folds", "held-out bal. acc.", f"lead over {base}", "ahead", "clear",
+            "identity", f"identity − {reference}", "near"]
+  lines = []
+  for variant, row in rows.items():
+    lines.append([
+        tables.row_label(variant), str(row["folds"]), cell(row["action"]),
+        tables.MISSING if row["lead"] is None else f"{row['lead'][0]:+.1f} ± {row['lead'][1]:.1f}",
+        f"{row['ahead']}/{row['paired']}", "yes" if row["clear"] else "no",
+        cell(row["identity"]),
+        tables.MISSING if row["identity_gap"] is None else f"{row['identity_gap']:+.1f}",
+        "yes" if row["near"] else "no"])
+  both = [tables.row_label(v) for v, row in rows.items() if row["clear"] and row["near"]]
+  verdict = (f"Both targets met by: {', '.join(both)}." if both else
+             f"No variant meets both targets (a clear lead over {base} and an identity within "
+             f"{IDENTITY_TARGET_POINTS:.0f} points of {reference}'s).")
+  return text + tables.markdown_table(header, lines) + "\n" + verdict + "\n"
+
+
 def read_runs_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
   """The records of a `runs.csv` (`runs_csv`), scores as text ("" where absent)."""
   with pathlib.Path(path).open(newline="") as f:
@@ -409,8 +526,8 @@ def _ours_settings(preset: presets.Preset) -> str:
 
 def write_tables(runs: Sequence[execution.Run], preset: presets.Preset, out_dir: pathlib.Path,
                  ablation_seeds: int) -> dict[str, str]:
-  """Writes table1.md, table2.md, decoders.md, ablation.md, runs.csv and summary.csv. Returns
-  the tables."""
+  """Writes table1.md, table2.md, decoders.md, ablation.md, objectives.md, runs.csv and
+  summary.csv. Returns the tables."""
   summaries = _summaries(runs, tuple(tables.ROW_LABELS) + tuple(preset.ablations))
   finished = [r for r in runs if r.finished]
   records = [run_record(r.row, r.group, r.seed, execution.load_results(r)) for r in finished]
@@ -428,6 +545,8 @@ def write_tables(runs: Sequence[execution.Run], preset: presets.Preset, out_dir:
       "## Accuracy\n\n" + tables.ablation_table(ablation_summaries, changes) +
       "\n## Balanced accuracy\n\n" +
       tables.ablation_table(ablation_summaries, changes, metric="balanced_accuracy"))
+  texts["objectives.md"] = objective_table(records, objective_variants(preset.ablations),
+                                           title=title)
   for name, text in texts.items():
     (out_dir / name).write_text(text)
   (out_dir / "runs.csv").write_text(tables.runs_csv(records))
@@ -486,7 +605,8 @@ def write_readme(runs: Sequence[execution.Run], preset: presets.Preset, out_dir:
           [[r.name, " ".join(execution.load_results(r).get("held_out_animals", [])),
             f"{_wall_seconds(r):.0f} s"] for r in finished]),
   ]
-  for name in ("table1.md", "table2.md", "decoders.md", "ablation.md"):
+  for name in ("calibration.md", "table1.md", "table2.md", "decoders.md", "objectives.md",
+               "ablation.md"):
     if name in texts:
       lines += [texts[name].replace("# ", "## ", 1)]
   if figures:

@@ -11,6 +11,11 @@ Simulates and builds the dataset if absent, trains every method of the preset
 * `table1.md` (action recognition) and `table2.md` (identity recognition), in the seed's layout
   with the paper's numbers beside ours (on the pose dataset; the paper has no benchmark of the
   others), in accuracy and in balanced accuracy;
+* `calibration.md` (on a dataset calibrated to a real set, `locomotion_calibrated`): its
+  statistics beside the real set's, on the reproduction's folds;
+* `objectives.md`: Ours and each objective switch (same-animal negatives, partner positives,
+  moments penalty, swap schedules) against no-swap on new animals and against the
+  standardised input's identity, paired by fold (`--ablation_seeds=3` for three folds);
 * `ablation.md`: each ablation of Ours (swap probability, temperature, exact vs top-K, ŝ per
   frame, each augmentation group off) beside Ours over the same seeds;
 * `runs.csv` (one line per run: held-out animals, wall time, every score) and `summary.csv`
@@ -40,6 +45,7 @@ without it).
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import sys
 import time
@@ -53,6 +59,7 @@ from ml_collections import config_flags
 import numpy as np
 import tqdm
 
+from experiments import calibration
 from experiments import execution
 from experiments import report
 from experiments import tables as tables_lib
@@ -244,6 +251,26 @@ def write_figures(runs: Sequence[execution.Run], preset: presets.Preset,
 # ----------------------------------------------------------------------------------------------
 # The job.
 # ----------------------------------------------------------------------------------------------
+def write_calibration(preset: presets.Preset, dataset: str, out_dir: pathlib.Path, *,
+                      num_seeds: int, folds: Sequence[Sequence[str]] | None = None) -> str:
+  """Writes `calibration.md`: the simulated dataset's statistics beside those of the real set
+  it imitates (`experiments.calibration`), probed on the reproduction's own held-out folds.
+  Returns its text."""
+  configs = [fold_config(preset.training, seed, folds[seed] if folds else ())
+             for seed in range(num_seeds)]
+  data = preset.training.data
+  simulated = shards.open_dataset(data.data_dir, data.name)
+  rows = calibration.compare(simulated, configs, calibration.CALIBRATED_DATASETS[dataset])
+  text = (f"# The simulated dataset against the real set it imitates\n\n"
+          f"`{data.name}`, probed with the project's own probes on the {num_seeds} held-out "
+          f"fold(s) of this reproduction (mean ± std over folds; identity is "
+          f"{len(simulated.animals)}-way). "
+          f"`python -m experiments.calibrate --dataset={dataset}` prints the same rows.\n\n"
+          + calibration.markdown(rows))
+  (out_dir / "calibration.md").write_text(text)
+  return text
+
+
 def prepare_dataset(preset: presets.Preset, dataset: str | None = None) -> None:
   """Points the preset's training config at its dataset, simulating and building it if absent.
 
@@ -302,6 +329,7 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
               skip_ablations: bool = False, train_steps: int | None = None,
               overrides: Mapping[str, Any] | None = None, workers: int | None = 1,
               folds: Sequence[Sequence[str]] | None = None,
+              ablation_seeds: int | None = None,
               command: str = "") -> dict[str, Any]:
   """Runs (or resumes) a reproduction and writes its tables, CSVs, figures and README.
 
@@ -320,6 +348,7 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     workers: runs at once (`execute_all`); None: `default_workers(preset)`.
     folds: the held-out animals of each seed, by name; then `num_seeds` must be their number.
       An animal the dataset does not have stops the command before any run.
+    ablation_seeds: seeds of every ablation (at most `num_seeds`); None keeps the preset's.
     command: the command line, recorded in the README.
 
   Returns:
@@ -340,6 +369,10 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
     except ValueError as error:
       raise execution.SettingsError(str(error)) from error
   check_arguments(preset, num_seeds=num_seeds, dataset=dataset, only=only)
+  if ablation_seeds is not None:
+    if ablation_seeds < 1:
+      raise execution.SettingsError(f"--ablation_seeds must be at least 1, got {ablation_seeds}")
+    preset = dataclasses.replace(preset, ablation_seeds=ablation_seeds)
   out_dir = pathlib.Path(out_dir)
   if folds is not None and len(folds) != num_seeds:
     raise execution.SettingsError(f"--folds gives {len(folds)} folds but --seeds={num_seeds}; "
@@ -357,6 +390,9 @@ def reproduce(preset_name: str = "cpu", *, num_seeds: int, out_dir: str | pathli
   progress.close()
   ablation_seeds = min(preset.ablation_seeds, num_seeds)
   tables = report.write_tables(runs, preset, out_dir, ablation_seeds)
+  if dataset in calibration.CALIBRATED_DATASETS:
+    tables["calibration.md"] = write_calibration(preset, dataset, out_dir, num_seeds=num_seeds,
+                                                 folds=folds)
   figures = write_figures(runs, preset, out_dir / "figures")
   seconds = time.perf_counter() - start
   report.write_readme(runs, preset, out_dir, command=command, dataset=dataset,
@@ -376,6 +412,9 @@ _ONLY = flags.DEFINE_list("only", None, "Only these rows (methods, neural_raw, "
                           "neural_standardised, behaviour_raw, behaviour_swapped, ablations), "
                           "comma separated; the tables still list every row.")
 _SKIP_ABLATIONS = flags.DEFINE_bool("skip_ablations", False, "Leave the ablations out.")
+_ABLATION_SEEDS = flags.DEFINE_integer(
+    "ablation_seeds", None, "Seeds of every ablation, at most --seeds (default: the preset's, "
+    "1 on cpu); the objective switches' table (objectives.md) pairs them with no-swap by fold.")
 _TRAIN_STEPS = flags.DEFINE_integer(
     "train_steps", None, "Train every run this many steps (a tenth warming up) instead of "
     "the preset's; runs of another length in --out are refused, so use a new folder.")
@@ -403,6 +442,7 @@ def main(argv):
                         skip_ablations=_SKIP_ABLATIONS.value,
                         train_steps=_TRAIN_STEPS.value, overrides=config_overrides(),
                         folds=parse_folds(_FOLDS.value),
+                        ablation_seeds=_ABLATION_SEEDS.value,
                         workers=_WORKERS.value,
                         command="python -m experiments.reproduce " + " ".join(sys.argv[1:]))
   except (execution.SettingsError, validate.ConfigError, recording.RecordingError,

@@ -32,6 +32,10 @@ def make_config() -> ml_collections.ConfigDict:
   # Held-out animals by name, e.g. ("fly_a", "fly_b"); when given they win over the draw of
   # num_held_out_animals animals by split_seed.
   config.data.held_out_animals = ()
+  # Train on only this many of the animals that are not held out, drawn by split_seed; the
+  # others are left out of training, of the swap pool and of every probe (how the swap's
+  # effect depends on the number of training animals). None: every animal not held out.
+  config.data.num_training_animals = ml_collections.config_dict.placeholder(int)
   config.data.window = ml_collections.ConfigDict(
       dict(pose_frames=32, pose_stride=3, neural_frames=16))
   config.data.neural_key = "neural_images"  # or "roi_traces"
@@ -80,7 +84,8 @@ def make_config() -> ml_collections.ConfigDict:
   config.method = "contrastive"
   config.regression_decoder = "conv"  # or "recurrent"
   config.behavenet_states = 12
-  config.domain_penalty = "none"  # or "mmd", "grl"
+  # "mmd", "grl" or "moments" (per-animal feature means and stds, objectives.py).
+  config.domain_penalty = "none"
   config.domain_penalty_weight = 1.0
   # Contrastive only: weight of the penalty on the share of each neural feature's variance that
   # a linear map of the (swapped) behaviour features cannot explain
@@ -89,6 +94,15 @@ def make_config() -> ml_collections.ConfigDict:
   # Contrastive only: weight of SimCLR's objective between two augmented views of each neural
   # window, added to the behaviour-neural one; 0 is the seed's objective.
   config.neural_view_weight = 0.0
+  # Contrastive only: weight of an InfoNCE term whose negatives are the windows of the query's
+  # own animal (`nar.method.losses.same_animal_infonce_loss`): the animal then cannot tell a
+  # pair from a negative. 0 is the seed's objective.
+  config.same_animal_negatives_weight = 0.0
+  # Contrastive with the swap only: weight of an InfoNCE term pairing each neural window with
+  # that of its swap partner, the batch's behaviour-nearest window of another animal
+  # (`nar.method.losses.partner_infonce_loss`; swap.neural_partner_quantile keeps only the
+  # closest pairs). 0 is the seed's objective.
+  config.partner_positive_weight = 0.0
 
   config.swap = ml_collections.ConfigDict()
   config.swap.enabled = True
@@ -103,6 +117,10 @@ def make_config() -> ml_collections.ConfigDict:
   # Only windows whose partner is among the batch's closest (this quantile of the partner
   # distances) are exchanged; 1.0: any window.
   config.swap.neural_partner_quantile = 1.0
+  # The swap probabilities over training (nar/method/swap_schedule.py): "constant", "ramp"
+  # (linear from 0 over the first schedule_fraction of the steps) or "delayed" (off for it).
+  config.swap.schedule = "constant"
+  config.swap.schedule_fraction = 0.5
   config.swap.pool_chunk = 2048
   # The swap draws from every pool_stride-th frame of the target animal (1: all of them);
   # the top-K table then holds neighbours of those frames only. See benchmarks/README.md for

@@ -303,6 +303,19 @@ def finished_steps(workdir: str | os.PathLike) -> list[int]:
                      or (path / "_CHECKPOINT_METADATA").exists()))
 
 
+def run_folder(workdir: str | os.PathLike) -> epath.Path:
+  """A run folder as an absolute path (Orbax refuses relative checkpoint paths); a remote
+  path (`gs://...`) is returned as given.
+
+  Example:
+    >>> run_folder("runs/ours").is_absolute(), str(run_folder("gs://bucket/run"))
+    (True, 'gs://bucket/run')
+  """
+  if "://" in os.fspath(workdir):
+    return epath.Path(workdir)
+  return epath.Path(os.path.abspath(os.fspath(workdir)))
+
+
 def load_run(workdir: str | os.PathLike, *, dataset: shards.ShardedDataset | str | None = None,
              allow_unfinished: bool = False) -> Run:
   """Reads a trained run back from its folder, ready to embed, with no flags.
@@ -326,7 +339,7 @@ def load_run(workdir: str | os.PathLike, *, dataset: shards.ShardedDataset | str
     >>> run = load_run(workdir)  # doctest: +SKIP
     >>> summary = nar.embed(run, dataset_dir, out_dir="/tmp/embeddings")  # doctest: +SKIP
   """
-  workdir = epath.Path(workdir)
+  workdir = run_folder(workdir)
   try:
     record = read_run_record(workdir)
   except FileNotFoundError as error:

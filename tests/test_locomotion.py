@@ -2,6 +2,7 @@
 neural difference between animals."""
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -26,6 +27,7 @@ from nar.simulation import locomotion
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 GAP_CONFIG = simulation.LocomotionConfig(num_animals=4, trials_per_animal=3, trial_seconds=30.0)
 TINY_CONFIG = simulation.LocomotionConfig(num_animals=3, trials_per_animal=2, trial_seconds=5.0)
+OLD_TINY_TRIAL_DIGEST = "33e18157302e6413beb586f51a43c5ca2fd536be8f897f3c63fea8d372b2d5cd"
 SPEC = windows.WindowSpec(pose_frames=32, pose_stride=3, neural_frames=16)
 
 
@@ -173,3 +175,64 @@ def test_cli_writes_trial_files_that_read_back(tmp_path):
                         cwd=REPO_ROOT, capture_output=True, text=True, check=False)
   assert done.returncode != 0 and "--image_size does not apply to the 'locomotion'" in (
       done.stdout + done.stderr)
+
+
+def _trial(config, seed=0):
+  """One trial of animal 0: the recording and its ground truth."""
+  rng = np.random.default_rng(seed)
+  animal = locomotion.sample_animal(0, config, rng)
+  return locomotion.simulate_trial(animal, 0, config, rng)
+
+
+def _neural_moving(rec):
+  """`[T_n]` the share of a neural frame's behaviour frames in which the ball moves."""
+  num_neural = len(rec.roi_traces)
+  moving = np.bincount(rec.sync, weights=(~rec.rest).astype(np.float64), minlength=num_neural)
+  return moving / np.maximum(np.bincount(rec.sync, minlength=num_neural), 1)
+
+
+def test_the_shared_locomotion_drive_lifts_every_animal_s_mean_roi_while_moving():
+  config = dataclasses.replace(GAP_CONFIG, trial_seconds=60.0)
+  driven = dataclasses.replace(config, locomotion_drive=0.7)
+  for seed in range(3):
+    plain_rec, _ = _trial(config, seed)
+    rec, _ = _trial(driven, seed)
+    # Behaviour is drawn as without the drive; only the traces change.
+    np.testing.assert_array_equal(rec.behaviour, plain_rec.behaviour)
+    moving = _neural_moving(rec)
+    driven_r = np.corrcoef(rec.roi_traces.mean(axis=1), moving)[0, 1]
+    plain_r = np.corrcoef(plain_rec.roi_traces.mean(axis=1), moving)[0, 1]
+    assert driven_r > 0.5 and driven_r > plain_r + 0.1, (seed, driven_r, plain_r)
+    # Most ROIs, not a few, follow it: the same sign in every ROI.
+    per_roi = [np.corrcoef(roi, moving)[0, 1] for roi in rec.roi_traces.T]
+    assert np.mean(np.array(per_roi) > 0) > 0.8
+
+
+def test_slow_roi_noise_keeps_the_noiseless_traces_and_is_correlated_in_time():
+  white = dataclasses.replace(GAP_CONFIG, trial_seconds=60.0)
+  slow = dataclasses.replace(white, roi_noise_seconds=1.0)
+  white_rec, white_truth = _trial(white)
+  rec, truth = _trial(slow)
+  np.testing.assert_array_equal(truth["roi_dff"], white_truth["roi_dff"])
+
+  def lag_one(rec, truth):
+    noise = rec.roi_traces - truth["roi_dff"]
+    return float(np.mean([np.corrcoef(n[1:], n[:-1])[0, 1] for n in noise.T]))
+
+  assert abs(lag_one(white_rec, white_truth)) < 0.1
+  # 1 s at ~16 Hz: exp(-1 / 16) ~ 0.94 between neighbouring frames.
+  assert lag_one(rec, truth) > 0.85
+
+
+def test_the_new_fields_at_their_defaults_simulate_what_the_simulator_did_before():
+  defaults = {name: value for name, value in default_dataset.SIMULATOR_FIELDS_ADDED_LATER.items()
+              if hasattr(GAP_CONFIG, name)}
+  assert {"locomotion_drive", "roi_noise_seconds"} <= set(defaults)
+  assert all(getattr(simulation.LocomotionConfig(), name) == value
+             for name, value in defaults.items())
+  # Digest of a first trial as the simulator drew it before these fields existed (rounded,
+  # so that the last bits of a BLAS matmul do not count).
+  rec, _ = _trial(TINY_CONFIG)
+  rounded = [np.round(np.asarray(x, np.float64), 4).tobytes() for x in (rec.roi_traces,
+                                                                         rec.behaviour)]
+  assert hashlib.sha256(b"".join(rounded)).hexdigest() == OLD_TINY_TRIAL_DIGEST

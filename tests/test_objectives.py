@@ -9,7 +9,9 @@ from test_train import tiny_config
 from nar import train
 from nar.data import behaviour
 from nar.data import pipeline
+from nar.method import losses
 from nar.method import objectives
+from nar.method import swap_schedule
 from nar.train import step as train_step
 
 
@@ -114,7 +116,7 @@ def _train_on_one_batch(config, num_steps: int = 12) -> list[dict]:
     ("simclr", "conv", "none"), ("regression", "conv", "none"),
     ("regression", "recurrent", "none"), ("behavenet", "conv", "none"),
     ("simclr", "conv", "mmd"), ("regression", "conv", "grl"), ("contrastive", "conv", "none"),
-    ("supervised", "conv", "none"),
+    ("supervised", "conv", "none"), ("contrastive", "conv", "moments"),
 ])
 def test_each_method_learns_on_a_repeated_batch(data_dir, method, decoder, penalty):
   config = tiny_config(data_dir, learning_rate=3e-3)
@@ -125,7 +127,7 @@ def test_each_method_learns_on_a_repeated_batch(data_dir, method, decoder, penal
   first, last = float(history[0]["objective"]), float(history[-1]["objective"])
   assert last < first, (first, last)
   if penalty != "none":
-    assert ("mmd" if penalty == "mmd" else "animal_loss") in history[-1]
+    assert {"mmd": "mmd", "grl": "animal_loss", "moments": "moments"}[penalty] in history[-1]
 
 
 def _train_ours_without_swap_on_one_batch(data_dir, **terms) -> list[dict]:
@@ -205,4 +207,132 @@ def test_the_swap_is_refused_for_methods_without_a_behaviour_branch(data_dir, tm
   config = tiny_config(data_dir)
   config.method = "simclr"
   with pytest.raises(ValueError, match="set swap.enabled=False for method 'simclr'"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Objective switches that keep features animal-free.
+# ----------------------------------------------------------------------------------------------
+def _unit_rows(key, shape):
+  z = jax.random.normal(key, shape)
+  return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+
+
+def test_same_animal_negatives_are_the_mean_of_each_animal_s_own_infonce():
+  keys = jax.random.split(jax.random.key(0), 2)
+  z_neural, z_behaviour = _unit_rows(keys[0], (6, 4)), _unit_rows(keys[1], (6, 4))
+  animal = jnp.array([0, 0, 0, 1, 1, 1])
+  loss = losses.same_animal_infonce_loss(z_neural, z_behaviour, animal, 0.5)
+  per_animal = [losses.symmetric_infonce_loss(z_neural[rows], z_behaviour[rows], 0.5)[0]
+                for rows in (slice(0, 3), slice(3, 6))]
+  np.testing.assert_allclose(float(loss), float(np.mean(per_animal)), rtol=1e-5)
+  # With one animal it is the seed's objective.
+  seed_loss, _ = losses.symmetric_infonce_loss(z_neural, z_behaviour, 0.5)
+  np.testing.assert_allclose(
+      float(losses.same_animal_infonce_loss(z_neural, z_behaviour, jnp.zeros(6, int), 0.5)),
+      float(seed_loss), rtol=1e-5)
+  # Animal 1's windows are no candidates of animal 0's: moving them leaves its share alone,
+  # though the seed's objective over the whole batch changes.
+  moved = z_behaviour.at[3:].set(-z_behaviour[3:])
+  moved_share = losses.symmetric_infonce_loss(z_neural[3:], moved[3:], 0.5)[0]
+  np.testing.assert_allclose(
+      float(losses.same_animal_infonce_loss(z_neural, moved, animal, 0.5)),
+      float(0.5 * (per_animal[0] + moved_share)), rtol=1e-5)
+  assert not np.isclose(float(losses.symmetric_infonce_loss(z_neural, moved, 0.5)[0]),
+                        float(seed_loss))
+
+
+def test_partner_positives_ignore_windows_without_a_partner():
+  z = _unit_rows(jax.random.key(1), (5, 3))
+  with_partners = losses.partner_infonce_loss(z, jnp.array([1, 0, -1, -1, -1]), 0.2)
+  # The mean over the two windows with a partner, each against the other four windows.
+  logits = np.asarray(z @ z.T / 0.2)
+  expected = np.mean([np.log(np.exp(np.delete(logits[i], i)).sum()) - logits[i, 1 - i]
+                      for i in (0, 1)])
+  np.testing.assert_allclose(float(with_partners), expected, rtol=1e-5)
+  assert float(losses.partner_infonce_loss(z, jnp.full(5, -1), 0.2)) == 0.0
+  # Its gradient pulls partners together: moving window 1 onto window 0 lowers the loss.
+  closer = z.at[1].set(z[0])
+  assert float(losses.partner_infonce_loss(closer, jnp.array([1, 0, -1, -1, -1]), 0.2)) < float(
+      with_partners)
+
+
+def test_the_moments_penalty_reads_per_animal_offsets_and_scales_not_the_batch_s():
+  features = jax.random.normal(jax.random.key(2), (200, 3))
+  animal = jnp.arange(200) % 2
+  alike = float(objectives.feature_moments_penalty(features, animal, 4))
+  shifted = float(objectives.feature_moments_penalty(
+      features + 2.0 * animal[:, None], animal, 4))
+  scaled = float(objectives.feature_moments_penalty(
+      features * (1.0 + 3.0 * animal[:, None]), animal, 4))
+  assert alike < 0.05 and shifted > 10 * alike and scaled > 10 * alike, (alike, shifted, scaled)
+  # The same shift of every animal is no gap between animals.
+  assert float(objectives.feature_moments_penalty(features + 5.0, animal, 4)) < 0.05
+  # An animal with one window in the batch has no spread and is left out.
+  lone = jnp.where(jnp.arange(200) == 0, 3, animal)
+  assert np.isfinite(float(objectives.feature_moments_penalty(features, lone, 4)))
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    ("constant", [0.4, 0.4, 0.4, 0.4]), ("ramp", [0.0, 0.2, 0.4, 0.4]),
+    ("delayed", [0.0, 0.0, 0.4, 0.4])])
+def test_the_swap_schedules_under_jit(schedule, expected):
+  at = jax.jit(lambda step: swap_schedule.scheduled_probability(
+      step, 0.4, schedule=schedule, fraction=0.5, num_steps=8))
+  np.testing.assert_allclose([float(at(jnp.int32(step))) for step in (0, 2, 4, 7)], expected,
+                             atol=1e-6)
+
+
+def test_the_same_animal_term_is_added_and_learned(data_dir):
+  history = _train_ours_without_swap_on_one_batch(data_dir, same_animal_negatives_weight=0.5)
+  terms = [float(metrics["same_animal_negatives"]) for metrics in history]
+  for metrics in history:
+    np.testing.assert_allclose(
+        float(metrics["loss"]),
+        float(metrics["objective"]) + 0.5 * float(metrics["same_animal_negatives"]), rtol=1e-5)
+  assert terms[-1] < terms[0], terms
+
+
+def test_the_partner_term_pairs_windows_of_other_animals_and_is_learned(data_dir):
+  config = tiny_config(data_dir, learning_rate=3e-3)
+  config.partner_positive_weight = 1.0
+  history = _train_on_one_batch(config)
+  fractions = [float(metrics["partner_fraction"]) for metrics in history]
+  terms = [float(metrics["partner_positive"]) for metrics in history]
+  assert min(fractions) > 0.5, fractions  # three training animals: nearly every window
+  assert terms[-1] < terms[0], terms
+
+
+def test_the_moments_penalty_trains_ours(data_dir):
+  config = tiny_config(data_dir, learning_rate=3e-3)
+  config.swap.enabled, config.domain_penalty, config.domain_penalty_weight = False, "moments", 2.0
+  history = _train_on_one_batch(config)
+  for metrics in history:
+    np.testing.assert_allclose(float(metrics["loss"]),
+                               float(metrics["objective"]) + 2.0 * float(metrics["moments"]),
+                               rtol=1e-5)
+  assert float(history[-1]["objective"]) < float(history[0]["objective"])
+
+
+def test_a_delayed_swap_swaps_nothing_before_its_share_of_training(data_dir):
+  config = tiny_config(data_dir, learning_rate=3e-3)
+  config.swap.probability, config.swap.schedule, config.swap.schedule_fraction = 1.0, "delayed", 0.5
+  config.optim.num_train_steps = 8
+  swapped = [float(metrics["swapped_fraction"]) for metrics in _train_on_one_batch(config, 8)]
+  assert swapped[:4] == [0.0] * 4 and min(swapped[4:]) > 0.5, swapped
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"partner_positive_weight": 1.0}, "switch the swap on"),
+    ({"swap.schedule": "cosine"}, "unknown swap schedule 'cosine'"),
+    ({"swap.schedule_fraction": 1.5}, r"fraction must lie in \[0, 1\]"),
+    ({"same_animal_negatives_weight": -1.0}, "same_animal_negatives_weight must be >= 0"),
+])
+def test_bad_objective_switches_are_refused(data_dir, tmp_path, change, message):
+  config = tiny_config(data_dir)
+  config.swap.enabled = "swap.schedule" in "".join(change)
+  for field, value in change.items():
+    target = config.swap if field.startswith("swap.") else config
+    target[field.removeprefix("swap.")] = value
+  with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(config, str(tmp_path))

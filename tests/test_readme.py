@@ -42,6 +42,10 @@ EXEMPT = {
         "needs two GPU processes; tests/test_train.py runs the same flags as a two-process "
         "CPU job (test_a_run_over_two_processes_trains_and_evaluates)",
 }
+EXEMPT[f"{PYTHON} -m experiments.sweep --dataset=locomotion_calibrated "
+       "--training_animals=2,4,8,15 --knob=speed_scale_std=0.0,0.4 --seeds=3 --out=/tmp/sweep"] = (
+           "36 runs at the cpu preset's size (11 min); tests/test_sweep.py runs the same "
+           "command at the smoke preset's")
 # README command -> (the command this test runs, a text its output must contain).
 # `{tmp}` is this test's folder, `{tfds}` a tiny dataset built in it by the commands above.
 COMMANDS = {

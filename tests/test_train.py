@@ -408,6 +408,30 @@ def test_named_held_out_animals_win_over_the_seeded_draw(data_dir):
     train.create_input(config)
 
 
+def test_a_run_on_fewer_training_animals_leaves_the_others_out_of_training_and_probes(
+    data_dir, tmp_path, monkeypatch):
+  config = tiny_config(data_dir)
+  config.data.num_training_animals = 2  # of the 3 not held out
+  inputs = train.create_input(config)
+  full = tiny_config(data_dir)
+  full_inputs = train.create_input(full)
+  assert inputs.held_out_animals == full_inputs.held_out_animals
+  assert len(inputs.training_animals) == 2
+  assert set(inputs.training_animals) < set(full_inputs.training_animals)
+  unused = set(full_inputs.training_animals) - set(inputs.training_animals)
+  assert not unused & set(inputs.evaluated_animals)
+  windows = inputs.train_source.read_batch(np.arange(len(inputs.train_source)))
+  trained_on = {inputs.dataset.animals[i] for i in np.unique(windows["animal"])}
+  assert trained_on == set(inputs.training_animals)
+  results = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert results["training_animals"] == list(inputs.training_animals)
+  # The identity probe tells 3 animals apart, not the dataset's 4.
+  assert results["probes"]["chance"]["identity"] == pytest.approx(100 / 3)
+  config.data.num_training_animals = 4
+  with pytest.raises(ValueError, match=r"num_training_animals must lie in \[1, 3\]"):
+    train.create_input(config)
+
+
 def test_held_out_animals_are_named_on_the_command_line():
   flag_values = flags.FlagValues()
   argv = ["train", "--config.data.held_out_animals=('fly_a', 'fly_b')"]

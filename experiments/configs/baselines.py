@@ -50,11 +50,14 @@ def apply_baseline(config: ml_collections.ConfigDict, name: str | None):
     # No swap of either kind: the neural swap is off too (the step skips it without the
     # swap anyway; zero keeps a baseline's config the same whatever Ours' setting).
     config.swap.neural_probability = 0.0
+    # Swap partners' positives are part of the swap, too.
+    config.partner_positive_weight = 0.0
   if changes.get("method", "contrastive") != "contrastive":
     # Ours' own settings: its two extra terms belong to the contrastive objective, and the
     # baselines have a feature size of their own where the config names one.
     config.behaviour_residual_weight = 0.0
     config.neural_view_weight = 0.0
+    config.same_animal_negatives_weight = 0.0
     if config.model.baseline_features is not None:
       config.model.features = config.model.baseline_features
   config.model.baseline_features = None

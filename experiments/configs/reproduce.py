@@ -197,14 +197,58 @@ class Preset:
   cpu_workers: int = 1
 
 
+# The objective switches meant to keep the features animal-free (`objective_switches`), in
+# the order of `objectives.md`.
+OBJECTIVE_SWITCHES = ("same_animal_negatives", "partner_positives", "moments_penalty",
+                      "swap_ramp", "swap_delayed", "animal_free")
+
+
+def objective_switches(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+  """The ablations of Ours that switch on one remedy of the features' animal content each.
+
+  Same-animal negatives (an InfoNCE term whose negatives share the query's animal),
+  partner positives (neural windows of two animals paired through the swap's behaviour
+  partners), the moments penalty (per-animal feature means and spreads against the batch's),
+  the swap ramped or delayed over training, and the three objective terms together
+  (`animal_free`). A switch Ours already has on is left out.
+
+  Example:
+    >>> from experiments.configs import locomotion_cpu
+    >>> sorted(objective_switches(locomotion_cpu.get_config())) == sorted(OBJECTIVE_SWITCHES)
+    True
+  """
+  terms = {"same_animal_negatives_weight": 1.0, "partner_positive_weight": 1.0,
+           "domain_penalty": "moments", "domain_penalty_weight": 1.0}
+  switches = {
+      "same_animal_negatives": {"same_animal_negatives_weight": 1.0},
+      "partner_positives": {"partner_positive_weight": 1.0},
+      "moments_penalty": {"domain_penalty": "moments", "domain_penalty_weight": 1.0},
+      "swap_ramp": {"swap.schedule": "ramp"},
+      "swap_delayed": {"swap.schedule": "delayed"},
+      "animal_free": terms,
+  }
+
+  def value_of(field):
+    node = ours
+    for part in field.split("."):
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    return node
+
+  def already_on(overrides):
+    return all(value_of(field) == value for field, value in overrides.items())
+
+  return {name: overrides for name, overrides in switches.items() if not already_on(overrides)}
+
+
 def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   """The ablations of Ours, one change each.
 
-  Swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, the
+  The objective switches (`objective_switches`), swap probability and temperature, exact vs top-K swap, one ŝ per window vs per frame, the
   neural swap switched on (or off, if Ours uses it), the neural input's per-animal
   standardisation switched off (or on), Ours' own settings where it has them (the
   behaviour-residual and neural-view terms switched off, the baselines' feature size), and
-  each augmentation group switched off. All of them apply to a behaviour vector too:
+  each augmentation group switched off, and the encoder at initialisation (what its features
+  tell of the animal before training). All of them apply to a behaviour vector too:
   `no_pose_augment` then switches off the vector's augmentations (smoothing, noise, gain, time
   and dimension masks; it has no geometric ones, `augment.behaviour_augmentation_for`).
   """
@@ -226,6 +270,7 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   else:
     standardisation = {"unstandardised_input": {"data.neural_normalisation": "none"}}
   return {
+      **objective_switches(ours),
       "swap_p0.25": {"swap.probability": 0.25},
       "swap_p1.0": {"swap.probability": 1.0},
       "temperature_0.1": {"swap.temperature": 0.1},
@@ -235,6 +280,9 @@ def ablations_of(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
       **neural_swap,
       **standardisation,
       **own_settings,
+      # What the encoder's features tell of the animal before training moves them: a learning
+      # rate too small to change a weight (the optimiser needs one above 0).
+      "encoder_at_initialisation": {"optim.learning_rate": 1e-12},
       "no_pose_augment": {"augment.pose_enabled": False},
       # The neural-view term compares two augmented views: without augmentations, none.
       "no_neural_augment": {"augment.neural_enabled": False,

@@ -65,6 +65,35 @@ def split_animals(animals: Sequence[str], num_held_out: int,
           tuple(a for a in animals if a in held_out))
 
 
+def subsample_animals(training_animals: Sequence[str], num_training: int | None,
+                      seed: int) -> tuple[str, ...]:
+  """The first `num_training` of the training animals in an order drawn by `seed`, sorted.
+
+  The order is one permutation per seed, so that the subsets of one seed are nested: the 2
+  animals of `num_training=2` are among the 4 of `num_training=4`.
+
+  Example:
+    >>> flies = ["fly_a", "fly_b", "fly_c", "fly_d", "fly_e"]
+    >>> subsample_animals(flies, 2, seed=0), subsample_animals(flies, 4, seed=0)
+    (('fly_b', 'fly_e'), ('fly_a', 'fly_b', 'fly_d', 'fly_e'))
+    >>> subsample_animals(flies, None, seed=0) == tuple(flies)
+    True
+
+  Raises:
+    ValueError: `num_training` below 1 or above the number of training animals.
+  """
+  animals = sorted(training_animals)
+  if num_training is None:
+    return tuple(animals)
+  if not 1 <= num_training <= len(animals):
+    raise ValueError(f"data.num_training_animals must lie in [1, {len(animals)}] (the animals "
+                     f"not held out), got {num_training}")
+  # A stream of its own: the held-out draw of the same seed is unchanged.
+  order = np.random.default_rng([seed, 1]).permutation(len(animals))
+  chosen = set(order[:num_training].tolist())
+  return tuple(a for i, a in enumerate(animals) if i in chosen)
+
+
 def named_split(animals: Sequence[str], held_out_animals: Sequence[str]
                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
   """Holds out the named animals. Returns `(training_animals, held_out_animals)`, each sorted.

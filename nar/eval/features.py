@@ -79,6 +79,22 @@ class FeatureTable:
       raise ValueError(f"unknown animals {unknown}; the table has {list(self.animals)}")
     return [self.animals.index(name) for name in names]
 
+  def of_animals(self, names: Sequence[str]) -> "FeatureTable":
+    """The table's windows of animals `names` only (`animal` keeps indexing `animals`).
+
+    Example:
+      >>> table = FeatureTable(
+      ...     features=np.zeros((3, 2), np.float32), label=np.array([0, 1, 0]),
+      ...     animal=np.array([0, 1, 2]), trial=np.array([0, 1, 2]),
+      ...     centre_frame=np.array([4, 4, 4]), time_block=np.array([0, 0, 0]),
+      ...     num_time_blocks=2, animals=("fly0", "fly1", "fly2"))
+      >>> table.of_animals(["fly0", "fly2"]).animal.tolist()
+      [0, 2]
+    """
+    keep = np.isin(self.animal, self.animal_index(names))
+    return dataclasses.replace(self, **{name: getattr(self, name)[keep]
+                                        for name in self.row_columns()})
+
 
 def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
                        index: pipeline.WindowIndex, count: int) -> np.ndarray:

@@ -86,6 +86,39 @@ def behaviour_partners(behaviour_windows: jax.Array, animal: jax.Array,
   return jnp.where(has_partner, partner, -1), distance
 
 
+def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
+                   partner_quantile: float = 1.0, eligible: jax.Array | None = None,
+                   distance_scale: jax.Array | None = None) -> jax.Array:
+  """Each window's partner (`behaviour_partners`), kept only among the batch's closest pairs.
+
+  Args:
+    behaviour_windows: `[B, T, D]` normalised behaviour windows.
+    animal: `[B]` int animal of each window.
+    partner_quantile: in (0, 1]: a window keeps its partner only when their distance is at
+      most this quantile of the batch's partner distances; 1 keeps every partner.
+    eligible: `[B]` bool windows that may serve as partners; None: all.
+    distance_scale: `[D]` per-feature scale of the behaviour distance; None: unweighted.
+
+  Returns:
+    `[B]` int32 partner index, -1 for a window without a (close enough) partner.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> walk = jnp.linspace(0.0, 1.0, 4)[None, :, None]  # [1, T=4, D=1]
+    >>> windows = jnp.concatenate([walk, walk + 0.1, walk * 0, walk * 0 + 0.05])
+    >>> close_partners(windows, jnp.array([0, 1, 0, 1])).tolist()
+    [1, 0, 3, 2]
+    >>> close_partners(windows, jnp.array([0, 0, 0, 0])).tolist()  # one animal: none
+    [-1, -1, -1, -1]
+  """
+  partner, distance = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
+  close = partner >= 0
+  if partner_quantile < 1.0:
+    finite = jnp.where(close, distance, jnp.nan)
+    close &= distance <= jnp.nanquantile(finite, partner_quantile)
+  return jnp.where(close, partner, -1)
+
+
 def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
                         behaviour_windows: jax.Array, probability, *,
                         partner_quantile: float = 1.0, eligible: jax.Array | None = None,

@@ -48,6 +48,13 @@ class Input:
   neural_normalizer: normalise.NeuralNormalizer | None = None
 
   @property
+  def evaluated_animals(self) -> tuple[str, ...]:
+    """The animals the probes see: the training and the held-out ones, in dataset order (all
+    of the dataset's unless `data.num_training_animals` leaves some out)."""
+    used = set(self.training_animals) | set(self.held_out_animals)
+    return tuple(a for a in self.dataset.animals if a in used)
+
+  @property
   def pad_rois(self) -> bool:
     """Whether ROI traces are padded to the largest ROI count (for a per-animal input)."""
     return self.neural_input == "per_animal"
@@ -95,7 +102,9 @@ def open_and_split(config: ml_collections.ConfigDict,
 
   The held-out animals are those `config.data.held_out_animals` names, when it names any (an
   unknown name is an error that lists the dataset's animals); else
-  `config.data.num_held_out_animals` drawn with `config.data.split_seed`.
+  `config.data.num_held_out_animals` drawn with `config.data.split_seed`. With
+  `config.data.num_training_animals`, only that many of the others train (drawn with the same
+  seed); the rest are in neither tuple.
 
   Returns:
     `(dataset, training_animals, held_out_animals)`, before any neural data is read.
@@ -108,6 +117,8 @@ def open_and_split(config: ml_collections.ConfigDict,
   else:
     training, held_out = pipeline.split_animals(
         dataset.animals, config.data.num_held_out_animals, config.data.split_seed)
+  training = pipeline.subsample_animals(training, config.data.get("num_training_animals"),
+                                        config.data.split_seed)
   return dataset, training, held_out
 
 

@@ -82,6 +82,8 @@ def evaluate(graphdef, params, inputs: inputs_lib.Input, config, mesh,
       # One batch shape that splits evenly over the mesh, so the encoder compiles once.
       batch_size=_round_up(eval_config.batch_size, mesh.size),
       pad_rois=inputs.pad_rois, with_animal=True, neural_normalizer=inputs.neural_normalizer)
+  if len(inputs.evaluated_animals) < len(inputs.dataset.animals):  # data.num_training_animals
+    table = table.of_animals(inputs.evaluated_animals)
   if features_path is not None:
     features_lib.save_feature_table(table, features_path,
                                     animals=inputs.held_out_animals or None)
@@ -250,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     The evaluation results, also written to `workdir/eval.json`.
   """
   start_time = time.perf_counter()
-  workdir = epath.Path(workdir)
+  workdir = run_lib.run_folder(workdir)
   # --- Checks of the config alone, before any data is read ---
   validate.check_ranges(config)
   validate.check_model_config(config.model)

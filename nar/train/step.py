@@ -30,6 +30,7 @@ from nar.method import objectives
 from nar.method import pose_bank
 from nar.method import swap
 from nar.method import swap_cells
+from nar.method import swap_schedule
 from nar.method import swap_table
 from nar.method import swap_table_cache
 from nar.train import inputs as inputs_lib
@@ -92,10 +93,12 @@ def make_loss_fn(graphdef, config, num_animals: int):
   constants, labels=None) -> (loss, metrics)` of `config.method`, with its domain penalty and,
   for the contrastive method, the behaviour-residual and neural-view terms.
   `metrics["objective"]` is the method's objective alone. `labels` (`[B]`, the windows' action
-  labels) is read by the supervised reference only."""
+  labels) is read by the supervised reference only; `partner` (`[B]`, each window's swap
+  partner, -1 for none) by the partner-positive term only."""
   method, penalty = config.method, config.domain_penalty
 
-  def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants, labels=None):
+  def loss_fn(params, pose, target_pose, neural, neural_view, animal, constants, labels=None,
+              partner=None):
     # Fresh Variables of the current trace: the fit step (`make_fit_step`) merges frozen
     # parameters from outside its gradient's trace, and an nnx transform inside the model
     # (the recurrent decoder's scan) refuses Variables of another trace.
@@ -131,6 +134,16 @@ def make_loss_fn(graphdef, config, num_animals: int):
       loss = objectives.state_classification_loss(logits, states)
       metrics["state_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == states)
     metrics["objective"] = loss
+    if method == "contrastive" and config.get("same_animal_negatives_weight", 0.0):
+      metrics["same_animal_negatives"] = losses.same_animal_infonce_loss(
+          projected, model.behaviour_head(behaviour_features), animal, config.optim.temperature)
+      loss = loss + config.same_animal_negatives_weight * metrics["same_animal_negatives"]
+    if method == "contrastive" and config.get("partner_positive_weight", 0.0):
+      if partner is None:
+        raise ValueError("the partner-positive term needs each window's swap partner")
+      metrics["partner_positive"] = losses.partner_infonce_loss(
+          projected, partner, config.optim.temperature)
+      loss = loss + config.partner_positive_weight * metrics["partner_positive"]
     if method == "contrastive" and config.behaviour_residual_weight:
       # The behaviour side is only the regressor here: it must not move towards the neural
       # features to make them look explained.
@@ -145,6 +158,9 @@ def make_loss_fn(graphdef, config, num_animals: int):
     if penalty == "mmd":
       metrics["mmd"] = objectives.mmd_penalty(features, animal, num_animals)
       loss = loss + config.domain_penalty_weight * metrics["mmd"]
+    elif penalty == "moments":
+      metrics["moments"] = objectives.feature_moments_penalty(features, animal, num_animals)
+      loss = loss + config.domain_penalty_weight * metrics["moments"]
     elif penalty == "grl":
       logits = model.animal_classifier(objectives.gradient_reversal(
           features, config.domain_penalty_weight))
@@ -157,6 +173,8 @@ def make_loss_fn(graphdef, config, num_animals: int):
 
 # The neural swap draws from a stream of the swap's key of its own (`jax.random.fold_in`).
 _NEURAL_SWAP_STREAM = 1
+# The partner-positive term's schedule draws from a stream of its own.
+_PARTNER_STREAM = 2
 
 
 def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
@@ -187,26 +205,42 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
     swap_key, pose_key, neural_key_, view_key = jax.random.split(key, 4)
     target_pose = pose = batch["pose"]
     metrics = {}
+    schedule = lambda probability: swap_schedule.scheduled_probability(
+        state.step, probability, schedule=swap_config.get("schedule", "constant"),
+        fraction=swap_config.get("schedule_fraction", 0.5),
+        num_steps=config.optim.num_train_steps)
+    pose_probability = schedule(swap_config.probability)
     if swap_config.enabled and swap_config.mode == "topk":
       pose, info = swap_table.swap_with_table(
           swap_key, pose, batch["bank_animal"], batch["bank_frame_index"], constants["table"],
-          constants["frames"], swap_probability=swap_config.probability,
+          constants["frames"], swap_probability=pose_probability,
           per_frame_target=swap_config.per_frame_target)
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     elif swap_config.enabled:
       pose, info = swap.swap_pose_windows(
           swap_key, pose, batch["bank_animal"], constants["frames"],
-          swap_probability=swap_config.probability, temperature=swap_config.temperature,
+          swap_probability=pose_probability, temperature=swap_config.temperature,
           pool_chunk=swap_config.pool_chunk, per_frame_target=swap_config.per_frame_target,
           cells=constants.get("cells"))
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     raw_neural, neural_animal = batch[neural_key], batch["animal"]
+    partner = None
+    if swap_config.enabled and config.get("partner_positive_weight", 0.0):
+      # The windows' own behaviour, before any swap, chooses the partners, as for the neural
+      # swap; beyond the quantile a window has none.
+      partner = neural_swap.close_partners(
+          batch["pose"], batch["animal"], swap_config.neural_partner_quantile,
+          distance_scale=constants["frames"].distance_scale)
+      partner = jnp.where(jax.random.bernoulli(
+          jax.random.fold_in(swap_key, _PARTNER_STREAM), schedule(1.0), partner.shape),
+                          partner, -1)
+      metrics["partner_fraction"] = jnp.mean((partner >= 0).astype(jnp.float32))
     if swap_config.enabled and swap_config.neural_probability > 0:
       # Partners are chosen on the windows' own behaviour, before the pose swap; held-out
       # animals are never in a training batch, so every window may be a partner.
       raw_neural, neural_animal, info = neural_swap.swap_neural_windows(
           jax.random.fold_in(swap_key, _NEURAL_SWAP_STREAM), raw_neural, neural_animal,
-          batch["pose"], swap_config.neural_probability,
+          batch["pose"], schedule(swap_config.neural_probability),
           partner_quantile=swap_config.neural_partner_quantile,
           distance_scale=constants["frames"].distance_scale)
       metrics["neural_swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
@@ -217,7 +251,7 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
     # per-animal input layer reads the animal; domain penalties compare animals).
     (loss, loss_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, pose, target_pose, neural, neural_view, neural_animal, constants,
-        batch.get("label"))
+        batch.get("label"), partner)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics.update(loss_metrics, loss=loss, grad_norm=optax.tree.norm(grads))

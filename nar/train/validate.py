@@ -22,6 +22,7 @@ from nar.data import device
 from nar.data import pipeline
 from nar.method import objectives
 from nar.method import swap
+from nar.method import swap_schedule
 from nar.train import adapt
 from nar.train import inputs as inputs_lib
 from nar.train import step as step_lib
@@ -210,7 +211,8 @@ def check_step_shapes(step_fn, state, bank, inputs: inputs_lib.Input, batch_size
 
 
 # Weights of the terms `make_loss_fn` adds to the contrastive objective only.
-CONTRASTIVE_TERM_WEIGHTS = ("behaviour_residual_weight", "neural_view_weight")
+CONTRASTIVE_TERM_WEIGHTS = ("behaviour_residual_weight", "neural_view_weight",
+                            "same_animal_negatives_weight", "partner_positive_weight")
 
 
 def check_config(config, inputs: inputs_lib.Input, num_devices: int) -> None:
@@ -228,12 +230,20 @@ def check_config(config, inputs: inputs_lib.Input, num_devices: int) -> None:
     raise ValueError(f"the swap augments the behaviour branch of the contrastive method; "
                      f"set swap.enabled=False for method {config.method!r}")
   for term in CONTRASTIVE_TERM_WEIGHTS:
-    weight = config[term]
+    weight = config.get(term, 0.0)
     if weight < 0:
       raise ValueError(f"{term} must be >= 0, got {weight!r}")
     if weight and config.method != "contrastive":
       raise ValueError(f"{term} weighs a term of the contrastive method's objective; set it "
                        f"to 0 for method {config.method!r}")
+  if config.get("partner_positive_weight", 0.0) and not config.swap.enabled:
+    raise ValueError("partner_positive_weight pairs neural windows with their swap partners; "
+                     "switch the swap on (swap.enabled=True) or set it to 0")
+  try:
+    swap_schedule.check_schedule(config.swap.get("schedule", "constant"),
+                                 config.swap.get("schedule_fraction", 0.5))
+  except ValueError as error:
+    raise ValueError(f"config.swap: {error}") from None
   if step_lib.draws_second_neural_view(config) and not config.augment.neural_enabled:
     what = ("SimCLR's objective" if config.method == "simclr"
             else f"the neural-view term (neural_view_weight={config.neural_view_weight!r})")
