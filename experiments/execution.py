@@ -31,6 +31,7 @@ from nar.data import shards
 from nar.eval import features as features_lib
 from nar.eval import protocol as protocol_lib
 from nar.eval import raw_features
+from nar.train import inputs as inputs_lib
 
 # Seed k holds out the animals that `data.split_seed = REPORT_SPLIT_SEED_OFFSET + k` draws.
 # Ours' settings were chosen on the folds of split seeds 0-2 (the configs' default is 0);
@@ -235,7 +236,8 @@ def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
   config.data.neural_normalisation = "animal" if standardised else "none"
   inputs = train.create_input(config, datasets)
   common = dict(hop=config.eval.hop, drop_classes=tuple(config.eval.drop_classes),
-                num_time_blocks=config.eval.identity_time_blocks)
+                num_time_blocks=config.eval.identity_time_blocks,
+                animals=inputs_lib.probed_animals(inputs))
   if kind == "pose_swapped":
     table = raw_features.swapped_pose_feature_table(
         inputs.dataset, inputs.spec, inputs.normalizer, key=jax.random.key(config.seed),
@@ -245,8 +247,6 @@ def raw_input_table(config: ml_collections.ConfigDict, kind: str, *,
     table = raw_features.raw_feature_table(
         inputs.dataset, inputs.spec, inputs.normalizer, kind=kind,
         neural_key=config.data.neural_key, neural_normalizer=inputs.neural_normalizer, **common)
-  if len(inputs.evaluated_animals) < len(inputs.dataset.animals):  # data.num_training_animals
-    table = table.of_animals(inputs.evaluated_animals)
   return table, inputs
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import execution
+from experiments import objectives_report
 from experiments import paper_results
 from experiments import tables
 from experiments.configs import reproduce as presets
@@ -247,8 +248,8 @@ def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | 
           frame.groupby("row", sort=False)["wall_seconds"].mean().dropna().items()}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  texts["objectives.md"] = objective_table(
-      records, objective_variants(groups),
+  texts["objectives.md"] = objectives_report.objective_table(
+      records, objectives_report.objective_variants(groups),
       title=presets.DATASET_TITLES.get(dataset, dataset))
   for name, text in texts.items():
     (out_dir / name).write_text(text)
@@ -261,24 +262,12 @@ def write_tables_from_runs(records: Sequence[Mapping[str, Any]], out_dir: str | 
 # ----------------------------------------------------------------------------------------------
 # Ours against every other method on new animals, fold by fold.
 # ----------------------------------------------------------------------------------------------
-def _fold_scores(records: Sequence[Mapping[str, Any]], row: str, column: str
-                 ) -> dict[int, float]:
-  """Seed -> one row's score in `column`, over its runs that have it."""
-  scores = {}
-  for record in records:
-    value = record.get(column)
-    if record["row"] == row and value not in (None, ""):
-      scores[int(record["seed"])] = float(value)
-  return scores
-
-
 def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str = presets.OURS,
                        metric: str = "accuracy") -> dict[str, dict[float, dict[str, Any]]]:
   """How far `reference` leads every other method on new animals, per label fraction.
 
-  A lead compares the two rows on the folds (seeds) both finished. It is *clear* when the
-  difference of their means exceeds the seed-to-seed std of both rows, the larger of the two:
-  a lead smaller than how much either row moves from fold to fold could be the folds' doing.
+  A lead compares the two rows on the folds (seeds) both finished (`tables.paired_lead`, which
+  also says when it is *clear*).
 
   Args:
     records: `run_record`s (runs.csv lines); ablations and rows without a multi-animal score
@@ -296,23 +285,11 @@ def multi_animal_leads(records: Sequence[Mapping[str, Any]], *, reference: str =
   others = [row for row in tables.ACTION_ROWS if row not in (reference, "random")]
   for fraction in tables.FRACTIONS:
     column = tables.score_column(protocol_lib.ACTION_MULTI_ANIMAL, fraction, metric)
-    ours = _fold_scores(records, reference, column)
+    ours = tables.fold_scores(records, reference, column)
     for row in others:
-      theirs = _fold_scores(records, row, column)
-      folds = sorted(set(ours) & set(theirs))
-      if not folds:
-        continue
-      ours_scores = np.array([ours[s] for s in folds])
-      their_scores = np.array([theirs[s] for s in folds])
-      differences = ours_scores - their_scores
-      lead = float(differences.mean())
-      leads.setdefault(row, {})[fraction] = {
-          "lead": lead, "lead_std": float(differences.std()),
-          "ahead": int((differences > 0).sum()), "folds": len(folds),
-          "reference_mean": float(ours_scores.mean()),
-          "reference_std": float(ours_scores.std()),
-          "mean": float(their_scores.mean()), "std": float(their_scores.std()),
-          "clear": lead > max(float(ours_scores.std()), float(their_scores.std()))}
+      lead = tables.paired_lead(ours, tables.fold_scores(records, row, column))
+      if lead is not None:
+        leads.setdefault(row, {})[fraction] = lead
   return leads
 
 
@@ -366,120 +343,6 @@ def lead_section(records: Sequence[Mapping[str, Any]], *, reference: str = prese
           "the row, in points, mean ± std over the folds both finished; ahead = folds on which "
           f"{name} scores higher; clear = the lead exceeds the seed-to-seed std of both rows."
           "\n\n" + lead_table(records, reference=reference, metric=metric))
-
-
-# ----------------------------------------------------------------------------------------------
-# The objective switches against no-swap and the standardised input, fold by fold.
-# ----------------------------------------------------------------------------------------------
-# Ours' identity target: within this many points of the standardised input's.
-IDENTITY_TARGET_POINTS = 3.0
-
-
-def _paired(first: Mapping[int, float], second: Mapping[int, float]) -> np.ndarray:
-  """`first - second` on the folds (seeds) both have."""
-  folds = sorted(set(first) & set(second))
-  return np.array([first[s] - second[s] for s in folds])
-
-
-def objective_rows(records: Sequence[Mapping[str, Any]], variants: Sequence[str], *,
-                   baseline: str = "no_swap",
-                   identity_reference: str = "neural_standardised") -> dict[str, dict[str, Any]]:
-  """Each variant of Ours against `baseline` on new animals and against the identity of
-  `identity_reference`, paired by fold.
-
-  Args:
-    records: `run_record`s (runs.csv lines).
-    variants: rows to compare (Ours, ablations); those without a run are left out.
-    baseline: the row whose held-out action score each variant must beat.
-    identity_reference: the row whose identity each variant should come near.
-
-  Returns:
-    variant -> {"action": (mean, std), "folds", "lead": (mean, std) over the folds shared
-    with `baseline` (None without any), "ahead": folds ahead, "paired": their number,
-    "clear": lead > the larger of the two rows' std over those folds, "identity": (mean, std),
-    "identity_gap": mean identity minus `identity_reference`'s over shared folds (None
-    without any), "near": gap <= IDENTITY_TARGET_POINTS}.
-
-  Example:
-    >>> records = [{"row": row, "seed": seed, "multi_animal_1.0_balanced_accuracy": acc,
-    ...             "identity_1.0_accuracy": identity}
-    ...            for row, seed, acc, identity in [
-    ...                ("ours", 0, 50.0, 12.0), ("ours", 1, 54.0, 14.0),
-    ...                ("no_swap", 0, 45.0, 20.0), ("no_swap", 1, 47.0, 22.0),
-    ...                ("neural_standardised", 0, 30.0, 10.0),
-    ...                ("neural_standardised", 1, 31.0, 10.0)]]
-    >>> row = objective_rows(records, ["ours"])["ours"]
-    >>> row["lead"], row["ahead"], row["clear"], row["identity_gap"], row["near"]
-    ((6.0, 1.0), 2, True, 3.0, True)
-  """
-  action_column = tables.score_column(protocol_lib.ACTION_MULTI_ANIMAL, 1.0, "balanced_accuracy")
-  identity_column = tables.score_column(protocol_lib.IDENTITY, 1.0, "accuracy")
-  base_action = _fold_scores(records, baseline, action_column)
-  reference_identity = _fold_scores(records, identity_reference, identity_column)
-  rows = {}
-  for variant in variants:
-    action = _fold_scores(records, variant, action_column)
-    if not action:
-      continue
-    identity = _fold_scores(records, variant, identity_column)
-    differences = _paired(action, base_action)
-    gaps = _paired(identity, reference_identity)
-    shared = sorted(set(action) & set(base_action))
-    spread = max([float(np.std([action[s] for s in shared])),
-                  float(np.std([base_action[s] for s in shared]))] if shared else [0.0])
-    lead = (float(differences.mean()), float(differences.std())) if len(differences) else None
-    rows[variant] = {
-        "action": (float(np.mean(list(action.values()))), float(np.std(list(action.values())))),
-        "folds": len(action), "lead": lead, "ahead": int((differences > 0).sum()),
-        "paired": len(differences), "clear": bool(lead is not None and lead[0] > spread),
-        "identity": ((float(np.mean(list(identity.values()))),
-                      float(np.std(list(identity.values())))) if identity else None),
-        "identity_gap": float(gaps.mean()) if len(gaps) else None,
-        "near": bool(len(gaps) and gaps.mean() <= IDENTITY_TARGET_POINTS)}
-  return rows
-
-
-def objective_variants(rows) -> tuple[str, ...]:
-  """The rows of `objectives.md` among `rows`: Ours, its objective switches and the encoder
-  at initialisation, in that order."""
-  return (presets.OURS,) + tuple(row for row in presets.OBJECTIVE_SWITCHES
-                                 + ("encoder_at_initialisation",) if row in rows)
-
-
-def objective_table(records: Sequence[Mapping[str, Any]], variants: Sequence[str], *,
-                    title: str, baseline: str = "no_swap",
-                    identity_reference: str = "neural_standardised") -> str:
-  """`objectives.md`: `objective_rows` as a table, then which variants meet both targets."""
-  rows = objective_rows(records, variants, baseline=baseline,
-                        identity_reference=identity_reference)
-  base, reference = tables.row_label(baseline), tables.row_label(identity_reference)
-  text = (f"# The objective switches, {title}\n\n"
-          f"Each row is Ours with one switch (`experiments/configs/reproduce.py`, "
-          f"`objective_switches`). Multi-animal balanced accuracy on held-out animals, and "
-          f"its lead over {base} paired by fold (mean ± std of the differences over the folds "
-          f"both ran; ahead = folds on which the row scores higher; clear = the lead exceeds "
-          f"the seed-to-seed std of both rows). Identity accuracy (lower is better) and its "
-          f"gap to {reference}'s on the same folds; near = within "
-          f"{IDENTITY_TARGET_POINTS:.0f} points.\n\n")
-  if not rows:
-    return text + "No variant has a finished run.\n"
-  cell = lambda pair: tables.MISSING if pair is None else f"{pair[0]:.1f} ± {pair[1]:.1f}"
-  header = ["Variant", "folds", "held-out bal. acc.", f"lead over {base}", "ahead", "clear",
-            "identity", f"identity − {reference}", "near"]
-  lines = []
-  for variant, row in rows.items():
-    lines.append([
-        tables.row_label(variant), str(row["folds"]), cell(row["action"]),
-        tables.MISSING if row["lead"] is None else f"{row['lead'][0]:+.1f} ± {row['lead'][1]:.1f}",
-        f"{row['ahead']}/{row['paired']}", "yes" if row["clear"] else "no",
-        cell(row["identity"]),
-        tables.MISSING if row["identity_gap"] is None else f"{row['identity_gap']:+.1f}",
-        "yes" if row["near"] else "no"])
-  both = [tables.row_label(v) for v, row in rows.items() if row["clear"] and row["near"]]
-  verdict = (f"Both targets met by: {', '.join(both)}." if both else
-             f"No variant meets both targets (a clear lead over {base} and an identity within "
-             f"{IDENTITY_TARGET_POINTS:.0f} points of {reference}'s).")
-  return text + tables.markdown_table(header, lines) + "\n" + verdict + "\n"
 
 
 def read_runs_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
@@ -545,7 +408,7 @@ def write_tables(runs: Sequence[execution.Run], preset: presets.Preset, out_dir:
       "## Accuracy\n\n" + tables.ablation_table(ablation_summaries, changes) +
       "\n## Balanced accuracy\n\n" +
       tables.ablation_table(ablation_summaries, changes, metric="balanced_accuracy"))
-  texts["objectives.md"] = objective_table(records, objective_variants(preset.ablations),
+  texts["objectives.md"] = objectives_report.objective_table(records, objectives_report.objective_variants(preset.ablations),
                                            title=title)
   for name, text in texts.items():
     (out_dir / name).write_text(text)

@@ -30,7 +30,6 @@ from typing import Any, Mapping, Sequence
 from absl import app
 from absl import flags
 import ml_collections
-import numpy as np
 import tqdm
 
 from experiments import calibration
@@ -135,24 +134,22 @@ def sweep_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     >>> row["lead"], row["ahead"], row["clear"]
     ((5.5, 0.5), 2, True)
   """
-  settings = list(dict.fromkeys(r["setting"] for r in records))
   rows = []
-  for setting in settings:
-    scores = {row: {int(r["seed"]): r for r in records
-                    if r["setting"] == setting and r["row"] == row} for row in ROWS}
-    folds = sorted(set(scores[ROWS[0]]) & set(scores[ROWS[1]]))
-    if not folds:
+  for setting in dict.fromkeys(r["setting"] for r in records):
+    of_setting = [r for r in records if r["setting"] == setting]
+    scores = lambda row, column: tables.fold_scores(of_setting, row, column)
+    lead = tables.paired_lead(scores(ROWS[0], ACTION_COLUMN), scores(ROWS[1], ACTION_COLUMN))
+    if lead is None:
       continue
-    pick = lambda row, column: np.array([float(scores[row][s][column]) for s in folds])
-    ours, theirs = pick(ROWS[0], ACTION_COLUMN), pick(ROWS[1], ACTION_COLUMN)
-    lead = ours - theirs
-    stat = lambda values: (float(values.mean()), float(values.std()))
+    identity = tables.paired_lead(scores(ROWS[0], IDENTITY_COLUMN),
+                                  scores(ROWS[1], IDENTITY_COLUMN))
     rows.append({
-        "setting": setting, "folds": len(folds), "ours": stat(ours), "no_swap": stat(theirs),
-        "lead": stat(lead), "ahead": int((lead > 0).sum()),
-        "clear": bool(lead.mean() > max(ours.std(), theirs.std())),
-        "identity_ours": stat(pick(ROWS[0], IDENTITY_COLUMN)),
-        "identity_no_swap": stat(pick(ROWS[1], IDENTITY_COLUMN))})
+        "setting": setting, "folds": lead["folds"],
+        "ours": (lead["reference_mean"], lead["reference_std"]),
+        "no_swap": (lead["mean"], lead["std"]), "lead": (lead["lead"], lead["lead_std"]),
+        "ahead": lead["ahead"], "clear": lead["clear"],
+        "identity_ours": (identity["reference_mean"], identity["reference_std"]),
+        "identity_no_swap": (identity["mean"], identity["std"])})
   return rows
 
 

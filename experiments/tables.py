@@ -12,6 +12,8 @@ import csv
 import io
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from experiments import paper_results
 from nar.eval import protocol as protocol_lib
 
@@ -377,3 +379,48 @@ def summary_csv(summaries: Mapping[str, Mapping[str, Any] | None],
       record[f"{name}_std"] = entry["std"] if entry else None
     records.append(record)
   return _csv_text(columns, records)
+
+
+# ----------------------------------------------------------------------------------------------
+# Two rows compared fold by fold.
+# ----------------------------------------------------------------------------------------------
+def fold_scores(records: Sequence[Mapping[str, Any]], row: str, column: str) -> dict[int, float]:
+  """Seed (= held-out fold) -> one row's score in `column`, over its runs that have it."""
+  scores = {}
+  for record in records:
+    value = record.get(column)
+    if record["row"] == row and value not in (None, ""):
+      scores[int(record["seed"])] = float(value)
+  return scores
+
+
+def paired_lead(reference: Mapping[int, float], other: Mapping[int, float]
+                ) -> dict[str, Any] | None:
+  """How far `reference` leads `other` on the folds both have (fold -> score each).
+
+  The lead is *clear* when the mean difference exceeds the seed-to-seed std of both rows, the
+  larger of the two: a lead smaller than how much either row moves from fold to fold could be
+  the folds' doing.
+
+  Returns:
+    {"lead": mean difference, "lead_std": its std, "ahead": folds on which `reference` scores
+    higher, "folds", "reference_mean", "reference_std", "mean", "std" (of `other`), "clear"},
+    or None when no fold is shared.
+
+  Example:
+    >>> lead = paired_lead({0: 50.0, 1: 54.0}, {0: 45.0, 1: 47.0, 2: 60.0})
+    >>> lead["lead"], lead["lead_std"], lead["ahead"], lead["folds"], lead["clear"]
+    (6.0, 1.0, 2, 2, True)
+  """
+  folds = sorted(set(reference) & set(other))
+  if not folds:
+    return None
+  ours = np.array([reference[s] for s in folds])
+  theirs = np.array([other[s] for s in folds])
+  differences = ours - theirs
+  lead = float(differences.mean())
+  return {"lead": lead, "lead_std": float(differences.std()),
+          "ahead": int((differences > 0).sum()), "folds": len(folds),
+          "reference_mean": float(ours.mean()), "reference_std": float(ours.std()),
+          "mean": float(theirs.mean()), "std": float(theirs.std()),
+          "clear": bool(lead > max(float(ours.std()), float(theirs.std())))}

@@ -30,6 +30,7 @@ from nar import run as run_lib
 from nar import train
 from nar.data import pipeline
 from nar.data import shards
+from nar.train import inputs as train_inputs
 from numerics import assert_same_training_result
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -419,7 +420,8 @@ def test_a_run_on_fewer_training_animals_leaves_the_others_out_of_training_and_p
   assert len(inputs.training_animals) == 2
   assert set(inputs.training_animals) < set(full_inputs.training_animals)
   unused = set(full_inputs.training_animals) - set(inputs.training_animals)
-  assert not unused & set(inputs.evaluated_animals)
+  assert not unused & set(train_inputs.probed_animals(inputs))
+  assert train_inputs.probed_animals(full_inputs) is None
   windows = inputs.train_source.read_batch(np.arange(len(inputs.train_source)))
   trained_on = {inputs.dataset.animals[i] for i in np.unique(windows["animal"])}
   assert trained_on == set(inputs.training_animals)

@@ -79,22 +79,6 @@ class FeatureTable:
       raise ValueError(f"unknown animals {unknown}; the table has {list(self.animals)}")
     return [self.animals.index(name) for name in names]
 
-  def of_animals(self, names: Sequence[str]) -> "FeatureTable":
-    """The table's windows of animals `names` only (`animal` keeps indexing `animals`).
-
-    Example:
-      >>> table = FeatureTable(
-      ...     features=np.zeros((3, 2), np.float32), label=np.array([0, 1, 0]),
-      ...     animal=np.array([0, 1, 2]), trial=np.array([0, 1, 2]),
-      ...     centre_frame=np.array([4, 4, 4]), time_block=np.array([0, 0, 0]),
-      ...     num_time_blocks=2, animals=("fly0", "fly1", "fly2"))
-      >>> table.of_animals(["fly0", "fly2"]).animal.tolist()
-      [0, 2]
-    """
-    keep = np.isin(self.animal, self.animal_index(names))
-    return dataclasses.replace(self, **{name: getattr(self, name)[keep]
-                                        for name in self.row_columns()})
-
 
 def window_time_blocks(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
                        index: pipeline.WindowIndex, count: int) -> np.ndarray:
@@ -169,8 +153,8 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
                         neural_key: str, hop: int, drop_classes: Sequence[str],
                         num_time_blocks: int, batch_size: int, pad_rois: bool | int = False,
                         with_animal: bool = False,
-                        neural_normalizer: normalise.NeuralNormalizer | None = None
-                        ) -> FeatureTable:
+                        neural_normalizer: normalise.NeuralNormalizer | None = None,
+                        animals: Sequence[str] | None = None) -> FeatureTable:
   """Extracts the features of every labelled, evaluated window of every animal once.
 
   Args:
@@ -190,13 +174,15 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
       `pipeline.WindowSource` does (for a per-animal input layer).
     with_animal: pass each window's animal index to `encode` too.
     neural_normalizer: the per-animal standardisation the encoder was trained with, or None.
+    animals: only these animals' windows (`animal` still indexes every dataset animal);
+      None: every animal.
 
   Returns:
     The feature table, with the normalised behaviour of each window's centre frame;
     unlabelled windows and `drop_classes` are excluded.
   """
-  index = pipeline.select_windows(dataset, spec, hop=hop, drop_unlabelled=True,
-                                        drop_classes=tuple(drop_classes))
+  index = pipeline.select_windows(dataset, spec, animals=animals, hop=hop,
+                                  drop_unlabelled=True, drop_classes=tuple(drop_classes))
   source = pipeline.WindowSource(dataset, index, spec, normalizer,
                                        neural_keys=() if neural_key == "pose" else (neural_key,),
                                        pad_rois=pad_rois, neural_normalizer=neural_normalizer)

@@ -55,7 +55,8 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
                       normalizer: windows.PoseNormalizer, *, kind: str, hop: int,
                       drop_classes: Sequence[str], num_time_blocks: int,
                       neural_key: str | None = None, batch_size: int = 256,
-                      neural_normalizer=None) -> features_lib.FeatureTable:
+                      neural_normalizer=None, animals: Sequence[str] | None = None
+                      ) -> features_lib.FeatureTable:
   """The feature table of raw windows, for `nar.eval.protocol.run_probe_suite`.
 
   Args:
@@ -71,6 +72,7 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
     batch_size: windows per call.
     neural_normalizer: a `nar.data.normalise.NeuralNormalizer` to standardise the
       neural windows with before averaging (the "standardised" reference row), or None.
+    animals: only these animals' windows; None: every animal.
 
   Returns:
     The feature table of every labelled, evaluated window of every animal.
@@ -84,15 +86,17 @@ def raw_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
   return features_lib.build_feature_table(
       _ENCODERS[kind], dataset, spec, normalizer, neural_key=key, hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
-      pad_rois=pad_rois, neural_normalizer=neural_normalizer if kind == "neural" else None)
+      pad_rois=pad_rois, neural_normalizer=neural_normalizer if kind == "neural" else None,
+      animals=animals)
 
 
 def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.WindowSpec,
                                normalizer: windows.PoseNormalizer, *, key: jax.Array,
                                temperature: float, per_frame_target: bool, hop: int,
                                drop_classes: Sequence[str], num_time_blocks: int,
-                               pool_stride: int = 1,
-                               batch_size: int = 256) -> features_lib.FeatureTable:
+                               pool_stride: int = 1, batch_size: int = 256,
+                               animals: Sequence[str] | None = None
+                               ) -> features_lib.FeatureTable:
   """The "Behaviour (linear)" table after the cross-animal swap of every window.
 
   Every window of animal s is swapped (probability 1) by `nar.method.swap.swap_pose_windows` with a
@@ -115,6 +119,7 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
     pool_stride: keep every `pool_stride`-th frame of each animal in the pool, as training's
       `swap.pool_stride` does (the targets Ours is trained with come from that pool).
     batch_size: windows per call.
+    animals: only these animals' windows (the pool keeps every animal); None: all.
 
   Returns:
     The feature table of every labelled, evaluated window of every animal.
@@ -135,4 +140,4 @@ def swapped_pose_feature_table(dataset: shards.ShardedDataset, spec: windows.Win
   return features_lib.build_feature_table(
       encode, dataset, spec, normalizer, neural_key="pose", hop=hop,
       drop_classes=drop_classes, num_time_blocks=num_time_blocks, batch_size=batch_size,
-      with_animal=True)
+      with_animal=True, animals=animals)

@@ -112,11 +112,16 @@ def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
     [-1, -1, -1, -1]
   """
   partner, distance = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
+  return jnp.where(_within_quantile(partner, distance, partner_quantile), partner, -1)
+
+
+def _within_quantile(partner: jax.Array, distance: jax.Array, quantile: float) -> jax.Array:
+  """`[B]` bool: the window has a partner no farther than `quantile` of the batch's partner
+  distances (every window with a partner when `quantile` is 1)."""
   close = partner >= 0
-  if partner_quantile < 1.0:
-    finite = jnp.where(close, distance, jnp.nan)
-    close &= distance <= jnp.nanquantile(finite, partner_quantile)
-  return jnp.where(close, partner, -1)
+  if quantile < 1.0:
+    close &= distance <= jnp.nanquantile(jnp.where(close, distance, jnp.nan), quantile)
+  return close
 
 
 def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
@@ -152,11 +157,8 @@ def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
   if neural.shape[:1] != animal.shape:
     raise ValueError(f"neural windows {neural.shape} and animal {animal.shape} disagree on B")
   partner, distance = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
-  close = partner >= 0
-  if partner_quantile < 1.0:
-    finite = jnp.where(close, distance, jnp.nan)
-    close &= distance <= jnp.nanquantile(finite, partner_quantile)
-  swapped = jax.random.bernoulli(key, probability, partner.shape) & close
+  swapped = (jax.random.bernoulli(key, probability, partner.shape)
+             & _within_quantile(partner, distance, partner_quantile))
   source = jnp.where(swapped, partner, jnp.arange(partner.shape[0], dtype=jnp.int32))
   info = {"swapped": swapped, "partner": partner, "distance": distance}
   return neural[source], animal[source], info

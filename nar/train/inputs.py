@@ -48,13 +48,6 @@ class Input:
   neural_normalizer: normalise.NeuralNormalizer | None = None
 
   @property
-  def evaluated_animals(self) -> tuple[str, ...]:
-    """The animals the probes see: the training and the held-out ones, in dataset order (all
-    of the dataset's unless `data.num_training_animals` leaves some out)."""
-    used = set(self.training_animals) | set(self.held_out_animals)
-    return tuple(a for a in self.dataset.animals if a in used)
-
-  @property
   def pad_rois(self) -> bool:
     """Whether ROI traces are padded to the largest ROI count (for a per-animal input)."""
     return self.neural_input == "per_animal"
@@ -93,6 +86,15 @@ def resolve_neural_input(choice: str, dataset: shards.ShardedDataset, neural_key
                      "one shared encoder cannot read; set model.neural_input='per_animal' (or "
                      "'auto')")
   return choice
+
+
+def probed_animals(inputs: Input) -> tuple[str, ...] | None:
+  """The animals the probes see: the training and the held-out ones, or None (every animal of
+  the dataset) when `data.num_training_animals` leaves none out."""
+  used = set(inputs.training_animals) | set(inputs.held_out_animals)
+  if used >= set(inputs.dataset.animals):
+    return None
+  return tuple(a for a in inputs.dataset.animals if a in used)
 
 
 def open_and_split(config: ml_collections.ConfigDict,

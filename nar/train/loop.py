@@ -81,9 +81,8 @@ def evaluate(graphdef, params, inputs: inputs_lib.Input, config, mesh,
       num_time_blocks=eval_config.identity_time_blocks,
       # One batch shape that splits evenly over the mesh, so the encoder compiles once.
       batch_size=_round_up(eval_config.batch_size, mesh.size),
-      pad_rois=inputs.pad_rois, with_animal=True, neural_normalizer=inputs.neural_normalizer)
-  if len(inputs.evaluated_animals) < len(inputs.dataset.animals):  # data.num_training_animals
-    table = table.of_animals(inputs.evaluated_animals)
+      pad_rois=inputs.pad_rois, with_animal=True, neural_normalizer=inputs.neural_normalizer,
+      animals=inputs_lib.probed_animals(inputs))
   if features_path is not None:
     features_lib.save_feature_table(table, features_path,
                                     animals=inputs.held_out_animals or None)

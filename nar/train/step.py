@@ -115,8 +115,9 @@ def make_loss_fn(graphdef, config, num_animals: int):
     if method == "contrastive":
       behaviour_features = model.behaviour_encoder(pose)
       projected = model.neural_head(features)
-      loss, metrics = losses.symmetric_infonce_loss(
-          projected, model.behaviour_head(behaviour_features), config.optim.temperature)
+      projected_behaviour = model.behaviour_head(behaviour_features)
+      loss, metrics = losses.symmetric_infonce_loss(projected, projected_behaviour,
+                                                    config.optim.temperature)
     elif method == "simclr":
       loss, metrics = two_neural_views_loss(model.neural_head(features))
     elif method == "regression":
@@ -136,7 +137,7 @@ def make_loss_fn(graphdef, config, num_animals: int):
     metrics["objective"] = loss
     if method == "contrastive" and config.get("same_animal_negatives_weight", 0.0):
       metrics["same_animal_negatives"] = losses.same_animal_infonce_loss(
-          projected, model.behaviour_head(behaviour_features), animal, config.optim.temperature)
+          projected, projected_behaviour, animal, config.optim.temperature)
       loss = loss + config.same_animal_negatives_weight * metrics["same_animal_negatives"]
     if method == "contrastive" and config.get("partner_positive_weight", 0.0):
       if partner is None:
