@@ -86,6 +86,7 @@ FIELDS_ADDED_LATER = {
     "augment.neural.local_gain": 0.0,
     "data.held_out_animals": [],  # as JSON: no named animals, the seeded draw as before
     "eval.enabled": True,
+    "eval.feature_normalisation": "none",
     "optim.nan_policy": "stop",  # finite runs train as before; a diverging one now stops
 }
 

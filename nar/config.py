@@ -174,6 +174,10 @@ def make_config() -> ml_collections.ConfigDict:
   config.eval.probe_seeds = (0,)
   config.eval.single_animal_split = "time_blocks"  # or "trials"
   config.eval.rotate_test_split = False  # True: k-fold over blocks / trials
+  # "animal": every animal's features standardised with its own mean and spread before the
+  # probes, fitted without labels on the time blocks before the identity probe's test block
+  # (nar.eval.features.build_feature_table); "none": the encoder's features as they are.
+  config.eval.feature_normalisation = "none"
 
   # With a per-animal input layer: after training, the held-out animals' input layers are
   # fitted without labels (trunk, heads and behaviour encoder frozen) before the evaluation

@@ -253,6 +253,38 @@ def test_feature_table_time_blocks_match_the_pipeline_time_blocks(tmp_path):
                    table.centre_frame[in_block].tolist())) == selected
 
 
+def test_feature_standardisation_removes_each_animals_offset_and_spread(tmp_path):
+  rng = np.random.default_rng(0)
+  recordings = [synthetic_data.recording(a, t, 300, rng) for a in range(2) for t in range(2)]
+  dataset = shards.open_dataset(tfds_builder.build_dataset(recordings, str(tmp_path)))
+  spec = windows.WindowSpec(pose_frames=8, pose_stride=2, neural_frames=4)
+  normalizer = pipeline.fit_pose_normalizer(dataset, dataset.animals)
+  features = lambda neural: neural.reshape(len(neural), -1)[:, :3]
+  # Animal 1's features are shifted and stretched: only their animal-free part survives.
+  own_features = lambda neural, animal: (features(neural) * (1 + 4 * animal[:, None])
+                                         + 100.0 * animal[:, None])
+
+  def table(encode, normalisation):
+    return features_lib.build_feature_table(
+        encode, dataset, spec, normalizer, neural_key="neural_images", hop=1,
+        drop_classes=(), num_time_blocks=3, batch_size=64, with_animal=True,
+        feature_normalisation=normalisation)
+
+  plain = table(lambda neural, animal: features(neural), "animal")
+  shifted = table(own_features, "animal")
+  np.testing.assert_allclose(shifted.features, plain.features, rtol=1e-3, atol=1e-3)
+  raw = table(own_features, "none")
+  assert abs(raw.features[raw.animal == 1].mean() - 100.0) < 5.0
+  # Statistics come from the blocks before the identity test block, labelled or not.
+  index = features_lib.calibration_windows(dataset, spec, hop=1, num_time_blocks=3)
+  blocks = features_lib.window_time_blocks(dataset, spec, index, 3)
+  assert np.all((blocks >= 0) & (blocks < 2))
+  # Unlabelled windows count too: more windows than the table's in those blocks.
+  assert len(index) > np.sum((plain.time_block >= 0) & (plain.time_block < 2))
+  with pytest.raises(ValueError, match="unknown feature_normalisation 'batch'"):
+    table(own_features, "batch")
+
+
 def test_the_multi_animal_probe_returns_its_confusion_matrix(label_results):
   probe = label_results[protocol_lib.ACTION_MULTI_ANIMAL]
   counts = np.array(probe["1.0"]["confusion"])

@@ -200,7 +200,12 @@ class Preset:
 # The objective switches meant to keep the features animal-free (`objective_switches`), in
 # the order of `objectives.md`.
 OBJECTIVE_SWITCHES = ("same_animal_negatives", "partner_positives", "moments_penalty",
-                      "swap_ramp", "swap_delayed", "animal_free")
+                      "swap_ramp", "swap_delayed", "animal_free", "feature_standardised",
+                      "no_swap_feature_standardised")
+# The row each objective switch is paired with in `objectives.md` (no-swap where not named):
+# an evaluation-time switch is compared with no-swap evaluated the same way.
+OBJECTIVE_BASELINES = {"feature_standardised": "no_swap_feature_standardised",
+                       "no_swap_feature_standardised": "no_swap"}
 
 
 def objective_switches(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
@@ -209,8 +214,10 @@ def objective_switches(ours: ml_collections.ConfigDict) -> dict[str, dict[str, A
   Same-animal negatives (an InfoNCE term whose negatives share the query's animal),
   partner positives (neural windows of two animals paired through the swap's behaviour
   partners), the moments penalty (per-animal feature means and spreads against the batch's),
-  the swap ramped or delayed over training, and the three objective terms together
-  (`animal_free`). A switch Ours already has on is left out.
+  the swap ramped or delayed over training, the three objective terms together
+  (`animal_free`), and the features standardised per animal before the probes
+  (`feature_standardised`, with no-swap evaluated alike as its pair,
+  `no_swap_feature_standardised`). A switch Ours already has on is left out.
 
   Example:
     >>> from experiments.configs import locomotion_cpu
@@ -226,6 +233,11 @@ def objective_switches(ours: ml_collections.ConfigDict) -> dict[str, dict[str, A
       "swap_ramp": {"swap.schedule": "ramp"},
       "swap_delayed": {"swap.schedule": "delayed"},
       "animal_free": terms,
+      "feature_standardised": {"eval.feature_normalisation": "animal"},
+      # No-swap (`baselines.BASELINES`) evaluated as `feature_standardised` is.
+      "no_swap_feature_standardised": {
+          "swap.enabled": False, "swap.neural_probability": 0.0,
+          "partner_positive_weight": 0.0, "eval.feature_normalisation": "animal"},
   }
 
   def value_of(field):

@@ -21,6 +21,12 @@ from nar.data import windows
 
 # The columns every table has, one row per window.
 ROW_COLUMNS = ("features", "label", "animal", "trial", "centre_frame", "time_block")
+# How a table's features are normalised after encoding: "none", or "animal": each feature
+# standardised with the animal's own mean and spread (`animal_feature_statistics`).
+FEATURE_NORMALISATIONS = ("none", "animal")
+# The spread floor of the feature standardisation, as a share of the animal's mean spread
+# (as `nar.data.normalise.STD_FLOOR` for the input): nearly constant features stay small.
+FEATURE_STD_FLOOR = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,13 +154,77 @@ def encode_windows(encode: Callable[..., Any], source: pipeline.WindowSource, *,
   return np.concatenate(features), {k: np.concatenate(v) for k, v in fields.items()}
 
 
+def animal_feature_statistics(features: np.ndarray, animal: np.ndarray, num_animals: int
+                              ) -> tuple[np.ndarray, np.ndarray]:
+  """Each animal's mean and spread of every feature, for `standardise_features`.
+
+  Args:
+    features: `[N, D]` features of some windows.
+    animal: `[N]` animal index of each window, in `[0, num_animals)`.
+    num_animals: how many animals the index spans.
+
+  Returns:
+    `(mean, scale)`, both `[num_animals, D]` float32: the mean of every feature over the
+    animal's windows, and its std plus `FEATURE_STD_FLOOR` x the animal's mean std; NaN rows
+    for animals without a window.
+
+  Example:
+    >>> features = np.array([[0.0, 1.0], [2.0, 1.0], [10.0, 5.0], [12.0, 7.0]])
+    >>> mean, scale = animal_feature_statistics(features, np.array([0, 0, 1, 1]), 2)
+    >>> mean.tolist(), scale.astype(float).round(3).tolist()
+    ([[1.0, 1.0], [11.0, 6.0]], [[1.025, 0.025], [1.05, 1.05]])
+  """
+  features = np.asarray(features, np.float64)
+  mean = np.full((num_animals, features.shape[1]), np.nan)
+  scale = np.full_like(mean, np.nan)
+  for index in np.unique(animal):
+    rows = features[animal == index]
+    std = rows.std(axis=0)
+    mean[index] = rows.mean(axis=0)
+    scale[index] = std + FEATURE_STD_FLOOR * max(std.mean(), 1e-12)
+  return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def standardise_features(features: np.ndarray, animal: np.ndarray, mean: np.ndarray,
+                         scale: np.ndarray) -> np.ndarray:
+  """`[N, D]` features standardised with their animals' statistics
+  (`animal_feature_statistics`).
+
+  Raises:
+    ValueError: a window's animal has no statistics.
+
+  Example:
+    >>> mean, scale = np.array([[1.0], [10.0]]), np.array([[2.0], [5.0]])
+    >>> standardise_features(np.array([[3.0], [0.0]]), np.array([0, 1]), mean, scale).tolist()
+    [[1.0], [-2.0]]
+  """
+  missing = sorted({int(a) for a in np.unique(animal) if not np.isfinite(mean[a]).all()})
+  if missing:
+    raise ValueError(f"no feature statistics for animals {missing}: they have no window in "
+                     f"the calibration period")
+  return ((features - mean[animal]) / scale[animal]).astype(np.float32)
+
+
+def calibration_windows(dataset: shards.ShardedDataset, spec: windows.WindowSpec, *,
+                        hop: int, num_time_blocks: int,
+                        animals: Sequence[str] | None = None) -> pipeline.WindowIndex:
+  """The windows the feature statistics are fitted on, labelled or not: every `hop`-th window
+  of each trial's time blocks before the last, the one the identity probe tests on (as the
+  input's statistics, `nar.data.normalise`, stay out of it)."""
+  index = pipeline.select_windows(dataset, spec, animals=animals, hop=hop)
+  blocks = window_time_blocks(dataset, spec, index, num_time_blocks)
+  keep = (blocks >= 0) & (blocks < num_time_blocks - 1)
+  return pipeline.WindowIndex(trial=index.trial[keep], centre=index.centre[keep])
+
+
 def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDataset,
                         spec: windows.WindowSpec, normalizer: windows.PoseNormalizer, *,
                         neural_key: str, hop: int, drop_classes: Sequence[str],
                         num_time_blocks: int, batch_size: int, pad_rois: bool | int = False,
                         with_animal: bool = False,
                         neural_normalizer: normalise.NeuralNormalizer | None = None,
-                        animals: Sequence[str] | None = None) -> FeatureTable:
+                        animals: Sequence[str] | None = None,
+                        feature_normalisation: str = "none") -> FeatureTable:
   """Extracts the features of every labelled, evaluated window of every animal once.
 
   Args:
@@ -176,18 +246,36 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
     neural_normalizer: the per-animal standardisation the encoder was trained with, or None.
     animals: only these animals' windows (`animal` still indexes every dataset animal);
       None: every animal.
+    feature_normalisation: "none", or "animal": every animal's features standardised with
+      its own statistics (`animal_feature_statistics`), fitted without labels on its
+      `calibration_windows`, which are encoded for it: what a linear probe reads of the
+      animal from feature means and spreads is removed, for new animals too.
 
   Returns:
     The feature table, with the normalised behaviour of each window's centre frame;
     unlabelled windows and `drop_classes` are excluded.
   """
+  if feature_normalisation not in FEATURE_NORMALISATIONS:
+    raise ValueError(f"unknown feature_normalisation {feature_normalisation!r}; choose one "
+                     f"of {FEATURE_NORMALISATIONS}")
+
+  def encode_index(index):
+    source = pipeline.WindowSource(
+        dataset, index, spec, normalizer,
+        neural_keys=() if neural_key == "pose" else (neural_key,), pad_rois=pad_rois,
+        neural_normalizer=neural_normalizer)
+    return encode_windows(encode, source, neural_key=neural_key, batch_size=batch_size,
+                          with_animal=with_animal)
+
   index = pipeline.select_windows(dataset, spec, animals=animals, hop=hop,
                                   drop_unlabelled=True, drop_classes=tuple(drop_classes))
-  source = pipeline.WindowSource(dataset, index, spec, normalizer,
-                                       neural_keys=() if neural_key == "pose" else (neural_key,),
-                                       pad_rois=pad_rois, neural_normalizer=neural_normalizer)
-  features, fields = encode_windows(encode, source, neural_key=neural_key,
-                                    batch_size=batch_size, with_animal=with_animal)
+  features, fields = encode_index(index)
+  if feature_normalisation == "animal":
+    calibration, calibration_fields = encode_index(calibration_windows(
+        dataset, spec, hop=hop, num_time_blocks=num_time_blocks, animals=animals))
+    mean, scale = animal_feature_statistics(calibration, calibration_fields["animal"],
+                                            len(dataset.animals))
+    features = standardise_features(features, fields["animal"], mean, scale)
   behaviour = fields.get("behaviour")
   return FeatureTable(
       features=features, label=fields["label"].astype(np.int64),

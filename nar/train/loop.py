@@ -82,7 +82,8 @@ def evaluate(graphdef, params, inputs: inputs_lib.Input, config, mesh,
       # One batch shape that splits evenly over the mesh, so the encoder compiles once.
       batch_size=_round_up(eval_config.batch_size, mesh.size),
       pad_rois=inputs.pad_rois, with_animal=True, neural_normalizer=inputs.neural_normalizer,
-      animals=inputs_lib.probed_animals(inputs))
+      animals=inputs_lib.probed_animals(inputs),
+      feature_normalisation=eval_config.get("feature_normalisation", "none"))
   if features_path is not None:
     features_lib.save_feature_table(table, features_path,
                                     animals=inputs.held_out_animals or None)

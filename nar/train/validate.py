@@ -20,6 +20,7 @@ import numpy as np
 
 from nar.data import device
 from nar.data import pipeline
+from nar.eval import features as features_lib
 from nar.method import objectives
 from nar.method import swap
 from nar.method import swap_schedule
@@ -97,6 +98,10 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
   policy = config.optim.get("nan_policy", "stop")
   if policy not in NAN_POLICIES:
     problems.append(f"optim.nan_policy must be one of {NAN_POLICIES}, got {policy!r}")
+  feature_normalisation = config.eval.get("feature_normalisation", "none")
+  if feature_normalisation not in features_lib.FEATURE_NORMALISATIONS:
+    problems.append(f"eval.feature_normalisation must be one of "
+                    f"{features_lib.FEATURE_NORMALISATIONS}, got {feature_normalisation!r}")
   if problems:
     raise ConfigError("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
 
