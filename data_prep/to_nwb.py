@@ -5,7 +5,7 @@ r"""Converts a folder of recordings (any layout) into NWB files, one per trial.
 
 Every trial is read and validated first (`data_prep.readers.read_recordings`: nothing is
 written if one is bad), then written as `<out_dir>/<animal>/<animal>_<trial>.nwb`
-(`data_prep.nwb.write_nwb_file`). Needs the `nwb` extra (`pip install 'nar[nwb]'`).
+(`data_prep.nwb_writer.write_nwb_file`). Needs the `nwb` extra (`pip install 'nar[nwb]'`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from absl import flags
 import tqdm
 
 from data_prep import nwb
+from data_prep import nwb_writer
 from data_prep import readers
 from nar import paths
 from nar.data import recording
@@ -60,7 +61,7 @@ def convert(input_dir: str, out_dir: str, *, layout: str = "auto") -> list[pathl
     raise FileExistsError(f"{len(existing)} NWB file(s) exist already, e.g. {existing[0]}")
   for rec, path in tqdm.tqdm(list(zip(recordings, targets)), desc="Writing NWB files",
                              unit="trial"):
-    nwb.write_nwb_file(rec, path)
+    nwb_writer.write_nwb_file(rec, path)
   return targets
 
 

@@ -42,7 +42,6 @@ _PLOT = flags.DEFINE_bool("plot", False, "Also draw the embeddings coloured by a
                           "animal into --out/embeddings.png.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of an input error.")
 
-EMBEDDING_MODULE = "nar"
 # Errors of the user's input: printed as one line (the traceback with --verbose).
 INPUT_ERRORS = (run_lib.RunLoadError, embed_lib.EmbedInputError, recording.RecordingError,
                 shards.DatasetNotFoundError)
@@ -71,6 +70,7 @@ def open_input(input_path: str, out_dir: str, *, name: str = "default",
 def write_nwb_modules(out_dir: str, recordings) -> list[str]:
   """Each embedded trial of NWB recordings as `<animal>__<trial>.nwb` beside its `.npz`."""
   from data_prep import nwb  # pylint: disable=g-import-not-at-top
+  from data_prep import nwb_writer  # pylint: disable=g-import-not-at-top
   written = []
   for rec in recordings:
     npz = os.path.join(out_dir, embed_lib.trial_file_name(rec.animal_id, rec.trial_id))
@@ -78,7 +78,7 @@ def write_nwb_modules(out_dir: str, recordings) -> list[str]:
       target = npz[:-len(".npz")] + nwb.SUFFIX
       if os.path.exists(target):
         os.remove(target)  # a rerun's
-      written.append(str(nwb.write_embedding_file(npz, rec, target)))
+      written.append(str(nwb_writer.write_embedding_file(npz, rec, target)))
   return written
 
 
@@ -110,8 +110,9 @@ def main(argv):
       raise
     sys.exit(f"error: {error}")
   if layout == "nwb":
+    from data_prep import nwb_writer  # pylint: disable=g-import-not-at-top
     print(f"wrote {len(write_nwb_modules(_OUT.value, recordings))} NWB files of embeddings "
-          f"(processing module {EMBEDDING_MODULE!r})")
+          f"(processing module {nwb_writer.EMBEDDING_MODULE!r})")
   rate = summary["windows_per_second"]
   print(f"embedded {summary['num_windows']} windows of {summary['num_trials']} trials into "
         f"{_OUT.value} in {summary['seconds']:.1f} s"

@@ -90,10 +90,11 @@ def objective_table(records: Sequence[Mapping[str, Any]], variants: Sequence[str
                     baselines: Mapping[str, str] | None = None) -> str:
   """`objectives.md`: `objective_rows` as a table, then which variants meet both targets.
 
-  A row that is another row's baseline (`baselines`) is shown but is no candidate: it is
-  the reference an evaluation-time switch of Ours is paired with.
+  Args: as `objective_rows`'s, and the table's `title`.
+
+  A row that is another row's baseline is shown but is no candidate: it is the reference an
+  evaluation-time switch of Ours is paired with.
   """
-  baselines = presets.OBJECTIVE_BASELINES if baselines is None else baselines
   rows = objective_rows(records, variants, baseline=baseline,
                         identity_reference=identity_reference, baselines=baselines)
   base, reference = tables.row_label(baseline), tables.row_label(identity_reference)
@@ -121,7 +122,7 @@ def objective_table(records: Sequence[Mapping[str, Any]], variants: Sequence[str
         "yes" if lead and lead["clear"] else "no", cell(row["identity"]),
         tables.MISSING if row["identity_gap"] is None else f"{row['identity_gap']:+.1f}",
         "yes" if row["near"] else "no"])
-  references = set(baselines.values())
+  references = {row["baseline"] for row in rows.values()}
   both = [tables.row_label(v) for v, row in rows.items()
           if v not in references and row["lead"] and row["lead"]["clear"] and row["near"]]
   verdict = (f"Both targets met by: {', '.join(both)}." if both else

@@ -243,13 +243,14 @@ def test_nwb_recordings_also_get_their_embeddings_as_an_nwb_processing_module(im
   import pynwb  # pylint: disable=g-import-not-at-top
   import synthetic_data  # pylint: disable=g-import-not-at-top
   from data_prep import nwb  # pylint: disable=g-import-not-at-top
+  from data_prep import nwb_writer  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   recordings = []
   for trial in range(2):
     rec = synthetic_data.recording(0, trial, 600, rng)
     rec = dataclasses.replace(rec, sync=trial_files.sync_from_timestamps(
         rec.behaviour_times(), rec.neural_times()))
-    nwb.write_nwb_file(rec, tmp_path / "nwb" / f"trial{trial}.nwb")
+    nwb_writer.write_nwb_file(rec, tmp_path / "nwb" / f"trial{trial}.nwb")
     recordings.append(rec)
   result = _embed_cli(f"--workdir={images_run}", f"--input={tmp_path / 'nwb'}",
                       f"--out={tmp_path / 'out'}", "--hop=5")

@@ -281,6 +281,14 @@ def test_feature_standardisation_removes_each_animals_offset_and_spread(tmp_path
   assert np.all((blocks >= 0) & (blocks < 2))
   # Unlabelled windows count too: more windows than the table's in those blocks.
   assert len(index) > np.sum((plain.time_block >= 0) & (plain.time_block < 2))
+  # Windows both probed and calibrated on are encoded once; the table keeps its order.
+  encoded = []
+  counted = table(lambda neural, animal: encoded.append(len(neural)) or features(neural),
+                  "animal")
+  np.testing.assert_array_equal(counted.trial, raw.trial)
+  np.testing.assert_array_equal(counted.centre_frame, raw.centre_frame)
+  windows_seen = set(zip(raw.trial, raw.centre_frame)) | set(zip(index.trial, index.centre))
+  assert sum(encoded) <= len(windows_seen) + 64  # the last batch is padded to 64
   with pytest.raises(ValueError, match="unknown feature_normalisation 'batch'"):
     table(own_features, "batch")
 

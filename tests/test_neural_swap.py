@@ -135,3 +135,25 @@ def test_declared_swap_weights_choose_the_partners():
   np.testing.assert_array_equal(weighted, _numpy_partners(windows * scale, animal))
   # Feature 1 alone changes who is nearest: the weights are what the partners follow.
   assert (weighted != _numpy_partners(windows, animal)).any()
+
+
+def test_partners_computed_once_serve_the_exchange_and_the_partner_term_alike():
+  rng = np.random.default_rng(6)
+  windows, animal = jnp.asarray(_windows(rng, 24)), jnp.asarray(rng.integers(0, 3, 24),
+                                                                jnp.int32)
+  neural = jnp.arange(24, dtype=jnp.float32)[:, None]
+  partners = neural_swap.behaviour_partners(windows, animal)
+  shared = neural_swap.swap_neural_windows(jax.random.key(4), neural, animal, windows, 0.7,
+                                           partner_quantile=0.5, partners=partners)
+  own = neural_swap.swap_neural_windows(jax.random.key(4), neural, animal, windows, 0.7,
+                                        partner_quantile=0.5)
+  np.testing.assert_array_equal(np.asarray(shared[0]), np.asarray(own[0]))
+  np.testing.assert_array_equal(np.asarray(shared[2]["partner"]), np.asarray(partners[0]))
+  close = neural_swap.close_partners(windows, animal, 0.5)
+  np.testing.assert_array_equal(
+      np.asarray(neural_swap.close_partners(windows, animal, 0.5, partners=partners)),
+      np.asarray(close))
+  # The partner term's partners are the exchange's close pairs.
+  np.testing.assert_array_equal(np.asarray(close) >= 0,
+                                np.asarray(shared[2]["distance"]) <= np.quantile(
+                                    np.asarray(partners[1]), 0.5))

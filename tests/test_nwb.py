@@ -19,6 +19,7 @@ from data_prep import errors
 from data_prep import mc2p
 from data_prep import mc2p_writer
 from data_prep import nwb
+from data_prep import nwb_writer
 from data_prep import readers
 from data_prep import to_nwb
 from data_prep import trial_files
@@ -50,7 +51,7 @@ def _as_read_back(rec):
 
 def test_written_files_read_back_as_the_recording(tmp_path):
   rec = _nwb_recording()
-  path = nwb.write_nwb_file(rec, tmp_path / "a" / "trial.nwb", session_start_time=START)
+  path = nwb_writer.write_nwb_file(rec, tmp_path / "a" / "trial.nwb", session_start_time=START)
   read = nwb.read_nwb_file(path)
   _assert_same_recording(read, _as_read_back(rec))
   assert not read.keypoint_mask[9, 2] and np.isnan(read.behaviour[9, 2]).all()
@@ -66,7 +67,7 @@ def test_2d_keypoints_and_explicit_frame_times_round_trip(tmp_path):
   rec = _nwb_recording(behaviour=behaviour, behaviour_format="keypoints_2d",
                        behaviour_names=names, keypoint_mask=None, behaviour_timestamps=times,
                        num_frames=50, labels=np.repeat(np.array([-1, 1, 2, 2, 5], np.int32), 10))
-  read = nwb.read_nwb_file(nwb.write_nwb_file(rec, tmp_path / "t.nwb"))
+  read = nwb.read_nwb_file(nwb_writer.write_nwb_file(rec, tmp_path / "t.nwb"))
   assert read.behaviour_names == names and read.behaviour_format == "keypoints_2d"
   # The rate of irregular frames is estimated from their times.
   assert read.fps_behaviour == pytest.approx(1 / np.median(np.diff(times)))
@@ -78,16 +79,16 @@ def test_writer_refuses_what_nwb_would_lose(tmp_path):
   rec = _nwb_recording()
   shifted = dataclasses.replace(rec, neural_timestamps=rec.neural_timestamps + 0.03)
   with pytest.raises(ValueError, match="sync does not follow from its frame times"):
-    nwb.write_nwb_file(shifted, tmp_path / "a.nwb")
+    nwb_writer.write_nwb_file(shifted, tmp_path / "a.nwb")
   vector = _nwb_recording(behaviour=np.zeros((60, 2), np.float32), behaviour_format="vector",
                           behaviour_names=("speed", "turn"), keypoint_mask=None)
   with pytest.raises(NotImplementedError, match="'vector' behaviour to NWB is not implemented"):
-    nwb.write_nwb_file(vector, tmp_path / "b.nwb")
+    nwb_writer.write_nwb_file(vector, tmp_path / "b.nwb")
   with pytest.raises(ValueError, match="must end in .nwb"):
-    nwb.write_nwb_file(rec, tmp_path / "c.h5")
-  nwb.write_nwb_file(rec, tmp_path / "d.nwb")
+    nwb_writer.write_nwb_file(rec, tmp_path / "c.h5")
+  nwb_writer.write_nwb_file(rec, tmp_path / "d.nwb")
   with pytest.raises(FileExistsError):
-    nwb.write_nwb_file(rec, tmp_path / "d.nwb")
+    nwb_writer.write_nwb_file(rec, tmp_path / "d.nwb")
   assert not any((tmp_path / n).exists() for n in ("a.nwb", "b.nwb", "c.h5"))
 
 
@@ -102,7 +103,7 @@ def test_real_deepfly3d_pose_and_two_photon_frames_survive_nwb(tmp_path, fixture
       sync=trial_files.sync_from_timestamps(np.arange(len(pose)) / 100.0, neural_times),
       labels=np.full(len(pose), -1, np.int32), neural_images=frames, rest=np.zeros(len(pose), bool),
       neural_timestamps=neural_times, fps_neural=float(num_neural * 100.0 / len(pose)))
-  read = nwb.read_nwb_file(nwb.write_nwb_file(rec, tmp_path / "real.nwb"))
+  read = nwb.read_nwb_file(nwb_writer.write_nwb_file(rec, tmp_path / "real.nwb"))
   np.testing.assert_array_equal(read.behaviour, pose)
   np.testing.assert_array_equal(read.neural_images, frames)
   np.testing.assert_array_equal(read.sync, rec.sync)
@@ -225,7 +226,7 @@ def test_bad_files_fail_with_errors_that_name_the_problem(tmp_path):
 
 def test_a_folder_of_nwb_files_is_read_whole_or_not_at_all(tmp_path):
   good, bad = _nwb_recording(trial_id="001"), _nwb_recording(trial_id="002")
-  nwb.write_nwb_file(good, tmp_path / "x" / "one.nwb")
+  nwb_writer.write_nwb_file(good, tmp_path / "x" / "one.nwb")
   _third_party_file(tmp_path / "two.nwb", subject_id=None)
   assert readers.detect_layout(tmp_path) == "nwb"
   with pytest.raises(errors.DatasetReadError) as error:
@@ -233,7 +234,7 @@ def test_a_folder_of_nwb_files_is_read_whole_or_not_at_all(tmp_path):
   assert "1 of 2 trial(s) could not be read" in str(error.value)
   assert list(error.value.trial_errors) == [str(tmp_path / "two.nwb")]
   (tmp_path / "two.nwb").unlink()
-  nwb.write_nwb_file(bad, tmp_path / "two.nwb")
+  nwb_writer.write_nwb_file(bad, tmp_path / "two.nwb")
   read = readers.read_recordings(tmp_path)
   assert [r.trial_id for r in read] == ["002", "001"]  # Sorted by path: two.nwb < x/one.nwb.
   trial_files.write_trial_file(good, tmp_path / "t.npz")

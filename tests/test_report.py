@@ -80,3 +80,29 @@ def test_a_folder_of_eval_jsons_tabulates_rows_and_their_leads_paired_by_fold(tm
   assert no_swap.endswith("| 30.0 ± 0.0 | – |")
   with pytest.raises(ValueError, match="holds no"):
     report.eval_json_table(tmp_path / "notes.eval.json", reference="no_swap")
+
+
+def test_objectives_pair_each_switch_with_its_own_baseline_and_leave_baselines_out():
+  from experiments import objectives_report
+  action, identity = objectives_report.ACTION_COLUMN, objectives_report.IDENTITY_COLUMN
+  scores = {"ours": (50, 20), "no_swap": (45, 22), "neural_standardised": (30, 10),
+            # The switch is evaluated alike with its pair; the pair alone would lead no-swap
+            # clearly and come near the reference, yet it is no candidate.
+            "feature_standardised": (50.5, 12), "no_swap_feature_standardised": (50, 11)}
+  records = [{"row": row, "seed": seed, action: acc + seed, identity: ident + seed % 2}
+             for row, (acc, ident) in scores.items() for seed in range(3)]
+  variants = ["ours", "feature_standardised", "no_swap_feature_standardised"]
+  rows = objectives_report.objective_rows(records, variants)
+  assert rows["feature_standardised"]["baseline"] == "no_swap_feature_standardised"
+  assert rows["feature_standardised"]["lead"]["lead"] == pytest.approx(0.5)
+  assert rows["no_swap_feature_standardised"]["baseline"] == "no_swap"
+  assert rows["no_swap_feature_standardised"]["lead"]["clear"]
+  assert rows["no_swap_feature_standardised"]["near"]
+  text = objectives_report.objective_table(records, variants, title="test")
+  line = next(l for l in text.splitlines() if l.startswith("| feature_standardised |"))
+  assert "| no_swap_feature_standardised |" in line and "+0.5 ± 0.0" in line
+  assert "No variant meets both targets" in text
+  # Paired with no-swap instead, the same switch meets both.
+  paired_with_no_swap = objectives_report.objective_table(records, variants[:2], title="test",
+                                                          baselines={})
+  assert "Both targets met by: feature_standardised." in paired_with_no_swap

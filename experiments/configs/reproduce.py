@@ -208,6 +208,36 @@ OBJECTIVE_BASELINES = {"feature_standardised": "no_swap_feature_standardised",
                        "no_swap_feature_standardised": "no_swap"}
 
 
+def _flat_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  flat = {}
+
+  def visit(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        visit(value, f"{prefix}{key}.")
+      else:
+        flat[f"{prefix}{key}"] = value
+
+  visit(config, "")
+  return flat
+
+
+def baseline_changes(ours: ml_collections.ConfigDict, name: str) -> dict[str, Any]:
+  """The fields (dotted name -> value) that `baselines.apply_baseline` changes in Ours to
+  make the baseline `name`, for an ablation row that is that baseline with more changes.
+
+  Example:
+    >>> from experiments.configs import locomotion_cpu
+    >>> changes = baseline_changes(locomotion_cpu.get_config(), "no_swap")
+    >>> changes["swap.enabled"], changes.get("swap.neural_probability", 0.0)
+    (False, 0.0)
+  """
+  before = _flat_fields(ours)
+  after = _flat_fields(baselines.apply_baseline(ours.copy_and_resolve_references(), name))
+  return {field: value for field, value in after.items()
+          if field not in before or before[field] != value}
+
+
 def objective_switches(ours: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   """The ablations of Ours that switch on one remedy of the features' animal content each.
 
@@ -235,9 +265,8 @@ def objective_switches(ours: ml_collections.ConfigDict) -> dict[str, dict[str, A
       "animal_free": terms,
       "feature_standardised": {"eval.feature_normalisation": "animal"},
       # No-swap (`baselines.BASELINES`) evaluated as `feature_standardised` is.
-      "no_swap_feature_standardised": {
-          "swap.enabled": False, "swap.neural_probability": 0.0,
-          "partner_positive_weight": 0.0, "eval.feature_normalisation": "animal"},
+      "no_swap_feature_standardised": {**baseline_changes(ours, "no_swap"),
+                                       "eval.feature_normalisation": "animal"},
   }
 
   def value_of(field):

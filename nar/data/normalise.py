@@ -36,6 +36,20 @@ STD_FLOOR = 0.05
 MODES = ("none", "animal")
 
 
+def floored_scale(std: np.ndarray) -> np.ndarray:
+  """The divisor of a standardisation: `std` plus `STD_FLOOR` x its mean over all elements.
+
+  The same rule serves the input (`NeuralNormalizer`) and the features
+  (`nar.eval.features.animal_feature_statistics`).
+
+  Example:
+    >>> floored_scale(np.array([1.0, 0.0])).tolist()
+    [1.025, 0.025]
+  """
+  std = np.asarray(std, np.float64)
+  return std + STD_FLOOR * max(float(std.mean()), 1e-12)
+
+
 @dataclasses.dataclass(frozen=True)
 class NeuralNormalizer:
   """Per-animal, per-element mean and scale of one neural array.
@@ -99,7 +113,7 @@ class NeuralNormalizer:
       animal_mean = total / count
       std = np.sqrt(np.maximum(total_sq / count - np.square(animal_mean), 0.0))
       mean[animal] = animal_mean.astype(np.float32)
-      scale[animal] = (std + STD_FLOOR * max(std.mean(), 1e-12)).astype(np.float32)
+      scale[animal] = floored_scale(std).astype(np.float32)
     return cls(key=key, mean=mean, scale=scale, calibration_fraction=calibration_fraction)
 
   def __call__(self, animal: str, neural: np.ndarray) -> np.ndarray:

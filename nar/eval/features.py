@@ -24,9 +24,6 @@ ROW_COLUMNS = ("features", "label", "animal", "trial", "centre_frame", "time_blo
 # How a table's features are normalised after encoding: "none", or "animal": each feature
 # standardised with the animal's own mean and spread (`animal_feature_statistics`).
 FEATURE_NORMALISATIONS = ("none", "animal")
-# The spread floor of the feature standardisation, as a share of the animal's mean spread
-# (as `nar.data.normalise.STD_FLOOR` for the input): nearly constant features stay small.
-FEATURE_STD_FLOOR = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,8 +162,8 @@ def animal_feature_statistics(features: np.ndarray, animal: np.ndarray, num_anim
 
   Returns:
     `(mean, scale)`, both `[num_animals, D]` float32: the mean of every feature over the
-    animal's windows, and its std plus `FEATURE_STD_FLOOR` x the animal's mean std; NaN rows
-    for animals without a window.
+    animal's windows, and its std floored as the input's is (`normalise.floored_scale`);
+    NaN rows for animals without a window.
 
   Example:
     >>> features = np.array([[0.0, 1.0], [2.0, 1.0], [10.0, 5.0], [12.0, 7.0]])
@@ -179,9 +176,8 @@ def animal_feature_statistics(features: np.ndarray, animal: np.ndarray, num_anim
   scale = np.full_like(mean, np.nan)
   for index in np.unique(animal):
     rows = features[animal == index]
-    std = rows.std(axis=0)
     mean[index] = rows.mean(axis=0)
-    scale[index] = std + FEATURE_STD_FLOOR * max(std.mean(), 1e-12)
+    scale[index] = normalise.floored_scale(rows.std(axis=0))
   return mean.astype(np.float32), scale.astype(np.float32)
 
 
@@ -215,6 +211,17 @@ def calibration_windows(dataset: shards.ShardedDataset, spec: windows.WindowSpec
   blocks = window_time_blocks(dataset, spec, index, num_time_blocks)
   keep = (blocks >= 0) & (blocks < num_time_blocks - 1)
   return pipeline.WindowIndex(trial=index.trial[keep], centre=index.centre[keep])
+
+
+def _union_of_windows(*indices: pipeline.WindowIndex
+                      ) -> tuple[pipeline.WindowIndex, list[np.ndarray]]:
+  """Every window of `indices` once, and for each index the rows of the union it maps to."""
+  trial = np.concatenate([index.trial for index in indices])
+  centre = np.concatenate([index.centre for index in indices])
+  union, inverse = np.unique(np.stack([trial, centre], axis=1), axis=0, return_inverse=True)
+  bounds = np.cumsum([0] + [len(index) for index in indices])
+  rows = [inverse.reshape(-1)[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+  return pipeline.WindowIndex(trial=union[:, 0], centre=union[:, 1]), rows
 
 
 def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDataset,
@@ -269,13 +276,19 @@ def build_feature_table(encode: Callable[..., Any], dataset: shards.ShardedDatas
 
   index = pipeline.select_windows(dataset, spec, animals=animals, hop=hop,
                                   drop_unlabelled=True, drop_classes=tuple(drop_classes))
-  features, fields = encode_index(index)
   if feature_normalisation == "animal":
-    calibration, calibration_fields = encode_index(calibration_windows(
-        dataset, spec, hop=hop, num_time_blocks=num_time_blocks, animals=animals))
-    mean, scale = animal_feature_statistics(calibration, calibration_fields["animal"],
+    calibration = calibration_windows(dataset, spec, hop=hop, num_time_blocks=num_time_blocks,
+                                      animals=animals)
+    # A window both probed and calibrated on is encoded once.
+    union, (table_rows, calibration_rows) = _union_of_windows(index, calibration)
+    every_feature, every_field = encode_index(union)
+    mean, scale = animal_feature_statistics(every_feature[calibration_rows],
+                                            every_field["animal"][calibration_rows],
                                             len(dataset.animals))
-    features = standardise_features(features, fields["animal"], mean, scale)
+    fields = {name: values[table_rows] for name, values in every_field.items()}
+    features = standardise_features(every_feature[table_rows], fields["animal"], mean, scale)
+  else:
+    features, fields = encode_index(index)
   behaviour = fields.get("behaviour")
   return FeatureTable(
       features=features, label=fields["label"].astype(np.int64),

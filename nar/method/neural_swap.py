@@ -88,7 +88,8 @@ def behaviour_partners(behaviour_windows: jax.Array, animal: jax.Array,
 
 def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
                    partner_quantile: float = 1.0, eligible: jax.Array | None = None,
-                   distance_scale: jax.Array | None = None) -> jax.Array:
+                   distance_scale: jax.Array | None = None,
+                   partners: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
   """Each window's partner (`behaviour_partners`), kept only among the batch's closest pairs.
 
   Args:
@@ -98,6 +99,8 @@ def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
       most this quantile of the batch's partner distances; 1 keeps every partner.
     eligible: `[B]` bool windows that may serve as partners; None: all.
     distance_scale: `[D]` per-feature scale of the behaviour distance; None: unweighted.
+    partners: `behaviour_partners` of these windows where computed already (then the three
+      arguments before it are not read).
 
   Returns:
     `[B]` int32 partner index, -1 for a window without a (close enough) partner.
@@ -111,7 +114,9 @@ def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
     >>> close_partners(windows, jnp.array([0, 0, 0, 0])).tolist()  # one animal: none
     [-1, -1, -1, -1]
   """
-  partner, distance = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
+  if partners is None:
+    partners = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
+  partner, distance = partners
   return jnp.where(_within_quantile(partner, distance, partner_quantile), partner, -1)
 
 
@@ -127,7 +132,8 @@ def _within_quantile(partner: jax.Array, distance: jax.Array, quantile: float) -
 def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
                         behaviour_windows: jax.Array, probability, *,
                         partner_quantile: float = 1.0, eligible: jax.Array | None = None,
-                        distance_scale: jax.Array | None = None
+                        distance_scale: jax.Array | None = None,
+                        partners: tuple[jax.Array, jax.Array] | None = None
                         ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Replaces, with probability `probability`, each neural window by its partner's.
 
@@ -148,6 +154,8 @@ def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
     eligible: `[B]` bool windows that may serve as partners; None: all.
     distance_scale: `[D]` per-feature scale of the behaviour distance, as in
       `behaviour_partners`; None: unweighted.
+    partners: `behaviour_partners(behaviour_windows, animal, eligible, distance_scale)`
+      where computed already (the training step shares them with the partner term).
 
   Returns:
     `(neural, neural_animal, info)`: the batch's neural windows after the exchange, the
@@ -156,7 +164,9 @@ def swap_neural_windows(key: jax.Array, neural: jax.Array, animal: jax.Array,
   """
   if neural.shape[:1] != animal.shape:
     raise ValueError(f"neural windows {neural.shape} and animal {animal.shape} disagree on B")
-  partner, distance = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
+  if partners is None:
+    partners = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
+  partner, distance = partners
   swapped = (jax.random.bernoulli(key, probability, partner.shape)
              & _within_quantile(partner, distance, partner_quantile))
   source = jnp.where(swapped, partner, jnp.arange(partner.shape[0], dtype=jnp.int32))

@@ -225,25 +225,28 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
           cells=constants.get("cells"))
       metrics["swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     raw_neural, neural_animal = batch[neural_key], batch["animal"]
-    partner = None
-    if swap_config.enabled and config.get("partner_positive_weight", 0.0):
-      # The windows' own behaviour, before any swap, chooses the partners, as for the neural
-      # swap; beyond the quantile a window has none.
+    partner = partners = None
+    partner_term = bool(swap_config.enabled and config.get("partner_positive_weight", 0.0))
+    exchanges_neural = bool(swap_config.enabled and swap_config.neural_probability > 0)
+    if partner_term or exchanges_neural:
+      # The windows' own behaviour, before any swap, chooses the partners of both.
+      partners = neural_swap.behaviour_partners(
+          batch["pose"], batch["animal"], distance_scale=constants["frames"].distance_scale)
+    if partner_term:
+      # Beyond the quantile a window has no partner.
       partner = neural_swap.close_partners(
           batch["pose"], batch["animal"], swap_config.neural_partner_quantile,
-          distance_scale=constants["frames"].distance_scale)
+          partners=partners)
       partner = jnp.where(jax.random.bernoulli(
           jax.random.fold_in(swap_key, _PARTNER_STREAM), schedule(1.0), partner.shape),
                           partner, -1)
       metrics["partner_fraction"] = jnp.mean((partner >= 0).astype(jnp.float32))
-    if swap_config.enabled and swap_config.neural_probability > 0:
-      # Partners are chosen on the windows' own behaviour, before the pose swap; held-out
-      # animals are never in a training batch, so every window may be a partner.
+    if exchanges_neural:
+      # Held-out animals are never in a training batch, so every window may be a partner.
       raw_neural, neural_animal, info = neural_swap.swap_neural_windows(
           jax.random.fold_in(swap_key, _NEURAL_SWAP_STREAM), raw_neural, neural_animal,
           batch["pose"], schedule(swap_config.neural_probability),
-          partner_quantile=swap_config.neural_partner_quantile,
-          distance_scale=constants["frames"].distance_scale)
+          partner_quantile=swap_config.neural_partner_quantile, partners=partners)
       metrics["neural_swapped_fraction"] = jnp.mean(info["swapped"].astype(jnp.float32))
     pose, neural, neural_view = augmented_views(
         (pose_key, neural_key_, view_key), pose, raw_neural, pose_augmentation,
