@@ -40,7 +40,8 @@ TRIAL_FILES_FOLDER = "trials"
 # so that raw folders simulated before the field existed still match.
 SIMULATOR_FIELDS_ADDED_LATER = {"identified_cells": 0, "repertoire_std": 0.0,
                                 "unlabelled_bout_fraction": 0.0, "dff_baseline_percentile": None,
-                                "locomotion_drive": 0.0, "roi_noise_seconds": 0.0}
+                                "locomotion_drive": 0.0, "roi_noise_seconds": 0.0,
+                                "roi_drift_std": 0.0, "roi_drift_seconds": 60.0}
 
 
 def _simulation_record(config, seed: int) -> dict:

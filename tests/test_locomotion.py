@@ -224,10 +224,22 @@ def test_slow_roi_noise_keeps_the_noiseless_traces_and_is_correlated_in_time():
   assert lag_one(rec, truth) > 0.85
 
 
+def test_a_slow_roi_drift_changes_each_roi_s_level_over_the_trial_not_its_dynamics():
+  still = dataclasses.replace(GAP_CONFIG, trial_seconds=120.0)
+  drifting = dataclasses.replace(still, roi_drift_std=0.5, roi_drift_seconds=30.0)
+  still_rec, still_truth = _trial(still)
+  rec, truth = _trial(drifting)
+  np.testing.assert_array_equal(truth["roi_dff"], still_truth["roi_dff"])
+  ratio = np.abs(rec.roi_traces) / np.maximum(np.abs(still_rec.roi_traces), 1e-6)
+  halves = np.array_split(np.log(np.maximum(ratio, 1e-6)), 2)
+  # Each ROI's gain in the first half of the trial differs from the second's.
+  assert np.median(np.abs(np.median(halves[0], 0) - np.median(halves[1], 0))) > 0.1
+
+
 def test_the_new_fields_at_their_defaults_simulate_what_the_simulator_did_before():
   defaults = {name: value for name, value in default_dataset.SIMULATOR_FIELDS_ADDED_LATER.items()
               if hasattr(GAP_CONFIG, name)}
-  assert {"locomotion_drive", "roi_noise_seconds"} <= set(defaults)
+  assert {"locomotion_drive", "roi_noise_seconds", "roi_drift_std"} <= set(defaults)
   assert all(getattr(simulation.LocomotionConfig(), name) == value
              for name, value in defaults.items())
   # Digest of a first trial as the simulator drew it before these fields existed (rounded,
