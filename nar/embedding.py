@@ -435,3 +435,25 @@ def read_embeddings(out_dir: str | os.PathLike) -> dict[str, np.ndarray]:
   table["class_names"] = class_names
   table["behaviour_names"] = behaviour_names
   return table
+
+
+def standardise_embeddings(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """A `read_embeddings` table with every animal's embeddings standardised with its own mean
+  and spread over all of its windows, as `eval.feature_normalisation="animal"` does for the
+  probes (there fitted on the time blocks before the identity test block only).
+
+  It needs no labels, so it serves new animals too: what a linear read-out takes of the
+  animal from its embeddings' means and spreads is removed.
+
+  Example:
+    >>> table = {"embeddings": np.array([[0.0], [2.0], [10.0], [14.0]], np.float32),
+    ...          "animal_id": np.array(["a", "a", "b", "b"], object)}
+    >>> standardise_embeddings(table)["embeddings"].astype(float).round(2).ravel().tolist()
+    [-0.95, 0.95, -0.95, 0.95]
+  """
+  names, animal = np.unique(np.asarray(table["animal_id"], str), return_inverse=True)
+  mean, scale = features_lib.animal_feature_statistics(table["embeddings"], animal, len(names))
+  standardised = dict(table)
+  standardised["embeddings"] = features_lib.standardise_features(
+      table["embeddings"], animal, mean, scale)
+  return standardised

@@ -90,6 +90,13 @@ def test_embedding_the_training_dataset_gives_the_evaluated_features(locomotion_
   np.testing.assert_allclose(embedded["embeddings"][rows], table.features, rtol=1e-4,
                              atol=1e-5)
   np.testing.assert_array_equal(embedded["label"][rows], table.label)
+  # Standardised per animal: every animal's embeddings centred, spread near 1, order kept.
+  standardised = embed_lib.standardise_embeddings(embedded)
+  for animal in np.unique(embedded["animal_id"]):
+    own = standardised["embeddings"][embedded["animal_id"] == animal]
+    np.testing.assert_allclose(own.mean(axis=0), 0.0, atol=1e-3)
+    assert np.all(own.std(axis=0) <= 1.0) and np.median(own.std(axis=0)) > 0.5
+  np.testing.assert_array_equal(standardised["centre_frame"], embedded["centre_frame"])
 
 
 def test_every_valid_window_of_every_trial_is_embedded_labelled_or_not(images_run, data_dir,
