@@ -150,9 +150,8 @@ def test_partners_computed_once_serve_the_exchange_and_the_partner_term_alike():
   np.testing.assert_array_equal(np.asarray(shared[0]), np.asarray(own[0]))
   np.testing.assert_array_equal(np.asarray(shared[2]["partner"]), np.asarray(partners[0]))
   close = neural_swap.close_partners(windows, animal, 0.5)
-  np.testing.assert_array_equal(
-      np.asarray(neural_swap.close_partners(windows, animal, 0.5, partners=partners)),
-      np.asarray(close))
+  np.testing.assert_array_equal(np.asarray(neural_swap.keep_close(*partners, 0.5)),
+                                np.asarray(close))
   # The partner term's partners are the exchange's close pairs.
   np.testing.assert_array_equal(np.asarray(close) >= 0,
                                 np.asarray(shared[2]["distance"]) <= np.quantile(

@@ -21,9 +21,10 @@ from nar.data import windows
 
 # The columns every table has, one row per window.
 ROW_COLUMNS = ("features", "label", "animal", "trial", "centre_frame", "time_block")
-# How a table's features are normalised after encoding: "none", or "animal": each feature
-# standardised with the animal's own mean and spread (`animal_feature_statistics`).
-FEATURE_NORMALISATIONS = ("none", "animal")
+# How a table's features are normalised after encoding, the input's choices
+# (`normalise.MODES`): "none", or "animal": each feature standardised with the animal's own
+# mean and spread (`animal_feature_statistics`).
+FEATURE_NORMALISATIONS = normalise.MODES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,8 +88,7 @@ def behaviour_partners(behaviour_windows: jax.Array, animal: jax.Array,
 
 def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
                    partner_quantile: float = 1.0, eligible: jax.Array | None = None,
-                   distance_scale: jax.Array | None = None,
-                   partners: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+                   distance_scale: jax.Array | None = None) -> jax.Array:
   """Each window's partner (`behaviour_partners`), kept only among the batch's closest pairs.
 
   Args:
@@ -99,8 +98,6 @@ def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
       most this quantile of the batch's partner distances; 1 keeps every partner.
     eligible: `[B]` bool windows that may serve as partners; None: all.
     distance_scale: `[D]` per-feature scale of the behaviour distance; None: unweighted.
-    partners: `behaviour_partners` of these windows where computed already (then the three
-      arguments before it are not read).
 
   Returns:
     `[B]` int32 partner index, -1 for a window without a (close enough) partner.
@@ -114,10 +111,19 @@ def close_partners(behaviour_windows: jax.Array, animal: jax.Array,
     >>> close_partners(windows, jnp.array([0, 0, 0, 0])).tolist()  # one animal: none
     [-1, -1, -1, -1]
   """
-  if partners is None:
-    partners = behaviour_partners(behaviour_windows, animal, eligible, distance_scale)
-  partner, distance = partners
-  return jnp.where(_within_quantile(partner, distance, partner_quantile), partner, -1)
+  return keep_close(*behaviour_partners(behaviour_windows, animal, eligible, distance_scale),
+                    partner_quantile)
+
+
+def keep_close(partner: jax.Array, distance: jax.Array, quantile: float) -> jax.Array:
+  """`[B]` int32: `behaviour_partners`' partners, -1 where one lies beyond `quantile` of the
+  batch's partner distances (`close_partners` on partners computed already).
+
+  Example:
+    >>> keep_close(jnp.array([1, 0, -1]), jnp.array([0.1, 0.9, jnp.inf]), 0.5).tolist()
+    [1, -1, -1]
+  """
+  return jnp.where(_within_quantile(partner, distance, quantile), partner, -1)
 
 
 def _within_quantile(partner: jax.Array, distance: jax.Array, quantile: float) -> jax.Array:

@@ -442,9 +442,9 @@ def simulate_roi_traces(animal: LocomotionAnimal, velocity: np.ndarray, times: n
   frame_rates = imaging.frame_averages(rates, fps, times, trial_seconds)
   neuropil = config.neuropil * frame_cells.mean(axis=1, keepdims=True)
   roi_dff = animal.roi_gain * (frame_cells @ animal.roi_cells.T + neuropil) + animal.roi_offset
+  frame_seconds = float(np.median(np.diff(times))) if len(times) > 1 else trial_seconds
   if config.roi_noise_seconds > 0:
     # The same draws as the white noise, filtered: the other settings' trials are unchanged.
-    frame_seconds = float(np.median(np.diff(times))) if len(times) > 1 else trial_seconds
     noise = pose_lib.ornstein_uhlenbeck(rng, roi_dff.shape,
                                         config.roi_noise_seconds / frame_seconds)
   else:
@@ -452,7 +452,6 @@ def simulate_roi_traces(animal: LocomotionAnimal, velocity: np.ndarray, times: n
   traces = roi_dff + animal.roi_noise_std * noise
   if config.roi_drift_std > 0:
     # Drawn only when set, after the other draws: other settings' trials are unchanged.
-    frame_seconds = float(np.median(np.diff(times))) if len(times) > 1 else trial_seconds
     traces = traces * np.exp(config.roi_drift_std * pose_lib.ornstein_uhlenbeck(
         rng, traces.shape, config.roi_drift_seconds / frame_seconds))
   if config.dff_baseline_percentile is not None:

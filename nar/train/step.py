@@ -234,9 +234,7 @@ def make_train_step(graphdef, tx, config, neural_key: str, num_animals: int, *,
           batch["pose"], batch["animal"], distance_scale=constants["frames"].distance_scale)
     if partner_term:
       # Beyond the quantile a window has no partner.
-      partner = neural_swap.close_partners(
-          batch["pose"], batch["animal"], swap_config.neural_partner_quantile,
-          partners=partners)
+      partner = neural_swap.keep_close(*partners, swap_config.neural_partner_quantile)
       partner = jnp.where(jax.random.bernoulli(
           jax.random.fold_in(swap_key, _PARTNER_STREAM), schedule(1.0), partner.shape),
                           partner, -1)
